@@ -1,0 +1,117 @@
+//! Single-connection HTTP/1.1 clients for the load client.
+//!
+//! The load client owns its connections explicitly (one per worker, or one per held stream)
+//! instead of going through a pool, so the number of sockets a proxy sees is exactly the number
+//! asked for.
+
+use anyhow::{Context as _, bail};
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
+use http::{Method, Request, Uri};
+use http_body_util::Full;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+/// Where the load goes: an `http://host:port/path` URL, split once up front.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// `host:port` to connect to.
+    connect_to: String,
+    /// Value of the `Host` header.
+    authority: String,
+    /// Origin-form request target, e.g. `/v1/chat/completions`.
+    path: String,
+}
+
+impl Target {
+    /// Parses an `http://` URL. HTTPS is out of scope: the benchmarks run on loopback.
+    pub fn parse(url: &str) -> anyhow::Result<Self> {
+        let uri: Uri = url.parse().with_context(|| format!("invalid URL {url:?}"))?;
+        match uri.scheme_str() {
+            Some("http") => {}
+            _ => bail!("only http:// URLs are supported, got {url:?}"),
+        }
+        let Some(authority) = uri.authority() else {
+            bail!("URL {url:?} has no host");
+        };
+        let port = authority.port_u16().unwrap_or(80);
+        let path = uri
+            .path_and_query()
+            .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
+        Ok(Self {
+            connect_to: format!("{}:{port}", authority.host()),
+            authority: authority.as_str().to_owned(),
+            path,
+        })
+    }
+
+    /// Opens a new keep-alive connection to the target.
+    ///
+    /// The connection task runs in the background until the returned sender is dropped.
+    pub async fn connect(&self) -> anyhow::Result<SendRequest<Full<Bytes>>> {
+        let stream = TcpStream::connect(&self.connect_to)
+            .await
+            .with_context(|| format!("connecting to {}", self.connect_to))?;
+        stream
+            .set_nodelay(true)
+            .context("setting TCP_NODELAY on the client socket")?;
+        let (sender, connection) = http1::handshake(TokioIo::new(stream))
+            .await
+            .context("HTTP/1.1 handshake")?;
+        tokio::spawn(async move {
+            // Ends with an error when the peer or the load client hangs up; nothing to report.
+            let _ = connection.await;
+        });
+        Ok(sender)
+    }
+
+    /// A `POST` of `body` (JSON) to the target's path.
+    ///
+    /// Carries a dummy bearer token: gateways that pass `Authorization` through, or that
+    /// insist on one, get one; the mock ignores it.
+    pub fn post_json(&self, body: Bytes) -> anyhow::Result<Request<Full<Bytes>>> {
+        Request::builder()
+            .method(Method::POST)
+            .uri(self.path.as_str())
+            .header(HOST, self.authority.as_str())
+            .header(CONTENT_TYPE, "application/json")
+            .header(AUTHORIZATION, "Bearer sk-bench")
+            .body(Full::new(body))
+            .context("building the request")
+    }
+}
+
+/// Reads a chat completions request body from `path` and sets its `model` (when given) and
+/// `stream` fields, so one request file serves every mode.
+pub fn load_body(path: &std::path::Path, model: Option<&str>, stream: bool) -> anyhow::Result<Bytes> {
+    let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut json: serde_json::Value = serde_json::from_slice(&text)
+        .with_context(|| format!("{} is not valid JSON", path.display()))?;
+    let Some(object) = json.as_object_mut() else {
+        bail!("{} must hold a JSON object", path.display());
+    };
+    if let Some(model) = model {
+        object.insert("model".into(), model.into());
+    }
+    object.insert("stream".into(), stream.into());
+    Ok(Bytes::from(serde_json::to_vec(&json).context("serialising the request body")?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_loopback_url() {
+        let target = Target::parse("http://127.0.0.1:8080/v1/chat/completions").unwrap();
+        assert_eq!(target.connect_to, "127.0.0.1:8080");
+        assert_eq!(target.authority, "127.0.0.1:8080");
+        assert_eq!(target.path, "/v1/chat/completions");
+    }
+
+    #[test]
+    fn rejects_https() {
+        assert!(Target::parse("https://127.0.0.1/v1/chat/completions").is_err());
+    }
+}

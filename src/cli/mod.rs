@@ -1,0 +1,79 @@
+//! The `deliberate` command line: one file per subcommand.
+//!
+//! `anyhow` is used here and in `main.rs` only; library modules return typed errors.
+
+mod check;
+mod scan;
+mod test;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// A policy gateway for model APIs.
+#[derive(Debug, Parser)]
+#[command(name = "deliberate", version, about, long_about = None)]
+pub struct Cli {
+    /// The subcommand.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands. The names are part of the contract: add, don't rename.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Lint policy files: diagnostics as `file:line:col: level: message`; exit 1 on errors.
+    Check(check::Args),
+    /// Explain what a policy does to a text: action, findings with spans, text after actions.
+    Scan(scan::Args),
+    /// Run every rule's examples and the test files, buffered and streamed at every split.
+    Test(test::Args),
+}
+
+/// Parses the command line and runs it.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let result = match cli.command {
+        Command::Check(a) => check::run(a),
+        Command::Scan(a) => scan::run(a),
+        Command::Test(a) => test::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DELIBERATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// Expands policy arguments: files as given; directories to the `*.yaml` / `*.yml` files directly
+/// inside them, sorted.
+pub(crate) fn policy_files(args: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for a in args {
+        if a.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(a)?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file() && is_yaml(p))
+                .collect();
+            files.sort();
+            out.extend(files);
+        } else {
+            out.push(a.clone());
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) fn is_yaml(p: &Path) -> bool {
+    matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+}

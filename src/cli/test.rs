@@ -1,0 +1,378 @@
+//! `deliberate test [POLICY|DIR]... [--format text|json|junit] [--coverage]`
+//!
+//! Runs each rule's inline examples and every case of the test files, buffered and streamed:
+//! split in two at every character boundary, and fed byte by byte. A case passes only if all
+//! of these agree with the expectation.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use serde::Serialize;
+
+use crate::engine::{Action, Decision, Stage};
+use crate::policy::raw::{RawExpectAction, RawStage, RawTestFile};
+use crate::policy::{CompiledPolicy, compile};
+
+/// Output formats of `test`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Format {
+    /// One line per failure and a summary.
+    Text,
+    /// A JSON report.
+    Json,
+    /// JUnit XML, for CI systems.
+    Junit,
+}
+
+/// Arguments of `test`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Policy files, test files, or directories (a directory's `*.yaml` are policies and its
+    /// `tests/*.yaml` test files). Default: `policies`.
+    pub paths: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+    /// List rules that no passing case made fire.
+    #[arg(long)]
+    pub coverage: bool,
+}
+
+/// One test case's result.
+#[derive(Debug, Serialize)]
+pub struct CaseResult {
+    /// Policy file.
+    pub policy: String,
+    /// Case name.
+    pub name: String,
+    /// Passed?
+    pub passed: bool,
+    /// Why not.
+    pub failure: Option<String>,
+}
+
+struct Case {
+    name: String,
+    text: String,
+    stage: Stage,
+    role: Option<String>,
+    expect: Expect,
+}
+
+enum Expect {
+    /// The rule fires (or not).
+    Rule { rule: String, fires: bool },
+    /// A whole-decision expectation from a test file.
+    Decision { action: Action, rules: Option<Vec<String>>, output: Option<String>, spans: Option<Vec<[usize; 2]>> },
+}
+
+pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let paths = if args.paths.is_empty() { vec![PathBuf::from("policies")] } else { args.paths.clone() };
+    let mut policies: Vec<PathBuf> = Vec::new();
+    let mut test_files: Vec<PathBuf> = Vec::new();
+    for p in &paths {
+        if p.is_dir() {
+            policies.extend(super::policy_files(std::slice::from_ref(p))?);
+            let tests = p.join("tests");
+            if tests.is_dir() {
+                test_files.extend(super::policy_files(&[tests])?);
+            }
+        } else if looks_like_test_file(p) {
+            test_files.push(p.clone());
+        } else {
+            policies.push(p.clone());
+        }
+    }
+    let mut results = Vec::new();
+    let mut covered: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut all_rules: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut load_failed = false;
+    // Inline examples.
+    for file in &policies {
+        let label = file.display().to_string();
+        let policy = match CompiledPolicy::load(file) {
+            Ok(p) => p,
+            Err(e) => {
+                load_failed = true;
+                results.push(CaseResult { policy: label, name: "load".into(), passed: false, failure: Some(e.to_string()) });
+                continue;
+            }
+        };
+        for rule in &policy.rules {
+            all_rules.insert((label.clone(), rule.id.clone()));
+        }
+        for case in example_cases(&policy) {
+            let r = run_case(&policy, &case, &label, &mut covered);
+            results.push(r);
+        }
+    }
+    // Test files.
+    for tf in &test_files {
+        let src = std::fs::read_to_string(tf)?;
+        let raw: RawTestFile = match compile::parse_yaml(&src) {
+            Ok(r) => r,
+            Err((loc, msg)) => {
+                load_failed = true;
+                results.push(CaseResult {
+                    policy: tf.display().to_string(),
+                    name: "parse".into(),
+                    passed: false,
+                    failure: Some(format!("{}:{}:{}: {msg}", tf.display(), loc.line, loc.column)),
+                });
+                continue;
+            }
+        };
+        let policy_path = match &raw.policy {
+            Some(p) => tf.parent().unwrap_or(Path::new(".")).join(p),
+            None => match policies.as_slice() {
+                [only] => only.clone(),
+                _ => anyhow::bail!("{}: no `policy:` given and not exactly one policy named", tf.display()),
+            },
+        };
+        let label = policy_path.display().to_string();
+        let policy = match CompiledPolicy::load(&policy_path) {
+            Ok(p) => p,
+            Err(e) => {
+                load_failed = true;
+                results.push(CaseResult { policy: label, name: tf.display().to_string(), passed: false, failure: Some(e.to_string()) });
+                continue;
+            }
+        };
+        for rule in &policy.rules {
+            all_rules.insert((label.clone(), rule.id.clone()));
+        }
+        for (i, c) in raw.cases.iter().enumerate() {
+            let loc = c.referenced;
+            let c = &c.value;
+            let stage = match c.stage.unwrap_or(RawStage::Input) {
+                RawStage::Input => Stage::Input,
+                RawStage::Output => Stage::Output,
+                RawStage::Reasoning => Stage::Reasoning,
+            };
+            let case = Case {
+                name: format!(
+                    "{}:{}: {}",
+                    tf.display(),
+                    loc.line(),
+                    c.name.clone().unwrap_or_else(|| format!("case {}", i + 1))
+                ),
+                text: c.text.clone(),
+                stage,
+                role: if stage == Stage::Input { Some(c.role.clone().unwrap_or_else(|| "user".into())) } else { None },
+                expect: Expect::Decision {
+                    action: match c.expect {
+                        RawExpectAction::Allow => Action::Allow,
+                        RawExpectAction::Flag => Action::Flag,
+                        RawExpectAction::Redact => Action::Redact,
+                        RawExpectAction::Block => Action::Block,
+                    },
+                    rules: c.rules.clone(),
+                    output: c.output.clone(),
+                    spans: c.spans.clone(),
+                },
+            };
+            results.push(run_case(&policy, &case, &label, &mut covered));
+        }
+    }
+    let failed = results.iter().filter(|r| !r.passed).count();
+    let passed = results.len() - failed;
+    let uncovered: Vec<&(String, String)> = all_rules.difference(&covered).collect();
+    match args.format {
+        Format::Text => {
+            for r in results.iter().filter(|r| !r.passed) {
+                println!("FAIL {} :: {}\n     {}", r.policy, r.name, r.failure.as_deref().unwrap_or(""));
+            }
+            if args.coverage {
+                if uncovered.is_empty() {
+                    println!("coverage: every rule fired in at least one passing case");
+                } else {
+                    println!("coverage: {} rule(s) no passing case made fire:", uncovered.len());
+                    for (p, r) in &uncovered {
+                        println!("  {p} :: {r}");
+                    }
+                }
+            }
+            println!("{passed} passed, {failed} failed");
+        }
+        Format::Json => {
+            let v = serde_json::json!({
+                "passed": passed, "failed": failed, "results": results,
+                "uncovered": uncovered.iter().map(|(p, r)| serde_json::json!({"policy": p, "rule": r})).collect::<Vec<_>>(),
+            });
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        Format::Junit => print_junit(&results, failed),
+    }
+    Ok(if failed > 0 || load_failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+fn looks_like_test_file(p: &Path) -> bool {
+    p.parent().and_then(|d| d.file_name()).is_some_and(|n| n == "tests")
+}
+
+fn example_cases(policy: &CompiledPolicy) -> Vec<Case> {
+    let mut out = Vec::new();
+    for rule in &policy.rules {
+        let stage = rule.stages.first().copied().unwrap_or(Stage::Input);
+        let role = (stage == Stage::Input).then(|| rule.roles.first().cloned().unwrap_or_else(|| "user".into()));
+        for (texts, fires) in [(&rule.examples.should_match, true), (&rule.examples.no_match, false)] {
+            for t in texts {
+                out.push(Case {
+                    name: format!("{} {} {:?}", rule.id, if fires { "matches" } else { "does not match" }, t),
+                    text: t.clone(),
+                    stage,
+                    role: role.clone(),
+                    expect: Expect::Rule { rule: rule.id.clone(), fires },
+                });
+            }
+        }
+    }
+    out
+}
+
+fn run_case(policy: &CompiledPolicy, case: &Case, label: &str, covered: &mut BTreeSet<(String, String)>) -> CaseResult {
+    let d = policy.scan(&case.text, case.stage, case.role.as_deref());
+    let mut failure = check_expectation(policy, case, &d);
+    if failure.is_none() && case.role.is_none() || case.stage != Stage::Input {
+        // Output-side cases must give the same result streamed, at every split.
+        if failure.is_none() {
+            failure = check_streams(policy, case.stage, &case.text, &d).err();
+        }
+    } else if failure.is_none() {
+        // Input is scanned buffered by the gateway, but the engine must still agree streamed.
+        let all_roles = policy.scan(&case.text, case.stage, None);
+        if all_roles == d {
+            failure = check_streams(policy, case.stage, &case.text, &d).err();
+        }
+    }
+    if failure.is_none() {
+        for f in &d.findings {
+            covered.insert((label.to_owned(), f.rule.clone()));
+        }
+    }
+    CaseResult { policy: label.to_owned(), name: case.name.clone(), passed: failure.is_none(), failure }
+}
+
+fn check_expectation(policy: &CompiledPolicy, case: &Case, d: &Decision) -> Option<String> {
+    let fired: Vec<&str> = d.findings.iter().map(|f| f.rule.as_str()).collect();
+    match &case.expect {
+        Expect::Rule { rule, fires } => {
+            let did = fired.contains(&rule.as_str());
+            if did != *fires {
+                return Some(format!(
+                    "expected rule {rule} {}; findings: {}",
+                    if *fires { "to fire" } else { "not to fire" },
+                    describe(d)
+                ));
+            }
+            let _ = policy;
+            None
+        }
+        Expect::Decision { action, rules, output, spans } => {
+            if d.action != *action {
+                return Some(format!("expected {}, got {}; findings: {}", action.as_str(), d.action.as_str(), describe(d)));
+            }
+            if let Some(rules) = rules {
+                for r in rules {
+                    if !fired.contains(&r.as_str()) {
+                        return Some(format!("expected rule {r} among findings: {}", describe(d)));
+                    }
+                }
+            }
+            if let Some(o) = output
+                && &d.output != o
+            {
+                return Some(format!("expected output {o:?}, got {:?}", d.output));
+            }
+            if let Some(spans) = spans {
+                let got: Vec<[usize; 2]> = d.findings.iter().map(|f| [f.start, f.end]).collect();
+                for s in spans {
+                    if !got.contains(s) {
+                        return Some(format!("expected span {s:?} among {got:?}"));
+                    }
+                }
+            }
+            None
+        }
+    }
+}
+
+fn describe(d: &Decision) -> String {
+    if d.findings.is_empty() {
+        return "none".into();
+    }
+    d.findings.iter().map(|f| format!("{}@{}..{}", f.rule, f.start, f.end)).collect::<Vec<_>>().join(", ")
+}
+
+/// Streams `text` split in two at every character boundary and byte by byte; each run must
+/// agree with the buffered decision `want`.
+pub fn check_streams(policy: &CompiledPolicy, stage: Stage, text: &str, want: &Decision) -> Result<(), String> {
+    let mut splits: Vec<Vec<&[u8]>> = Vec::new();
+    let bytes = text.as_bytes();
+    for i in 0..=bytes.len() {
+        splits.push(vec![&bytes[..i], &bytes[i..]]);
+    }
+    splits.push(bytes.chunks(1).collect());
+    for chunks in splits {
+        let mut s = policy.stream(stage);
+        let mut out = String::new();
+        let mut blocked = false;
+        for c in &chunks {
+            let o = s.push_bytes(c);
+            out.push_str(&o.text);
+            blocked |= o.blocked;
+        }
+        let o = s.finish();
+        out.push_str(&o.text);
+        blocked |= o.blocked;
+        let where_ = if chunks.len() == 2 { format!("split at byte {}", chunks[0].len()) } else { "fed byte by byte".into() };
+        if want.action == Action::Block {
+            if !blocked {
+                return Err(format!("streamed ({where_}) did not block"));
+            }
+            let r = s.released();
+            let first_block = want.findings.iter().filter(|f| f.action == Action::Block).map(|f| f.start).min();
+            if first_block.is_some_and(|b| r > b) {
+                return Err(format!("streamed ({where_}) released {r} bytes, past a blocked span"));
+            }
+            let before: Vec<crate::engine::Finding> =
+                want.findings.iter().filter(|f| f.action == Action::Redact && f.start < r).cloned().collect();
+            if before.iter().any(|f| f.end > r) {
+                return Err(format!("streamed ({where_}) released part of a redacted span"));
+            }
+            let expected = crate::engine::apply_redactions(&text[..r], &before, |id| policy.replacement(id));
+            if out != expected {
+                return Err(format!("streamed ({where_}) released {out:?}, expected {expected:?}"));
+            }
+        } else {
+            if blocked {
+                return Err(format!("streamed ({where_}) blocked; buffered did not"));
+            }
+            if out != want.output {
+                return Err(format!("streamed ({where_}) released {out:?}, buffered gives {:?}", want.output));
+            }
+            if s.findings() != want.findings.as_slice() {
+                return Err(format!("streamed ({where_}) findings differ: {:?} vs {:?}", s.findings(), want.findings));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_junit(results: &[CaseResult], failed: usize) {
+    fn esc(s: &str) -> String {
+        s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    }
+    println!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
+    println!("<testsuites tests=\"{}\" failures=\"{failed}\">", results.len());
+    println!("  <testsuite name=\"deliberate\" tests=\"{}\" failures=\"{failed}\">", results.len());
+    for r in results {
+        print!("    <testcase classname=\"{}\" name=\"{}\"", esc(&r.policy), esc(&r.name));
+        match &r.failure {
+            Some(f) => println!("><failure message=\"{}\"/></testcase>", esc(f)),
+            None => println!("/>"),
+        }
+    }
+    println!("  </testsuite>\n</testsuites>");
+}

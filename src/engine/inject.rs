@@ -1,0 +1,75 @@
+//! Choosing and rendering the spec sections shown to the model.
+//!
+//! With `inject: relevant`, a section is shown when one of its input rules fired, its
+//! `triggers` matched, or it is marked `always`. The rendered text starts with a marker line
+//! naming the policy, so a request that already carries this policy's injection (a retry, or two
+//! gateways in a row) is not injected twice.
+//!
+//! ```
+//! use deliberate::policy::CompiledPolicy;
+//! use deliberate::engine::inject;
+//!
+//! let p = CompiledPolicy::from_yaml_str(r#"
+//! policy: demo
+//! spec:
+//!   inject: relevant
+//!   sections:
+//!     - {id: base, title: Basics, text: "Be kind.", always: true}
+//!     - {id: privacy, title: Privacy, text: "No addresses.", triggers: {keywords: [address]}}
+//! "#, "demo.yaml").unwrap();
+//! let chosen = inject::choose(&p, &["what is her address?"], &[]);
+//! assert_eq!(chosen.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), ["base", "privacy"]);
+//! let text = inject::render(&p, &chosen);
+//! assert!(inject::is_injected(&text, &p));
+//! assert!(text.contains("No addresses."));
+//! ```
+
+use crate::policy::{CompiledPolicy, InjectMode, Section};
+
+/// Picks the sections to inject for a conversation whose input texts are `texts`, given the
+/// sections of the input findings (`fired`).
+pub fn choose<'p>(policy: &'p CompiledPolicy, texts: &[&str], fired: &[&str]) -> Vec<&'p Section> {
+    match policy.spec.inject {
+        InjectMode::Off => Vec::new(),
+        InjectMode::All => policy.spec.sections.iter().collect(),
+        InjectMode::Relevant => {
+            let mut wanted: Vec<&str> = fired.to_vec();
+            for t in texts {
+                wanted.extend(policy.triggered_sections(t));
+            }
+            policy
+                .spec
+                .sections
+                .iter()
+                .filter(|s| s.always || wanted.contains(&s.id.as_str()))
+                .collect()
+        }
+    }
+}
+
+/// The first line of every injection: names the policy, makes injection idempotent.
+pub fn marker(policy: &CompiledPolicy) -> String {
+    format!("[deliberate policy {}]", policy.label())
+}
+
+/// Whether `text` already carries this policy's injection.
+pub fn is_injected(text: &str, policy: &CompiledPolicy) -> bool {
+    text.contains(&marker(policy))
+}
+
+/// Renders the preamble and `sections` as one message text.
+pub fn render(policy: &CompiledPolicy, sections: &[&Section]) -> String {
+    let mut out = marker(policy);
+    out.push('\n');
+    out.push_str(&policy.spec.preamble);
+    if let Some(tag) = &policy.spec.deliberation_tag {
+        out.push_str(&format!(
+            "\nFirst think about which sections apply inside <{tag}>…</{tag}>; that block is \
+             removed before the user sees your answer. Then answer."
+        ));
+    }
+    for s in sections {
+        out.push_str(&format!("\n\n## {} ({})\n{}", s.title, s.id, s.text));
+    }
+    out
+}

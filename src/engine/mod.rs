@@ -1,0 +1,128 @@
+//! The scanning engine: text in, findings and a decision out.
+//!
+//! The engine knows nothing of HTTP or JSON. [`CompiledPolicy::scan`] scans a whole text
+//! (buffered); [`StreamScanner`] scans a text that arrives in pieces and releases only what no
+//! blocking or redacting rule can still cover. Both give the same decisions for the same text,
+//! whatever the chunking — a property test holds them to it.
+//!
+//! ```
+//! use deliberate::policy::CompiledPolicy;
+//! use deliberate::engine::{Stage, Action};
+//!
+//! let policy = CompiledPolicy::from_yaml_str(r#"
+//! policy: cards
+//! rules:
+//!   - id: card
+//!     match: {regex: '\b(?:\d[ -]?){12,18}\d\b', validate: luhn}
+//!     action: redact
+//!     replacement: "[card]"
+//!     tests: {match: ["4111 1111 1111 1111"], no_match: ["1234 5678 9012 3456"]}
+//! "#, "cards.yaml").unwrap();
+//!
+//! // Buffered.
+//! let d = policy.scan("pay with 4111 1111 1111 1111 now", Stage::Output, None);
+//! assert_eq!(d.action, Action::Redact);
+//! assert_eq!(d.output, "pay with [card] now");
+//!
+//! // Streamed, in awkward pieces: the same text comes out.
+//! let mut s = policy.stream(Stage::Output);
+//! let mut out = String::new();
+//! for piece in ["pay with 41", "11 1111 11", "11 1111 now"] {
+//!     out.push_str(&s.push(piece).text);
+//! }
+//! out.push_str(&s.finish().text);
+//! assert_eq!(out, "pay with [card] now");
+//! ```
+
+pub(crate) mod eval;
+pub mod inject;
+pub mod normalize;
+mod scan;
+pub mod stream;
+
+pub use crate::policy::{Action, Severity, Stage};
+pub use stream::{StreamOutput, StreamScanner};
+
+use serde::Serialize;
+
+/// One rule firing on one span of the text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// Rule id.
+    pub rule: String,
+    /// Spec section of the rule.
+    pub section: Option<String>,
+    /// Stage scanned.
+    pub stage: Stage,
+    /// The rule's action.
+    pub action: Action,
+    /// The rule's severity.
+    pub severity: Severity,
+    /// Start byte offset in the original text.
+    pub start: usize,
+    /// End byte offset (exclusive).
+    pub end: usize,
+    /// The original text of the span.
+    pub text: String,
+}
+
+/// The outcome of scanning a text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    /// The most severe action among the findings (`allow` when nothing fired).
+    pub action: Action,
+    /// Every finding, in text order.
+    pub findings: Vec<Finding>,
+    /// The text after actions: redactions applied, or the refusal when blocked.
+    pub output: String,
+}
+
+impl Decision {
+    /// The finding that decided a block (highest severity, then earliest).
+    pub fn blocking_finding(&self) -> Option<&Finding> {
+        self.findings
+            .iter()
+            .filter(|f| f.action == Action::Block)
+            .min_by_key(|f| (std::cmp::Reverse(f.severity), f.start))
+    }
+
+    /// Section ids of the findings, deduplicated, in text order.
+    pub fn sections(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        for f in &self.findings {
+            if let Some(s) = f.section.as_deref()
+                && !out.contains(&s)
+            {
+                out.push(s);
+            }
+        }
+        out
+    }
+}
+
+/// Applies redactions to `text`. Overlapping spans merge; a merged span takes the replacement
+/// of its earliest finding. Only `Redact` findings are applied.
+pub fn apply_redactions(text: &str, findings: &[Finding], replacement_of: impl Fn(&str) -> String) -> String {
+    let mut spans: Vec<(usize, usize, &str)> = findings
+        .iter()
+        .filter(|f| f.action == Action::Redact)
+        .map(|f| (f.start, f.end, f.rule.as_str()))
+        .collect();
+    spans.sort_by_key(|s| (s.0, std::cmp::Reverse(s.1)));
+    let mut out = String::with_capacity(text.len());
+    let mut pos = 0;
+    let mut i = 0;
+    while i < spans.len() {
+        let (s, mut e, rule) = spans[i];
+        i += 1;
+        while i < spans.len() && spans[i].0 < e {
+            e = e.max(spans[i].1);
+            i += 1;
+        }
+        out.push_str(&text[pos..s]);
+        out.push_str(&replacement_of(rule));
+        pos = e;
+    }
+    out.push_str(&text[pos..]);
+    out
+}

@@ -1,0 +1,497 @@
+//! Text normalization with an offset map back into the original text.
+//!
+//! Rules match on a normalized view of the text, so `ＢＯＭＢ`, `bo\u{200B}mb` and `bоmb` (with
+//! a Cyrillic `о`) all read as `bomb`. Each finding must still point at the original bytes, so
+//! normalization records an [`OffsetMap`] from normalized to original offsets.
+//!
+//! The text is cut into *segments*: a character that starts a new normalization unit (a starter
+//! that nothing before it can compose with) plus the combining marks after it. Segments are
+//! normalized independently, which makes normalization incremental: a stream can normalize all
+//! segments but the last, whose combining marks may still arrive. The cut points depend only on
+//! the text, never on how it was chunked, so streamed and buffered normalization agree.
+//!
+//! ```
+//! use deliberate::engine::normalize::{normalize, NormalizeOptions};
+//!
+//! let text = "ＢＯ\u{200B}МB"; // fullwidth B, O, a zero-width space, Cyrillic М, Latin B
+//! let n = normalize(NormalizeOptions::all(), text);
+//! assert_eq!(n.text, "bomb");
+//! // The whole normalized text maps back to the whole original text.
+//! assert_eq!(n.map.orig_span(0, 4), (0, text.len()));
+//! ```
+
+use std::sync::OnceLock;
+
+use unicode_normalization::char::{canonical_combining_class, decompose_compatible};
+use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfkc_quick};
+
+/// The most characters one segment may hold before it is cut regardless (a guard against
+/// endless runs of combining marks).
+const MAX_SEGMENT_CHARS: usize = 32;
+
+/// Which normalization steps to apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NormalizeOptions {
+    /// Unicode NFKC.
+    pub nfkc: bool,
+    /// Lower-case each character.
+    pub casefold: bool,
+    /// Drop default-ignorable (invisible) characters.
+    pub strip_invisible: bool,
+    /// Fold non-Latin look-alikes of Latin letters to those letters.
+    pub confusables: bool,
+}
+
+impl NormalizeOptions {
+    /// Every step on: the default.
+    pub const fn all() -> Self {
+        NormalizeOptions { nfkc: true, casefold: true, strip_invisible: true, confusables: true }
+    }
+
+    /// No step: matching on the raw text.
+    pub const fn none() -> Self {
+        NormalizeOptions { nfkc: false, casefold: false, strip_invisible: false, confusables: false }
+    }
+
+    /// The largest number of normalized bytes one original byte can become, used to bound
+    /// holdbacks. NFKC can expand a character up to 18 times (U+FDFA); lower-casing up to 3.
+    pub fn max_expansion(&self) -> usize {
+        match (self.nfkc, self.casefold) {
+            (true, true) => 18 * 3,
+            (true, false) => 18,
+            (false, true) => 3,
+            (false, false) => 1,
+        }
+    }
+}
+
+impl Default for NormalizeOptions {
+    fn default() -> Self {
+        Self::all()
+    }
+}
+
+// === OffsetMap ===
+
+/// One piece of the offset map: either a run where normalized and original bytes correspond
+/// one to one, or a segment whose normalized bytes all stem from one original range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Piece {
+    norm: usize,
+    orig: usize,
+    norm_len: usize,
+    orig_len: usize,
+    identity: bool,
+}
+
+/// Maps offsets in normalized text to offsets in the original text.
+///
+/// Offsets are absolute (from the start of the whole text or stream), so a streaming scanner
+/// can drop old pieces with [`OffsetMap::forget_before`] and keep using the same offsets.
+#[derive(Debug, Clone, Default)]
+pub struct OffsetMap {
+    pieces: Vec<Piece>,
+}
+
+impl OffsetMap {
+    fn push(&mut self, p: Piece) {
+        if let Some(last) = self.pieces.last_mut()
+            && last.identity
+            && p.identity
+            && last.norm + last.norm_len == p.norm
+            && last.orig + last.orig_len == p.orig
+        {
+            last.norm_len += p.norm_len;
+            last.orig_len += p.orig_len;
+            return;
+        }
+        self.pieces.push(p);
+    }
+
+    fn find(&self, norm: usize) -> Option<&Piece> {
+        let idx = self.pieces.partition_point(|p| p.norm + p.norm_len <= norm);
+        self.pieces.get(idx).filter(|p| p.norm <= norm)
+    }
+
+    /// The original byte where the normalized byte `norm` comes from (the start of its
+    /// segment), or `None` past the end of the map.
+    pub fn orig_start(&self, norm: usize) -> Option<usize> {
+        self.find(norm).map(|p| if p.identity { p.orig + (norm - p.norm) } else { p.orig })
+    }
+
+    /// The original end (exclusive) of the normalized byte `norm`'s segment.
+    pub fn orig_end_of(&self, norm: usize) -> Option<usize> {
+        self.find(norm)
+            .map(|p| if p.identity { p.orig + (norm - p.norm) + 1 } else { p.orig + p.orig_len })
+    }
+
+    /// Maps the normalized span `[start, end)` (`start < end`) to the smallest original span
+    /// that produced it.
+    ///
+    /// # Panics
+    /// Never for spans inside the map; out-of-range offsets clamp to the mapped ends.
+    pub fn orig_span(&self, start: usize, end: usize) -> (usize, usize) {
+        let s = self.orig_start(start).unwrap_or_else(|| self.orig_end());
+        let e = if end > start {
+            self.orig_end_of(end - 1).unwrap_or_else(|| self.orig_end())
+        } else {
+            s
+        };
+        (s, e.max(s))
+    }
+
+    /// The original offset just past the last mapped piece.
+    pub fn orig_end(&self) -> usize {
+        self.pieces.last().map_or(0, |p| p.orig + p.orig_len)
+    }
+
+    /// Drops pieces that end at or before normalized offset `norm`.
+    pub fn forget_before(&mut self, norm: usize) {
+        let idx = self.pieces.partition_point(|p| p.norm + p.norm_len <= norm);
+        if idx > 0 {
+            self.pieces.drain(..idx);
+        }
+    }
+
+    /// Number of pieces held (for memory accounting in tests).
+    pub fn len(&self) -> usize {
+        self.pieces.len()
+    }
+
+    /// Whether the map is empty.
+    pub fn is_empty(&self) -> bool {
+        self.pieces.is_empty()
+    }
+}
+
+// === normalize ===
+
+/// A normalized text and its map back to the original.
+#[derive(Debug, Clone, Default)]
+pub struct NormText {
+    /// The normalized text.
+    pub text: String,
+    /// Normalized → original offsets.
+    pub map: OffsetMap,
+}
+
+/// Normalizes a whole text.
+pub fn normalize(opts: NormalizeOptions, text: &str) -> NormText {
+    let mut out = NormText::default();
+    let consumed = normalize_into(opts, text, 0, 0, true, &mut out.text, &mut out.map);
+    debug_assert_eq!(consumed, text.len());
+    out
+}
+
+/// Normalizes a short string (a keyword) without keeping the map.
+pub fn normalize_str(opts: NormalizeOptions, text: &str) -> String {
+    normalize(opts, text).text
+}
+
+/// Normalizes the complete segments of `orig`, appending to `out` and `map`.
+///
+/// `orig_base` is the absolute offset of `orig[0]`; `norm_base` the absolute offset of the
+/// end of `out` as the caller counts it (the length of everything normalized before). With
+/// `finish` false, the last segment is left alone, since marks that combine with it may still
+/// come. Returns how many bytes of `orig` were consumed; the caller keeps the rest and passes
+/// it again with more text.
+pub fn normalize_into(
+    opts: NormalizeOptions,
+    orig: &str,
+    orig_base: usize,
+    norm_base: usize,
+    finish: bool,
+    out: &mut String,
+    map: &mut OffsetMap,
+) -> usize {
+    let bytes = orig.as_bytes();
+    let out_start = out.len();
+    let norm_at = |out: &String| norm_base + (out.len() - out_start);
+    let mut i = 0;
+    while i < bytes.len() {
+        // Fast path: a run of ASCII.
+        let run = bytes[i..].iter().position(|b| !b.is_ascii()).unwrap_or(bytes.len() - i);
+        if run > 0 {
+            let mut end = i + run;
+            if opts.nfkc {
+                // The last ASCII character may combine with marks that follow.
+                let follows_mark = match orig[end..].chars().next() {
+                    Some(c) => !is_boundary(c),
+                    None => !finish,
+                };
+                if follows_mark {
+                    end -= 1;
+                }
+            }
+            if end > i {
+                let n = norm_at(out);
+                if opts.casefold {
+                    out.extend(bytes[i..end].iter().map(|b| char::from(b.to_ascii_lowercase())));
+                } else {
+                    out.push_str(&orig[i..end]);
+                }
+                map.push(Piece {
+                    norm: n,
+                    orig: orig_base + i,
+                    norm_len: end - i,
+                    orig_len: end - i,
+                    identity: true,
+                });
+                i = end;
+            }
+            if i == bytes.len() {
+                break;
+            }
+        }
+        // A segment starting at `i`.
+        let seg_end = match segment_end(opts, orig, i) {
+            Some(e) => e,
+            None if finish => orig.len(),
+            None => break,
+        };
+        let seg = &orig[i..seg_end];
+        let n = norm_at(out);
+        let before = out.len();
+        push_segment(opts, seg, out);
+        let produced = out.len() - before;
+        if produced > 0 {
+            let identity = &out[before..] == seg;
+            map.push(Piece {
+                norm: n,
+                orig: orig_base + i,
+                norm_len: produced,
+                orig_len: seg.len(),
+                identity,
+            });
+        }
+        i = seg_end;
+    }
+    i
+}
+
+/// The end of the segment that starts at `start`, or `None` when the text ends before the
+/// segment is known to be complete.
+fn segment_end(opts: NormalizeOptions, orig: &str, start: usize) -> Option<usize> {
+    let mut chars = orig[start..].char_indices();
+    let (_, first) = chars.next()?;
+    if !opts.nfkc {
+        return Some(start + first.len_utf8());
+    }
+    let mut count = 1;
+    for (off, c) in chars {
+        if is_boundary(c) || count >= MAX_SEGMENT_CHARS {
+            return Some(start + off);
+        }
+        count += 1;
+    }
+    if count >= MAX_SEGMENT_CHARS { Some(orig.len()) } else { None }
+}
+
+/// Whether normalization may cut the text just before `c`: `c` is a starter that nothing
+/// before it can compose with, and its decomposition starts with such a starter.
+fn is_boundary(c: char) -> bool {
+    if c.is_ascii() {
+        return true;
+    }
+    if canonical_combining_class(c) != 0 {
+        return false;
+    }
+    match is_nfkc_quick(std::iter::once(c)) {
+        IsNormalized::Yes => true,
+        IsNormalized::Maybe => false,
+        IsNormalized::No => {
+            let mut first = None;
+            decompose_compatible(c, |d| {
+                if first.is_none() {
+                    first = Some(d);
+                }
+            });
+            first.is_some_and(|d| canonical_combining_class(d) == 0)
+        }
+    }
+}
+
+fn push_segment(opts: NormalizeOptions, seg: &str, out: &mut String) {
+    let mut chars = seg.chars();
+    if let (Some(c), None) = (chars.next(), chars.clone().next()) {
+        // One character: the common case, with no allocation.
+        if opts.strip_invisible && is_invisible(c) {
+            return;
+        }
+        if !opts.nfkc || is_nfkc_quick(std::iter::once(c)) == IsNormalized::Yes {
+            push_folded(opts, c, out);
+            return;
+        }
+    }
+    let kept = seg.chars().filter(|&c| !(opts.strip_invisible && is_invisible(c)));
+    if opts.nfkc {
+        for c in kept.nfkc() {
+            if !(opts.strip_invisible && is_invisible(c)) {
+                push_folded(opts, c, out);
+            }
+        }
+    } else {
+        for c in kept {
+            push_folded(opts, c, out);
+        }
+    }
+}
+
+fn push_folded(opts: NormalizeOptions, c: char, out: &mut String) {
+    let c = if opts.confusables && !c.is_ascii() { fold_confusable(c) } else { c };
+    if opts.casefold {
+        if c.is_ascii() {
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.extend(c.to_lowercase());
+        }
+    } else {
+        out.push(c);
+    }
+}
+
+// === tables ===
+
+/// Tables derived once from the Unicode data of `unicode-security` (UTS #39).
+struct Tables {
+    /// Default-ignorable code points, as sorted ranges.
+    invisible: Vec<(char, char)>,
+    /// Non-ASCII characters whose UTS #39 prototype is one ASCII letter, sorted by source.
+    confusable: Vec<(char, char)>,
+}
+
+fn tables() -> &'static Tables {
+    static TABLES: OnceLock<Tables> = OnceLock::new();
+    TABLES.get_or_init(build_tables)
+}
+
+fn build_tables() -> Tables {
+    let mut invisible: Vec<(char, char)> = Vec::new();
+    let mut confusable = Vec::new();
+    let planes = [(0x80u32, 0x2_FFFFu32), (0xE_0000, 0xE_0FFF)];
+    let mut buf = [0u8; 4];
+    for (lo, hi) in planes {
+        for cp in lo..=hi {
+            let Some(c) = char::from_u32(cp) else { continue };
+            let s: &str = c.encode_utf8(&mut buf);
+            let mut sk = unicode_security::skeleton(s);
+            match (sk.next(), sk.next()) {
+                (None, _) => {
+                    // The skeleton drops default-ignorable code points only.
+                    if is_nfkc_quick(std::iter::once(c)) != IsNormalized::Maybe {
+                        match invisible.last_mut() {
+                            Some(last) if last.1 as u32 + 1 == cp => last.1 = c,
+                            _ => invisible.push((c, c)),
+                        }
+                    }
+                }
+                (Some(p), None) if p.is_ascii_alphabetic() && p != c => {
+                    // UTS #39 folds `I` to `l`; an upper-case look-alike of I stays I.
+                    let p = if p == 'l' && c.is_uppercase() { 'I' } else { p };
+                    confusable.push((c, p));
+                }
+                _ => {}
+            }
+        }
+    }
+    Tables { invisible, confusable }
+}
+
+/// Whether `c` is invisible: a default-ignorable code point (zero-width characters, soft
+/// hyphen, bidi controls, tag characters, variation selectors, fillers).
+pub fn is_invisible(c: char) -> bool {
+    if c.is_ascii() {
+        return false;
+    }
+    let t = &tables().invisible;
+    let idx = t.partition_point(|&(_, hi)| hi < c);
+    t.get(idx).is_some_and(|&(lo, _)| lo <= c)
+}
+
+/// Folds a look-alike of a Latin letter (Cyrillic `а`, Greek `ο`, …) to that letter.
+pub fn fold_confusable(c: char) -> char {
+    let t = &tables().confusable;
+    match t.binary_search_by_key(&c, |&(from, _)| from) {
+        Ok(i) => t[i].1,
+        Err(_) => c,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(s: &str) -> String {
+        normalize(NormalizeOptions::all(), s).text
+    }
+
+    #[test]
+    fn table() {
+        let cases = [
+            ("Hello", "hello"),
+            ("ＢＯＭＢ", "bomb"),
+            ("bo\u{200B}mb", "bomb"),
+            ("b\u{00AD}omb", "bomb"),
+            ("bоmb", "bomb"),       // Cyrillic о
+            ("ΒΟΜΒ", "bomb"),       // Greek capitals
+            ("\u{202E}bomb", "bomb"), // bidi override
+            ("bomb\u{E0041}", "bomb"), // tag character
+            ("e\u{0301}", "é"),
+            ("ﬁre", "fire"),
+            ("日本語", "日本語"),
+            ("Straße", "straße"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(n(input), want, "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn offsets_point_into_original() {
+        let text = "xx ＢＯ\u{200B}МB yy";
+        let nt = normalize(NormalizeOptions::all(), text);
+        let at = nt.text.find("bomb").expect("normalized");
+        let (s, e) = nt.map.orig_span(at, at + 4);
+        assert_eq!(&text[s..e], "ＢＯ\u{200B}МB");
+    }
+
+    #[test]
+    fn incremental_equals_whole() {
+        let text = "ab\u{0301}c ＡＢ é\u{0323}\u{0301} 漢字 ok";
+        let whole = normalize(NormalizeOptions::all(), text);
+        for split in 0..=text.len() {
+            if !text.is_char_boundary(split) {
+                continue;
+            }
+            let mut out = String::new();
+            let mut map = OffsetMap::default();
+            let first = normalize_into(
+                NormalizeOptions::all(),
+                &text[..split],
+                0,
+                0,
+                false,
+                &mut out,
+                &mut map,
+            );
+            let nb = out.len();
+            let rest = normalize_into(
+                NormalizeOptions::all(),
+                &text[first..],
+                first,
+                nb,
+                true,
+                &mut out,
+                &mut map,
+            );
+            assert_eq!(first + rest, text.len());
+            assert_eq!(out, whole.text, "split at {split}");
+        }
+    }
+
+    #[test]
+    fn raw_options_leave_text_alone() {
+        let text = "ＢＯ\u{200B}МB";
+        assert_eq!(normalize(NormalizeOptions::none(), text).text, text);
+    }
+}

@@ -1,0 +1,283 @@
+//! Buffered scanning: a whole text at once.
+
+use super::eval::{self, EvalCtx, Hits, Span};
+use super::normalize::{NormText, normalize};
+use super::{Action, Decision, Finding, Stage, StreamScanner, apply_redactions};
+use crate::policy::{CompiledPolicy, LeafKind, View};
+
+// === impl CompiledPolicy ===
+
+impl CompiledPolicy {
+    /// Scans a whole text at `stage`. For input, `role` is the message role (`user`, `tool`…):
+    /// only rules that read that role apply; `None` applies every rule of the stage.
+    pub fn scan(&self, text: &str, stage: Stage, role: Option<&str>) -> Decision {
+        let hits = self.leaf_hits(stage, text);
+        let gap = |a: usize, b: usize| text.get(a..b).map_or(usize::MAX, |s| s.chars().count());
+        let findings = self.evaluate(stage, role, &hits, &gap, &|s| text[s.0..s.1].to_owned());
+        self.decide(text, findings)
+    }
+
+    /// Starts a stream scan at `stage` (every rule of the stage applies).
+    pub fn stream(&self, stage: Stage) -> StreamScanner<'_> {
+        StreamScanner::new(self, stage)
+    }
+
+    /// Sections whose triggers match `text` (input stage).
+    pub fn triggered_sections(&self, text: &str) -> Vec<&str> {
+        let hits = self.leaf_hits(Stage::Input, text);
+        let gap = |a: usize, b: usize| text.get(a..b).map_or(usize::MAX, |s| s.chars().count());
+        let never = |_: Span| false;
+        let cx = EvalCtx { hits: &hits, exempt: &never, gap_chars: &gap };
+        self.spec
+            .sections
+            .iter()
+            .filter(|s| s.trigger.as_ref().is_some_and(|t| eval::eval(t, &cx).is_some()))
+            .map(|s| s.id.as_str())
+            .collect()
+    }
+
+    /// Finds every leaf hit of `stage` in `text`, in original offsets.
+    pub(crate) fn leaf_hits(&self, stage: Stage, text: &str) -> Hits {
+        let mut hits: Hits = vec![Vec::new(); self.leaves.len()];
+        for view in &self.stages[stage.index()].views {
+            let nt = normalize(view.opts, text);
+            self.view_hits(view, &nt, &mut hits);
+        }
+        for h in &mut hits {
+            if h.len() > 1 {
+                h.sort_unstable();
+                h.dedup();
+            }
+        }
+        hits
+    }
+
+    fn view_hits(&self, view: &View, nt: &NormText, hits: &mut Hits) {
+        let hay = nt.text.as_str();
+        if let Some(kw) = &view.keywords {
+            eval::keyword_hits(&kw.dfa, hay, |pid, s, e| {
+                for &(leaf, word) in &kw.patterns[pid].1 {
+                    if !word || eval::whole_word(hay, s, e) {
+                        hits[leaf].push(nt.map.orig_span(s, e));
+                    }
+                }
+            });
+        }
+        if let Some(set) = &view.regex_set {
+            for i in set.matches(hay).iter() {
+                let leaf = view.regexes[i];
+                let LeafKind::Regex(r) = &self.leaves[leaf].kind else { continue };
+                let mut pos = 0;
+                while let Ok(Some(((s, e), ok))) = eval::next_regex_hit(r, hay, pos, None) {
+                    if ok {
+                        hits[leaf].push(nt.map.orig_span(s, e));
+                    }
+                    pos = e;
+                }
+            }
+        }
+    }
+
+    /// Evaluates the rules of `stage` over leaf hits.
+    pub(crate) fn evaluate(
+        &self,
+        stage: Stage,
+        role: Option<&str>,
+        hits: &Hits,
+        gap: &dyn Fn(usize, usize) -> usize,
+        span_text: &dyn Fn(Span) -> String,
+    ) -> Vec<Finding> {
+        self.evaluate_some(stage, role, hits, gap, span_text, &|_| true)
+    }
+
+    /// Like [`evaluate`](Self::evaluate), for the rules `include` accepts (allow rules that
+    /// it accepts still exempt spans of the others).
+    pub(crate) fn evaluate_some(
+        &self,
+        stage: Stage,
+        role: Option<&str>,
+        hits: &Hits,
+        gap: &dyn Fn(usize, usize) -> usize,
+        span_text: &dyn Fn(Span) -> String,
+        include: &dyn Fn(usize) -> bool,
+    ) -> Vec<Finding> {
+        let st = &self.stages[stage.index()];
+        let never = |_: Span| false;
+        let mut allows: Vec<(Span, usize)> = Vec::new();
+        let mut out: Vec<(usize, Finding)> = Vec::new();
+        let cx = EvalCtx { hits, exempt: &never, gap_chars: gap };
+        for &ri in &st.rules {
+            let rule = &self.rules[ri];
+            if rule.action != Action::Allow || !rule.reads_role(role) || !include(ri) {
+                continue;
+            }
+            if let Some(spans) = eval::eval(&rule.node, &cx) {
+                for s in spans {
+                    allows.push((s, ri));
+                    out.push((ri, self.finding(ri, stage, s, span_text)));
+                }
+            }
+        }
+        for &ri in &st.rules {
+            let rule = &self.rules[ri];
+            if rule.action == Action::Allow || !rule.reads_role(role) || !include(ri) {
+                continue;
+            }
+            let exempt = |s: Span| {
+                allows.iter().any(|&((a0, a1), ai)| {
+                    a0 < s.1
+                        && s.0 < a1
+                        && self.rules[ai].overrides.as_ref().is_none_or(|o| o.contains(&ri))
+                })
+            };
+            let cx = EvalCtx { hits, exempt: &exempt, gap_chars: gap };
+            if let Some(spans) = eval::eval(&rule.node, &cx) {
+                for s in spans {
+                    out.push((ri, self.finding(ri, stage, s, span_text)));
+                }
+            }
+        }
+        out.sort_by_key(|(ri, f)| (f.start, f.end, *ri));
+        out.into_iter().map(|(_, f)| f).collect()
+    }
+
+    pub(crate) fn finding(&self, ri: usize, stage: Stage, s: Span, span_text: &dyn Fn(Span) -> String) -> Finding {
+        let rule = &self.rules[ri];
+        Finding {
+            rule: rule.id.clone(),
+            section: rule.section.clone(),
+            stage,
+            action: rule.action,
+            severity: rule.severity,
+            start: s.0,
+            end: s.1,
+            text: span_text(s),
+        }
+    }
+
+    /// Turns findings into a decision on `text`.
+    pub(crate) fn decide(&self, text: &str, findings: Vec<Finding>) -> Decision {
+        let action = findings
+            .iter()
+            .map(|f| f.action)
+            .filter(|a| *a != Action::Allow)
+            .max()
+            .unwrap_or(Action::Allow);
+        let mut d = Decision { action, findings, output: String::new() };
+        d.output = match action {
+            Action::Block => {
+                let rule = d.blocking_finding().and_then(|f| self.rule(&f.rule));
+                self.refusal_for(rule)
+            }
+            Action::Redact => apply_redactions(text, &d.findings, |id| self.replacement(id)),
+            _ => text.to_owned(),
+        };
+        d
+    }
+
+    /// The replacement text of rule `rule_id`.
+    pub fn replacement(&self, rule_id: &str) -> String {
+        self.rule(rule_id).map_or_else(|| "[redacted]".to_owned(), |r| r.replacement.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(src: &str) -> CompiledPolicy {
+        match CompiledPolicy::from_yaml_str(src, "test.yaml") {
+            Ok(p) => p,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    const BASE: &str = r#"
+policy: t
+spec:
+  sections:
+    - {id: illicit, title: Illicit behaviour, text: "No weapons."}
+    - {id: privacy, title: Privacy, text: "No personal data."}
+rules:
+  - id: explosives
+    section: illicit
+    match:
+      all:
+        - keywords: [detonator, "pipe bomb"]
+        - any: [{keywords: [build, assemble, make]}, {regex: 'step\s{0,3}\d'}]
+    action: block
+  - id: email
+    section: privacy
+    match: {regex: '[a-z0-9._%+-]{1,64}@[a-z0-9.-]{1,190}\.[a-z]{2,24}'}
+    action: redact
+    replacement: "[email]"
+  - id: kill
+    match: {keywords: [kill]}
+    action: flag
+  - id: kill-process
+    match: {regex: 'kill (?:a |the )?(?:python |linux |unix )?process(?:es)?'}
+    action: allow
+    overrides: [kill]
+  - id: near
+    match:
+      near: [{keywords: [recipe]}, {keywords: [meth]}]
+      within: 20
+    action: block
+  - id: shouting
+    match: {keywords: [now], min_count: 3}
+    action: flag
+  - id: no-context
+    match:
+      all: [{keywords: [password]}, {not: {keywords: [reset]}}]
+    action: flag
+"#;
+
+    #[test]
+    fn combinators_table() {
+        let p = policy(BASE);
+        let cases: &[(&str, Action, &[&str])] = &[
+            ("how do I build a pipe bomb", Action::Block, &["explosives"]),
+            ("a detonator is a device", Action::Allow, &[]),
+            ("step 1: get a DETONATOR", Action::Block, &["explosives"]),
+            ("write to Bob@Example.com", Action::Redact, &["email"]),
+            ("how do I kill a python process", Action::Allow, &["kill-process"]),
+            ("I will kill him", Action::Flag, &["kill"]),
+            ("a recipe for meth", Action::Block, &["near"]),
+            ("recipe: a long long long long long text then meth", Action::Allow, &[]),
+            ("now now now", Action::Flag, &["shouting"]),
+            ("now now", Action::Allow, &[]),
+            ("my password is x", Action::Flag, &["no-context"]),
+            ("reset my password", Action::Allow, &[]),
+        ];
+        for (text, action, rules) in cases {
+            let d = p.scan(text, Stage::Input, Some("user"));
+            assert_eq!(d.action, *action, "{text}: {d:?}");
+            let mut got: Vec<&str> = d.findings.iter().map(|f| f.rule.as_str()).collect();
+            got.dedup();
+            assert_eq!(&got, rules, "{text}");
+        }
+    }
+
+    #[test]
+    fn redaction_replaces_original_bytes() {
+        let p = policy(BASE);
+        let d = p.scan("mail ＢＯＢ@example.com please", Stage::Output, None);
+        assert_eq!(d.output, "mail [email] please");
+        assert_eq!(d.findings[0].text, "ＢＯＢ@example.com");
+    }
+
+    #[test]
+    fn roles_filter_input_rules() {
+        let p = policy(BASE);
+        assert_eq!(p.scan("kill", Stage::Input, Some("system")).action, Action::Allow);
+        assert_eq!(p.scan("kill", Stage::Input, Some("user")).action, Action::Flag);
+    }
+
+    #[test]
+    fn evasions_are_normalized() {
+        let p = policy(BASE);
+        for t in ["build a p\u{200B}ipe b\u{00AD}omb", "BUILD A ＰＩＰＥ ＢＯＭＢ", "build a pipe bоmb"] {
+            assert_eq!(p.scan(t, Stage::Input, None).action, Action::Block, "{t}");
+        }
+    }
+}

@@ -1,0 +1,557 @@
+//! Streaming scans: text that arrives in pieces.
+//!
+//! [`StreamScanner`] keeps, per normalization view, the keyword automaton's state between
+//! pieces and a small tail of normalized text for the regexes, and releases original text only
+//! up to the *safe point*: the first offset that a match still open, a hit whose rule is not yet
+//! decided, or a pending normalization segment could cover. Nothing past the safe point leaves
+//! the scanner, so no byte of a span that a blocking or redacting rule matches is ever released,
+//! whatever the chunking.
+//!
+//! How far behind the received text the safe point stays is derived from the policy: the
+//! longest keyword, the longest regex match, one character of look-ahead, and the reach of
+//! `near` rules ([`CompiledPolicy::holdback`]). Rules that can only be decided on the whole text
+//! (`all` of parts that may be far apart, `not`, `min_count`) hold text from their first hit until
+//! they fire or the stream ends.
+
+use aho_corasick::Anchored;
+use aho_corasick::automaton::{Automaton, StateID};
+
+use super::eval::{self, Hits, Span};
+use super::normalize::{OffsetMap, normalize_into};
+use super::{Action, Finding, Stage, apply_redactions};
+use crate::policy::compile::LOOKAHEAD;
+use crate::policy::{CompiledPolicy, LeafKind, Node};
+
+/// What one call to [`StreamScanner::push`] or [`StreamScanner::finish`] produced.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamOutput {
+    /// Text safe to send on, with redactions applied.
+    pub text: String,
+    /// Findings decided by this call.
+    pub findings: Vec<Finding>,
+    /// A blocking rule fired: send nothing more.
+    pub blocked: bool,
+}
+
+struct ViewState {
+    norm: String,
+    /// Absolute normalized offset of `norm[0]`.
+    norm_base: usize,
+    map: OffsetMap,
+    /// Absolute original offset up to which text was normalized.
+    consumed: usize,
+    kw_state: Option<StateID>,
+    /// Absolute normalized offset fed to the keyword automaton.
+    kw_pos: usize,
+    /// Keyword hits waiting for the character after them: (pattern, start, end), normalized.
+    kw_pending: Vec<(usize, usize, usize)>,
+    /// Per regex of the view: absolute normalized offset where its next search starts.
+    regex_pos: Vec<usize>,
+}
+
+/// Scans a text that arrives in pieces. See the [module docs](self).
+pub struct StreamScanner<'p> {
+    policy: &'p CompiledPolicy,
+    stage: Stage,
+    /// Original text from `base` on.
+    orig: String,
+    base: usize,
+    /// Bytes of an incomplete UTF-8 character from [`push_bytes`](Self::push_bytes).
+    utf8_tail: Vec<u8>,
+    released: usize,
+    /// Findings with a start before this were reported.
+    reported: usize,
+    views: Vec<ViewState>,
+    hits: Hits,
+    /// Leaves used by rules that can only be decided on the whole text, or once they fire.
+    held_leaves: Vec<bool>,
+    /// Unbounded monotone rules that fired.
+    fired: Vec<bool>,
+    /// Largest reach of the stage's bounded rules.
+    reach: usize,
+    blocked: bool,
+    done: bool,
+    /// Every finding reported so far.
+    all_findings: Vec<Finding>,
+}
+
+impl std::fmt::Debug for StreamScanner<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamScanner")
+            .field("stage", &self.stage)
+            .field("received", &self.received())
+            .field("released", &self.released)
+            .field("blocked", &self.blocked)
+            .finish()
+    }
+}
+
+// === impl StreamScanner ===
+
+impl<'p> StreamScanner<'p> {
+    /// A scanner for `stage` of `policy`.
+    pub fn new(policy: &'p CompiledPolicy, stage: Stage) -> Self {
+        let st = &policy.stages[stage.index()];
+        let views = st
+            .views
+            .iter()
+            .map(|v| ViewState {
+                norm: String::new(),
+                norm_base: 0,
+                map: OffsetMap::default(),
+                consumed: 0,
+                kw_state: v
+                    .keywords
+                    .as_ref()
+                    .and_then(|k| k.dfa.start_state(Anchored::No).ok()),
+                kw_pos: 0,
+                kw_pending: Vec::new(),
+                regex_pos: vec![0; v.regexes.len()],
+            })
+            .collect();
+        let mut held_leaves = vec![false; policy.leaves.len()];
+        let mut reach = 0;
+        for &ri in &st.rules {
+            let rule = &policy.rules[ri];
+            match rule.reach {
+                Some(r) => reach = reach.max(r),
+                None => mark_leaves(&rule.node, &mut held_leaves),
+            }
+        }
+        StreamScanner {
+            policy,
+            stage,
+            orig: String::new(),
+            base: 0,
+            utf8_tail: Vec::new(),
+            released: 0,
+            reported: 0,
+            views,
+            hits: vec![Vec::new(); policy.leaves.len()],
+            held_leaves,
+            fired: vec![false; policy.rules.len()],
+            reach,
+            blocked: false,
+            done: false,
+            all_findings: Vec::new(),
+        }
+    }
+
+    /// Bytes received so far.
+    pub fn received(&self) -> usize {
+        self.base + self.orig.len()
+    }
+
+    /// Bytes released so far (original offsets; redactions count by what they replaced).
+    pub fn released(&self) -> usize {
+        self.released
+    }
+
+    /// Whether a blocking rule fired.
+    pub fn is_blocked(&self) -> bool {
+        self.blocked
+    }
+
+    /// Every finding reported so far.
+    pub fn findings(&self) -> &[Finding] {
+        &self.all_findings
+    }
+
+    /// Bytes of text currently held (received, not yet released).
+    pub fn held(&self) -> usize {
+        self.received() - self.released
+    }
+
+    /// Feeds a piece of text.
+    pub fn push(&mut self, delta: &str) -> StreamOutput {
+        if self.blocked || self.done {
+            return StreamOutput { blocked: self.blocked, ..Default::default() };
+        }
+        self.orig.push_str(delta);
+        self.advance(false)
+    }
+
+    /// Feeds raw bytes; a UTF-8 character split across calls is joined. Invalid UTF-8 becomes
+    /// U+FFFD.
+    pub fn push_bytes(&mut self, bytes: &[u8]) -> StreamOutput {
+        self.utf8_tail.extend_from_slice(bytes);
+        let valid_up_to = match std::str::from_utf8(&self.utf8_tail) {
+            Ok(_) => self.utf8_tail.len(),
+            Err(e) if e.error_len().is_none() => e.valid_up_to(),
+            Err(_) => self.utf8_tail.len(),
+        };
+        let rest = self.utf8_tail.split_off(valid_up_to);
+        let head = std::mem::replace(&mut self.utf8_tail, rest);
+        let text = String::from_utf8_lossy(&head).into_owned();
+        self.push(&text)
+    }
+
+    /// Ends the stream: decides everything still open and releases the rest.
+    pub fn finish(&mut self) -> StreamOutput {
+        if self.blocked || self.done {
+            return StreamOutput { blocked: self.blocked, ..Default::default() };
+        }
+        if !self.utf8_tail.is_empty() {
+            let tail = std::mem::take(&mut self.utf8_tail);
+            self.orig.push_str(&String::from_utf8_lossy(&tail));
+        }
+        let out = self.advance(true);
+        self.done = true;
+        out
+    }
+
+    fn advance(&mut self, fin: bool) -> StreamOutput {
+        let received = self.received();
+        // 1. Normalize and find leaf hits; the frontier is where unknown hits may start.
+        let mut frontier = received;
+        for vi in 0..self.views.len() {
+            let f = self.scan_view(vi, fin);
+            frontier = frontier.min(f);
+        }
+        if fin {
+            frontier = received;
+        }
+        // 2. The safe point: before any hit that is not decided yet.
+        let mut safe = frontier;
+        let any_hits = self.hits.iter().any(|h| !h.is_empty());
+        for hs in &self.hits {
+            for &(s, e) in hs {
+                if e + self.reach >= frontier && !fin && s < safe {
+                    safe = s;
+                }
+            }
+        }
+        // 3. Findings.
+        let mut findings = Vec::new();
+        if any_hits {
+            findings = self.decide(frontier, fin, &mut safe);
+        }
+        if fin {
+            safe = received;
+        }
+        // 4. Redactions must not straddle the safe point.
+        let mut redactions: Vec<Span> = findings
+            .iter()
+            .filter(|f| f.action == Action::Redact && f.start < safe)
+            .map(|f| (f.start, f.end))
+            .collect();
+        redactions.sort_unstable();
+        let mut group: Option<Span> = None;
+        for &(s, e) in &redactions {
+            group = match group {
+                Some((gs, ge)) if s < ge => Some((gs, ge.max(e))),
+                _ => {
+                    if let Some((gs, ge)) = group
+                        && ge > safe
+                    {
+                        safe = safe.min(gs);
+                    }
+                    Some((s, e))
+                }
+            };
+        }
+        if let Some((gs, ge)) = group
+            && ge > safe
+        {
+            safe = gs;
+        }
+        let safe = safe.max(self.released);
+        // Keep only the findings that start before the safe point; the rest are decided again
+        // next time.
+        let (now, _later): (Vec<Finding>, Vec<Finding>) =
+            findings.into_iter().partition(|f| f.start < safe || fin);
+        let mut out = StreamOutput::default();
+        if let Some(block) = now.iter().find(|f| f.action == Action::Block) {
+            // Release nothing from the block on; what came before it was decided and safe.
+            let mut cut = block.start.min(safe);
+            // A redaction that straddles the cut must not leak its first half.
+            loop {
+                let straddler = now
+                    .iter()
+                    .filter(|f| f.action == Action::Redact && f.start < cut && f.end > cut)
+                    .map(|f| f.start)
+                    .min();
+                match straddler {
+                    Some(s) => cut = s,
+                    None => break,
+                }
+            }
+            let before: Vec<Finding> = now.iter().filter(|f| f.end <= cut).cloned().collect();
+            out.text = self.release_to(cut, &before);
+            self.blocked = true;
+            out.blocked = true;
+        } else {
+            out.text = self.release_to(safe, &now);
+        }
+        self.reported = self.reported.max(safe);
+        self.all_findings.extend(now.iter().cloned());
+        out.findings = now;
+        self.prune(safe);
+        out
+    }
+
+    /// Evaluates rules over the known hits. Returns the new findings (start at or after the
+    /// last reported point); may pull `safe` back for rules not decided yet.
+    fn decide(&mut self, frontier: usize, fin: bool, safe: &mut usize) -> Vec<Finding> {
+        let policy = self.policy;
+        let st = &policy.stages[self.stage.index()];
+        let base = self.base;
+        let orig = &self.orig;
+        let gap = |a: usize, b: usize| {
+            if a < base || b < a {
+                return usize::MAX;
+            }
+            orig.get(a - base..b - base).map_or(usize::MAX, |s| s.chars().count())
+        };
+        let span_text = |s: Span| {
+            orig.get(s.0.saturating_sub(base)..s.1.saturating_sub(base)).unwrap_or("").to_owned()
+        };
+        // Unbounded monotone rules fire on decided hits only.
+        if !fin {
+            let decided: Hits = self
+                .hits
+                .iter()
+                .map(|hs| hs.iter().copied().filter(|&(_, e)| e + self.reach < frontier).collect())
+                .collect();
+            for &ri in &st.rules {
+                let rule = &policy.rules[ri];
+                if rule.reach.is_none() && !rule.has_not && !self.fired[ri] {
+                    let one = |r: usize| r == ri || policy.rules[r].action == Action::Allow;
+                    let f = policy.evaluate_some(self.stage, None, &decided, &gap, &span_text, &one);
+                    if f.iter().any(|x| x.rule == rule.id) {
+                        self.fired[ri] = true;
+                    }
+                }
+            }
+        }
+        let fired = &self.fired;
+        let include = |r: usize| {
+            let rule = &policy.rules[r];
+            fin || rule.reach.is_some() || (!rule.has_not && fired[r])
+        };
+        let findings = policy.evaluate_some(self.stage, None, &self.hits, &gap, &span_text, &include);
+        // Hits of rules that fired no longer need to be held whole.
+        if !fin {
+            for (leaf, hs) in self.hits.iter().enumerate() {
+                if !self.held_leaves[leaf] {
+                    continue;
+                }
+                let still_held = st.rules.iter().any(|&ri| {
+                    let rule = &policy.rules[ri];
+                    rule.reach.is_none() && !fired[ri] && uses_leaf(&rule.node, leaf)
+                });
+                for &(s, e) in hs {
+                    if (still_held || e + self.reach >= frontier) && s < *safe {
+                        *safe = s;
+                    }
+                }
+            }
+        }
+        findings.into_iter().filter(|f| f.start >= self.reported).collect()
+    }
+
+    /// Releases original text up to `to`, applying the redactions among `findings`.
+    fn release_to(&mut self, to: usize, findings: &[Finding]) -> String {
+        if to <= self.released {
+            return String::new();
+        }
+        let from = self.released;
+        let local = &self.orig[from - self.base..to - self.base];
+        let shifted: Vec<Finding> = findings
+            .iter()
+            .filter(|f| f.action == Action::Redact && f.start >= from && f.end <= to)
+            .map(|f| Finding { start: f.start - from, end: f.end - from, ..f.clone() })
+            .collect();
+        let text = if shifted.is_empty() {
+            local.to_owned()
+        } else {
+            apply_redactions(local, &shifted, |id| self.policy.replacement(id))
+        };
+        self.released = to;
+        text
+    }
+
+    /// Drops text, normalized text and hits nothing can need any more.
+    fn prune(&mut self, safe: usize) {
+        let reach = self.reach;
+        let mut keep_from = self.released;
+        for (leaf, hs) in self.hits.iter_mut().enumerate() {
+            if !self.held_leaves[leaf] {
+                hs.retain(|&(_, e)| e + reach >= safe);
+            }
+            for &(s, _) in hs.iter() {
+                keep_from = keep_from.min(s);
+            }
+        }
+        let cut = keep_from.saturating_sub(self.base);
+        let mut cut = cut.min(self.orig.len());
+        while !self.orig.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        if cut > 4096 || cut > self.orig.len() / 2 {
+            self.orig.drain(..cut);
+            self.base += cut;
+        }
+        let policy = self.policy;
+        let st = &policy.stages[self.stage.index()];
+        for (vs, view) in self.views.iter_mut().zip(&st.views) {
+            let norm_end = vs.norm_base + vs.norm.len();
+            let mut t = norm_end.saturating_sub(view.keywords.as_ref().map_or(0, |k| k.max_len));
+            for &(_, s, _) in &vs.kw_pending {
+                t = t.min(s);
+            }
+            for &p in &vs.regex_pos {
+                t = t.min(p);
+            }
+            let t = t.saturating_sub(8).max(vs.norm_base);
+            let mut local = t - vs.norm_base;
+            while !vs.norm.is_char_boundary(local) {
+                local -= 1;
+            }
+            if local > 1024 || (local > 0 && local > vs.norm.len() / 2) {
+                vs.norm.drain(..local);
+                vs.norm_base += local;
+                vs.map.forget_before(vs.norm_base);
+            }
+        }
+    }
+
+    /// Normalizes new text of view `vi` and finds its leaf hits. Returns the original offset
+    /// before which every hit of this view is known.
+    fn scan_view(&mut self, vi: usize, fin: bool) -> usize {
+        let policy = self.policy;
+        let view = &policy.stages[self.stage.index()].views[vi];
+        let vs = &mut self.views[vi];
+        let start = vs.consumed - self.base;
+        let norm_end = vs.norm_base + vs.norm.len();
+        let n = normalize_into(
+            view.opts,
+            &self.orig[start..],
+            vs.consumed,
+            norm_end,
+            fin,
+            &mut vs.norm,
+            &mut vs.map,
+        );
+        vs.consumed += n;
+        let norm_end = vs.norm_base + vs.norm.len();
+        let nb = vs.norm_base;
+        let mut front = norm_end;
+
+        // Keywords: feed new bytes to the automaton.
+        if let (Some(kw), Some(mut sid)) = (&view.keywords, vs.kw_state) {
+            let bytes = vs.norm.as_bytes();
+            for pos in vs.kw_pos..norm_end {
+                sid = kw.dfa.next_state(Anchored::No, sid, bytes[pos - nb]);
+                if kw.dfa.is_match(sid) {
+                    for i in 0..kw.dfa.match_len(sid) {
+                        let pid = kw.dfa.match_pattern(sid, i).as_usize();
+                        let len = kw.patterns[pid].0;
+                        vs.kw_pending.push((pid, pos + 1 - len, pos + 1));
+                    }
+                }
+            }
+            vs.kw_state = Some(sid);
+            vs.kw_pos = norm_end;
+            let hay = vs.norm.as_str();
+            let hits = &mut self.hits;
+            let map = &vs.map;
+            vs.kw_pending.retain(|&(pid, s, e)| {
+                if e >= norm_end && !fin {
+                    return true;
+                }
+                for &(leaf, word) in &kw.patterns[pid].1 {
+                    if !word || eval::whole_word(hay, s - nb, e - nb) {
+                        hits[leaf].push(map.orig_span(s, e));
+                    }
+                }
+                false
+            });
+            front = front.min(norm_end + 1 - kw.max_len.max(1));
+            for &(_, s, _) in &vs.kw_pending {
+                front = front.min(s);
+            }
+        }
+
+        // Regexes: search from each regex's position; accept hits that more text cannot change.
+        if let Some(set) = &view.regex_set {
+            let min_pos = vs.regex_pos.iter().copied().min().unwrap_or(norm_end);
+            let hay = vs.norm.as_str();
+            let matching = if min_pos < norm_end {
+                set.matches_at(hay, min_pos - nb)
+            } else {
+                set.matches_at(hay, hay.len())
+            };
+            let limit = if fin { None } else { Some(hay.len().saturating_sub(LOOKAHEAD)) };
+            for (ri, &leaf) in view.regexes.iter().enumerate() {
+                let LeafKind::Regex(r) = &policy.leaves[leaf].kind else { continue };
+                let mut pos = vs.regex_pos[ri] - nb;
+                if !matching.matched(ri) {
+                    pos = if fin { hay.len() } else { pos.max(back_off(hay, r.max_len)) };
+                } else {
+                    loop {
+                        match eval::next_regex_hit(r, hay, pos, limit) {
+                            Ok(Some(((s, e), ok))) => {
+                                if ok {
+                                    self.hits[leaf].push(vs.map.orig_span(s + nb, e + nb));
+                                }
+                                pos = e;
+                            }
+                            Ok(None) => {
+                                pos = if fin { hay.len() } else { pos.max(back_off(hay, r.max_len)) };
+                                break;
+                            }
+                            Err(s) => {
+                                pos = pos.max(floor_char(hay, s.min(back_off(hay, r.max_len))));
+                                break;
+                            }
+                        }
+                    }
+                }
+                vs.regex_pos[ri] = pos + nb;
+                front = front.min(pos + nb);
+            }
+        }
+        let front = front.min(norm_end);
+        if front >= norm_end {
+            vs.consumed
+        } else {
+            vs.map.orig_start(front).unwrap_or(vs.consumed)
+        }
+    }
+}
+
+/// The position `max_len + LOOKAHEAD` bytes before the end of `hay`, on a character boundary:
+/// no hit can start before it once the search found nothing.
+fn back_off(hay: &str, max_len: usize) -> usize {
+    floor_char(hay, hay.len().saturating_sub(max_len + LOOKAHEAD))
+}
+
+fn floor_char(hay: &str, mut i: usize) -> usize {
+    i = i.min(hay.len());
+    while !hay.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+fn mark_leaves(node: &Node, out: &mut [bool]) {
+    match node {
+        Node::Leaf(i) => out[*i] = true,
+        Node::Any(v) | Node::All(v) => v.iter().for_each(|n| mark_leaves(n, out)),
+        Node::Not(n) | Node::Count { node: n, .. } => mark_leaves(n, out),
+        Node::Near { a, b, .. } => {
+            mark_leaves(a, out);
+            mark_leaves(b, out);
+        }
+    }
+}
+
+fn uses_leaf(node: &Node, leaf: usize) -> bool {
+    match node {
+        Node::Leaf(i) => *i == leaf,
+        Node::Any(v) | Node::All(v) => v.iter().any(|n| uses_leaf(n, leaf)),
+        Node::Not(n) | Node::Count { node: n, .. } => uses_leaf(n, leaf),
+        Node::Near { a, b, .. } => uses_leaf(a, leaf) || uses_leaf(b, leaf),
+    }
+}

@@ -1,0 +1,338 @@
+//! Policies: the YAML file, its diagnostics, and the compiled, immutable [`CompiledPolicy`].
+//!
+//! Loading runs in two stages, as in ripgrep's argument handling: the file is deserialized into
+//! strict raw types ([`raw`], unknown fields rejected, every error with `line:column`), then
+//! [`compile`] validates it once and builds the matchers: one Aho-Corasick automaton per
+//! normalization view for all keywords, size-limited linear-time regexes with a computed
+//! maximum match length. The result is shared behind an `Arc` and never changes; a reload builds
+//! a new one.
+//!
+//! ```
+//! use deliberate::policy::CompiledPolicy;
+//! use deliberate::engine::Stage;
+//!
+//! let policy = CompiledPolicy::from_yaml_str(r#"
+//! policy: example
+//! rules:
+//!   - id: no-bombs
+//!     match: {keywords: ["pipe bomb"]}
+//!     action: block
+//!     tests: {match: ["how to build a pipe bomb"], no_match: ["a pipe bombastic"]}
+//! "#, "example.yaml").unwrap();
+//! let decision = policy.scan("How to build a PIPE BOMB?", Stage::Input, Some("user"));
+//! assert_eq!(decision.action.as_str(), "block");
+//! ```
+
+pub mod compile;
+pub mod diag;
+pub mod raw;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub use diag::{Diagnostic, Level, LoadError, Loc};
+pub use raw::{InjectMode, InjectRole, Validator};
+
+use crate::engine::normalize::NormalizeOptions;
+
+/// Where a stage of the data path is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    /// Request messages, before the model sees them.
+    Input,
+    /// Model answers, before the client sees them.
+    Output,
+    /// Model reasoning fields.
+    Reasoning,
+}
+
+impl Stage {
+    /// All stages.
+    pub const ALL: [Stage; 3] = [Stage::Input, Stage::Output, Stage::Reasoning];
+
+    /// Lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Input => "input",
+            Stage::Output => "output",
+            Stage::Reasoning => "reasoning",
+        }
+    }
+
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl std::str::FromStr for Stage {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "input" => Ok(Stage::Input),
+            "output" => Ok(Stage::Output),
+            "reasoning" => Ok(Stage::Reasoning),
+            other => Err(format!("unknown stage `{other}` (input, output, reasoning)")),
+        }
+    }
+}
+
+/// What a rule does, and what a decision comes to. Ordered by precedence: a decision takes the
+/// most severe action among its findings (`Block` > `Redact` > `Flag` > `Allow`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// For a rule: exempt overlapping matches of other rules. For a decision: nothing fired.
+    Allow,
+    /// Record, change nothing.
+    Flag,
+    /// Replace the matched spans.
+    Redact,
+    /// Refuse.
+    Block,
+}
+
+impl Action {
+    /// Lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Allow => "allow",
+            Action::Flag => "flag",
+            Action::Redact => "redact",
+            Action::Block => "block",
+        }
+    }
+}
+
+/// Rule severity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Low.
+    Low,
+    /// Medium.
+    Medium,
+    /// High.
+    High,
+    /// Critical.
+    Critical,
+}
+
+/// The spec shown to the model.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    /// How much to inject.
+    pub inject: InjectMode,
+    /// As which role.
+    pub role: InjectRole,
+    /// Text before the sections.
+    pub preamble: String,
+    /// Tag the model deliberates in, stripped from answers.
+    pub deliberation_tag: Option<String>,
+    /// The sections, in file order (included files first).
+    pub sections: Vec<Section>,
+}
+
+/// One section of the spec.
+#[derive(Debug, Clone)]
+pub struct Section {
+    /// Stable id.
+    pub id: String,
+    /// Title.
+    pub title: String,
+    /// Text for the model.
+    pub text: String,
+    /// Always injected.
+    pub always: bool,
+    pub(crate) trigger: Option<Node>,
+}
+
+/// A rule's inline examples.
+#[derive(Debug, Clone, Default)]
+pub struct RuleExamples {
+    /// Must fire.
+    pub should_match: Vec<String>,
+    /// Must not fire.
+    pub no_match: Vec<String>,
+}
+
+/// A compiled rule.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// Unique id.
+    pub id: String,
+    /// Description.
+    pub description: Option<String>,
+    /// Spec section.
+    pub section: Option<String>,
+    /// Stages it applies to.
+    pub stages: Vec<Stage>,
+    /// Input roles it reads.
+    pub roles: Vec<String>,
+    /// Action.
+    pub action: Action,
+    /// Replacement for redactions.
+    pub replacement: String,
+    /// Severity.
+    pub severity: Severity,
+    /// Examples.
+    pub examples: RuleExamples,
+    /// Where it is defined.
+    pub file: PathBuf,
+    /// Where in the file.
+    pub loc: Loc,
+    pub(crate) node: Node,
+    /// For allow rules: the rules they exempt (`None`: all).
+    pub(crate) overrides: Option<Vec<usize>>,
+    /// Farthest distance, in original bytes, between a match's end and a partner that can
+    /// still change whether it fires; `None` when unbounded (`all`, `not`, `min_count`).
+    pub(crate) reach: Option<usize>,
+    /// Whether the rule uses `not` (it can only be decided at the end of a text).
+    pub(crate) has_not: bool,
+}
+
+impl Rule {
+    /// Whether the rule applies to `stage`.
+    pub fn applies_to(&self, stage: Stage) -> bool {
+        self.stages.contains(&stage)
+    }
+
+    /// Whether an input rule reads messages of `role` (`None`: no role, always read).
+    pub fn reads_role(&self, role: Option<&str>) -> bool {
+        role.is_none_or(|r| self.roles.iter().any(|x| x == r || x == "*"))
+    }
+
+    /// Whether the stream scanner can decide this rule before the text ends.
+    pub fn is_bounded(&self) -> bool {
+        self.reach.is_some()
+    }
+}
+
+/// A match tree over leaves.
+#[derive(Debug, Clone)]
+pub(crate) enum Node {
+    Leaf(usize),
+    Any(Vec<Node>),
+    All(Vec<Node>),
+    Not(Box<Node>),
+    Near { a: Box<Node>, b: Box<Node>, within: usize },
+    Count { node: Box<Node>, min: usize },
+}
+
+/// A leaf matcher.
+#[derive(Debug, Clone)]
+pub(crate) struct Leaf {
+    pub kind: LeafKind,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum LeafKind {
+    Keywords,
+    Regex(Box<RegexLeaf>),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct RegexLeaf {
+    pub regex: regex_automata::meta::Regex,
+    /// Largest match length in normalized bytes (computed or declared).
+    pub max_len: usize,
+    pub validate: Option<Validator>,
+}
+
+/// Matchers for one normalization view of one stage.
+#[derive(Debug, Clone)]
+pub(crate) struct View {
+    pub opts: NormalizeOptions,
+    pub keywords: Option<KeywordSet>,
+    /// Regex leaves of this view.
+    pub regexes: Vec<usize>,
+    /// One pass that tells which regexes match at all.
+    pub regex_set: Option<regex::RegexSet>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct KeywordSet {
+    pub dfa: aho_corasick::dfa::DFA,
+    /// Per pattern: its byte length and the leaves that use it, with their whole-word flag.
+    pub patterns: Vec<(usize, Vec<(usize, bool)>)>,
+    pub max_len: usize,
+}
+
+/// Everything one stage needs.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct StageIndex {
+    pub views: Vec<View>,
+    /// Rules of this stage, in policy order.
+    pub rules: Vec<usize>,
+    /// Holdback in normalized bytes.
+    pub holdback: usize,
+}
+
+/// A policy ready to use: immutable, cheap to share behind an `Arc`.
+#[derive(Debug, Clone)]
+pub struct CompiledPolicy {
+    /// Name.
+    pub name: String,
+    /// Version string.
+    pub version: Option<String>,
+    /// Description.
+    pub description: Option<String>,
+    /// Short hash of the source files, to tell versions apart.
+    pub hash: String,
+    /// The spec.
+    pub spec: Spec,
+    /// The rules.
+    pub rules: Vec<Rule>,
+    /// Refusal template.
+    pub refusal: String,
+    /// Source files, the main one first.
+    pub sources: Vec<PathBuf>,
+    /// Warnings found while compiling.
+    pub warnings: Vec<Diagnostic>,
+    pub(crate) leaves: Vec<Leaf>,
+    pub(crate) stages: [StageIndex; 3],
+}
+
+impl CompiledPolicy {
+    /// Loads and compiles a policy file (with its includes).
+    pub fn load(path: impl Into<PathBuf>) -> Result<Arc<CompiledPolicy>, LoadError> {
+        compile::load(&path.into()).map(Arc::new)
+    }
+
+    /// Compiles a policy from a string; `name` stands in for the file name in diagnostics.
+    /// Includes are resolved relative to the current directory.
+    pub fn from_yaml_str(src: &str, name: &str) -> Result<CompiledPolicy, LoadError> {
+        compile::load_str(src, std::path::Path::new(name))
+    }
+
+    /// `name@hash`, as shown in headers and audit records.
+    pub fn label(&self) -> String {
+        format!("{}@{}", self.name, self.hash)
+    }
+
+    /// Holdback of the stream scanner for `stage`, in normalized bytes: how far behind the
+    /// received text the released text stays when no match is open.
+    pub fn holdback(&self, stage: Stage) -> usize {
+        self.stages[stage.index()].holdback
+    }
+
+    /// The rule with this id.
+    pub fn rule(&self, id: &str) -> Option<&Rule> {
+        self.rules.iter().find(|r| r.id == id)
+    }
+
+    /// The refusal text for a block by `rule`.
+    pub fn refusal_for(&self, rule: Option<&Rule>) -> String {
+        let section_id = rule.and_then(|r| r.section.as_deref()).unwrap_or("policy");
+        let title = self
+            .spec
+            .sections
+            .iter()
+            .find(|s| s.id == section_id)
+            .map_or(section_id, |s| s.title.as_str());
+        self.refusal
+            .replace("{section}", section_id)
+            .replace("{title}", title)
+            .replace("{rule}", rule.map_or("policy", |r| r.id.as_str()))
+    }
+}

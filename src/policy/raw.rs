@@ -1,0 +1,315 @@
+//! Raw policy types: exactly what the YAML file says, strictly typed.
+//!
+//! Every struct rejects unknown fields. Values that later checks need to point at carry their
+//! source location through [`Spanned`], so diagnostics can say `file:line:col`.
+//! [`compile`](super::compile) turns these into a [`CompiledPolicy`](super::CompiledPolicy).
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+/// A whole policy file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    /// Policy name (`policy: default`).
+    pub policy: Spanned<String>,
+    /// Free-form version string, reported in headers and audit records.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// One-line description.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Other policy files this one builds on, relative to this file.
+    #[serde(default)]
+    pub include: Vec<Spanned<String>>,
+    /// Default normalization steps for every rule.
+    #[serde(default)]
+    pub normalize: Option<Vec<Spanned<NormalizeStep>>>,
+    /// The written spec shown to the model.
+    #[serde(default)]
+    pub spec: Option<RawSpec>,
+    /// The rules.
+    #[serde(default)]
+    pub rules: Vec<Spanned<RawRule>>,
+    /// Refusal template; `{section}`, `{rule}` and `{title}` are filled in.
+    #[serde(default)]
+    pub refusal: Option<String>,
+}
+
+/// One normalization step.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum NormalizeStep {
+    /// Unicode compatibility composition (fullwidth letters, ligatures, superscripts …).
+    Nfkc,
+    /// Case folding (lower-casing, character by character).
+    Casefold,
+    /// Removal of invisible characters: zero-width, soft hyphen, bidi controls, tags,
+    /// variation selectors.
+    StripInvisible,
+    /// Folding of look-alike letters from other scripts (Cyrillic `а`, Greek `ο`) to Latin.
+    Confusables,
+}
+
+/// How much of the spec to inject.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InjectMode {
+    /// Sections whose triggers or input rules fired, plus `always` sections.
+    #[default]
+    Relevant,
+    /// Every section.
+    All,
+    /// Nothing.
+    Off,
+}
+
+/// Which message role carries the injected spec.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InjectRole {
+    /// A `system` message.
+    #[default]
+    System,
+    /// A `developer` message (newer OpenAI models).
+    Developer,
+}
+
+/// The `spec:` block.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSpec {
+    /// `relevant` (default), `all` or `off`.
+    #[serde(default)]
+    pub inject: InjectMode,
+    /// `system` (default) or `developer`.
+    #[serde(default)]
+    pub role: InjectRole,
+    /// Text placed before the sections.
+    #[serde(default)]
+    pub preamble: Option<String>,
+    /// If set, the preamble asks the model to deliberate inside `<tag>…</tag>`, and the
+    /// gateway strips that block from answers.
+    #[serde(default)]
+    pub deliberation_tag: Option<Spanned<String>>,
+    /// The sections.
+    #[serde(default)]
+    pub sections: Vec<Spanned<RawSection>>,
+}
+
+/// One spec section.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSection {
+    /// Stable id, referenced by rules.
+    pub id: Spanned<String>,
+    /// Human title.
+    #[serde(default)]
+    pub title: Option<String>,
+    /// Policy text shown to the model.
+    pub text: String,
+    /// Inject this section whenever injection is on, relevant or not.
+    #[serde(default)]
+    pub always: bool,
+    /// Extra match that makes the section relevant (besides its input rules firing).
+    #[serde(default)]
+    pub triggers: Option<Spanned<RawMatch>>,
+}
+
+/// Which stage a rule applies to.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum RawStage {
+    /// Request messages.
+    Input,
+    /// Model answers.
+    Output,
+    /// Model reasoning fields.
+    Reasoning,
+}
+
+/// What happens when a rule fires.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RawAction {
+    /// Refuse the whole request / answer.
+    Block,
+    /// Replace the matched spans.
+    Redact,
+    /// Record only.
+    Flag,
+    /// Exempt overlapping matches of other rules.
+    Allow,
+}
+
+/// Severity, used to order findings and pick the refusal's section.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RawSeverity {
+    /// Low.
+    Low,
+    /// Medium (default).
+    #[default]
+    Medium,
+    /// High.
+    High,
+    /// Critical.
+    Critical,
+}
+
+/// One rule.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    /// Unique id, e.g. `privacy.card-number`.
+    pub id: Spanned<String>,
+    /// What the rule is for.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The spec section it enforces.
+    #[serde(default)]
+    pub section: Option<Spanned<String>>,
+    /// Stages; default `[input, output]`.
+    #[serde(default)]
+    pub stages: Option<Vec<RawStage>>,
+    /// Input roles read by this rule; default `[user, tool]`.
+    #[serde(default)]
+    pub roles: Option<Vec<String>>,
+    /// The match.
+    #[serde(rename = "match")]
+    pub matcher: Spanned<RawMatch>,
+    /// The action.
+    pub action: RawAction,
+    /// Replacement text for `redact`.
+    #[serde(default)]
+    pub replacement: Option<String>,
+    /// Severity.
+    #[serde(default)]
+    pub severity: RawSeverity,
+    /// Per-rule normalization override.
+    #[serde(default)]
+    pub normalize: Option<Vec<Spanned<NormalizeStep>>>,
+    /// For `allow` rules: which rules they exempt (default: all).
+    #[serde(default)]
+    pub overrides: Option<Vec<Spanned<String>>>,
+    /// Examples.
+    #[serde(default)]
+    pub tests: Option<RawRuleTests>,
+}
+
+/// Inline examples of a rule.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawRuleTests {
+    /// Texts the rule must match.
+    #[serde(default, rename = "match")]
+    pub should_match: Vec<String>,
+    /// Texts the rule must not match.
+    #[serde(default)]
+    pub no_match: Vec<String>,
+}
+
+/// A match expression. Exactly one of `keywords`, `regex`, `all`, `any`, `not`, `near` is set;
+/// the other fields are options of that kind.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawMatch {
+    /// Literal phrases.
+    #[serde(default)]
+    pub keywords: Option<Vec<String>>,
+    /// A regular expression.
+    #[serde(default)]
+    pub regex: Option<String>,
+    /// Every sub-match must match.
+    #[serde(default)]
+    pub all: Option<Vec<Spanned<RawMatch>>>,
+    /// At least one sub-match must match.
+    #[serde(default)]
+    pub any: Option<Vec<Spanned<RawMatch>>>,
+    /// The sub-match must not match anywhere in the text.
+    #[serde(default)]
+    pub not: Option<Box<Spanned<RawMatch>>>,
+    /// Two sub-matches within `within` characters of each other.
+    #[serde(default)]
+    pub near: Option<Vec<Spanned<RawMatch>>>,
+    /// For `near`: the largest gap, in characters.
+    #[serde(default)]
+    pub within: Option<u32>,
+    /// Fire only when at least this many matches are found.
+    #[serde(default)]
+    pub min_count: Option<u32>,
+    /// For `keywords`: whole words only (default true).
+    #[serde(default)]
+    pub word: Option<bool>,
+    /// For `regex`: a validator run on each match (`luhn`, `iban`).
+    #[serde(default)]
+    pub validate: Option<Validator>,
+    /// For `regex`: declared upper bound of a match's length in bytes, for patterns whose
+    /// length the compiler cannot bound.
+    #[serde(default)]
+    pub max_len: Option<u32>,
+}
+
+/// A check run on a regex match.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Validator {
+    /// Luhn checksum on the digits (payment cards).
+    Luhn,
+    /// IBAN mod-97 check.
+    Iban,
+}
+
+/// A test file (`policies/tests/*.yaml`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTestFile {
+    /// Policy file the cases run against, relative to the test file. Optional when the
+    /// command names the policy.
+    #[serde(default)]
+    pub policy: Option<String>,
+    /// The cases.
+    pub cases: Vec<Spanned<RawTestCase>>,
+}
+
+/// One case of a test file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTestCase {
+    /// Name shown in reports.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The text.
+    pub text: String,
+    /// Stage (default input).
+    #[serde(default)]
+    pub stage: Option<RawStage>,
+    /// Role for input cases (default user).
+    #[serde(default)]
+    pub role: Option<String>,
+    /// Expected action.
+    pub expect: RawExpectAction,
+    /// Rule ids expected among the findings.
+    #[serde(default)]
+    pub rules: Option<Vec<String>>,
+    /// Expected output text after actions.
+    #[serde(default)]
+    pub output: Option<String>,
+    /// Expected finding spans `[start, end]` (byte offsets).
+    #[serde(default)]
+    pub spans: Option<Vec<[usize; 2]>>,
+}
+
+/// The action a test case expects (`allow` = nothing fired).
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RawExpectAction {
+    /// Nothing fired.
+    Allow,
+    /// A flag at most.
+    Flag,
+    /// Redaction.
+    Redact,
+    /// Block.
+    Block,
+}
