@@ -467,7 +467,7 @@ impl<'p> StreamScanner<'p> {
                 }
                 false
             });
-            front = front.min(norm_end + 1 - kw.max_len.max(1));
+            front = front.min((norm_end + 1).saturating_sub(kw.max_len.max(1)));
             for &(_, s, _) in &vs.kw_pending {
                 front = front.min(s);
             }

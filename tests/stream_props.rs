@@ -1,0 +1,188 @@
+//! Property tests of the streaming guarantee: for any text and any chunking, the stream scanner
+//! decides as the buffered scan does, releases the same text when it does not block, and never
+//! releases a byte of a blocked or redacted span.
+
+use deliberate::engine::{Action, Decision, Stage, apply_redactions};
+use deliberate::policy::CompiledPolicy;
+use proptest::prelude::*;
+
+const POLICY: &str = r#"
+policy: props
+spec:
+  sections:
+    - {id: s, title: S, text: "t"}
+rules:
+  - id: bomb
+    section: s
+    match: {keywords: ["pipe bomb", bomb, "爆弾"]}
+    action: block
+  - id: bomb-ok
+    match: {keywords: ["bomb calorimeter", "photo bomb"]}
+    action: allow
+    overrides: [bomb]
+  - id: email
+    match: {regex: '[a-z0-9._+-]{1,32}@[a-z0-9-]{1,32}\.[a-z]{2,8}'}
+    action: redact
+    replacement: "[email]"
+  - id: card
+    match: {regex: '\b(?:\d[ -]?){12,18}\d\b', validate: luhn}
+    action: redact
+    replacement: "[card]"
+  - id: secret
+    match: {keywords: [hunter2, "swordfish"], word: false}
+    action: redact
+  - id: near
+    match:
+      near: [{keywords: [recipe]}, {keywords: [meth]}]
+      within: 12
+    action: block
+  - id: both
+    match:
+      all: [{keywords: [detonator]}, {keywords: [assemble]}]
+    action: block
+  - id: many
+    match: {keywords: [please], min_count: 3}
+    action: flag
+  - id: lonely
+    match:
+      all: [{keywords: [password]}, {not: {keywords: [reset]}}]
+    action: redact
+  - id: shout
+    match: {regex: 'ha(?:ha){2,5}'}
+    action: flag
+"#;
+
+fn policy() -> &'static CompiledPolicy {
+    static P: std::sync::OnceLock<CompiledPolicy> = std::sync::OnceLock::new();
+    P.get_or_init(|| CompiledPolicy::from_yaml_str(POLICY, "props.yaml").expect("policy compiles"))
+}
+
+fn piece() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("pipe bomb".to_owned()),
+        Just("bomb".to_owned()),
+        Just("bombastic".to_owned()),
+        Just("bomb calorimeter".to_owned()),
+        Just("ＢＯＭＢ".to_owned()),
+        Just("bo\u{200B}mb".to_owned()),
+        Just("bоmb".to_owned()),
+        Just("爆弾".to_owned()),
+        Just("bob@example.com".to_owned()),
+        Just("4111 1111 1111 1111".to_owned()),
+        Just("4111 1111 1111 1112".to_owned()),
+        Just("hunter2".to_owned()),
+        Just("swordfish".to_owned()),
+        Just("recipe".to_owned()),
+        Just("meth".to_owned()),
+        Just("detonator".to_owned()),
+        Just("assemble".to_owned()),
+        Just("please".to_owned()),
+        Just("password".to_owned()),
+        Just("reset".to_owned()),
+        Just("hahaha".to_owned()),
+        Just("e\u{0301}".to_owned()),
+        Just("ﬁ".to_owned()),
+        Just("日本語のテキスト".to_owned()),
+        Just("Привет".to_owned()),
+        "[a-z ]{0,12}",
+        "[ .,\n]{1,3}",
+    ]
+}
+
+fn text() -> impl Strategy<Value = String> {
+    prop::collection::vec(piece(), 0..12).prop_map(|v| v.join(" "))
+}
+
+/// Streams `text` in chunks at the given cut points (byte offsets, any order, may split
+/// characters).
+fn stream(p: &CompiledPolicy, text: &str, cuts: &[usize]) -> (String, usize, bool, Vec<deliberate::engine::Finding>) {
+    let bytes = text.as_bytes();
+    let mut points: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+    points.sort_unstable();
+    points.dedup();
+    let mut s = p.stream(Stage::Output);
+    let mut out = String::new();
+    let mut blocked = false;
+    let mut prev = 0;
+    for &c in points.iter().chain(std::iter::once(&bytes.len())) {
+        let o = s.push_bytes(&bytes[prev..c]);
+        out.push_str(&o.text);
+        blocked |= o.blocked;
+        prev = c;
+    }
+    let o = s.finish();
+    out.push_str(&o.text);
+    blocked |= o.blocked;
+    (out, s.released(), blocked, s.findings().to_vec())
+}
+
+fn check(p: &CompiledPolicy, text: &str, cuts: &[usize]) -> Result<(), TestCaseError> {
+    let want: Decision = p.scan(text, Stage::Output, None);
+    let (out, released, blocked, findings) = stream(p, text, cuts);
+    prop_assert_eq!(blocked, want.action == Action::Block, "block decision differs for {:?}", text);
+    if want.action == Action::Block {
+        // Nothing from the first blocked span on; redactions before it applied.
+        let first_block = want.findings.iter().filter(|f| f.action == Action::Block).map(|f| f.start).min();
+        prop_assert!(first_block.is_some_and(|b| released <= b), "released {} past block in {:?}", released, text);
+        let before: Vec<_> =
+            want.findings.iter().filter(|f| f.action == Action::Redact && f.start < released).cloned().collect();
+        prop_assert!(before.iter().all(|f| f.end <= released), "half a redaction released in {:?}", text);
+        let expected = apply_redactions(&text[..released], &before, |id| p.replacement(id));
+        prop_assert_eq!(out, expected);
+    } else {
+        prop_assert_eq!(&out, &want.output, "released text differs for {:?}", text);
+        prop_assert_eq!(&findings, &want.findings, "findings differ for {:?}", text);
+    }
+    // No redacted span's original text survives in what was released.
+    for f in want.findings.iter().filter(|f| f.action == Action::Redact && f.end <= released) {
+        let _ = f;
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 600, ..ProptestConfig::default() })]
+
+    #[test]
+    fn streamed_equals_buffered(text in text(), cuts in prop::collection::vec(any::<usize>(), 0..8)) {
+        check(policy(), &text, &cuts)?;
+    }
+
+    #[test]
+    fn byte_by_byte_equals_buffered(text in text()) {
+        let cuts: Vec<usize> = (0..text.len()).collect();
+        check(policy(), &text, &cuts)?;
+    }
+}
+
+/// Every split point of a few hand-picked texts (the exhaustive version of the property).
+#[test]
+fn every_split_point() {
+    let p = policy();
+    let texts = [
+        "mail bob@example.com or pay 4111 1111 1111 1111 now",
+        "a recipe for meth here",
+        "please please please stop",
+        "my password is hunter2",
+        "reset my password please",
+        "how to assemble a detonator",
+        "a bomb calorimeter measures heat",
+        "日本語のテキスト 爆弾 Привет",
+        "hahaha hahahahaha",
+    ];
+    for t in texts {
+        for i in 0..=t.len() {
+            check(p, t, &[i]).unwrap_or_else(|e| panic!("split {i} of {t:?}: {e}"));
+        }
+    }
+}
+
+/// Regression: a redaction the stream had decided must not be cut by a block that follows it.
+#[test]
+fn redaction_then_block() {
+    let p = policy();
+    let t = "bob@example.com pipe bomb";
+    for i in 0..=t.len() {
+        check(p, t, &[i]).unwrap_or_else(|e| panic!("split {i}: {e}"));
+    }
+}
