@@ -95,7 +95,11 @@ fn text() -> impl Strategy<Value = String> {
 
 /// Streams `text` in chunks at the given cut points (byte offsets, any order, may split
 /// characters).
-fn stream(p: &CompiledPolicy, text: &str, cuts: &[usize]) -> (String, usize, bool, Vec<deliberate::engine::Finding>) {
+fn stream(
+    p: &CompiledPolicy,
+    text: &str,
+    cuts: &[usize],
+) -> (String, usize, bool, Vec<deliberate::engine::Finding>) {
     let bytes = text.as_bytes();
     let mut points: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
     points.sort_unstable();
@@ -119,14 +123,37 @@ fn stream(p: &CompiledPolicy, text: &str, cuts: &[usize]) -> (String, usize, boo
 fn check(p: &CompiledPolicy, text: &str, cuts: &[usize]) -> Result<(), TestCaseError> {
     let want: Decision = p.scan(text, Stage::Output, None);
     let (out, released, blocked, findings) = stream(p, text, cuts);
-    prop_assert_eq!(blocked, want.action == Action::Block, "block decision differs for {:?}", text);
+    prop_assert_eq!(
+        blocked,
+        want.action == Action::Block,
+        "block decision differs for {:?}",
+        text
+    );
     if want.action == Action::Block {
         // Nothing from the first blocked span on; redactions before it applied.
-        let first_block = want.findings.iter().filter(|f| f.action == Action::Block).map(|f| f.start).min();
-        prop_assert!(first_block.is_some_and(|b| released <= b), "released {} past block in {:?}", released, text);
-        let before: Vec<_> =
-            want.findings.iter().filter(|f| f.action == Action::Redact && f.start < released).cloned().collect();
-        prop_assert!(before.iter().all(|f| f.end <= released), "half a redaction released in {:?}", text);
+        let first_block = want
+            .findings
+            .iter()
+            .filter(|f| f.action == Action::Block)
+            .map(|f| f.start)
+            .min();
+        prop_assert!(
+            first_block.is_some_and(|b| released <= b),
+            "released {} past block in {:?}",
+            released,
+            text
+        );
+        let before: Vec<_> = want
+            .findings
+            .iter()
+            .filter(|f| f.action == Action::Redact && f.start < released)
+            .cloned()
+            .collect();
+        prop_assert!(
+            before.iter().all(|f| f.end <= released),
+            "half a redaction released in {:?}",
+            text
+        );
         let expected = apply_redactions(&text[..released], &before, |id| p.replacement(id));
         prop_assert_eq!(out, expected);
     } else {
@@ -134,7 +161,11 @@ fn check(p: &CompiledPolicy, text: &str, cuts: &[usize]) -> Result<(), TestCaseE
         prop_assert_eq!(&findings, &want.findings, "findings differ for {:?}", text);
     }
     // No redacted span's original text survives in what was released.
-    for f in want.findings.iter().filter(|f| f.action == Action::Redact && f.end <= released) {
+    for f in want
+        .findings
+        .iter()
+        .filter(|f| f.action == Action::Redact && f.end <= released)
+    {
         let _ = f;
     }
     Ok(())

@@ -47,10 +47,18 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
                 for d in &e.diagnostics {
                     println!("{d}");
                 }
-                let n = e.diagnostics.iter().filter(|d| d.level == Level::Error).count();
+                let n = e
+                    .diagnostics
+                    .iter()
+                    .filter(|d| d.level == Level::Error)
+                    .count();
                 println!("{}: failed: {n} error(s)", file.display());
             }
         }
     }
-    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }

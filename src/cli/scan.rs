@@ -62,7 +62,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let text = match args.text.as_deref() {
         None | Some("-") => {
             let mut s = String::new();
-            std::io::stdin().read_to_string(&mut s).context("reading standard input")?;
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .context("reading standard input")?;
             s
         }
         Some(t) => t.to_owned(),
@@ -89,8 +91,17 @@ fn stream_decision(policy: &CompiledPolicy, stage: Stage, text: &str, chunk: usi
     }
     out.push_str(&s.finish().text);
     let findings = s.findings().to_vec();
-    let action = findings.iter().map(|f| f.action).filter(|a| *a != Action::Allow).max().unwrap_or(Action::Allow);
-    Decision { action, findings, output: out }
+    let action = findings
+        .iter()
+        .map(|f| f.action)
+        .filter(|a| *a != Action::Allow)
+        .max()
+        .unwrap_or(Action::Allow);
+    Decision {
+        action,
+        findings,
+        output: out,
+    }
 }
 
 /// The JSON of DESIGN.md.
@@ -112,7 +123,11 @@ fn print_text(policy: &CompiledPolicy, text: &str, d: &Decision, color: bool) {
     println!("policy:  {}", policy.label());
     println!("action:  {}", d.action.as_str());
     // The text with spans marked.
-    let mut marks: Vec<(usize, usize, Action)> = d.findings.iter().map(|f| (f.start, f.end, f.action)).collect();
+    let mut marks: Vec<(usize, usize, Action)> = d
+        .findings
+        .iter()
+        .map(|f| (f.start, f.end, f.action))
+        .collect();
     marks.sort_by_key(|m| (m.0, std::cmp::Reverse(m.1)));
     let mut shown = String::new();
     let mut pos = 0;

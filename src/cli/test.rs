@@ -64,11 +64,20 @@ enum Expect {
     /// The rule fires (or not).
     Rule { rule: String, fires: bool },
     /// A whole-decision expectation from a test file.
-    Decision { action: Action, rules: Option<Vec<String>>, output: Option<String>, spans: Option<Vec<[usize; 2]>> },
+    Decision {
+        action: Action,
+        rules: Option<Vec<String>>,
+        output: Option<String>,
+        spans: Option<Vec<[usize; 2]>>,
+    },
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let paths = if args.paths.is_empty() { vec![PathBuf::from("policies")] } else { args.paths.clone() };
+    let paths = if args.paths.is_empty() {
+        vec![PathBuf::from("policies")]
+    } else {
+        args.paths.clone()
+    };
     let mut policies: Vec<PathBuf> = Vec::new();
     let mut test_files: Vec<PathBuf> = Vec::new();
     for p in &paths {
@@ -95,7 +104,12 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             Ok(p) => p,
             Err(e) => {
                 load_failed = true;
-                results.push(CaseResult { policy: label, name: "load".into(), passed: false, failure: Some(e.to_string()) });
+                results.push(CaseResult {
+                    policy: label,
+                    name: "load".into(),
+                    passed: false,
+                    failure: Some(e.to_string()),
+                });
                 continue;
             }
         };
@@ -118,7 +132,12 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
                     policy: tf.display().to_string(),
                     name: "parse".into(),
                     passed: false,
-                    failure: Some(format!("{}:{}:{}: {msg}", tf.display(), loc.line, loc.column)),
+                    failure: Some(format!(
+                        "{}:{}:{}: {msg}",
+                        tf.display(),
+                        loc.line,
+                        loc.column
+                    )),
                 });
                 continue;
             }
@@ -127,7 +146,10 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             Some(p) => tf.parent().unwrap_or(Path::new(".")).join(p),
             None => match policies.as_slice() {
                 [only] => only.clone(),
-                _ => anyhow::bail!("{}: no `policy:` given and not exactly one policy named", tf.display()),
+                _ => anyhow::bail!(
+                    "{}: no `policy:` given and not exactly one policy named",
+                    tf.display()
+                ),
             },
         };
         let label = policy_path.display().to_string();
@@ -135,7 +157,12 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             Ok(p) => p,
             Err(e) => {
                 load_failed = true;
-                results.push(CaseResult { policy: label, name: tf.display().to_string(), passed: false, failure: Some(e.to_string()) });
+                results.push(CaseResult {
+                    policy: label,
+                    name: tf.display().to_string(),
+                    passed: false,
+                    failure: Some(e.to_string()),
+                });
                 continue;
             }
         };
@@ -159,7 +186,11 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
                 ),
                 text: c.text.clone(),
                 stage,
-                role: if stage == Stage::Input { Some(c.role.clone().unwrap_or_else(|| "user".into())) } else { None },
+                role: if stage == Stage::Input {
+                    Some(c.role.clone().unwrap_or_else(|| "user".into()))
+                } else {
+                    None
+                },
                 expect: Expect::Decision {
                     action: match c.expect {
                         RawExpectAction::Allow => Action::Allow,
@@ -181,13 +212,21 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.format {
         Format::Text => {
             for r in results.iter().filter(|r| !r.passed) {
-                println!("FAIL {} :: {}\n     {}", r.policy, r.name, r.failure.as_deref().unwrap_or(""));
+                println!(
+                    "FAIL {} :: {}\n     {}",
+                    r.policy,
+                    r.name,
+                    r.failure.as_deref().unwrap_or("")
+                );
             }
             if args.coverage {
                 if uncovered.is_empty() {
                     println!("coverage: every rule fired in at least one passing case");
                 } else {
-                    println!("coverage: {} rule(s) no passing case made fire:", uncovered.len());
+                    println!(
+                        "coverage: {} rule(s) no passing case made fire:",
+                        uncovered.len()
+                    );
                     for (p, r) in &uncovered {
                         println!("  {p} :: {r}");
                     }
@@ -204,26 +243,44 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         Format::Junit => print_junit(&results, failed),
     }
-    Ok(if failed > 0 || load_failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if failed > 0 || load_failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn looks_like_test_file(p: &Path) -> bool {
-    p.parent().and_then(|d| d.file_name()).is_some_and(|n| n == "tests")
+    p.parent()
+        .and_then(|d| d.file_name())
+        .is_some_and(|n| n == "tests")
 }
 
 fn example_cases(policy: &CompiledPolicy) -> Vec<Case> {
     let mut out = Vec::new();
     for rule in &policy.rules {
         let stage = rule.stages.first().copied().unwrap_or(Stage::Input);
-        let role = (stage == Stage::Input).then(|| rule.roles.first().cloned().unwrap_or_else(|| "user".into()));
-        for (texts, fires) in [(&rule.examples.should_match, true), (&rule.examples.no_match, false)] {
+        let role = (stage == Stage::Input)
+            .then(|| rule.roles.first().cloned().unwrap_or_else(|| "user".into()));
+        for (texts, fires) in [
+            (&rule.examples.should_match, true),
+            (&rule.examples.no_match, false),
+        ] {
             for t in texts {
                 out.push(Case {
-                    name: format!("{} {} {:?}", rule.id, if fires { "matches" } else { "does not match" }, t),
+                    name: format!(
+                        "{} {} {:?}",
+                        rule.id,
+                        if fires { "matches" } else { "does not match" },
+                        t
+                    ),
                     text: t.clone(),
                     stage,
                     role: role.clone(),
-                    expect: Expect::Rule { rule: rule.id.clone(), fires },
+                    expect: Expect::Rule {
+                        rule: rule.id.clone(),
+                        fires,
+                    },
                 });
             }
         }
@@ -231,7 +288,12 @@ fn example_cases(policy: &CompiledPolicy) -> Vec<Case> {
     out
 }
 
-fn run_case(policy: &CompiledPolicy, case: &Case, label: &str, covered: &mut BTreeSet<(String, String)>) -> CaseResult {
+fn run_case(
+    policy: &CompiledPolicy,
+    case: &Case,
+    label: &str,
+    covered: &mut BTreeSet<(String, String)>,
+) -> CaseResult {
     let d = policy.scan(&case.text, case.stage, case.role.as_deref());
     let mut failure = check_expectation(policy, case, &d);
     if failure.is_none() && case.role.is_none() || case.stage != Stage::Input {
@@ -251,7 +313,12 @@ fn run_case(policy: &CompiledPolicy, case: &Case, label: &str, covered: &mut BTr
             covered.insert((label.to_owned(), f.rule.clone()));
         }
     }
-    CaseResult { policy: label.to_owned(), name: case.name.clone(), passed: failure.is_none(), failure }
+    CaseResult {
+        policy: label.to_owned(),
+        name: case.name.clone(),
+        passed: failure.is_none(),
+        failure,
+    }
 }
 
 fn check_expectation(policy: &CompiledPolicy, case: &Case, d: &Decision) -> Option<String> {
@@ -269,9 +336,19 @@ fn check_expectation(policy: &CompiledPolicy, case: &Case, d: &Decision) -> Opti
             let _ = policy;
             None
         }
-        Expect::Decision { action, rules, output, spans } => {
+        Expect::Decision {
+            action,
+            rules,
+            output,
+            spans,
+        } => {
             if d.action != *action {
-                return Some(format!("expected {}, got {}; findings: {}", action.as_str(), d.action.as_str(), describe(d)));
+                return Some(format!(
+                    "expected {}, got {}; findings: {}",
+                    action.as_str(),
+                    d.action.as_str(),
+                    describe(d)
+                ));
             }
             if let Some(rules) = rules {
                 for r in rules {
@@ -302,12 +379,21 @@ fn describe(d: &Decision) -> String {
     if d.findings.is_empty() {
         return "none".into();
     }
-    d.findings.iter().map(|f| format!("{}@{}..{}", f.rule, f.start, f.end)).collect::<Vec<_>>().join(", ")
+    d.findings
+        .iter()
+        .map(|f| format!("{}@{}..{}", f.rule, f.start, f.end))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Streams `text` split in two at every character boundary and byte by byte; each run must
 /// agree with the buffered decision `want`.
-pub fn check_streams(policy: &CompiledPolicy, stage: Stage, text: &str, want: &Decision) -> Result<(), String> {
+pub fn check_streams(
+    policy: &CompiledPolicy,
+    stage: Stage,
+    text: &str,
+    want: &Decision,
+) -> Result<(), String> {
     let mut splits: Vec<Vec<&[u8]>> = Vec::new();
     let bytes = text.as_bytes();
     for i in 0..=bytes.len() {
@@ -326,34 +412,61 @@ pub fn check_streams(policy: &CompiledPolicy, stage: Stage, text: &str, want: &D
         let o = s.finish();
         out.push_str(&o.text);
         blocked |= o.blocked;
-        let where_ = if chunks.len() == 2 { format!("split at byte {}", chunks[0].len()) } else { "fed byte by byte".into() };
+        let where_ = if chunks.len() == 2 {
+            format!("split at byte {}", chunks[0].len())
+        } else {
+            "fed byte by byte".into()
+        };
         if want.action == Action::Block {
             if !blocked {
                 return Err(format!("streamed ({where_}) did not block"));
             }
             let r = s.released();
-            let first_block = want.findings.iter().filter(|f| f.action == Action::Block).map(|f| f.start).min();
+            let first_block = want
+                .findings
+                .iter()
+                .filter(|f| f.action == Action::Block)
+                .map(|f| f.start)
+                .min();
             if first_block.is_some_and(|b| r > b) {
-                return Err(format!("streamed ({where_}) released {r} bytes, past a blocked span"));
+                return Err(format!(
+                    "streamed ({where_}) released {r} bytes, past a blocked span"
+                ));
             }
-            let before: Vec<crate::engine::Finding> =
-                want.findings.iter().filter(|f| f.action == Action::Redact && f.start < r).cloned().collect();
+            let before: Vec<crate::engine::Finding> = want
+                .findings
+                .iter()
+                .filter(|f| f.action == Action::Redact && f.start < r)
+                .cloned()
+                .collect();
             if before.iter().any(|f| f.end > r) {
-                return Err(format!("streamed ({where_}) released part of a redacted span"));
+                return Err(format!(
+                    "streamed ({where_}) released part of a redacted span"
+                ));
             }
-            let expected = crate::engine::apply_redactions(&text[..r], &before, |id| policy.replacement(id));
+            let expected =
+                crate::engine::apply_redactions(&text[..r], &before, |id| policy.replacement(id));
             if out != expected {
-                return Err(format!("streamed ({where_}) released {out:?}, expected {expected:?}"));
+                return Err(format!(
+                    "streamed ({where_}) released {out:?}, expected {expected:?}"
+                ));
             }
         } else {
             if blocked {
                 return Err(format!("streamed ({where_}) blocked; buffered did not"));
             }
             if out != want.output {
-                return Err(format!("streamed ({where_}) released {out:?}, buffered gives {:?}", want.output));
+                return Err(format!(
+                    "streamed ({where_}) released {out:?}, buffered gives {:?}",
+                    want.output
+                ));
             }
             if s.findings() != want.findings.as_slice() {
-                return Err(format!("streamed ({where_}) findings differ: {:?} vs {:?}", s.findings(), want.findings));
+                return Err(format!(
+                    "streamed ({where_}) findings differ: {:?} vs {:?}",
+                    s.findings(),
+                    want.findings
+                ));
             }
         }
     }
@@ -362,13 +475,26 @@ pub fn check_streams(policy: &CompiledPolicy, stage: Stage, text: &str, want: &D
 
 fn print_junit(results: &[CaseResult], failed: usize) {
     fn esc(s: &str) -> String {
-        s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
     }
     println!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
-    println!("<testsuites tests=\"{}\" failures=\"{failed}\">", results.len());
-    println!("  <testsuite name=\"deliberate\" tests=\"{}\" failures=\"{failed}\">", results.len());
+    println!(
+        "<testsuites tests=\"{}\" failures=\"{failed}\">",
+        results.len()
+    );
+    println!(
+        "  <testsuite name=\"deliberate\" tests=\"{}\" failures=\"{failed}\">",
+        results.len()
+    );
     for r in results {
-        print!("    <testcase classname=\"{}\" name=\"{}\"", esc(&r.policy), esc(&r.name));
+        print!(
+            "    <testcase classname=\"{}\" name=\"{}\"",
+            esc(&r.policy),
+            esc(&r.name)
+        );
         match &r.failure {
             Some(f) => println!("><failure message=\"{}\"/></testcase>", esc(f)),
             None => println!("/>"),

@@ -21,6 +21,10 @@ fn is_word_char(c: char) -> bool {
     c.is_alphanumeric() || c == '_'
 }
 
+fn is_spaced_word(c: char) -> bool {
+    is_word_char(c) && !is_unspaced(c)
+}
+
 /// Scripts written without spaces between words: no word boundary is required next to them.
 fn is_unspaced(c: char) -> bool {
     matches!(c as u32,
@@ -41,21 +45,21 @@ fn is_unspaced(c: char) -> bool {
 pub(crate) fn whole_word(hay: &str, start: usize, end: usize) -> bool {
     let inner_first = hay[start..end].chars().next();
     let inner_last = hay[start..end].chars().next_back();
-    let before_ok = match (hay[..start].chars().next_back(), inner_first) {
-        (Some(b), Some(f)) => !(is_word_char(f) && !is_unspaced(f) && is_word_char(b) && !is_unspaced(b)),
-        _ => true,
-    };
-    let after_ok = match (hay[end..].chars().next(), inner_last) {
-        (Some(a), Some(l)) => !(is_word_char(l) && !is_unspaced(l) && is_word_char(a) && !is_unspaced(a)),
-        _ => true,
-    };
-    before_ok && after_ok
+    // Two characters glue into one word when both are word characters of spaced scripts.
+    let glued = |x: char, y: char| is_spaced_word(x) && is_spaced_word(y);
+    let before = hay[..start].chars().next_back().zip(inner_first);
+    let after = hay[end..].chars().next().zip(inner_last);
+    !before.is_some_and(|(b, f)| glued(b, f)) && !after.is_some_and(|(a, l)| glued(a, l))
 }
 
 // === keyword hits ===
 
 /// Overlapping keyword hits in `hay`: calls `f(pattern, start, end)` for every occurrence.
-pub(crate) fn keyword_hits(dfa: &aho_corasick::dfa::DFA, hay: &str, mut f: impl FnMut(usize, usize, usize)) {
+pub(crate) fn keyword_hits(
+    dfa: &aho_corasick::dfa::DFA,
+    hay: &str,
+    mut f: impl FnMut(usize, usize, usize),
+) {
     let input = aho_corasick::Input::new(hay);
     let mut state = aho_corasick::automaton::OverlappingState::start();
     loop {
@@ -129,7 +133,13 @@ pub fn luhn(s: &str) -> bool {
         .iter()
         .rev()
         .enumerate()
-        .map(|(i, &d)| if i % 2 == 1 { if d * 2 > 9 { d * 2 - 9 } else { d * 2 } } else { d })
+        .map(|(i, &d)| {
+            if i % 2 == 1 {
+                if d * 2 > 9 { d * 2 - 9 } else { d * 2 }
+            } else {
+                d
+            }
+        })
         .sum();
     sum % 10 == 0
 }
@@ -137,11 +147,16 @@ pub fn luhn(s: &str) -> bool {
 /// IBAN check (ISO 13616): country letters, check digits, mod 97 == 1. Spaces ignored; case
 /// ignored.
 pub fn iban(s: &str) -> bool {
-    let compact: Vec<char> = s.chars().filter(|c| !c.is_whitespace() && *c != '-').collect();
+    let compact: Vec<char> = s
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '-')
+        .collect();
     if compact.len() < 15 || compact.len() > 34 {
         return false;
     }
-    if !compact[..2].iter().all(char::is_ascii_alphabetic) || !compact[2..4].iter().all(char::is_ascii_digit) {
+    if !compact[..2].iter().all(char::is_ascii_alphabetic)
+        || !compact[2..4].iter().all(char::is_ascii_digit)
+    {
         return false;
     }
     let rearranged = compact[4..].iter().chain(compact[..4].iter());
@@ -152,7 +167,11 @@ pub fn iban(s: &str) -> bool {
             l @ 'A'..='Z' => l as u32 - 'A' as u32 + 10,
             _ => return false,
         };
-        rem = if v >= 10 { (rem * 100 + v) % 97 } else { (rem * 10 + v) % 97 };
+        rem = if v >= 10 {
+            (rem * 100 + v) % 97
+        } else {
+            (rem * 10 + v) % 97
+        };
     }
     rem == 1
 }
@@ -172,8 +191,14 @@ pub(crate) struct EvalCtx<'a> {
 pub(crate) fn eval(node: &Node, cx: &EvalCtx<'_>) -> Option<Vec<Span>> {
     match node {
         Node::Leaf(i) => {
-            let spans: Vec<Span> =
-                cx.hits.get(*i).into_iter().flatten().copied().filter(|s| !(cx.exempt)(*s)).collect();
+            let spans: Vec<Span> = cx
+                .hits
+                .get(*i)
+                .into_iter()
+                .flatten()
+                .copied()
+                .filter(|s| !(cx.exempt)(*s))
+                .collect();
             if spans.is_empty() { None } else { Some(spans) }
         }
         Node::Any(children) => {
@@ -214,7 +239,11 @@ pub(crate) fn eval(node: &Node, cx: &EvalCtx<'_>) -> Option<Vec<Span>> {
                     out.push(y);
                 }
             }
-            if out.is_empty() { None } else { Some(sorted(out)) }
+            if out.is_empty() {
+                None
+            } else {
+                Some(sorted(out))
+            }
         }
         Node::Count { node, min } => {
             let s = eval(node, cx)?;

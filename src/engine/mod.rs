@@ -102,7 +102,11 @@ impl Decision {
 
 /// Applies redactions to `text`. Overlapping spans merge; a merged span takes the replacement
 /// of its earliest finding. Only `Redact` findings are applied.
-pub fn apply_redactions(text: &str, findings: &[Finding], replacement_of: impl Fn(&str) -> String) -> String {
+pub fn apply_redactions(
+    text: &str,
+    findings: &[Finding],
+    replacement_of: impl Fn(&str) -> String,
+) -> String {
     let mut spans: Vec<(usize, usize, &str)> = findings
         .iter()
         .filter(|f| f.action == Action::Redact)

@@ -45,12 +45,22 @@ pub struct NormalizeOptions {
 impl NormalizeOptions {
     /// Every step on: the default.
     pub const fn all() -> Self {
-        NormalizeOptions { nfkc: true, casefold: true, strip_invisible: true, confusables: true }
+        NormalizeOptions {
+            nfkc: true,
+            casefold: true,
+            strip_invisible: true,
+            confusables: true,
+        }
     }
 
     /// No step: matching on the raw text.
     pub const fn none() -> Self {
-        NormalizeOptions { nfkc: false, casefold: false, strip_invisible: false, confusables: false }
+        NormalizeOptions {
+            nfkc: false,
+            casefold: false,
+            strip_invisible: false,
+            confusables: false,
+        }
     }
 
     /// The largest number of normalized bytes one original byte can become, used to bound
@@ -116,13 +126,24 @@ impl OffsetMap {
     /// The original byte where the normalized byte `norm` comes from (the start of its
     /// segment), or `None` past the end of the map.
     pub fn orig_start(&self, norm: usize) -> Option<usize> {
-        self.find(norm).map(|p| if p.identity { p.orig + (norm - p.norm) } else { p.orig })
+        self.find(norm).map(|p| {
+            if p.identity {
+                p.orig + (norm - p.norm)
+            } else {
+                p.orig
+            }
+        })
     }
 
     /// The original end (exclusive) of the normalized byte `norm`'s segment.
     pub fn orig_end_of(&self, norm: usize) -> Option<usize> {
-        self.find(norm)
-            .map(|p| if p.identity { p.orig + (norm - p.norm) + 1 } else { p.orig + p.orig_len })
+        self.find(norm).map(|p| {
+            if p.identity {
+                p.orig + (norm - p.norm) + 1
+            } else {
+                p.orig + p.orig_len
+            }
+        })
     }
 
     /// Maps the normalized span `[start, end)` (`start < end`) to the smallest original span
@@ -210,7 +231,10 @@ pub fn normalize_into(
     let mut i = 0;
     while i < bytes.len() {
         // Fast path: a run of ASCII.
-        let run = bytes[i..].iter().position(|b| !b.is_ascii()).unwrap_or(bytes.len() - i);
+        let run = bytes[i..]
+            .iter()
+            .position(|b| !b.is_ascii())
+            .unwrap_or(bytes.len() - i);
         if run > 0 {
             let mut end = i + run;
             if opts.nfkc {
@@ -226,7 +250,11 @@ pub fn normalize_into(
             if end > i {
                 let n = norm_at(out);
                 if opts.casefold {
-                    out.extend(bytes[i..end].iter().map(|b| char::from(b.to_ascii_lowercase())));
+                    out.extend(
+                        bytes[i..end]
+                            .iter()
+                            .map(|b| char::from(b.to_ascii_lowercase())),
+                    );
                 } else {
                     out.push_str(&orig[i..end]);
                 }
@@ -284,7 +312,11 @@ fn segment_end(opts: NormalizeOptions, orig: &str, start: usize) -> Option<usize
         }
         count += 1;
     }
-    if count >= MAX_SEGMENT_CHARS { Some(orig.len()) } else { None }
+    if count >= MAX_SEGMENT_CHARS {
+        Some(orig.len())
+    } else {
+        None
+    }
 }
 
 /// Whether normalization may cut the text just before `c`: `c` is a starter that nothing
@@ -323,7 +355,9 @@ fn push_segment(opts: NormalizeOptions, seg: &str, out: &mut String) {
             return;
         }
     }
-    let kept = seg.chars().filter(|&c| !(opts.strip_invisible && is_invisible(c)));
+    let kept = seg
+        .chars()
+        .filter(|&c| !(opts.strip_invisible && is_invisible(c)));
     if opts.nfkc {
         for c in kept.nfkc() {
             if !(opts.strip_invisible && is_invisible(c)) {
@@ -338,7 +372,11 @@ fn push_segment(opts: NormalizeOptions, seg: &str, out: &mut String) {
 }
 
 fn push_folded(opts: NormalizeOptions, c: char, out: &mut String) {
-    let c = if opts.confusables && !c.is_ascii() { fold_confusable(c) } else { c };
+    let c = if opts.confusables && !c.is_ascii() {
+        fold_confusable(c)
+    } else {
+        c
+    };
     if opts.casefold {
         if c.is_ascii() {
             out.push(c.to_ascii_lowercase());
@@ -372,17 +410,17 @@ fn build_tables() -> Tables {
     let mut buf = [0u8; 4];
     for (lo, hi) in planes {
         for cp in lo..=hi {
-            let Some(c) = char::from_u32(cp) else { continue };
+            let Some(c) = char::from_u32(cp) else {
+                continue;
+            };
             let s: &str = c.encode_utf8(&mut buf);
             let mut sk = unicode_security::skeleton(s);
             match (sk.next(), sk.next()) {
-                (None, _) => {
-                    // The skeleton drops default-ignorable code points only.
-                    if is_nfkc_quick(std::iter::once(c)) != IsNormalized::Maybe {
-                        match invisible.last_mut() {
-                            Some(last) if last.1 as u32 + 1 == cp => last.1 = c,
-                            _ => invisible.push((c, c)),
-                        }
+                // The skeleton drops default-ignorable code points only.
+                (None, _) if is_nfkc_quick(std::iter::once(c)) != IsNormalized::Maybe => {
+                    match invisible.last_mut() {
+                        Some(last) if last.1 as u32 + 1 == cp => last.1 = c,
+                        _ => invisible.push((c, c)),
                     }
                 }
                 (Some(p), None) if p.is_ascii_alphabetic() && p != c => {
@@ -394,7 +432,10 @@ fn build_tables() -> Tables {
             }
         }
     }
-    Tables { invisible, confusable }
+    Tables {
+        invisible,
+        confusable,
+    }
 }
 
 /// Whether `c` is invisible: a default-ignorable code point (zero-width characters, soft
@@ -432,9 +473,9 @@ mod tests {
             ("ＢＯＭＢ", "bomb"),
             ("bo\u{200B}mb", "bomb"),
             ("b\u{00AD}omb", "bomb"),
-            ("bоmb", "bomb"),       // Cyrillic о
-            ("ΒΟΜΒ", "bomb"),       // Greek capitals
-            ("\u{202E}bomb", "bomb"), // bidi override
+            ("bоmb", "bomb"),          // Cyrillic о
+            ("ΒΟΜΒ", "bomb"),          // Greek capitals
+            ("\u{202E}bomb", "bomb"),  // bidi override
             ("bomb\u{E0041}", "bomb"), // tag character
             ("e\u{0301}", "é"),
             ("ﬁre", "fire"),

@@ -27,11 +27,19 @@ impl CompiledPolicy {
         let hits = self.leaf_hits(Stage::Input, text);
         let gap = |a: usize, b: usize| text.get(a..b).map_or(usize::MAX, |s| s.chars().count());
         let never = |_: Span| false;
-        let cx = EvalCtx { hits: &hits, exempt: &never, gap_chars: &gap };
+        let cx = EvalCtx {
+            hits: &hits,
+            exempt: &never,
+            gap_chars: &gap,
+        };
         self.spec
             .sections
             .iter()
-            .filter(|s| s.trigger.as_ref().is_some_and(|t| eval::eval(t, &cx).is_some()))
+            .filter(|s| {
+                s.trigger
+                    .as_ref()
+                    .is_some_and(|t| eval::eval(t, &cx).is_some())
+            })
             .map(|s| s.id.as_str())
             .collect()
     }
@@ -66,7 +74,9 @@ impl CompiledPolicy {
         if let Some(set) = &view.regex_set {
             for i in set.matches(hay).iter() {
                 let leaf = view.regexes[i];
-                let LeafKind::Regex(r) = &self.leaves[leaf].kind else { continue };
+                let LeafKind::Regex(r) = &self.leaves[leaf].kind else {
+                    continue;
+                };
                 let mut pos = 0;
                 while let Ok(Some(((s, e), ok))) = eval::next_regex_hit(r, hay, pos, None) {
                     if ok {
@@ -105,7 +115,11 @@ impl CompiledPolicy {
         let never = |_: Span| false;
         let mut allows: Vec<(Span, usize)> = Vec::new();
         let mut out: Vec<(usize, Finding)> = Vec::new();
-        let cx = EvalCtx { hits, exempt: &never, gap_chars: gap };
+        let cx = EvalCtx {
+            hits,
+            exempt: &never,
+            gap_chars: gap,
+        };
         for &ri in &st.rules {
             let rule = &self.rules[ri];
             if rule.action != Action::Allow || !rule.reads_role(role) || !include(ri) {
@@ -127,10 +141,17 @@ impl CompiledPolicy {
                 allows.iter().any(|&((a0, a1), ai)| {
                     a0 < s.1
                         && s.0 < a1
-                        && self.rules[ai].overrides.as_ref().is_none_or(|o| o.contains(&ri))
+                        && self.rules[ai]
+                            .overrides
+                            .as_ref()
+                            .is_none_or(|o| o.contains(&ri))
                 })
             };
-            let cx = EvalCtx { hits, exempt: &exempt, gap_chars: gap };
+            let cx = EvalCtx {
+                hits,
+                exempt: &exempt,
+                gap_chars: gap,
+            };
             if let Some(spans) = eval::eval(&rule.node, &cx) {
                 for s in spans {
                     out.push((ri, self.finding(ri, stage, s, span_text)));
@@ -141,7 +162,13 @@ impl CompiledPolicy {
         out.into_iter().map(|(_, f)| f).collect()
     }
 
-    pub(crate) fn finding(&self, ri: usize, stage: Stage, s: Span, span_text: &dyn Fn(Span) -> String) -> Finding {
+    pub(crate) fn finding(
+        &self,
+        ri: usize,
+        stage: Stage,
+        s: Span,
+        span_text: &dyn Fn(Span) -> String,
+    ) -> Finding {
         let rule = &self.rules[ri];
         Finding {
             rule: rule.id.clone(),
@@ -163,7 +190,11 @@ impl CompiledPolicy {
             .filter(|a| *a != Action::Allow)
             .max()
             .unwrap_or(Action::Allow);
-        let mut d = Decision { action, findings, output: String::new() };
+        let mut d = Decision {
+            action,
+            findings,
+            output: String::new(),
+        };
         d.output = match action {
             Action::Block => {
                 let rule = d.blocking_finding().and_then(|f| self.rule(&f.rule));
@@ -177,7 +208,8 @@ impl CompiledPolicy {
 
     /// The replacement text of rule `rule_id`.
     pub fn replacement(&self, rule_id: &str) -> String {
-        self.rule(rule_id).map_or_else(|| "[redacted]".to_owned(), |r| r.replacement.clone())
+        self.rule(rule_id)
+            .map_or_else(|| "[redacted]".to_owned(), |r| r.replacement.clone())
     }
 }
 
@@ -240,10 +272,18 @@ rules:
             ("a detonator is a device", Action::Allow, &[]),
             ("step 1: get a DETONATOR", Action::Block, &["explosives"]),
             ("write to Bob@Example.com", Action::Redact, &["email"]),
-            ("how do I kill a python process", Action::Allow, &["kill-process"]),
+            (
+                "how do I kill a python process",
+                Action::Allow,
+                &["kill-process"],
+            ),
             ("I will kill him", Action::Flag, &["kill"]),
             ("a recipe for meth", Action::Block, &["near"]),
-            ("recipe: a long long long long long text then meth", Action::Allow, &[]),
+            (
+                "recipe: a long long long long long text then meth",
+                Action::Allow,
+                &[],
+            ),
             ("now now now", Action::Flag, &["shouting"]),
             ("now now", Action::Allow, &[]),
             ("my password is x", Action::Flag, &["no-context"]),
@@ -269,14 +309,24 @@ rules:
     #[test]
     fn roles_filter_input_rules() {
         let p = policy(BASE);
-        assert_eq!(p.scan("kill", Stage::Input, Some("system")).action, Action::Allow);
-        assert_eq!(p.scan("kill", Stage::Input, Some("user")).action, Action::Flag);
+        assert_eq!(
+            p.scan("kill", Stage::Input, Some("system")).action,
+            Action::Allow
+        );
+        assert_eq!(
+            p.scan("kill", Stage::Input, Some("user")).action,
+            Action::Flag
+        );
     }
 
     #[test]
     fn evasions_are_normalized() {
         let p = policy(BASE);
-        for t in ["build a p\u{200B}ipe b\u{00AD}omb", "BUILD A ＰＩＰＥ ＢＯＭＢ", "build a pipe bоmb"] {
+        for t in [
+            "build a p\u{200B}ipe b\u{00AD}omb",
+            "BUILD A ＰＩＰＥ ＢＯＭＢ",
+            "build a pipe bоmb",
+        ] {
             assert_eq!(p.scan(t, Stage::Input, None).action, Action::Block, "{t}");
         }
     }

@@ -13,6 +13,8 @@
 //! (`all` of parts that may be far apart, `not`, `min_count`) hold text from their first hit until
 //! they fire or the stream ends.
 
+use std::sync::Arc;
+
 use aho_corasick::Anchored;
 use aho_corasick::automaton::{Automaton, StateID};
 
@@ -49,9 +51,27 @@ struct ViewState {
     regex_pos: Vec<usize>,
 }
 
+/// The policy a [`StreamScanner`] reads: borrowed, or shared so the scanner can outlive the
+/// caller's borrow (a proxy keeps one per streamed response).
+#[derive(Clone)]
+enum PolicyRef<'p> {
+    Borrowed(&'p CompiledPolicy),
+    Shared(Arc<CompiledPolicy>),
+}
+
+impl std::ops::Deref for PolicyRef<'_> {
+    type Target = CompiledPolicy;
+    fn deref(&self) -> &CompiledPolicy {
+        match self {
+            PolicyRef::Borrowed(p) => p,
+            PolicyRef::Shared(p) => p,
+        }
+    }
+}
+
 /// Scans a text that arrives in pieces. See the [module docs](self).
 pub struct StreamScanner<'p> {
-    policy: &'p CompiledPolicy,
+    policy: PolicyRef<'p>,
     stage: Stage,
     /// Original text from `base` on.
     orig: String,
@@ -91,6 +111,12 @@ impl std::fmt::Debug for StreamScanner<'_> {
 impl<'p> StreamScanner<'p> {
     /// A scanner for `stage` of `policy`.
     pub fn new(policy: &'p CompiledPolicy, stage: Stage) -> Self {
+        Self::with_policy(PolicyRef::Borrowed(policy), stage)
+    }
+
+    fn with_policy(policy: PolicyRef<'p>, stage: Stage) -> Self {
+        let policy_ref = policy.clone();
+        let policy: &CompiledPolicy = &policy_ref;
         let st = &policy.stages[stage.index()];
         let views = st
             .views
@@ -119,7 +145,7 @@ impl<'p> StreamScanner<'p> {
             }
         }
         StreamScanner {
-            policy,
+            policy: policy_ref.clone(),
             stage,
             orig: String::new(),
             base: 0,
@@ -136,7 +162,18 @@ impl<'p> StreamScanner<'p> {
             all_findings: Vec::new(),
         }
     }
+}
 
+impl StreamScanner<'static> {
+    /// A scanner for `stage` that holds its own reference to `policy`, so it can live as long
+    /// as the stream it scans (for example inside an HTTP response body) while the policy is
+    /// swapped for a new version elsewhere.
+    pub fn new_shared(policy: Arc<CompiledPolicy>, stage: Stage) -> Self {
+        Self::with_policy(PolicyRef::Shared(policy), stage)
+    }
+}
+
+impl StreamScanner<'_> {
     /// Bytes received so far.
     pub fn received(&self) -> usize {
         self.base + self.orig.len()
@@ -165,7 +202,10 @@ impl<'p> StreamScanner<'p> {
     /// Feeds a piece of text.
     pub fn push(&mut self, delta: &str) -> StreamOutput {
         if self.blocked || self.done {
-            return StreamOutput { blocked: self.blocked, ..Default::default() };
+            return StreamOutput {
+                blocked: self.blocked,
+                ..Default::default()
+            };
         }
         self.orig.push_str(delta);
         self.advance(false)
@@ -189,7 +229,10 @@ impl<'p> StreamScanner<'p> {
     /// Ends the stream: decides everything still open and releases the rest.
     pub fn finish(&mut self) -> StreamOutput {
         if self.blocked || self.done {
-            return StreamOutput { blocked: self.blocked, ..Default::default() };
+            return StreamOutput {
+                blocked: self.blocked,
+                ..Default::default()
+            };
         }
         if !self.utf8_tail.is_empty() {
             let tail = std::mem::take(&mut self.utf8_tail);
@@ -293,7 +336,8 @@ impl<'p> StreamScanner<'p> {
     /// Evaluates rules over the known hits. Returns the new findings (start at or after the
     /// last reported point); may pull `safe` back for rules not decided yet.
     fn decide(&mut self, frontier: usize, fin: bool, safe: &mut usize) -> Vec<Finding> {
-        let policy = self.policy;
+        let policy_ref = self.policy.clone();
+        let policy: &CompiledPolicy = &policy_ref;
         let st = &policy.stages[self.stage.index()];
         let base = self.base;
         let orig = &self.orig;
@@ -301,23 +345,32 @@ impl<'p> StreamScanner<'p> {
             if a < base || b < a {
                 return usize::MAX;
             }
-            orig.get(a - base..b - base).map_or(usize::MAX, |s| s.chars().count())
+            orig.get(a - base..b - base)
+                .map_or(usize::MAX, |s| s.chars().count())
         };
         let span_text = |s: Span| {
-            orig.get(s.0.saturating_sub(base)..s.1.saturating_sub(base)).unwrap_or("").to_owned()
+            orig.get(s.0.saturating_sub(base)..s.1.saturating_sub(base))
+                .unwrap_or("")
+                .to_owned()
         };
         // Unbounded monotone rules fire on decided hits only.
         if !fin {
             let decided: Hits = self
                 .hits
                 .iter()
-                .map(|hs| hs.iter().copied().filter(|&(_, e)| e + self.reach < frontier).collect())
+                .map(|hs| {
+                    hs.iter()
+                        .copied()
+                        .filter(|&(_, e)| e + self.reach < frontier)
+                        .collect()
+                })
                 .collect();
             for &ri in &st.rules {
                 let rule = &policy.rules[ri];
                 if rule.reach.is_none() && !rule.has_not && !self.fired[ri] {
                     let one = |r: usize| r == ri || policy.rules[r].action == Action::Allow;
-                    let f = policy.evaluate_some(self.stage, None, &decided, &gap, &span_text, &one);
+                    let f =
+                        policy.evaluate_some(self.stage, None, &decided, &gap, &span_text, &one);
                     if f.iter().any(|x| x.rule == rule.id) {
                         self.fired[ri] = true;
                     }
@@ -329,7 +382,8 @@ impl<'p> StreamScanner<'p> {
             let rule = &policy.rules[r];
             fin || rule.reach.is_some() || (!rule.has_not && fired[r])
         };
-        let findings = policy.evaluate_some(self.stage, None, &self.hits, &gap, &span_text, &include);
+        let findings =
+            policy.evaluate_some(self.stage, None, &self.hits, &gap, &span_text, &include);
         // Hits of rules that fired no longer need to be held whole.
         if !fin {
             for (leaf, hs) in self.hits.iter().enumerate() {
@@ -347,7 +401,10 @@ impl<'p> StreamScanner<'p> {
                 }
             }
         }
-        findings.into_iter().filter(|f| f.start >= self.reported).collect()
+        findings
+            .into_iter()
+            .filter(|f| f.start >= self.reported)
+            .collect()
     }
 
     /// Releases original text up to `to`, applying the redactions among `findings`.
@@ -360,7 +417,11 @@ impl<'p> StreamScanner<'p> {
         let shifted: Vec<Finding> = findings
             .iter()
             .filter(|f| f.action == Action::Redact && f.start >= from && f.end <= to)
-            .map(|f| Finding { start: f.start - from, end: f.end - from, ..f.clone() })
+            .map(|f| Finding {
+                start: f.start - from,
+                end: f.end - from,
+                ..f.clone()
+            })
             .collect();
         let text = if shifted.is_empty() {
             local.to_owned()
@@ -392,7 +453,8 @@ impl<'p> StreamScanner<'p> {
             self.orig.drain(..cut);
             self.base += cut;
         }
-        let policy = self.policy;
+        let policy_ref = self.policy.clone();
+        let policy: &CompiledPolicy = &policy_ref;
         let st = &policy.stages[self.stage.index()];
         for (vs, view) in self.views.iter_mut().zip(&st.views) {
             let norm_end = vs.norm_base + vs.norm.len();
@@ -419,7 +481,8 @@ impl<'p> StreamScanner<'p> {
     /// Normalizes new text of view `vi` and finds its leaf hits. Returns the original offset
     /// before which every hit of this view is known.
     fn scan_view(&mut self, vi: usize, fin: bool) -> usize {
-        let policy = self.policy;
+        let policy_ref = self.policy.clone();
+        let policy: &CompiledPolicy = &policy_ref;
         let view = &policy.stages[self.stage.index()].views[vi];
         let vs = &mut self.views[vi];
         let start = vs.consumed - self.base;
@@ -482,12 +545,22 @@ impl<'p> StreamScanner<'p> {
             } else {
                 set.matches_at(hay, hay.len())
             };
-            let limit = if fin { None } else { Some(hay.len().saturating_sub(LOOKAHEAD)) };
+            let limit = if fin {
+                None
+            } else {
+                Some(hay.len().saturating_sub(LOOKAHEAD))
+            };
             for (ri, &leaf) in view.regexes.iter().enumerate() {
-                let LeafKind::Regex(r) = &policy.leaves[leaf].kind else { continue };
+                let LeafKind::Regex(r) = &policy.leaves[leaf].kind else {
+                    continue;
+                };
                 let mut pos = vs.regex_pos[ri] - nb;
                 if !matching.matched(ri) {
-                    pos = if fin { hay.len() } else { pos.max(back_off(hay, r.max_len)) };
+                    pos = if fin {
+                        hay.len()
+                    } else {
+                        pos.max(back_off(hay, r.max_len))
+                    };
                 } else {
                     loop {
                         match eval::next_regex_hit(r, hay, pos, limit) {
@@ -498,7 +571,11 @@ impl<'p> StreamScanner<'p> {
                                 pos = e;
                             }
                             Ok(None) => {
-                                pos = if fin { hay.len() } else { pos.max(back_off(hay, r.max_len)) };
+                                pos = if fin {
+                                    hay.len()
+                                } else {
+                                    pos.max(back_off(hay, r.max_len))
+                                };
                                 break;
                             }
                             Err(s) => {

@@ -47,7 +47,11 @@ pub struct CompletionMeta {
 impl CompletionMeta {
     /// A fresh id (`chatcmpl-deliberate-` and 24 hex digits) and the current time.
     pub fn new(model: &str) -> Self {
-        CompletionMeta { id: new_id(), created: now(), model: model.to_owned() }
+        CompletionMeta {
+            id: new_id(),
+            created: now(),
+            model: model.to_owned(),
+        }
     }
 
     /// The `id`, `created` and `model` of an upstream chunk, so the gateway's own chunks in that
@@ -59,10 +63,18 @@ impl CompletionMeta {
 
     /// Like [`CompletionMeta::from_chunk`], from the `extra` map of any response object.
     pub fn from_extra(extra: &Map<String, Value>, model: &str) -> Self {
-        let text = |key: &str| extra.get(key).and_then(Value::as_str).filter(|s| !s.is_empty());
+        let text = |key: &str| {
+            extra
+                .get(key)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+        };
         CompletionMeta {
             id: text("id").map_or_else(new_id, str::to_owned),
-            created: extra.get("created").and_then(Value::as_u64).unwrap_or_else(now),
+            created: extra
+                .get("created")
+                .and_then(Value::as_u64)
+                .unwrap_or_else(now),
             model: text("model").unwrap_or(model).to_owned(),
         }
     }
@@ -170,7 +182,9 @@ fn zero_usage() -> Value {
 
 /// Seconds since the Unix epoch (0 if the clock is before it).
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// `chatcmpl-deliberate-` and 24 hex digits: 64 random bits (from the standard library's
@@ -185,13 +199,18 @@ fn new_id() -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::openai::sse::{SseDecoder, SseItem};
     use crate::openai::types::{ChatCompletion, Nullable};
 
     fn meta() -> CompletionMeta {
-        CompletionMeta { id: "chatcmpl-x".into(), created: 7, model: "m".into() }
+        CompletionMeta {
+            id: "chatcmpl-x".into(),
+            created: 7,
+            model: "m".into(),
+        }
     }
 
     #[test]
@@ -233,7 +252,10 @@ mod tests {
             .collect();
         assert_eq!(data.len(), 4);
         assert_eq!(data[3], "[DONE]");
-        let typed: Vec<ChatChunk> = data[..3].iter().map(|d| serde_json::from_str(d).unwrap()).collect();
+        let typed: Vec<ChatChunk> = data[..3]
+            .iter()
+            .map(|d| serde_json::from_str(d).unwrap())
+            .collect();
         for chunk in &typed {
             assert_eq!(chunk.extra["id"], "chatcmpl-x");
             assert_eq!(chunk.extra["object"], "chat.completion.chunk");
@@ -243,7 +265,10 @@ mod tests {
         assert_eq!(typed[0].choices[0].finish_reason, Nullable::Null);
         assert_eq!(typed[1].choices[0].delta.content.as_deref(), Some("No."));
         assert_eq!(typed[2].choices[0].delta.content, Nullable::Absent);
-        assert_eq!(typed[2].choices[0].finish_reason.as_deref(), Some(CONTENT_FILTER));
+        assert_eq!(
+            typed[2].choices[0].finish_reason.as_deref(),
+            Some(CONTENT_FILTER)
+        );
     }
 
     #[test]
@@ -260,14 +285,22 @@ mod tests {
         ))
         .unwrap();
         let m = CompletionMeta::from_chunk(&chunk, "fallback");
-        assert_eq!(m, CompletionMeta { id: "chatcmpl-up".into(), created: 1700000000, model: "gpt-4o-mini".into() });
+        assert_eq!(
+            m,
+            CompletionMeta {
+                id: "chatcmpl-up".into(),
+                created: 1700000000,
+                model: "gpt-4o-mini".into()
+            }
+        );
         let fin = finish_chunk(&m, 1, CONTENT_FILTER);
         assert_eq!(fin["choices"][0]["index"], 1);
         assert_eq!(fin["id"], "chatcmpl-up");
 
         // Azure's first chunk has empty strings: made up instead.
         let blank: ChatChunk =
-            serde_json::from_value(json!({"id": "", "created": 0, "model": "", "choices": []})).unwrap();
+            serde_json::from_value(json!({"id": "", "created": 0, "model": "", "choices": []}))
+                .unwrap();
         let m = CompletionMeta::from_chunk(&blank, "fallback");
         assert!(m.id.starts_with(ID_PREFIX));
         assert_eq!(m.model, "fallback");

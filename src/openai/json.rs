@@ -51,7 +51,7 @@ pub enum WireError {
         path: String,
         /// 1-based line of the second occurrence, as reported by `serde_json`.
         line: usize,
-        /// Column just past the second occurrence's value, as reported by `serde_json`.
+        /// Column of the second occurrence's closing quote, as reported by `serde_json`.
         column: usize,
     },
     /// The JSON is well-formed but not shaped like the expected type (a missing field, a string
@@ -82,18 +82,28 @@ pub fn parse_strict(bytes: &[u8]) -> Result<Value, WireError> {
     let text = std::str::from_utf8(bytes).map_err(|e| {
         let offset = e.valid_up_to();
         let (line, column) = line_column(&bytes[..offset]);
-        WireError::InvalidUtf8 { line, column, offset }
+        WireError::InvalidUtf8 {
+            line,
+            column,
+            offset,
+        }
     })?;
     let mut de = serde_json::Deserializer::from_str(text);
     let mut duplicate = None;
-    let seed = ValueSeed { path: &Path::Root, duplicate: &mut duplicate };
+    let seed = ValueSeed {
+        path: &Path::Root,
+        duplicate: &mut duplicate,
+    };
     let value = seed.deserialize(&mut de).and_then(|v| de.end().map(|()| v));
     match value {
         Ok(value) => Ok(value),
         Err(err) => Err(match duplicate {
-            Some(Duplicate { key, path }) => {
-                WireError::DuplicateKey { key, path, line: err.line(), column: err.column() }
-            }
+            Some(Duplicate { key, path }) => WireError::DuplicateKey {
+                key,
+                path,
+                line: err.line(),
+                column: err.column(),
+            },
             None => syntax_error(&err),
         }),
     }
@@ -116,7 +126,9 @@ pub fn parse_strict_as<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, WireError
 /// Converts an already parsed value into `T`; a value of the wrong shape gives
 /// [`WireError::Shape`].
 pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, WireError> {
-    serde_json::from_value(value).map_err(|e| WireError::Shape { message: e.to_string() })
+    serde_json::from_value(value).map_err(|e| WireError::Shape {
+        message: e.to_string(),
+    })
 }
 
 /// An OpenAI-shaped error body: `{"error": {"message", "type", "param": null, "code"}}`.
@@ -169,16 +181,26 @@ fn syntax_error(err: &serde_json::Error) -> WireError {
     if message.ends_with(&suffix) {
         message.truncate(message.len() - suffix.len());
     }
-    WireError::Syntax { message, line, column }
+    WireError::Syntax {
+        message,
+        line,
+        column,
+    }
 }
 
 /// The 1-based line and column (in characters) just past `prefix`.
 fn line_column(prefix: &[u8]) -> (usize, usize) {
-    let line_start = prefix.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let line_start = prefix
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
     let line = 1 + prefix.iter().filter(|&&b| b == b'\n').count();
     // `prefix` is valid UTF-8 (it ends where the invalid bytes start); count characters by
     // counting the bytes that start one.
-    let column = 1 + prefix[line_start..].iter().filter(|&&b| (b & 0xC0) != 0x80).count();
+    let column = 1 + prefix[line_start..]
+        .iter()
+        .filter(|&&b| (b & 0xC0) != 0x80)
+        .count();
     (line, column)
 }
 
@@ -199,7 +221,9 @@ impl fmt::Display for Path<'_> {
             Path::Key { parent, key } => {
                 write!(f, "{parent}")?;
                 let plain = !key.is_empty()
-                    && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+                    && key
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
                 match (plain, matches!(parent, Path::Root)) {
                     (true, true) => f.write_str(key),
                     (true, false) => write!(f, ".{key}"),
@@ -282,8 +306,14 @@ impl<'de> Visitor<'de> for ValueSeed<'_, '_> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
         loop {
-            let path = Path::Index { parent: self.path, index: items.len() };
-            let seed = ValueSeed { path: &path, duplicate: &mut *self.duplicate };
+            let path = Path::Index {
+                parent: self.path,
+                index: items.len(),
+            };
+            let seed = ValueSeed {
+                path: &path,
+                duplicate: &mut *self.duplicate,
+            };
             match seq.next_element_seed(seed)? {
                 Some(item) => items.push(item),
                 None => return Ok(Value::Array(items)),
@@ -294,14 +324,23 @@ impl<'de> Visitor<'de> for ValueSeed<'_, '_> {
     fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
         let mut map = Map::new();
         while let Some(key) = access.next_key::<String>()? {
-            let path = Path::Key { parent: self.path, key: &key };
+            let path = Path::Key {
+                parent: self.path,
+                key: &key,
+            };
             if map.contains_key(&key) {
                 let rendered = path.to_string();
                 let message = format!("duplicate key `{key}` at {rendered}");
-                *self.duplicate = Some(Duplicate { key, path: rendered });
+                *self.duplicate = Some(Duplicate {
+                    key,
+                    path: rendered,
+                });
                 return Err(A::Error::custom(message));
             }
-            let seed = ValueSeed { path: &path, duplicate: &mut *self.duplicate };
+            let seed = ValueSeed {
+                path: &path,
+                duplicate: &mut *self.duplicate,
+            };
             let value = access.next_value_seed(seed)?;
             map.insert(key, value);
         }
@@ -310,6 +349,7 @@ impl<'de> Visitor<'de> for ValueSeed<'_, '_> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -344,14 +384,22 @@ mod tests {
     fn rejects_duplicate_keys_at_any_depth() {
         let cases = [
             (r#"{"model":"a","model":"b"}"#, "model", "model"),
-            (r#"{"messages":[{"role":"user","role":"system"}]}"#, "role", "messages[0].role"),
+            (
+                r#"{"messages":[{"role":"user","role":"system"}]}"#,
+                "role",
+                "messages[0].role",
+            ),
             (
                 r#"{"messages":[{"role":"user"},{"content":[{"type":"text","text":"a","text":"b"}]}]}"#,
                 "text",
                 "messages[1].content[0].text",
             ),
             (r#"[[{"a":1}],[{"b":1,"b":2}]]"#, "b", "[1][0].b"),
-            (r#"{"a.b":{"x y":{"k":1,"k":2}}}"#, "k", r#"["a.b"]["x y"].k"#),
+            (
+                r#"{"a.b":{"x y":{"k":1,"k":2}}}"#,
+                "k",
+                r#"["a.b"]["x y"].k"#,
+            ),
             (r#"{"":1,"":2}"#, "", r#"[""]"#),
             // Escapes are decoded before comparing: `\u0061` is `a`.
             (r#"{"a":1,"\u0061":2}"#, "a", "a"),
@@ -367,7 +415,8 @@ mod tests {
     fn duplicate_key_carries_a_position() {
         let err = parse_strict(b"{\n  \"a\": 1,\n  \"a\": 2\n}").unwrap_err();
         match err {
-            WireError::DuplicateKey { line, .. } => assert_eq!(line, 3),
+            // The position is that of the repeated key's closing quote.
+            WireError::DuplicateKey { line, column, .. } => assert_eq!((line, column), (3, 5)),
             other => panic!("{other:?}"),
         }
     }
@@ -376,7 +425,7 @@ mod tests {
     fn syntax_errors_have_line_and_column() {
         let cases: [(&[u8], usize, usize); 6] = [
             (b"{\"a\": 1,}", 1, 9),
-            (b"{\n  \"a\": tru\n}", 2, 11),
+            (b"{\n  \"a\": [1 2]\n}", 2, 11),
             (b"", 1, 0),
             (b"{} {}", 1, 4),
             (b"\xEF\xBB\xBF{}", 1, 1),
@@ -384,7 +433,11 @@ mod tests {
         ];
         for (input, line, column) in cases {
             match parse_strict(input) {
-                Err(WireError::Syntax { line: l, column: c, message }) => {
+                Err(WireError::Syntax {
+                    line: l,
+                    column: c,
+                    message,
+                }) => {
                     assert_eq!((l, c), (line, column), "{input:?}: {message}");
                     assert!(!message.contains(" at line "), "{message}");
                     assert!(!message.is_empty());
@@ -398,7 +451,7 @@ mod tests {
     fn rejects_invalid_utf8_with_position() {
         let cases: [(&[u8], usize, usize, usize); 4] = [
             (b"\"\xff\"", 1, 2, 1),
-            (b"{\"a\":\n \"\xc3\xa9\xc3\"}", 2, 4, 11),
+            (b"{\"a\":\n \"\xc3\xa9\xc3\"}", 2, 4, 10),
             // A lone continuation byte.
             (b"\x80", 1, 1, 0),
             // An encoded surrogate (CESU-8) is not UTF-8.
@@ -407,7 +460,11 @@ mod tests {
         for (input, line, column, offset) in cases {
             assert_eq!(
                 parse_strict(input),
-                Err(WireError::InvalidUtf8 { line, column, offset }),
+                Err(WireError::InvalidUtf8 {
+                    line,
+                    column,
+                    offset
+                }),
                 "{input:?}"
             );
         }
@@ -416,7 +473,10 @@ mod tests {
     #[test]
     fn nesting_is_bounded() {
         let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
-        assert!(matches!(parse_strict(deep.as_bytes()), Err(WireError::Syntax { .. })));
+        assert!(matches!(
+            parse_strict(deep.as_bytes()),
+            Err(WireError::Syntax { .. })
+        ));
         let ok = format!("{}{}", "[".repeat(100), "]".repeat(100));
         assert!(parse_strict(ok.as_bytes()).is_ok());
     }
@@ -429,10 +489,15 @@ mod tests {
             n: u32,
         }
         let err = parse_strict_as::<Need>(br#"{"n": "one"}"#).unwrap_err();
-        assert!(matches!(err, WireError::Shape { ref message } if message.contains("invalid type")));
+        assert!(
+            matches!(err, WireError::Shape { ref message } if message.contains("invalid type"))
+        );
         assert_eq!(err.code(), "invalid_request_shape");
         // A syntax error wins over a shape error.
-        assert!(matches!(parse_strict_as::<Need>(b"{"), Err(WireError::Syntax { .. })));
+        assert!(matches!(
+            parse_strict_as::<Need>(b"{"),
+            Err(WireError::Syntax { .. })
+        ));
     }
 
     #[test]
@@ -446,6 +511,11 @@ mod tests {
         let body = err.error_body();
         assert_eq!(body["error"]["code"], "duplicate_key");
         assert_eq!(body["error"]["type"], INVALID_REQUEST_ERROR);
-        assert!(body["error"]["message"].as_str().unwrap().contains("duplicate key `a`"));
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("duplicate key `a`")
+        );
     }
 }

@@ -119,7 +119,8 @@ pub struct SseDecoder {
 impl SseDecoder {
     /// A decoder that fails with [`SseError::EventTooLarge`] once the event being read
     /// (its `data`, `event` and `id` values so far plus the unfinished line) would hold more than
-    /// `max_event_bytes` bytes. This bound is the decoder's memory use.
+    /// `max_event_bytes` bytes. This bounds the decoder's buffers (up to allocator growth),
+    /// whatever the upstream sends.
     pub fn new(max_event_bytes: usize) -> Self {
         SseDecoder {
             max_event_bytes,
@@ -187,14 +188,20 @@ impl SseDecoder {
             event = self.dispatch();
         }
         let last_event_id = std::mem::take(&mut self.last_event_id);
-        *self = SseDecoder { last_event_id, ..SseDecoder::new(self.max_event_bytes) };
+        *self = SseDecoder {
+            last_event_id,
+            ..SseDecoder::new(self.max_event_bytes)
+        };
         Ok(event)
     }
 
     /// `true` when the decoder holds part of an event or line: the stream would be truncated if
     /// it ended now.
     pub fn has_partial(&self) -> bool {
-        !self.line.is_empty() || !self.data.is_empty() || !self.event.is_empty() || self.id.is_some()
+        !self.line.is_empty()
+            || !self.data.is_empty()
+            || !self.event.is_empty()
+            || self.id.is_some()
     }
 
     /// The last event id (the spec's "last event ID string"): the `id` of the most recent
@@ -244,7 +251,9 @@ impl SseDecoder {
     fn check_size(&self, line_len: usize) -> Result<(), SseError> {
         let held = self.data.len() + self.event.len() + self.id.as_ref().map_or(0, String::len);
         if held.saturating_add(line_len) > self.max_event_bytes {
-            return Err(SseError::EventTooLarge { limit: self.max_event_bytes });
+            return Err(SseError::EventTooLarge {
+                limit: self.max_event_bytes,
+            });
         }
         Ok(())
     }
@@ -256,8 +265,9 @@ impl SseDecoder {
             self.at_start = false;
             line = line.strip_prefix(BOM).unwrap_or(line);
         }
-        let line = std::str::from_utf8(line)
-            .map_err(|_| SseError::InvalidUtf8 { line: self.line_number })?;
+        let line = std::str::from_utf8(line).map_err(|_| SseError::InvalidUtf8 {
+            line: self.line_number,
+        })?;
         if line.is_empty() {
             if let Some(event) = self.dispatch() {
                 out.push(SseItem::Event(event));
@@ -309,7 +319,11 @@ impl SseDecoder {
         }
         self.data.pop(); // The `\n` after the last data line.
         let event = (!self.event.is_empty()).then(|| std::mem::take(&mut self.event));
-        Some(SseEvent { event, data: std::mem::take(&mut self.data), id })
+        Some(SseEvent {
+            event,
+            data: std::mem::take(&mut self.data),
+            id,
+        })
     }
 }
 
@@ -346,14 +360,23 @@ pub fn encode_data(data: &str, out: &mut impl BufMut) {
 pub fn encode_event(event: &SseEvent, out: &mut impl BufMut) -> Result<(), SseError> {
     let name = event.event.as_deref().unwrap_or("");
     if name.contains(['\r', '\n']) {
-        return Err(SseError::Unencodable { field: "event", reason: "contains a line break" });
+        return Err(SseError::Unencodable {
+            field: "event",
+            reason: "contains a line break",
+        });
     }
     if let Some(id) = &event.id {
         if id.contains(['\r', '\n']) {
-            return Err(SseError::Unencodable { field: "id", reason: "contains a line break" });
+            return Err(SseError::Unencodable {
+                field: "id",
+                reason: "contains a line break",
+            });
         }
         if id.contains('\0') {
-            return Err(SseError::Unencodable { field: "id", reason: "contains NUL" });
+            return Err(SseError::Unencodable {
+                field: "id",
+                reason: "contains NUL",
+            });
         }
     }
     if !name.is_empty() {
@@ -416,7 +439,11 @@ fn lines(text: &str) -> impl Iterator<Item = &str> {
         let text = rest?;
         match text.find(['\r', '\n']) {
             Some(end) => {
-                let skip = if text[end..].starts_with("\r\n") { 2 } else { 1 };
+                let skip = if text[end..].starts_with("\r\n") {
+                    2
+                } else {
+                    1
+                };
                 rest = Some(&text[end + skip..]);
                 Some(&text[..end])
             }
@@ -429,12 +456,16 @@ fn lines(text: &str) -> impl Iterator<Item = &str> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
 
     fn ev(data: &str) -> SseItem {
-        SseItem::Event(SseEvent { data: data.to_owned(), ..SseEvent::default() })
+        SseItem::Event(SseEvent {
+            data: data.to_owned(),
+            ..SseEvent::default()
+        })
     }
 
     fn ev_full(event: Option<&str>, data: &str, id: Option<&str>) -> SseItem {
@@ -521,7 +552,12 @@ mod tests {
         for (input, items, tail) in cases {
             let (got, got_tail) = decode(input);
             assert_eq!(got, items, "{}", String::from_utf8_lossy(input));
-            assert_eq!(got_tail.map(|e| e.data).as_deref(), tail, "{}", String::from_utf8_lossy(input));
+            assert_eq!(
+                got_tail.map(|e| e.data).as_deref(),
+                tail,
+                "{}",
+                String::from_utf8_lossy(input)
+            );
         }
     }
 
@@ -564,7 +600,9 @@ mod tests {
     fn invalid_utf8_is_an_error_and_sticks() {
         let mut dec = SseDecoder::new(1024);
         let mut out = Vec::new();
-        let err = dec.push_into(b"data: ok\n\n: c\ndata: \xff\n\n", &mut out).unwrap_err();
+        let err = dec
+            .push_into(b"data: ok\n\n: c\ndata: \xff\n\n", &mut out)
+            .unwrap_err();
         assert_eq!(err, SseError::InvalidUtf8 { line: 4 });
         // What was complete before the error is kept by `push_into`.
         assert_eq!(out, [ev("ok"), comment("c")]);
@@ -584,13 +622,22 @@ mod tests {
         let limit = 32;
         // Exactly at the limit is fine: a 32-byte line, or fields adding up to 32 bytes.
         let line = format!("data: {}\n\n", "x".repeat(limit - 6));
-        assert_eq!(decode_with_limit(line.as_bytes(), limit), Ok(vec![ev(&"x".repeat(limit - 6))]));
+        assert_eq!(
+            decode_with_limit(line.as_bytes(), limit),
+            Ok(vec![ev(&"x".repeat(limit - 6))])
+        );
         // One more byte in one line.
         let line = format!("data: {}\n\n", "x".repeat(limit - 5));
-        assert_eq!(decode_with_limit(line.as_bytes(), limit), Err(SseError::EventTooLarge { limit }));
+        assert_eq!(
+            decode_with_limit(line.as_bytes(), limit),
+            Err(SseError::EventTooLarge { limit })
+        );
         // Many small data lines adding up.
         let many = "data: 0123456789\n".repeat(5);
-        assert_eq!(decode_with_limit(many.as_bytes(), limit), Err(SseError::EventTooLarge { limit }));
+        assert_eq!(
+            decode_with_limit(many.as_bytes(), limit),
+            Err(SseError::EventTooLarge { limit })
+        );
         // An endless line with no line ending, fed in small pieces, fails without growing.
         let mut dec = SseDecoder::new(limit);
         let mut failed = false;
@@ -604,7 +651,10 @@ mod tests {
         assert!(dec.line.capacity() <= 2 * limit);
         // The limit is per event: many events each under it are fine.
         let stream = "data: 0123456789\n\n".repeat(1000);
-        assert_eq!(decode_with_limit(stream.as_bytes(), limit).map(|v| v.len()), Ok(1000));
+        assert_eq!(
+            decode_with_limit(stream.as_bytes(), limit).map(|v| v.len()),
+            Ok(1000)
+        );
     }
 
     fn decode_with_limit(input: &[u8], limit: usize) -> Result<Vec<SseItem>, SseError> {
@@ -627,7 +677,14 @@ mod tests {
         assert_eq!(dec.last_event_id(), "");
         dec.push(b"id: 3\ndata: c\n").unwrap();
         assert!(dec.has_partial());
-        assert_eq!(dec.finish().unwrap(), Some(SseEvent { event: None, data: "c".into(), id: Some("3".into()) }));
+        assert_eq!(
+            dec.finish().unwrap(),
+            Some(SseEvent {
+                event: None,
+                data: "c".into(),
+                id: Some("3".into())
+            })
+        );
         assert!(!dec.has_partial());
         assert_eq!(dec.last_event_id(), "3");
         // After `finish` a new stream starts: a BOM is skipped again.
@@ -666,7 +723,11 @@ mod tests {
         for (item, expected) in cases {
             let mut out = Vec::new();
             encode_item(&item, &mut out).unwrap();
-            assert_eq!(String::from_utf8_lossy(&out), String::from_utf8_lossy(expected), "{item:?}");
+            assert_eq!(
+                String::from_utf8_lossy(&out),
+                String::from_utf8_lossy(expected),
+                "{item:?}"
+            );
         }
         // BytesMut works as well as Vec.
         let mut buf = bytes::BytesMut::new();
@@ -680,11 +741,14 @@ mod tests {
             ev_full(Some("a\nb"), "x", None),
             ev_full(Some("a\r"), "x", None),
             ev_full(None, "x", Some("1\n2")),
-            ev_full(None, "x", Some("1\02")),
+            ev_full(None, "x", Some("1\u{0}2")),
         ];
         for item in bad {
             let mut out = Vec::new();
-            assert!(matches!(encode_item(&item, &mut out), Err(SseError::Unencodable { .. })));
+            assert!(matches!(
+                encode_item(&item, &mut out),
+                Err(SseError::Unencodable { .. })
+            ));
             assert!(out.is_empty(), "wrote {out:?} for {item:?}");
         }
     }

@@ -10,8 +10,9 @@
 //! enough (`"content": null` beside `tool_calls`, `"finish_reason": null` in every chunk) that
 //! the gateway should not be the one changing them.
 //!
-//! Two deliberate exceptions write a field that may have been absent: `index` of a choice
-//! defaults to `0` and `choices` defaults to `[]`, so that a provider omitting them still parses.
+//! A few deliberate exceptions write a field that may have been absent, so that a provider
+//! omitting it still parses: `index` of a choice defaults to `0`, `choices` to `[]`, and a chunk
+//! choice's `delta` to `{}` (also when it is `null`; Azure sends choices without a delta).
 //!
 //! Do not put a typed field's name into an `extra` map by hand: it would be written twice.
 
@@ -205,8 +206,8 @@ pub struct ChunkChoice {
     /// Which choice this continues (`0` when a provider omits it).
     #[serde(default)]
     pub index: u32,
-    /// What this chunk adds (an empty object when a provider omits it).
-    #[serde(default)]
+    /// What this chunk adds (an empty object when a provider omits it or sends `null`).
+    #[serde(default, deserialize_with = "null_as_default")]
     pub delta: Delta,
     /// Why generation stopped; `null` until the last chunk of the choice.
     #[serde(default, skip_serializing_if = "Nullable::is_absent")]
@@ -337,6 +338,15 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Nullable<T> {
             None => Nullable::Null,
         })
     }
+}
+
+/// Reads `null` as the type's default.
+fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 // === impl ChatRequest ===
@@ -472,9 +482,9 @@ impl<'a> Iterator for TextPartsMut<'a> {
     fn next(&mut self) -> Option<&'a mut String> {
         match &mut self.inner {
             TextPartsMutInner::One(one) => one.take(),
-            TextPartsMutInner::Parts(parts) => parts.find_map(|p| {
-                if p.is_text() { p.text.get_mut() } else { None }
-            }),
+            TextPartsMutInner::Parts(parts) => {
+                parts.find_map(|p| if p.is_text() { p.text.get_mut() } else { None })
+            }
         }
     }
 }
@@ -489,7 +499,10 @@ impl fmt::Display for Content {
         match self {
             Content::Text(s) => f.write_str(s),
             Content::Parts(parts) => {
-                let texts = parts.iter().filter(|p| p.is_text()).filter_map(|p| p.text.get());
+                let texts = parts
+                    .iter()
+                    .filter(|p| p.is_text())
+                    .filter_map(|p| p.text.get());
                 for (i, t) in texts.enumerate() {
                     if i > 0 {
                         f.write_str(PART_SEPARATOR)?;
@@ -503,6 +516,7 @@ impl fmt::Display for Content {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::openai::json::parse_strict_as;
@@ -584,7 +598,10 @@ mod tests {
         assert_eq!(req.messages.len(), 7);
         assert_eq!(req.messages[3].content, Nullable::Null);
         assert_eq!(req.messages[5].content, Nullable::Absent);
-        assert_eq!(req.messages[2].text(), "What is in this image?\nAnd the weather?");
+        assert_eq!(
+            req.messages[2].text(),
+            "What is in this image?\nAnd the weather?"
+        );
         assert_eq!(req.messages[1].extra["name"], "ops");
         assert_eq!(req.extra["top_k"], 40);
         assert!(!req.extra.contains_key("messages"));
@@ -677,7 +694,10 @@ mod tests {
         let c: ChatCompletion = round_trip(&completion);
         assert_eq!(c.choices.len(), 3);
         let m0 = c.choices[0].message.get().unwrap();
-        assert_eq!(m0.content.as_deref(), Some("The image shows a wooden boardwalk."));
+        assert_eq!(
+            m0.content.as_deref(),
+            Some("The image shows a wooden boardwalk.")
+        );
         assert_eq!(m0.refusal, Nullable::Null);
         let m1 = c.choices[1].message.get().unwrap();
         assert_eq!(m1.content, Nullable::Null);
@@ -745,10 +765,19 @@ mod tests {
         let call = &typed[4].choices[0].delta.tool_calls.get().unwrap()[0];
         assert_eq!(call.index, Nullable::Present(0));
         assert_eq!(call.id, Nullable::Absent);
-        assert_eq!(call.function.get().unwrap().arguments.as_deref(), Some("{\"ci"));
+        assert_eq!(
+            call.function.get().unwrap().arguments.as_deref(),
+            Some("{\"ci")
+        );
         assert_eq!(typed[6].extra["usage"]["total_tokens"], 21);
-        assert_eq!(typed[7].choices[0].delta.reasoning_content.as_deref(), Some("Hmm"));
-        assert_eq!(typed[9].choices[1].finish_reason.as_deref(), Some("content_filter"));
+        assert_eq!(
+            typed[7].choices[0].delta.reasoning_content.as_deref(),
+            Some("Hmm")
+        );
+        assert_eq!(
+            typed[9].choices[1].finish_reason.as_deref(),
+            Some("content_filter")
+        );
     }
 
     #[test]
@@ -757,7 +786,13 @@ mod tests {
         let chunk: ChatChunk = serde_json::from_value(json!({"choices": [{}]})).unwrap();
         assert_eq!(chunk.choices[0].index, 0);
         assert_eq!(chunk.choices[0].delta, Delta::default());
-        assert_eq!(serde_json::to_value(&chunk).unwrap(), json!({"choices": [{"index": 0, "delta": {}}]}));
+        assert_eq!(
+            serde_json::to_value(&chunk).unwrap(),
+            json!({"choices": [{"index": 0, "delta": {}}]})
+        );
+        let chunk: ChatChunk =
+            serde_json::from_value(json!({"choices": [{"index": 0, "delta": null}]})).unwrap();
+        assert_eq!(chunk.choices[0].delta, Delta::default());
         let err: ChatChunk = serde_json::from_value(json!({"error": {"message": "boom"}})).unwrap();
         assert!(err.choices.is_empty());
         assert_eq!(err.extra["error"]["message"], "boom");
@@ -794,7 +829,8 @@ mod tests {
         assert_eq!(m.text(), "a\n\nb");
         assert_eq!(m.content.get().unwrap().to_string(), "a\n\nb");
 
-        let empty: Message = serde_json::from_value(json!({"role": "assistant", "content": null})).unwrap();
+        let empty: Message =
+            serde_json::from_value(json!({"role": "assistant", "content": null})).unwrap();
         assert_eq!(empty.text_parts().count(), 0);
         assert_eq!(empty.text(), "");
         assert_eq!(Message::new("user", "hi").text(), "hi");
@@ -828,6 +864,9 @@ mod tests {
         assert!(Nullable::<u8>::default().is_absent());
         assert_eq!(Nullable::<u8>::Null.get(), None);
         // Written on its own, `Absent` can only be `null`.
-        assert_eq!(serde_json::to_string(&Nullable::<u8>::Absent).unwrap(), "null");
+        assert_eq!(
+            serde_json::to_string(&Nullable::<u8>::Absent).unwrap(),
+            "null"
+        );
     }
 }

@@ -58,7 +58,10 @@ pub fn load_str(src: &str, path: &Path) -> Result<CompiledPolicy, LoadError> {
     finish(policy, diags)
 }
 
-fn finish(policy: Option<CompiledPolicy>, diags: Vec<Diagnostic>) -> Result<CompiledPolicy, LoadError> {
+fn finish(
+    policy: Option<CompiledPolicy>,
+    diags: Vec<Diagnostic>,
+) -> Result<CompiledPolicy, LoadError> {
     match policy {
         Some(mut p) if !diags.iter().any(|d| d.level == Level::Error) => {
             p.warnings = diags;
@@ -83,7 +86,10 @@ fn read_file(path: &Path) -> Result<String, String> {
 /// budgets on.
 pub fn parse_yaml<T: serde::de::DeserializeOwned>(src: &str) -> Result<T, (Loc, String)> {
     if src.len() > MAX_POLICY_BYTES {
-        return Err((Loc::default(), format!("file is larger than {MAX_POLICY_BYTES} bytes")));
+        return Err((
+            Loc::default(),
+            format!("file is larger than {MAX_POLICY_BYTES} bytes"),
+        ));
     }
     let mut options = serde_saphyr::Options::default();
     options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::Error;
@@ -96,7 +102,12 @@ pub fn parse_yaml<T: serde::de::DeserializeOwned>(src: &str) -> Result<T, (Loc, 
         let loc = e.location().map(Loc::from).unwrap_or_default();
         let msg = e.without_snippet().to_string();
         // The message may carry its own location prefix; keep the first line only.
-        let first = msg.lines().next().unwrap_or("invalid YAML").trim().to_owned();
+        let first = msg
+            .lines()
+            .next()
+            .unwrap_or("invalid YAML")
+            .trim()
+            .to_owned();
         (loc, first)
     })
 }
@@ -116,7 +127,10 @@ fn collect_units(
     units: &mut Vec<Unit>,
     diags: &mut Vec<Diagnostic>,
 ) -> bool {
-    let mut sink = Sink { file: path, out: diags };
+    let mut sink = Sink {
+        file: path,
+        out: diags,
+    };
     let raw: RawPolicy = match parse_yaml(src) {
         Ok(r) => r,
         Err((loc, msg)) => {
@@ -133,7 +147,11 @@ fn collect_units(
         let inc_path = dir.join(&inc.value);
         let canon = inc_path.canonicalize().unwrap_or_else(|_| inc_path.clone());
         if seen.contains(&canon) {
-            Sink { file: path, out: diags }.error(
+            Sink {
+                file: path,
+                out: diags,
+            }
+            .error(
                 loc,
                 None,
                 format!("include cycle: `{}` is already being loaded", inc.value),
@@ -142,22 +160,36 @@ fn collect_units(
             continue;
         }
         if depth >= MAX_INCLUDE_DEPTH {
-            Sink { file: path, out: diags }
-                .error(loc, None, format!("includes nested deeper than {MAX_INCLUDE_DEPTH}"));
+            Sink {
+                file: path,
+                out: diags,
+            }
+            .error(
+                loc,
+                None,
+                format!("includes nested deeper than {MAX_INCLUDE_DEPTH}"),
+            );
             ok = false;
             continue;
         }
         match read_file(&inc_path) {
             Ok(s) => ok &= collect_units(&s, &inc_path, depth + 1, seen, units, diags),
             Err(msg) => {
-                Sink { file: path, out: diags }
-                    .error(loc, None, format!("include `{}`: {msg}", inc.value));
+                Sink {
+                    file: path,
+                    out: diags,
+                }
+                .error(loc, None, format!("include `{}`: {msg}", inc.value));
                 ok = false;
             }
         }
     }
     seen.pop();
-    units.push(Unit { path: path.to_path_buf(), raw, src: src.to_owned() });
+    units.push(Unit {
+        path: path.to_path_buf(),
+        raw,
+        src: src.to_owned(),
+    });
     ok
 }
 
@@ -169,7 +201,10 @@ fn compile_src(src: &str, path: &Path, diags: &mut Vec<Diagnostic>) -> Option<Co
     Compiler::default().run(units, diags)
 }
 
-fn norm_opts(steps: &Option<Vec<Spanned<NormalizeStep>>>, default: NormalizeOptions) -> NormalizeOptions {
+fn norm_opts(
+    steps: &Option<Vec<Spanned<NormalizeStep>>>,
+    default: NormalizeOptions,
+) -> NormalizeOptions {
     match steps {
         None => default,
         Some(steps) => {
@@ -247,9 +282,16 @@ impl Compiler {
         let mut refusal = None;
         for unit in &units {
             let default_norm = norm_opts(&unit.raw.normalize, NormalizeOptions::all());
-            let mut sink = Sink { file: &unit.path, out: &mut *diags };
+            let mut sink = Sink {
+                file: &unit.path,
+                out: &mut *diags,
+            };
             if unit.raw.policy.value.trim().is_empty() {
-                sink.error(Loc::from(unit.raw.policy.referenced), None, "`policy` name is empty");
+                sink.error(
+                    Loc::from(unit.raw.policy.referenced),
+                    None,
+                    "`policy` name is empty",
+                );
             }
             if let Some(r) = &unit.raw.refusal {
                 refusal = Some(r.clone());
@@ -263,7 +305,10 @@ impl Compiler {
             ));
             if let Some(tag) = &spec.deliberation_tag
                 && (tag.value.is_empty()
-                    || !tag.value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+                    || !tag
+                        .value
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
             {
                 sink.error(
                     Loc::from(tag.referenced),
@@ -310,7 +355,10 @@ impl Compiler {
         for unit in &units {
             let default_norm = norm_opts(&unit.raw.normalize, NormalizeOptions::all());
             for r in &unit.raw.rules {
-                let mut sink = Sink { file: &unit.path, out: &mut *diags };
+                let mut sink = Sink {
+                    file: &unit.path,
+                    out: &mut *diags,
+                };
                 if let Some(rule) = self.rule(r, default_norm, &section_ids, &mut sink) {
                     if rule_ids.contains_key(&rule.id) {
                         sink.error(
@@ -333,7 +381,11 @@ impl Compiler {
             for o in ov {
                 match rule_ids.get(&o.value) {
                     Some(&i) => list.push(i),
-                    None => Sink { file: &file, out: &mut *diags }.error(
+                    None => Sink {
+                        file: &file,
+                        out: &mut *diags,
+                    }
+                    .error(
                         Loc::from(o.referenced),
                         Some(&rules[idx].id),
                         format!("overrides names unknown rule `{}`", o.value),
@@ -351,7 +403,10 @@ impl Compiler {
         let spec = Spec {
             inject,
             role,
-            preamble: preamble.unwrap_or_else(|| DEFAULT_PREAMBLE.to_owned()).trim_end().to_owned(),
+            preamble: preamble
+                .unwrap_or_else(|| DEFAULT_PREAMBLE.to_owned())
+                .trim_end()
+                .to_owned(),
             deliberation_tag,
             sections,
         };
@@ -383,7 +438,9 @@ impl Compiler {
         let loc = Loc::from(r.referenced);
         let id = raw.id.value.trim().to_owned();
         if id.is_empty()
-            || !id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':'))
+            || !id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':'))
         {
             sink.error(
                 Loc::from(raw.id.referenced),
@@ -399,7 +456,10 @@ impl Compiler {
             sink.error(
                 Loc::from(sec.referenced),
                 idr,
-                format!("unknown section `{}` (define it under spec.sections)", sec.value),
+                format!(
+                    "unknown section `{}` (define it under spec.sections)",
+                    sec.value
+                ),
             );
         }
         let mut stages: Vec<Stage> = raw
@@ -418,7 +478,10 @@ impl Compiler {
         if stages.is_empty() {
             sink.error(loc, idr, "`stages` is empty: the rule would never run");
         }
-        let roles = raw.roles.clone().unwrap_or_else(|| vec!["user".into(), "tool".into()]);
+        let roles = raw
+            .roles
+            .clone()
+            .unwrap_or_else(|| vec!["user".into(), "tool".into()]);
         let action = match raw.action {
             raw::RawAction::Block => Action::Block,
             raw::RawAction::Redact => Action::Redact,
@@ -450,7 +513,11 @@ impl Compiler {
         }
         let tests = raw.tests.as_ref();
         if tests.is_none_or(|t| t.should_match.is_empty() && t.no_match.is_empty()) {
-            sink.warn(loc, idr, "rule has no tests (add `tests: {match: [...], no_match: [...]}`)");
+            sink.warn(
+                loc,
+                idr,
+                "rule has no tests (add `tests: {match: [...], no_match: [...]}`)",
+            );
         }
         let severity = match raw.severity {
             raw::RawSeverity::Low => Severity::Low,
@@ -465,7 +532,10 @@ impl Compiler {
             stages,
             roles,
             action,
-            replacement: raw.replacement.clone().unwrap_or_else(|| "[redacted]".to_owned()),
+            replacement: raw
+                .replacement
+                .clone()
+                .unwrap_or_else(|| "[redacted]".to_owned()),
             severity,
             examples: RuleExamples {
                 should_match: tests.map(|t| t.should_match.clone()).unwrap_or_default(),
@@ -528,7 +598,11 @@ impl Compiler {
             for w in words {
                 let n = normalize_str(norm, w);
                 if n.trim().is_empty() {
-                    sink.error(loc, rule, format!("keyword {w:?} is empty after normalization"));
+                    sink.error(
+                        loc,
+                        rule,
+                        format!("keyword {w:?} is empty after normalization"),
+                    );
                     continue;
                 }
                 if !normalized.contains(&n) {
@@ -541,7 +615,13 @@ impl Compiler {
             }
             let max = normalized.iter().map(String::len).max().unwrap_or(0);
             let view = self.view(norm);
-            self.leaves.push((view, PendingLeaf::Keywords { words: normalized, word: raw.word.unwrap_or(true) }));
+            self.leaves.push((
+                view,
+                PendingLeaf::Keywords {
+                    words: normalized,
+                    word: raw.word.unwrap_or(true),
+                },
+            ));
             NodeInfo {
                 node: Node::Leaf(self.leaves.len() - 1),
                 reach: Some(0),
@@ -553,7 +633,8 @@ impl Compiler {
             let leaf = self.regex(pattern, raw, norm, stages, rule, loc, sink)?;
             let max = leaf.max_len;
             let view = self.view(norm);
-            self.leaves.push((view, PendingLeaf::Regex(Box::new(leaf), pattern.clone())));
+            self.leaves
+                .push((view, PendingLeaf::Regex(Box::new(leaf), pattern.clone())));
             NodeInfo {
                 node: Node::Leaf(self.leaves.len() - 1),
                 reach: Some(0),
@@ -564,11 +645,20 @@ impl Compiler {
         } else if let Some(children) = raw.any.as_ref().or(raw.all.as_ref()) {
             let is_all = raw.all.is_some();
             if children.is_empty() {
-                sink.error(loc, rule, if is_all { "`all` is empty" } else { "`any` is empty" });
+                sink.error(
+                    loc,
+                    rule,
+                    if is_all {
+                        "`all` is empty"
+                    } else {
+                        "`any` is empty"
+                    },
+                );
                 return None;
             }
             let mut nodes = Vec::new();
-            let (mut reach, mut has_not, mut positive, mut max_len) = (Some(0), false, false, Some(0));
+            let (mut reach, mut has_not, mut positive, mut max_len) =
+                (Some(0), false, false, Some(0));
             for c in children {
                 let ci = self.node(c, norm, stages, rule, sink)?;
                 reach = reach.zip(ci.reach).map(|(a, b)| a.max(b));
@@ -582,7 +672,11 @@ impl Compiler {
                 reach = None;
             }
             NodeInfo {
-                node: if is_all { Node::All(nodes) } else { Node::Any(nodes) },
+                node: if is_all {
+                    Node::All(nodes)
+                } else {
+                    Node::Any(nodes)
+                },
                 reach,
                 has_not,
                 positive,
@@ -603,13 +697,21 @@ impl Compiler {
                 return None;
             }
             let Some(within) = raw.within else {
-                sink.error(loc, rule, "`near` needs `within: N` (characters between the two matches)");
+                sink.error(
+                    loc,
+                    rule,
+                    "`near` needs `within: N` (characters between the two matches)",
+                );
                 return None;
             };
             let a = self.node(&pair[0], norm, stages, rule, sink)?;
             let b = self.node(&pair[1], norm, stages, rule, sink)?;
             if !a.positive || !b.positive || a.has_not || b.has_not {
-                sink.error(loc, rule, "both parts of `near` must be positive matches (no `not`)");
+                sink.error(
+                    loc,
+                    rule,
+                    "both parts of `near` must be positive matches (no `not`)",
+                );
                 return None;
             }
             let within = within as usize;
@@ -622,7 +724,11 @@ impl Compiler {
                 .zip(max_len)
                 .map(|((x, y), l)| x.max(y) + within * 4 + l * 4);
             NodeInfo {
-                node: Node::Near { a: Box::new(a.node), b: Box::new(b.node), within },
+                node: Node::Near {
+                    a: Box::new(a.node),
+                    b: Box::new(b.node),
+                    within,
+                },
                 reach,
                 has_not: false,
                 positive: true,
@@ -637,7 +743,10 @@ impl Compiler {
                 return None;
             }
             if min > 1 {
-                info.node = Node::Count { node: Box::new(info.node), min: min as usize };
+                info.node = Node::Count {
+                    node: Box::new(info.node),
+                    min: min as usize,
+                };
                 info.reach = None;
             }
         }
@@ -656,7 +765,11 @@ impl Compiler {
         sink: &mut Sink<'_>,
     ) -> Option<RegexLeaf> {
         if pattern.chars().count() > MAX_PATTERN_CHARS {
-            sink.error(loc, rule, format!("regex is longer than {MAX_PATTERN_CHARS} characters"));
+            sink.error(
+                loc,
+                rule,
+                format!("regex is longer than {MAX_PATTERN_CHARS} characters"),
+            );
             return None;
         }
         let hir = match regex_syntax::ParserBuilder::new()
@@ -668,14 +781,26 @@ impl Compiler {
             Ok(h) => h,
             Err(e) => {
                 let msg = e.to_string();
-                let last = msg.lines().rev().find(|l| l.starts_with("error:")).unwrap_or(&msg);
-                sink.error(loc, rule, format!("invalid regex: {}", last.trim_start_matches("error: ")));
+                let last = msg
+                    .lines()
+                    .rev()
+                    .find(|l| l.starts_with("error:"))
+                    .unwrap_or(&msg);
+                sink.error(
+                    loc,
+                    rule,
+                    format!("invalid regex: {}", last.trim_start_matches("error: ")),
+                );
                 return None;
             }
         };
         let props = hir.properties();
         if props.minimum_len() == Some(0) || props.minimum_len().is_none() {
-            sink.error(loc, rule, "regex can match the empty string; it would match everywhere");
+            sink.error(
+                loc,
+                rule,
+                "regex can match the empty string; it would match everywhere",
+            );
             return None;
         }
         let max_len = match (props.maximum_len(), raw.max_len) {
@@ -701,7 +826,9 @@ impl Compiler {
             sink.warn(
                 loc,
                 rule,
-                format!("regex matches can be {max_len} bytes long; streams hold back that much text"),
+                format!(
+                    "regex matches can be {max_len} bytes long; streams hold back that much text"
+                ),
             );
         }
         let looks = props.look_set();
@@ -730,11 +857,19 @@ impl Compiler {
         let regex = match regex {
             Ok(r) => r,
             Err(e) => {
-                sink.error(loc, rule, format!("regex does not compile within limits: {e}"));
+                sink.error(
+                    loc,
+                    rule,
+                    format!("regex does not compile within limits: {e}"),
+                );
                 return None;
             }
         };
-        Some(RegexLeaf { regex, max_len, validate: raw.validate })
+        Some(RegexLeaf {
+            regex,
+            max_len,
+            validate: raw.validate,
+        })
     }
 
     fn build_stages(
@@ -749,11 +884,15 @@ impl Compiler {
         for (_, pending) in &self.leaves {
             match pending {
                 PendingLeaf::Keywords { .. } => {
-                    leaves.push(Leaf { kind: LeafKind::Keywords });
+                    leaves.push(Leaf {
+                        kind: LeafKind::Keywords,
+                    });
                     patterns.push(None);
                 }
                 PendingLeaf::Regex(r, p) => {
-                    leaves.push(Leaf { kind: LeafKind::Regex(r.clone()) });
+                    leaves.push(Leaf {
+                        kind: LeafKind::Regex(r.clone()),
+                    });
                     patterns.push(Some(p.clone()));
                 }
             }
@@ -761,8 +900,9 @@ impl Compiler {
         let mut stages: [StageIndex; 3] = Default::default();
         for stage in Stage::ALL {
             let mut used: HashSet<usize> = HashSet::new();
-            let rule_idx: Vec<usize> =
-                (0..rules.len()).filter(|&i| rules[i].applies_to(stage)).collect();
+            let rule_idx: Vec<usize> = (0..rules.len())
+                .filter(|&i| rules[i].applies_to(stage))
+                .collect();
             for &i in &rule_idx {
                 collect_leaves(&rules[i].node, &mut used);
             }
@@ -828,7 +968,11 @@ impl Compiler {
                         }
                     };
                     let max_len = kw_list.iter().map(|k| k.0).max().unwrap_or(0);
-                    Some(KeywordSet { dfa, patterns: kw_list, max_len })
+                    Some(KeywordSet {
+                        dfa,
+                        patterns: kw_list,
+                        max_len,
+                    })
                 };
                 let regex_set = if set_patterns.is_empty() {
                     None
@@ -855,7 +999,12 @@ impl Compiler {
                 };
                 let kw_max = keywords.as_ref().map_or(0, |k| k.max_len);
                 holdback = holdback.max(kw_max.max(max_regex_len) + LOOKAHEAD);
-                views.push(View { opts, keywords, regexes, regex_set });
+                views.push(View {
+                    opts,
+                    keywords,
+                    regexes,
+                    regex_set,
+                });
             }
             // Near rules reach past their matches.
             for &i in &rule_idx {
@@ -863,7 +1012,11 @@ impl Compiler {
                     holdback = holdback.max(r);
                 }
             }
-            stages[stage.index()] = StageIndex { views, rules: rule_idx, holdback };
+            stages[stage.index()] = StageIndex {
+                views,
+                rules: rule_idx,
+                holdback,
+            };
         }
         Some((leaves, stages))
     }
@@ -886,7 +1039,12 @@ fn collect_leaves(node: &Node, out: &mut HashSet<usize>) {
 /// Warns about keywords that can never fire on their own because an earlier-declared whole
 /// keyword of a blocking rule always covers them ("a keyword shadowed by another"): the same
 /// normalized keyword used by two rules with the same action.
-fn shadow_warnings(rules: &[Rule], _leaves: &[Leaf], stages: &[StageIndex; 3], diags: &mut Vec<Diagnostic>) {
+fn shadow_warnings(
+    rules: &[Rule],
+    _leaves: &[Leaf],
+    stages: &[StageIndex; 3],
+    diags: &mut Vec<Diagnostic>,
+) {
     let mut owner: HashMap<(usize, usize), usize> = HashMap::new();
     let mut leaf_rule: HashMap<usize, usize> = HashMap::new();
     for (ri, r) in rules.iter().enumerate() {
@@ -902,7 +1060,9 @@ fn shadow_warnings(rules: &[Rule], _leaves: &[Leaf], stages: &[StageIndex; 3], d
             let Some(kw) = &v.keywords else { continue };
             for (pid, (_, users)) in kw.patterns.iter().enumerate() {
                 for (leaf, _) in users {
-                    let Some(&ri) = leaf_rule.get(leaf) else { continue };
+                    let Some(&ri) = leaf_rule.get(leaf) else {
+                        continue;
+                    };
                     let first = *owner.entry((vi, pid)).or_insert(ri);
                     if first != ri
                         && rules[first].action == rules[ri].action

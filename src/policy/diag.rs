@@ -36,7 +36,13 @@ impl fmt::Display for Diagnostic {
             Level::Error => "error",
             Level::Warning => "warning",
         };
-        write!(f, "{}:{}:{}: {level}: ", self.file.display(), self.line, self.column)?;
+        write!(
+            f,
+            "{}:{}:{}: {level}: ",
+            self.file.display(),
+            self.line,
+            self.column
+        )?;
         if let Some(rule) = &self.rule {
             write!(f, "rule `{rule}`: ")?;
         }
@@ -55,7 +61,10 @@ pub struct Loc {
 
 impl From<serde_saphyr::Location> for Loc {
     fn from(l: serde_saphyr::Location) -> Self {
-        Loc { line: l.line(), column: l.column() }
+        Loc {
+            line: l.line(),
+            column: l.column(),
+        }
     }
 }
 
@@ -96,7 +105,14 @@ pub struct LoadError {
 }
 
 fn render(diags: &[Diagnostic]) -> String {
-    let errors: Vec<String> =
-        diags.iter().filter(|d| d.level == Level::Error).map(ToString::to_string).collect();
-    if errors.is_empty() { "policy failed to load".to_owned() } else { errors.join("\n") }
+    let errors: Vec<String> = diags
+        .iter()
+        .filter(|d| d.level == Level::Error)
+        .map(ToString::to_string)
+        .collect();
+    if errors.is_empty() {
+        "policy failed to load".to_owned()
+    } else {
+        errors.join("\n")
+    }
 }

@@ -72,7 +72,9 @@ impl std::str::FromStr for Stage {
             "input" => Ok(Stage::Input),
             "output" => Ok(Stage::Output),
             "reasoning" => Ok(Stage::Reasoning),
-            other => Err(format!("unknown stage `{other}` (input, output, reasoning)")),
+            other => Err(format!(
+                "unknown stage `{other}` (input, output, reasoning)"
+            )),
         }
     }
 }
@@ -215,8 +217,15 @@ pub(crate) enum Node {
     Any(Vec<Node>),
     All(Vec<Node>),
     Not(Box<Node>),
-    Near { a: Box<Node>, b: Box<Node>, within: usize },
-    Count { node: Box<Node>, min: usize },
+    Near {
+        a: Box<Node>,
+        b: Box<Node>,
+        within: usize,
+    },
+    Count {
+        node: Box<Node>,
+        min: usize,
+    },
 }
 
 /// A leaf matcher.

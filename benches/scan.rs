@@ -1,0 +1,99 @@
+//! Criterion benchmarks of the engine: buffered and streamed scans with the shipped default
+//! policy and with a synthetic 1,000-keyword / 100-regex policy, over mixed English and
+//! non-English (multi-byte) text. Figures and the machine are recorded in benches/README.md.
+
+use std::hint::black_box;
+use std::path::Path;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use deliberate::engine::Stage;
+use deliberate::policy::CompiledPolicy;
+
+/// About 64 KiB of mixed text: mostly English, with German, Russian, Greek, Japanese and
+/// Chinese paragraphs, no policy hits except a few e-mail addresses.
+fn mixed_text() -> String {
+    let paragraphs = [
+        "The quarterly report shows steady growth in all regions, and the team expects the new \
+         release to ship before the end of the month. Please review the attached figures. ",
+        "Die Ergebnisse des letzten Quartals zeigen ein stetiges Wachstum in allen Regionen; \
+         das Team rechnet mit der Veröffentlichung vor Monatsende. ",
+        "Результаты последнего квартала показывают устойчивый рост во всех регионах, и команда \
+         ожидает выпуска до конца месяца. ",
+        "Τα αποτελέσματα του τελευταίου τριμήνου δείχνουν σταθερή ανάπτυξη σε όλες τις περιοχές. ",
+        "前四半期の結果は、すべての地域で着実な成長を示しており、チームは月末までのリリースを見込んでいます。",
+        "上一季度的结果显示所有地区都在稳步增长，团队预计将在月底前发布新版本。",
+        "For questions write to support.team@example.com or call the front desk during office hours. ",
+        "How can I kill a Python process that hangs? Use the task manager or send SIGTERM first. ",
+    ];
+    let mut s = String::new();
+    let mut i = 0;
+    while s.len() < 64 * 1024 {
+        s.push_str(paragraphs[i % paragraphs.len()]);
+        s.push('\n');
+        i += 1;
+    }
+    s
+}
+
+/// A synthetic policy: 1,000 keywords in 100 rules and 100 bounded regexes.
+fn synthetic_policy() -> CompiledPolicy {
+    let mut y = String::from("policy: synthetic\nrules:\n");
+    for r in 0..100 {
+        y.push_str(&format!("  - id: kw{r}\n    match: {{keywords: ["));
+        for k in 0..10 {
+            if k > 0 {
+                y.push_str(", ");
+            }
+            y.push_str(&format!("\"zq{r}x{k}word\""));
+        }
+        y.push_str("]}\n    action: block\n    tests: {match: [\"zq");
+        y.push_str(&format!("{r}x0word\"]}}\n"));
+    }
+    for r in 0..100 {
+        y.push_str(&format!(
+            "  - id: re{r}\n    match: {{regex: 'ticket-{r:03}-[0-9]{{4,8}}'}}\n    action: redact\n    tests: {{match: [\"ticket-{r:03}-12345\"]}}\n"
+        ));
+    }
+    CompiledPolicy::from_yaml_str(&y, "synthetic.yaml").expect("synthetic policy compiles")
+}
+
+fn bench_policy(c: &mut Criterion, name: &str, policy: &CompiledPolicy, text: &str) {
+    let mut g = c.benchmark_group(name);
+    g.throughput(Throughput::Bytes(text.len() as u64));
+    g.bench_function("buffered", |b| {
+        b.iter(|| black_box(policy.scan(black_box(text), Stage::Output, None)))
+    });
+    for chunk in [16usize, 256] {
+        g.bench_function(format!("streamed/{chunk}B-chunks"), |b| {
+            b.iter(|| {
+                let mut s = policy.stream(Stage::Output);
+                let mut n = 0;
+                for piece in text.as_bytes().chunks(chunk) {
+                    n += s.push_bytes(piece).text.len();
+                }
+                n += s.finish().text.len();
+                black_box(n)
+            })
+        });
+    }
+    g.finish();
+}
+
+fn benches(c: &mut Criterion) {
+    let text = mixed_text();
+    let default =
+        CompiledPolicy::load(Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/default.yaml"))
+            .expect("default policy loads");
+    bench_policy(c, "default-policy", &default, &text);
+    let synthetic = synthetic_policy();
+    bench_policy(c, "synthetic-1000kw-100re", &synthetic, &text);
+    let ascii: String = text.chars().filter(char::is_ascii).collect();
+    bench_policy(c, "default-policy-ascii", &default, &ascii);
+}
+
+criterion_group! {
+    name = scan;
+    config = Criterion::default().sample_size(20).measurement_time(std::time::Duration::from_secs(3));
+    targets = benches
+}
+criterion_main!(scan);
