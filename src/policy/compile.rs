@@ -102,13 +102,13 @@ pub fn parse_yaml<T: serde::de::DeserializeOwned>(src: &str) -> Result<T, (Loc, 
         let loc = e.location().map(Loc::from).unwrap_or_default();
         let msg = e.without_snippet().to_string();
         // The message may carry its own location prefix; keep the first line only.
-        let first = msg
-            .lines()
-            .next()
-            .unwrap_or("invalid YAML")
-            .trim()
-            .to_owned();
-        (loc, first)
+        let first = msg.lines().next().unwrap_or("invalid YAML").trim();
+        // The location is reported separately; drop the message's own copy of it.
+        let first = match first.rfind(" at line ") {
+            Some(i) if loc.line > 0 => &first[..i],
+            _ => first,
+        };
+        (loc, first.to_owned())
     })
 }
 
@@ -612,6 +612,22 @@ impl Compiler {
             if normalized.is_empty() {
                 sink.error(loc, rule, "`keywords` is empty");
                 return None;
+            }
+            let word = raw.word.unwrap_or(true);
+            for long in &normalized {
+                let shadow = normalized.iter().find(|short| {
+                    short.len() < long.len()
+                        && long.match_indices(short.as_str()).any(|(i, _)| {
+                            !word || crate::engine::eval::whole_word(long, i, i + short.len())
+                        })
+                });
+                if let Some(short) = shadow {
+                    sink.warn(
+                        loc,
+                        rule,
+                        format!("keyword {long:?} is shadowed by {short:?}, which matches wherever it does"),
+                    );
+                }
             }
             let max = normalized.iter().map(String::len).max().unwrap_or(0);
             let view = self.view(norm);

@@ -1,0 +1,88 @@
+//! The command line as a user runs it: `check` diagnostics and `scan` output, snapshotted.
+
+use std::process::Command;
+
+fn deliberate(args: &[&str]) -> (String, i32) {
+    let out = Command::new(env!("CARGO_BIN_EXE_deliberate"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("binary runs");
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (text, out.status.code().unwrap_or(-1))
+}
+
+#[test]
+fn check_reports_every_error_with_location() {
+    let (out, code) = deliberate(&["check", "tests/fixtures/cli/broken.yaml"]);
+    assert_eq!(code, 1);
+    insta::assert_snapshot!(out);
+}
+
+#[test]
+fn check_points_at_unknown_fields() {
+    let (out, code) = deliberate(&["check", "tests/fixtures/cli/typo.yaml"]);
+    assert_eq!(code, 1);
+    insta::assert_snapshot!(out);
+}
+
+#[test]
+fn check_warns_but_passes() {
+    let (out, code) = deliberate(&["check", "tests/fixtures/cli/warn.yaml"]);
+    assert_eq!(code, 0, "{out}");
+    let out = regex::Regex::new("@[0-9a-f]{12}")
+        .expect("valid")
+        .replace_all(&out, "@HASH");
+    insta::assert_snapshot!(out);
+}
+
+#[test]
+fn scan_json_is_the_documented_shape() {
+    let (out, code) = deliberate(&[
+        "scan",
+        "--policy",
+        "tests/fixtures/cli/good.yaml",
+        "--stage",
+        "output",
+        "--format",
+        "json",
+        "write to ＢＯＢ@example.com about the pipe bomb",
+    ]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
+    insta::assert_json_snapshot!(v);
+}
+
+#[test]
+fn scan_stream_mode_matches_buffered_output() {
+    let text = "mail bob@example.com today";
+    let args = |chunk: Option<&'static str>| {
+        let mut a = vec![
+            "scan",
+            "--policy",
+            "tests/fixtures/cli/good.yaml",
+            "--stage",
+            "output",
+            "--format",
+            "json",
+        ];
+        if let Some(c) = chunk {
+            a.extend(["--stream-chunk", c]);
+        }
+        a.push(text);
+        a
+    };
+    let (buffered, _) = deliberate(&args(None));
+    let (streamed, _) = deliberate(&args(Some("3")));
+    assert_eq!(buffered, streamed);
+    assert!(buffered.contains("mail [email] today"), "{buffered}");
+}
+
+#[test]
+fn test_command_runs_examples_and_reports() {
+    let (out, code) = deliberate(&["test", "tests/fixtures/cli/good.yaml", "--coverage"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("4 passed, 0 failed"), "{out}");
+    assert!(out.contains("every rule fired"), "{out}");
+}
