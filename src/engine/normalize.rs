@@ -230,33 +230,39 @@ pub fn normalize_into(
     let norm_at = |out: &String| norm_base + (out.len() - out_start);
     let mut i = 0;
     while i < bytes.len() {
-        // Fast path: a run of ASCII.
-        let run = bytes[i..]
-            .iter()
-            .position(|b| !b.is_ascii())
-            .unwrap_or(bytes.len() - i);
-        if run > 0 {
-            let mut end = i + run;
+        // Fast path: a run of characters that normalization leaves alone (ASCII, up to case,
+        // and most letters of other scripts), mapped byte for byte.
+        let simple = simple_table(opts);
+        let mut end = i;
+        while end < bytes.len() {
+            let b = bytes[end];
+            if b.is_ascii() {
+                end += 1;
+                continue;
+            }
+            let c = orig[end..].chars().next().unwrap_or('\u{FFFD}');
+            if !is_simple(simple, c) {
+                break;
+            }
+            end += c.len_utf8();
+        }
+        if end > i {
             if opts.nfkc {
-                // The last ASCII character may combine with marks that follow.
+                // The last character may combine with marks that follow.
                 let follows_mark = match orig[end..].chars().next() {
                     Some(c) => !is_boundary(c),
                     None => !finish,
                 };
                 if follows_mark {
-                    end -= 1;
+                    end -= orig[i..end].chars().next_back().map_or(0, char::len_utf8);
                 }
             }
             if end > i {
                 let n = norm_at(out);
+                let from = out.len();
+                out.push_str(&orig[i..end]);
                 if opts.casefold {
-                    out.extend(
-                        bytes[i..end]
-                            .iter()
-                            .map(|b| char::from(b.to_ascii_lowercase())),
-                    );
-                } else {
-                    out.push_str(&orig[i..end]);
+                    out[from..].make_ascii_lowercase();
                 }
                 map.push(Piece {
                     norm: n,
@@ -436,6 +442,43 @@ fn build_tables() -> Tables {
         invisible,
         confusable,
     }
+}
+
+/// Bit set over the Basic Multilingual Plane: characters that normalization with some options
+/// leaves unchanged and that stand alone as a segment.
+type SimpleTable = Vec<u64>;
+
+fn simple_table(opts: NormalizeOptions) -> &'static SimpleTable {
+    static TABLES: [OnceLock<SimpleTable>; 16] = [const { OnceLock::new() }; 16];
+    let key = usize::from(opts.nfkc)
+        | usize::from(opts.casefold) << 1
+        | usize::from(opts.strip_invisible) << 2
+        | usize::from(opts.confusables) << 3;
+    TABLES[key].get_or_init(|| {
+        let mut bits = vec![0u64; 0x10000 / 64];
+        for cp in 0x80u32..0x10000 {
+            let Some(c) = char::from_u32(cp) else {
+                continue;
+            };
+            let unchanged = !(opts.strip_invisible && is_invisible(c))
+                && (!opts.nfkc
+                    || (is_boundary(c) && is_nfkc_quick(std::iter::once(c)) == IsNormalized::Yes))
+                && (!opts.confusables || fold_confusable(c) == c)
+                && (!opts.casefold || {
+                    let mut l = c.to_lowercase();
+                    l.next() == Some(c) && l.next().is_none()
+                });
+            if unchanged {
+                bits[cp as usize / 64] |= 1 << (cp % 64);
+            }
+        }
+        bits
+    })
+}
+
+fn is_simple(table: &SimpleTable, c: char) -> bool {
+    let cp = c as usize;
+    cp < 0x10000 && table[cp / 64] & (1 << (cp % 64)) != 0
 }
 
 /// Whether `c` is invisible: a default-ignorable code point (zero-width characters, soft
