@@ -63,7 +63,7 @@ fn bench_policy(c: &mut Criterion, name: &str, policy: &CompiledPolicy, text: &s
     g.bench_function("buffered", |b| {
         b.iter(|| black_box(policy.scan(black_box(text), Stage::Output, None)))
     });
-    for chunk in [16usize, 256] {
+    for chunk in [16usize, 256, 4096] {
         g.bench_function(format!("streamed/{chunk}B-chunks"), |b| {
             b.iter(|| {
                 let mut s = policy.stream(Stage::Output);

@@ -331,6 +331,48 @@ fn is_boundary(c: char) -> bool {
     if c.is_ascii() {
         return true;
     }
+    let cp = c as usize;
+    if cp < 0x10000 {
+        return char_props()[cp] & BOUNDARY != 0;
+    }
+    compute_boundary(c)
+}
+
+/// Whether NFKC leaves `c` alone (quick check says yes).
+fn nfkc_inert(c: char) -> bool {
+    let cp = c as usize;
+    if cp < 0x10000 {
+        return char_props()[cp] & NFKC_INERT != 0;
+    }
+    is_nfkc_quick(std::iter::once(c)) == IsNormalized::Yes
+}
+
+const BOUNDARY: u8 = 1;
+const NFKC_INERT: u8 = 2;
+
+/// Per-character properties over the BMP, computed once from `unicode-normalization`.
+fn char_props() -> &'static [u8] {
+    static PROPS: OnceLock<Vec<u8>> = OnceLock::new();
+    PROPS.get_or_init(|| {
+        (0u32..0x10000)
+            .map(|cp| match char::from_u32(cp) {
+                None => 0,
+                Some(c) => {
+                    let mut p = 0;
+                    if c.is_ascii() || compute_boundary(c) {
+                        p |= BOUNDARY;
+                    }
+                    if is_nfkc_quick(std::iter::once(c)) == IsNormalized::Yes {
+                        p |= NFKC_INERT;
+                    }
+                    p
+                }
+            })
+            .collect()
+    })
+}
+
+fn compute_boundary(c: char) -> bool {
     if canonical_combining_class(c) != 0 {
         return false;
     }
@@ -356,7 +398,7 @@ fn push_segment(opts: NormalizeOptions, seg: &str, out: &mut String) {
         if opts.strip_invisible && is_invisible(c) {
             return;
         }
-        if !opts.nfkc || is_nfkc_quick(std::iter::once(c)) == IsNormalized::Yes {
+        if !opts.nfkc || nfkc_inert(c) {
             push_folded(opts, c, out);
             return;
         }
@@ -461,8 +503,7 @@ fn simple_table(opts: NormalizeOptions) -> &'static SimpleTable {
                 continue;
             };
             let unchanged = !(opts.strip_invisible && is_invisible(c))
-                && (!opts.nfkc
-                    || (is_boundary(c) && is_nfkc_quick(std::iter::once(c)) == IsNormalized::Yes))
+                && (!opts.nfkc || (is_boundary(c) && nfkc_inert(c)))
                 && (!opts.confusables || fold_confusable(c) == c)
                 && (!opts.casefold || {
                     let mut l = c.to_lowercase();
