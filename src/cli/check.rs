@@ -31,13 +31,12 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
                 failed |= args.deny_warnings && !p.warnings.is_empty();
                 let sections_used = p.spec.sections.len();
                 println!(
-                    "{}: ok: policy {} ({} rules, {} sections, {} warnings); stream holdback {} / {} / {} bytes (input / output / reasoning)",
+                    "{}: ok: policy {} ({} rules, {} sections, {} warnings); stream holdback {} bytes output, {} bytes reasoning",
                     file.display(),
                     p.label(),
                     p.rules.len(),
                     sections_used,
                     p.warnings.len(),
-                    p.holdback(Stage::Input),
                     p.holdback(Stage::Output),
                     p.holdback(Stage::Reasoning),
                 );

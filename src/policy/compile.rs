@@ -732,13 +732,9 @@ impl Compiler {
             }
             let within = within as usize;
             let max_len = a.max_len.zip(b.max_len).map(|(x, y)| x.max(y));
-            // A partner can start up to `within` characters (4 bytes each at most) after a
-            // match, and span its own length.
-            let reach = a
-                .reach
-                .zip(b.reach)
-                .zip(max_len)
-                .map(|((x, y), l)| x.max(y) + within * 4 + l * 4);
+            // A partner starts at most `within` characters (4 bytes each) after a match; once
+            // text that far on is scanned, the match is decided.
+            let reach = a.reach.zip(b.reach).map(|(x, y)| x.max(y) + within * 4);
             NodeInfo {
                 node: Node::Near {
                     a: Box::new(a.node),
