@@ -14,6 +14,12 @@
 //! - [`engine`]: text in, findings and decisions out: normalization with an offset map,
 //!   buffered and streaming scans, redaction, spec selection for injection. No HTTP, no tokio.
 //! - [`openai`]: lenient OpenAI wire types, strict JSON parsing, SSE decoding and encoding.
+//! - [`layer`]: the enforcement as a tower `Layer` (request scan, injection, buffered and
+//!   streamed output scan, headers, audit records), usable in any tower / axum app.
+//! - [`proxy`]: the `deliberate serve` server: config, upstream client, echo upstream, routes,
+//!   admin endpoints (`/healthz`, `/readyz`, `/metrics`), audit log, policy reload.
+//! - [`eval`]: `deliberate eval`: dataset readers, metrics with Wilson intervals, reports;
+//!   offline (rules only) and A/B through a real model (the only part that speaks HTTP).
 //! - [`cli`]: the `deliberate` subcommands.
 //!
 //! ## Example
@@ -29,6 +35,9 @@
 
 pub mod cli;
 pub mod engine;
+pub mod eval;
+pub mod layer;
 pub mod openai;
 
 pub mod policy;
+pub mod proxy;

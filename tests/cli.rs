@@ -86,3 +86,12 @@ fn test_command_runs_examples_and_reports() {
     assert!(out.contains("4 passed, 0 failed"), "{out}");
     assert!(out.contains("every rule fired"), "{out}");
 }
+
+/// Regression: pattern ids are numbered per stage, and the shadowed-keyword check once
+/// compared them across stages, warning about rules that share no keyword.
+#[test]
+fn check_does_not_confuse_keywords_across_stages() {
+    let (out, code) = deliberate(&["check", "tests/fixtures/gateway.yaml"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("0 warnings"), "{out}");
+}

@@ -3,7 +3,9 @@
 //! `anyhow` is used here and in `main.rs` only; library modules return typed errors.
 
 mod check;
+mod eval;
 mod scan;
+mod serve;
 mod test;
 
 use std::path::{Path, PathBuf};
@@ -29,6 +31,12 @@ pub enum Command {
     Scan(scan::Args),
     /// Run every rule's examples and the test files, buffered and streamed at every split.
     Test(test::Args),
+    /// Run the gateway: an OpenAI-compatible proxy that injects the spec and enforces the
+    /// policy on inputs and (streamed) outputs.
+    Serve(serve::Args),
+    /// Measure a policy on labeled data sets (catch rate, false blocks, spans), optionally A/B
+    /// through a real model.
+    Eval(eval::Args),
 }
 
 /// Parses the command line and runs it.
@@ -39,6 +47,8 @@ pub fn main() -> ExitCode {
         Command::Check(a) => check::run(a),
         Command::Scan(a) => scan::run(a),
         Command::Test(a) => test::run(a),
+        Command::Serve(a) => serve::run(a),
+        Command::Eval(a) => eval::run(a),
     };
     match result {
         Ok(code) => code,

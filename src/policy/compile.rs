@@ -1057,7 +1057,8 @@ fn shadow_warnings(
     stages: &[StageIndex; 3],
     diags: &mut Vec<Diagnostic>,
 ) {
-    let mut owner: HashMap<(usize, usize), usize> = HashMap::new();
+    // Pattern ids are per stage and view, so the key carries both.
+    let mut owner: HashMap<(usize, usize, usize), usize> = HashMap::new();
     let mut leaf_rule: HashMap<usize, usize> = HashMap::new();
     for (ri, r) in rules.iter().enumerate() {
         let mut set = HashSet::new();
@@ -1067,7 +1068,7 @@ fn shadow_warnings(
         }
     }
     let mut reported = HashSet::new();
-    for st in stages {
+    for (si, st) in stages.iter().enumerate() {
         for (vi, v) in st.views.iter().enumerate() {
             let Some(kw) = &v.keywords else { continue };
             for (pid, (_, users)) in kw.patterns.iter().enumerate() {
@@ -1075,7 +1076,7 @@ fn shadow_warnings(
                     let Some(&ri) = leaf_rule.get(leaf) else {
                         continue;
                     };
-                    let first = *owner.entry((vi, pid)).or_insert(ri);
+                    let first = *owner.entry((si, vi, pid)).or_insert(ri);
                     if first != ri
                         && rules[first].action == rules[ri].action
                         && matches!(rules[ri].node, Node::Leaf(_) | Node::Any(_))

@@ -4,6 +4,8 @@
 //! instead of going through a pool, so the number of sockets a proxy sees is exactly the number
 //! asked for.
 
+use std::sync::Arc;
+
 use anyhow::{Context as _, bail};
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
@@ -27,7 +29,9 @@ pub struct Target {
 impl Target {
     /// Parses an `http://` URL. HTTPS is out of scope: the benchmarks run on loopback.
     pub fn parse(url: &str) -> anyhow::Result<Self> {
-        let uri: Uri = url.parse().with_context(|| format!("invalid URL {url:?}"))?;
+        let uri: Uri = url
+            .parse()
+            .with_context(|| format!("invalid URL {url:?}"))?;
         match uri.scheme_str() {
             Some("http") => {}
             _ => bail!("only http:// URLs are supported, got {url:?}"),
@@ -82,9 +86,63 @@ impl Target {
     }
 }
 
+/// A keep-alive connection to a [`Target`] that reconnects when the server has closed it
+/// between requests (uvicorn, behind LiteLLM, does after a stream; any server may at will).
+#[derive(Debug)]
+pub struct Connection {
+    target: Arc<Target>,
+    sender: Option<SendRequest<Full<Bytes>>>,
+}
+
+impl Connection {
+    /// A connection to `target`, opened on first use.
+    pub fn new(target: Arc<Target>) -> Self {
+        Self {
+            target,
+            sender: None,
+        }
+    }
+
+    /// Opens the connection now rather than on the first request.
+    pub async fn open(target: Arc<Target>) -> anyhow::Result<Self> {
+        let sender = Some(target.connect().await?);
+        Ok(Self { target, sender })
+    }
+
+    /// The target this connection goes to.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// The sender, ready for a request: the current connection if the server kept it open,
+    /// else a new one.
+    pub async fn ready(&mut self) -> anyhow::Result<&mut SendRequest<Full<Bytes>>> {
+        if let Some(mut sender) = self.sender.take() {
+            if sender.ready().await.is_ok() {
+                return Ok(self.sender.insert(sender));
+            }
+        }
+        let mut fresh = self.target.connect().await?;
+        fresh
+            .ready()
+            .await
+            .context("waiting for the new connection")?;
+        Ok(self.sender.insert(fresh))
+    }
+
+    /// Drops the connection, e.g. after an error left it in an unknown state.
+    pub fn reset(&mut self) {
+        self.sender = None;
+    }
+}
+
 /// Reads a chat completions request body from `path` and sets its `model` (when given) and
 /// `stream` fields, so one request file serves every mode.
-pub fn load_body(path: &std::path::Path, model: Option<&str>, stream: bool) -> anyhow::Result<Bytes> {
+pub fn load_body(
+    path: &std::path::Path,
+    model: Option<&str>,
+    stream: bool,
+) -> anyhow::Result<Bytes> {
     let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let mut json: serde_json::Value = serde_json::from_slice(&text)
         .with_context(|| format!("{} is not valid JSON", path.display()))?;
@@ -95,10 +153,13 @@ pub fn load_body(path: &std::path::Path, model: Option<&str>, stream: bool) -> a
         object.insert("model".into(), model.into());
     }
     object.insert("stream".into(), stream.into());
-    Ok(Bytes::from(serde_json::to_vec(&json).context("serialising the request body")?))
+    Ok(Bytes::from(
+        serde_json::to_vec(&json).context("serialising the request body")?,
+    ))
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::*;
 

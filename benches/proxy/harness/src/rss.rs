@@ -24,6 +24,7 @@ pub fn total_vm_rss_kib(pids: &[u32]) -> anyhow::Result<u64> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::*;
 

@@ -31,10 +31,10 @@ pub fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
         TcpSocket::new_v6()
     }
     .context("creating the listening socket")?;
+    socket.set_reuseaddr(true).context("setting SO_REUSEADDR")?;
     socket
-        .set_reuseaddr(true)
-        .context("setting SO_REUSEADDR")?;
-    socket.bind(addr).with_context(|| format!("binding {addr}"))?;
+        .bind(addr)
+        .with_context(|| format!("binding {addr}"))?;
     socket
         .listen(BACKLOG)
         .with_context(|| format!("listening on {addr}"))

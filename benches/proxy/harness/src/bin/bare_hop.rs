@@ -64,7 +64,10 @@ fn main() -> anyhow::Result<()> {
 
         let listener = server::bind(args.listen)?;
         let addr = listener.local_addr().context("reading the bound address")?;
-        println!("bare-hop listening on http://{addr}, forwarding to {}", args.upstream);
+        println!(
+            "bare-hop listening on http://{addr}, forwarding to {}",
+            args.upstream
+        );
         server::serve(listener, move |req| {
             let client = client.clone();
             let upstream = Arc::clone(&upstream);
@@ -160,16 +163,23 @@ fn bad_gateway(message: &str) -> Response<HopBody> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::*;
 
     #[test]
     fn strips_hop_by_hop_headers() {
         let mut headers = HeaderMap::new();
-        headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, x-private"));
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-private"),
+        );
         headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         headers.insert("x-private", HeaderValue::from_static("1"));
-        headers.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
         headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer sk"));
         strip_hop_by_hop(&mut headers);
         assert_eq!(headers.len(), 1);

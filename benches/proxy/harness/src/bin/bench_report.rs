@@ -40,8 +40,8 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let text = std::fs::read_to_string(&args.results)
         .with_context(|| format!("reading {}", args.results.display()))?;
-    let results = Results::parse(&text)
-        .with_context(|| format!("parsing {}", args.results.display()))?;
+    let results =
+        Results::parse(&text).with_context(|| format!("parsing {}", args.results.display()))?;
     print!("{}", results.render(&args.baseline, &args.direct));
     Ok(())
 }
@@ -67,7 +67,10 @@ impl Results {
             }
             let fields: Vec<&str> = line.split_whitespace().collect();
             let [round, target, metric, value] = fields[..] else {
-                bail!("line {}: expected `round target metric value`, got {line:?}", number + 1);
+                bail!(
+                    "line {}: expected `round target metric value`, got {line:?}",
+                    number + 1
+                );
             };
             let round: u32 = round
                 .parse()
@@ -95,7 +98,11 @@ impl Results {
 
     /// Median over rounds.
     fn median(&self, target: &str, metric: &str) -> Option<f64> {
-        let values: Vec<f64> = self.values(target, metric).iter().map(|&(_, v)| v).collect();
+        let values: Vec<f64> = self
+            .values(target, metric)
+            .iter()
+            .map(|&(_, v)| v)
+            .collect();
         median(&values)
     }
 
@@ -140,7 +147,10 @@ impl Results {
             ("bytes_per_stream", "bytes / open stream", 1.0),
         ];
         let _ = writeln!(out, "Medians of each measurement over the rounds.\n");
-        let headers: Vec<String> = columns.iter().map(|c| c.1.replace("{rate}", &rate)).collect();
+        let headers: Vec<String> = columns
+            .iter()
+            .map(|c| c.1.replace("{rate}", &rate))
+            .collect();
         table_header(&mut out, "target", &headers);
         for target in &self.targets {
             let cells: Vec<String> = columns
@@ -187,9 +197,9 @@ impl Results {
                 let base = self.added(baseline, direct, metric);
                 cells.push(match (added, base) {
                     (Some(added), Some(base)) if base > 0.0 => {
-                        format!("+{} ({:.2}×)", number(added), added / base)
+                        format!("{} ({})", signed(added), factor(added / base))
                     }
-                    (Some(added), _) => format!("+{}", number(added)),
+                    (Some(added), _) => signed(added),
                     (None, _) => "—".to_owned(),
                 });
             }
@@ -197,7 +207,7 @@ impl Results {
                 let value = self.median(target, metric);
                 let base = self.median(baseline, metric);
                 cells.push(match (value, base) {
-                    (Some(value), Some(base)) if base > 0.0 => format!("{:.2}×", value / base),
+                    (Some(value), Some(base)) if base > 0.0 => factor(value / base),
                     _ => "—".to_owned(),
                 });
             }
@@ -211,7 +221,10 @@ impl Results {
                 ("unloaded_errors", "errors unloaded"),
                 ("sat_errors", "errors at saturation"),
                 ("rate_errors", "errors at the fixed rate"),
-                ("rate_unsent", "requests left unsent at the fixed rate (could not keep up)"),
+                (
+                    "rate_unsent",
+                    "requests left unsent at the fixed rate (could not keep up)",
+                ),
                 ("stream_errors", "failed streams"),
                 ("hold_errors", "streams that failed to open in the RSS test"),
             ] {
@@ -220,11 +233,34 @@ impl Results {
                     notes.push(format!("`{target}`: {count:.0} {what} over all rounds"));
                 }
             }
-            if let (Some(offered), Some(achieved)) = (
-                self.median(target, "rate_offered_rps"),
-                self.median(target, "rate_achieved_rps"),
-            ) && achieved < 0.95 * offered
-            {
+            if let (Some(requested), Some(open)) = (
+                self.median(target, "streams_requested"),
+                self.median(target, "streams_open"),
+            ) {
+                if open < requested {
+                    notes.push(format!(
+                        "`{target}`: only {open:.0} of {requested:.0} streams opened in the RSS \
+                         test (median); bytes per stream are over those that opened"
+                    ));
+                }
+            }
+            if let (Some(direct_events), Some(events)) = (
+                self.median(direct, "content_events_per_stream"),
+                self.median(target, "content_events_per_stream"),
+            ) {
+                if events < 0.9 * direct_events {
+                    notes.push(format!(
+                        "`{target}`: {events:.1} content events per stream where the mock sends \
+                         {direct_events:.1}: it merges chunks, so its gaps are fewer and longer"
+                    ));
+                }
+            }
+            let offered = self.median(target, "rate_offered_rps");
+            let achieved = self.median(target, "rate_achieved_rps");
+            if let (Some(offered), Some(achieved)) = (offered, achieved) {
+                if achieved >= 0.95 * offered {
+                    continue;
+                }
                 notes.push(format!(
                     "`{target}`: achieved {achieved:.0} of the {offered:.0} req/s offered: \
                      overloaded, its fixed-rate latencies measure a growing queue"
@@ -252,6 +288,23 @@ fn number(value: f64) -> String {
     }
 }
 
+/// A ratio: two decimals, or two significant digits below 0.01 (LiteLLM's throughput ratio
+/// would otherwise read `0.00×`).
+fn factor(ratio: f64) -> String {
+    let decimals = if ratio.abs() >= 0.01 || ratio == 0.0 {
+        2
+    } else {
+        (-ratio.abs().log10().floor()) as usize + 1
+    };
+    format!("{ratio:.decimals$}×")
+}
+
+/// A difference, with its sign: `+12.0`, `−3.00`.
+fn signed(value: f64) -> String {
+    let sign = if value < 0.0 { '−' } else { '+' };
+    format!("{sign}{}", number(value.abs()))
+}
+
 fn table_header(out: &mut String, first: &str, headers: &[String]) {
     let _ = writeln!(out, "| {first} | {} |", headers.join(" | "));
     let _ = writeln!(out, "|---|{}", "---:|".repeat(headers.len()));
@@ -262,6 +315,7 @@ fn table_row(out: &mut String, first: &str, cells: &[String]) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::*;
 
@@ -276,14 +330,24 @@ mod tests {
 1 bare sat_rps 1000
 1 nginx sat_rps 800
 1 nginx rate_errors 3
+1 direct content_events_per_stream 20
+1 nginx content_events_per_stream 1.0
+1 nginx streams_requested 1000
+1 nginx streams_open 500
 ";
 
     #[test]
     fn added_latency_is_paired_by_round() {
         let results = Results::parse(RUN).unwrap();
         // bare adds 50 and 40 → 45; nginx adds 100 and 120 → 110.
-        assert_eq!(results.added("bare", "direct", "unloaded_p50_us"), Some(45.0));
-        assert_eq!(results.added("nginx", "direct", "unloaded_p50_us"), Some(110.0));
+        assert_eq!(
+            results.added("bare", "direct", "unloaded_p50_us"),
+            Some(45.0)
+        );
+        assert_eq!(
+            results.added("nginx", "direct", "unloaded_p50_us"),
+            Some(110.0)
+        );
     }
 
     #[test]
@@ -292,6 +356,19 @@ mod tests {
         assert!(out.contains("| nginx | +110 (2.44×)"), "{out}");
         assert!(out.contains("0.80×"), "{out}");
         assert!(out.contains("`nginx`: 3 errors at the fixed rate"), "{out}");
+        assert!(out.contains("only 500 of 1000 streams opened"), "{out}");
+        assert!(out.contains("1.0 content events per stream"), "{out}");
+        assert!(
+            !out.contains("`bare`: "),
+            "no note on a clean target: {out}"
+        );
+    }
+
+    #[test]
+    fn small_ratios_keep_two_significant_digits() {
+        assert_eq!(factor(1.0), "1.00×");
+        assert_eq!(factor(0.0014), "0.0014×");
+        assert_eq!(factor(0.0), "0.00×");
     }
 
     #[test]

@@ -7,9 +7,11 @@
 //!   `data: [DONE]`. The first content chunk comes `--first-token-ms` after the role chunk, the
 //!   others `--gap-ms` apart.
 //! - A request can override the stream's shape through its `model` name, e.g.
-//!   `mock:chunks=2,gap_ms=60000`. Every proxy forwards the model name (LiteLLM included, with
+//!   `mock:chunks=2;gap_ms=60000`. Every proxy forwards the model name (LiteLLM included, with
 //!   a wildcard route), which is how `run.sh` holds 1,000 streams open without touching the
-//!   proxies' configuration. Keys: `chunks`, `chunk_bytes`, `gap_ms`, `first_token_ms`.
+//!   proxies' configuration. Keys: `chunks`, `chunk_bytes`, `gap_ms`, `first_token_ms`,
+//!   separated by `;` (`,` works too, but LiteLLM reads a comma in a model name as a list of
+//!   models).
 //! - `GET /healthz` answers `ok`; anything else is an OpenAI-shaped 404.
 //!
 //! Responses are rendered once at start-up (or once per request that overrides the shape) and
@@ -123,7 +125,10 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<MockBody> {
         (&Method::POST, "/v1/chat/completions" | "/chat/completions") => {
             chat_completions(state, req).await
         }
-        _ => error(StatusCode::NOT_FOUND, &format!("no route for {} {path}", req.method())),
+        _ => error(
+            StatusCode::NOT_FOUND,
+            &format!("no route for {} {path}", req.method()),
+        ),
     }
 }
 
@@ -197,12 +202,12 @@ struct StreamShape {
 }
 
 impl StreamShape {
-    /// Applies the `key=value,...` overrides after the first `:` of a model name, if any.
+    /// Applies the `key=value;...` overrides after the first `:` of a model name, if any.
     fn with_overrides(mut self, model: &str) -> anyhow::Result<Self> {
         let Some((_, overrides)) = model.split_once(':') else {
             return Ok(self);
         };
-        for pair in overrides.split(',').filter(|pair| !pair.is_empty()) {
+        for pair in overrides.split([';', ',']).filter(|pair| !pair.is_empty()) {
             let Some((key, value)) = pair.split_once('=') else {
                 bail!("model override {pair:?} is not key=value");
             };
@@ -212,7 +217,8 @@ impl StreamShape {
             match key {
                 "chunks" => self.chunks = u32::try_from(number).context("chunks is too large")?,
                 "chunk_bytes" => {
-                    self.chunk_bytes = usize::try_from(number).context("chunk_bytes is too large")?;
+                    self.chunk_bytes =
+                        usize::try_from(number).context("chunk_bytes is too large")?;
                 }
                 "gap_ms" => self.gap = Duration::from_millis(number),
                 "first_token_ms" => self.first_token_delay = Duration::from_millis(number),
@@ -229,7 +235,8 @@ impl StreamShape {
 
 /// Filler text for answers: plain ASCII, so any length is a valid UTF-8 string, and benign, so
 /// a policy gateway scans it and lets it through.
-const FILLER: &str = "The committee reviewed the quarterly figures and agreed to meet again next week. ";
+const FILLER: &str =
+    "The committee reviewed the quarterly figures and agreed to meet again next week. ";
 
 /// `len` bytes of filler.
 fn filler(len: usize) -> String {
@@ -251,7 +258,9 @@ fn render_completion(content_bytes: usize) -> anyhow::Result<Bytes> {
         }],
         "usage": {"prompt_tokens": 42, "completion_tokens": 64, "total_tokens": 106}
     });
-    Ok(Bytes::from(serde_json::to_vec(&body).context("rendering the completion")?))
+    Ok(Bytes::from(
+        serde_json::to_vec(&body).context("rendering the completion")?,
+    ))
 }
 
 /// The SSE events of a streamed answer, each already framed as `data: ...\n\n`.
@@ -279,7 +288,10 @@ impl StreamFrames {
             let json = serde_json::to_string(&chunk).context("rendering a stream chunk")?;
             Ok(format!("data: {json}\n\n"))
         };
-        let role = event(serde_json::json!({"role": "assistant", "content": ""}), None)?;
+        let role = event(
+            serde_json::json!({"role": "assistant", "content": ""}),
+            None,
+        )?;
         let content = event(serde_json::json!({"content": filler(chunk_bytes)}), None)?;
         let end = event(serde_json::json!({}), Some("stop"))? + "data: [DONE]\n\n";
         Ok(Self {
@@ -356,7 +368,11 @@ impl Body for SseBody {
         }
         let data = match this.stage {
             Stage::Role => {
-                this.stage = if this.remaining > 0 { Stage::Content } else { Stage::End };
+                this.stage = if this.remaining > 0 {
+                    Stage::Content
+                } else {
+                    Stage::End
+                };
                 this.pause(this.shape.first_token_delay);
                 this.frames.role.clone()
             }
@@ -388,6 +404,7 @@ impl Body for SseBody {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::*;
 
@@ -403,18 +420,27 @@ mod tests {
     #[test]
     fn model_overrides() {
         assert_eq!(shape().with_overrides("mock").unwrap(), shape());
-        let held = shape().with_overrides("mock:chunks=2,gap_ms=60000").unwrap();
+        let held = shape()
+            .with_overrides("mock:chunks=2;gap_ms=60000")
+            .unwrap();
         assert_eq!(held.chunks, 2);
         assert_eq!(held.gap, Duration::from_secs(60));
         assert_eq!(held.chunk_bytes, 16);
+        let comma = shape().with_overrides("mock:chunks=2,gap_ms=60000");
+        assert_eq!(comma.unwrap(), held);
         assert!(shape().with_overrides("mock:speed=3").is_err());
         assert!(shape().with_overrides("mock:chunks=many").is_err());
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn streams_every_frame_in_order() {
         let frames = Arc::new(StreamFrames::render(5).unwrap());
-        let body = SseBody::new(Arc::clone(&frames), StreamShape { chunks: 3, ..shape() });
+        let no_pauses = StreamShape {
+            chunks: 3,
+            gap: Duration::ZERO,
+            ..shape()
+        };
+        let body = SseBody::new(frames, no_pauses);
         let bytes = body.collect().await.unwrap().to_bytes();
         let text = std::str::from_utf8(&bytes).unwrap();
         assert_eq!(text.matches("\"content\":\"The c\"").count(), 3);

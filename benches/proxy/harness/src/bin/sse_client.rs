@@ -23,7 +23,7 @@
 //! ```text
 //! sse-client streams --url http://127.0.0.1:9001/v1/chat/completions --body chat.json
 //! sse-client rate --url ... --body chat.json --rate 5000 --duration-secs 5
-//! sse-client hold --url ... --body chat.json --streams 1000 --model 'mock:chunks=2,gap_ms=60000' --pid 1234
+//! sse-client hold --url ... --body chat.json --streams 1000 --model 'mock:chunks=2;gap_ms=60000' --pid 1234
 //! ```
 
 use std::path::PathBuf;
@@ -34,7 +34,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use bytes::Bytes;
 use clap::{Args, Parser, Subcommand};
-use deliberate_bench_harness::client::{Target, load_body};
+use deliberate_bench_harness::client::{Connection, Target, load_body};
 use deliberate_bench_harness::rss::total_vm_rss_kib;
 use deliberate_bench_harness::sse::SseDecoder;
 use deliberate_bench_harness::stats::Percentiles;
@@ -199,6 +199,9 @@ async fn read_stream(
 ) -> anyhow::Result<usize> {
     let mut decoder = SseDecoder::new();
     let mut content = 0;
+    let mut done = false;
+    // Read to the end of the body even after `[DONE]`: a body dropped before its end makes
+    // the client close a connection that could have been reused.
     while let Some(frame) = body.frame().await {
         let frame = frame.context("reading the stream")?;
         let Some(data) = frame.data_ref() else {
@@ -207,11 +210,18 @@ async fn read_stream(
         let arrived = Instant::now();
         decoder.push(data);
         while let Some(event) = decoder.next_event() {
+            if done {
+                bail!("event after data: [DONE]");
+            }
             if event == b"[DONE]" {
-                return Ok(content);
+                done = true;
+                continue;
             }
             let chunk: Chunk = serde_json::from_slice(&event).with_context(|| {
-                format!("event is not a chat.completion.chunk: {}", String::from_utf8_lossy(&event))
+                format!(
+                    "event is not a chat.completion.chunk: {}",
+                    String::from_utf8_lossy(&event)
+                )
             })?;
             let len = chunk.content_len();
             if len > 0 {
@@ -220,18 +230,20 @@ async fn read_stream(
             }
         }
     }
-    bail!("the stream ended without data: [DONE]")
+    if !done {
+        bail!("the stream ended without data: [DONE]");
+    }
+    Ok(content)
 }
 
-/// Sends one request and checks for a 200, returning the response body.
-async fn send(
-    sender: &mut hyper::client::conn::http1::SendRequest<http_body_util::Full<Bytes>>,
-    target: &Target,
-    body: &Bytes,
-) -> anyhow::Result<Incoming> {
-    sender.ready().await.context("waiting for the connection")?;
+/// Sends one request on `conn` and checks for a 200. Returns when the request went out
+/// (after any reconnect) and the response body.
+async fn send(conn: &mut Connection, body: &Bytes) -> anyhow::Result<(Instant, Incoming)> {
+    let request = conn.target().post_json(body.clone())?;
+    let sender = conn.ready().await?;
+    let sent = Instant::now();
     let response = sender
-        .send_request(target.post_json(body.clone())?)
+        .send_request(request)
         .await
         .context("sending the request")?;
     let status = response.status();
@@ -244,7 +256,7 @@ async fn send(
             .unwrap_or_default();
         bail!("status {status}: {}", text.trim());
     }
-    Ok(response.into_body())
+    Ok((sent, response.into_body()))
 }
 
 // === mode: streams ===
@@ -273,17 +285,10 @@ async fn streams(args: StreamsArgs) -> anyhow::Result<()> {
         let total = args.streams;
         workers.spawn(async move {
             let mut samples = StreamSamples::default();
-            let mut sender = None;
+            let mut conn = Connection::new(target);
             while next.fetch_add(1, Ordering::Relaxed) < total {
                 let result = tokio::time::timeout(timeout, async {
-                    if sender.is_none() {
-                        sender = Some(target.connect().await?);
-                    }
-                    let Some(conn) = sender.as_mut() else {
-                        unreachable!("connected just above");
-                    };
-                    let sent = Instant::now();
-                    let response = send(conn, &target, &body).await?;
+                    let (sent, response) = send(&mut conn, &body).await?;
                     let mut last: Option<Instant> = None;
                     let mut ttft = None;
                     let mut gaps = Vec::new();
@@ -308,8 +313,10 @@ async fn streams(args: StreamsArgs) -> anyhow::Result<()> {
                     }
                     Err(err) => {
                         samples.errors += 1;
-                        samples.first_error.get_or_insert_with(|| format!("{err:#}"));
-                        sender = None; // reconnect: the connection state is unknown
+                        samples
+                            .first_error
+                            .get_or_insert_with(|| format!("{err:#}"));
+                        conn.reset(); // its state is unknown: reconnect
                     }
                 }
             }
@@ -330,6 +337,8 @@ async fn streams(args: StreamsArgs) -> anyhow::Result<()> {
         }
     }
     let elapsed = started.elapsed();
+    // Every completed stream's first content event gave a TTFT sample, each later one a gap.
+    let content_events = (all.ttft_us.len() + all.gaps_us.len()) as f64;
     let ttft = Percentiles::new(all.ttft_us);
     let gaps = Percentiles::new(all.gaps_us);
     eprintln!(
@@ -355,12 +364,14 @@ async fn streams(args: StreamsArgs) -> anyhow::Result<()> {
             }
         }
     }
-    if all.ok > 0 {
-        report("content_bytes_per_stream", all.content_bytes as u64 / all.ok);
-    }
-    if all.ok == 0 {
+    let Some(per_stream) = (all.content_bytes as u64).checked_div(all.ok) else {
         bail!("no stream completed");
-    }
+    };
+    report("content_bytes_per_stream", per_stream);
+    report(
+        "content_events_per_stream",
+        format!("{:.1}", content_events / all.ok as f64),
+    );
     Ok(())
 }
 
@@ -384,17 +395,17 @@ async fn rate(args: RateArgs) -> anyhow::Result<()> {
     let scheduled_total = (args.rate * args.duration_secs).round() as u64;
 
     // Connect everything before the clock starts.
-    let mut senders = Vec::with_capacity(args.connections);
+    let mut connections = Vec::with_capacity(args.connections);
     for _ in 0..args.connections.max(1) {
-        senders.push(target.connect().await?);
+        connections.push(Connection::open(Arc::clone(&target)).await?);
     }
     let start = Instant::now() + Duration::from_millis(50);
     let give_up = start + Duration::from_secs_f64(args.duration_secs + args.grace_secs);
     let next = Arc::new(AtomicU64::new(0));
 
     let mut workers = JoinSet::new();
-    for mut sender in senders {
-        let (target, body, next) = (Arc::clone(&target), body.clone(), Arc::clone(&next));
+    for mut conn in connections {
+        let (body, next) = (body.clone(), Arc::clone(&next));
         workers.spawn(async move {
             let mut samples = RateSamples::default();
             loop {
@@ -416,7 +427,7 @@ async fn rate(args: RateArgs) -> anyhow::Result<()> {
                     Instant::now()
                 };
                 let result = tokio::time::timeout_at(give_up, async {
-                    let response = send(&mut sender, &target, &body).await?;
+                    let (_, response) = send(&mut conn, &body).await?;
                     response
                         .collect()
                         .await
@@ -428,11 +439,10 @@ async fn rate(args: RateArgs) -> anyhow::Result<()> {
                     Ok(Ok(())) => samples.latencies_us.push(micros(from.elapsed())),
                     Ok(Err(err)) => {
                         samples.errors += 1;
-                        samples.first_error.get_or_insert_with(|| format!("{err:#}"));
-                        match target.connect().await {
-                            Ok(fresh) => sender = fresh,
-                            Err(_) => break,
-                        }
+                        samples
+                            .first_error
+                            .get_or_insert_with(|| format!("{err:#}"));
+                        conn.reset(); // its state is unknown: reconnect
                     }
                     Err(_) => break, // past the give-up time with a request in flight
                 }
@@ -506,8 +516,8 @@ async fn hold(args: HoldArgs) -> anyhow::Result<()> {
         streams.spawn(async move {
             let opened = async {
                 let permit = opening.acquire_owned().await.context("semaphore closed")?;
-                let mut sender = target.connect().await?;
-                let mut response = send(&mut sender, &target, &body).await?;
+                let mut conn = Connection::new(target);
+                let (_, mut response) = send(&mut conn, &body).await?;
                 drop(permit);
                 let mut decoder = SseDecoder::new();
                 // Read until the first content event: the stream is then open end to end.
@@ -523,21 +533,21 @@ async fn hold(args: HoldArgs) -> anyhow::Result<()> {
                             && serde_json::from_slice::<Chunk>(&event)
                                 .is_ok_and(|chunk| chunk.content_len() > 0)
                         {
-                            return Ok((sender, response));
+                            return Ok((conn, response));
                         }
                     }
                 }
             }
             .await;
             match opened {
-                Ok((sender, mut response)) => {
+                Ok((conn, mut response)) => {
                     let _ = opened_tx.send(Ok(())).await;
                     // Keep the stream open (and drained) until released.
                     tokio::select! {
                         _ = release_rx.wait_for(|released| *released) => {}
                         _ = async { while let Some(Ok(_)) = response.frame().await {} } => {}
                     }
-                    drop(sender);
+                    drop(conn);
                 }
                 Err(err) => {
                     let _ = opened_tx.send(Err(err)).await;
@@ -558,7 +568,10 @@ async fn hold(args: HoldArgs) -> anyhow::Result<()> {
             }
             Ok(None) => break,
             Err(_) => {
-                eprintln!("hold: only {open} of {} streams open after {}s", args.streams, args.timeout_secs);
+                eprintln!(
+                    "hold: only {open} of {} streams open after {}s",
+                    args.streams, args.timeout_secs
+                );
                 break;
             }
         }
@@ -568,11 +581,9 @@ async fn hold(args: HoldArgs) -> anyhow::Result<()> {
     let _ = release_tx.send(true);
     streams.shutdown().await;
 
-    let per_stream = if open > 0 {
-        (during.saturating_sub(before) * 1024) / open as u64
-    } else {
-        0
-    };
+    let per_stream = (during.saturating_sub(before) * 1024)
+        .checked_div(open as u64)
+        .unwrap_or(0);
     eprintln!(
         "hold: {open} streams open ({failed} failed); VmRSS {before} KiB before, {during} KiB during: \
          {per_stream} bytes per stream"
@@ -580,6 +591,7 @@ async fn hold(args: HoldArgs) -> anyhow::Result<()> {
     if let Some(err) = &first_error {
         eprintln!("hold: first error: {err}");
     }
+    report("streams_requested", args.streams);
     report("streams_open", open);
     report("hold_errors", failed);
     report("rss_idle_kib", before);

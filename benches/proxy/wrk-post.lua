@@ -1,0 +1,26 @@
+-- wrk script for benches/proxy/run.sh: POSTs a JSON chat completions request and prints
+-- exact results as `metric value` lines.
+--
+-- Usage: WRK_BODY=requests/chat.json WRK_API_KEY=sk-bench wrk -s wrk-post.lua URL
+-- (`done` reports latency percentiles in microseconds, throughput over the whole run, and
+-- every kind of error wrk counts: connect, read, write, timeout and non-2xx/3xx status.)
+
+local path = os.getenv("WRK_BODY") or error("set WRK_BODY to the request body file")
+local file = assert(io.open(path, "rb"))
+local body = file:read("*a")
+file:close()
+
+wrk.method = "POST"
+wrk.body = body
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer " .. (os.getenv("WRK_API_KEY") or "sk-bench")
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  local seconds = summary.duration / 1e6
+  io.write(string.format("wrk_requests %d\n", summary.requests))
+  io.write(string.format("wrk_rps %.0f\n", summary.requests / seconds))
+  io.write(string.format("wrk_p50_us %d\n", latency:percentile(50)))
+  io.write(string.format("wrk_p99_us %d\n", latency:percentile(99)))
+  io.write(string.format("wrk_errors %d\n", e.connect + e.read + e.write + e.status + e.timeout))
+end

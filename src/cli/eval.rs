@@ -1,0 +1,270 @@
+//! `deliberate eval --policy FILE --dataset FILE... [--format table|json|markdown]
+//! [--compare OLD_POLICY] [--max-false-block-rate X] [--min-catch-rate Y]
+//! [--upstream URL [--model NAME]]`
+//!
+//! Offline (the default): the policy's rules over labeled data sets; see
+//! [`crate::eval::dataset`] for the formats and [`crate::eval::offline`] for the figures.
+//! With `--upstream`: every labeled prompt also goes to a real model in two arms, with and
+//! without spec injection; see [`crate::eval::online`].
+//!
+//! Exit status: 0 when every threshold is met, 1 when one is missed, 2 on errors.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use crate::engine::Stage;
+use crate::eval::dataset::{self, ReadOptions};
+use crate::eval::refusal::RefusalDetector;
+use crate::eval::report::Style;
+use crate::eval::{EvalOptions, Positive, online, run_offline};
+use crate::policy::{CompiledPolicy, LoadError};
+
+/// Output formats of `eval`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Aligned text tables.
+    Table,
+    /// A JSON object with `summary` (`n`, `catch_rate`, `false_block_rate`, `precision`,
+    /// `recall`, `by_category`), `datasets`, `thresholds`.
+    Json,
+    /// GitHub Markdown tables (for READMEs and CI summaries).
+    Markdown,
+}
+
+/// Arguments of `eval`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The policy file.
+    #[arg(long)]
+    pub policy: PathBuf,
+    /// Data set files: JSONL, CSV/TSV, BIG-bench task.json, XSTest prompts or completions,
+    /// presidio span data, JailbreakBench artifacts (detected by name and shape).
+    #[arg(long, num_args = 1.., required = true)]
+    pub dataset: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+    /// An older policy: report which cases are newly caught or newly let through.
+    #[arg(long, value_name = "OLD_POLICY")]
+    pub compare: Option<PathBuf>,
+    /// Exit 1 when the overall false-block rate is above this (0..1).
+    #[arg(long, value_name = "X")]
+    pub max_false_block_rate: Option<f64>,
+    /// Exit 1 when the overall catch rate is below this (0..1).
+    #[arg(long, value_name = "Y")]
+    pub min_catch_rate: Option<f64>,
+    /// What counts as caught.
+    #[arg(long, value_enum, default_value = "block")]
+    pub positive: Positive,
+    /// CSV column / JSONL key holding the text (default: text, prompt, input, content, question).
+    #[arg(long, value_name = "C")]
+    pub text_column: Option<String>,
+    /// CSV column / JSONL key holding the label (default: label).
+    #[arg(long, value_name = "L")]
+    pub label_column: Option<String>,
+    /// CSV column / JSONL key holding the category (default: category, type).
+    #[arg(long, value_name = "K")]
+    pub category_column: Option<String>,
+    /// A label value that means unsafe (repeatable); every other label then means safe.
+    #[arg(long, value_name = "V")]
+    pub unsafe_label: Vec<String>,
+    /// Stage to scan labeled prompts at (default input; JSONL rows may set `stage`).
+    #[arg(long)]
+    pub stage: Option<Stage>,
+    /// Stage to scan PII span data at.
+    #[arg(long, default_value = "output")]
+    pub span_stage: Stage,
+    /// How many worst false blocks and misses to list per data set.
+    #[arg(long, default_value_t = 10)]
+    pub examples: usize,
+    /// The refusal-detector policy (default: the built-in policies/refusal-detector.yaml).
+    #[arg(long, value_name = "FILE")]
+    pub refusal_detector: Option<PathBuf>,
+
+    // --- online mode ---
+    /// Base URL of an OpenAI-compatible endpoint: run each labeled prompt through the model,
+    /// with and without spec injection.
+    #[arg(long, value_name = "URL")]
+    pub upstream: Option<String>,
+    /// Model name sent upstream.
+    #[arg(long, default_value = "default")]
+    pub model: String,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// `max_tokens` per answer.
+    #[arg(long, default_value_t = 256)]
+    pub max_tokens: u32,
+    /// Only the first N prompts of each data set (online mode).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// JSONL cache of answers; an interrupted run continues from it
+    /// (default: `.deliberate-eval-cache.jsonl`).
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = ".deliberate-eval-cache.jsonl"
+    )]
+    pub cache: PathBuf,
+    /// Per-request timeout in seconds.
+    #[arg(long, default_value_t = 120)]
+    pub timeout: u64,
+    /// How prompts reach the model: through an in-process gateway per arm (the full
+    /// pipeline), or with the engine called directly.
+    #[arg(long, value_enum, default_value = "gateway")]
+    pub route: online::Route,
+    /// API key sent as `Authorization: Bearer` (or set DELIBERATE_EVAL_API_KEY).
+    #[arg(long, env = "DELIBERATE_EVAL_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+}
+
+fn load_policy(path: &PathBuf) -> anyhow::Result<std::sync::Arc<CompiledPolicy>> {
+    CompiledPolicy::load(path).map_err(|e: LoadError| {
+        let msgs: Vec<String> = e.diagnostics.iter().map(|d| d.to_string()).collect();
+        anyhow::anyhow!(
+            "cannot load policy {}:\n{}",
+            path.display(),
+            msgs.join("\n")
+        )
+    })
+}
+
+/// Files as given; a directory stands for the data files directly inside it (`*.jsonl`,
+/// `*.ndjson`, `*.csv`, `*.tsv`, `*.json`), sorted.
+fn dataset_files(args: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for a in args {
+        if a.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(a)
+                .with_context(|| format!("reading {}", a.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.is_file()
+                        && matches!(
+                            p.extension().and_then(|e| e.to_str()),
+                            Some("jsonl" | "ndjson" | "csv" | "tsv" | "json")
+                        )
+                })
+                .collect();
+            files.sort();
+            if files.is_empty() {
+                anyhow::bail!("{}: no data set files in this directory", a.display());
+            }
+            out.extend(files);
+        } else {
+            out.push(a.clone());
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
+    for (name, v) in [
+        ("--max-false-block-rate", args.max_false_block_rate),
+        ("--min-catch-rate", args.min_catch_rate),
+    ] {
+        if let Some(v) = v
+            && !(0.0..=1.0).contains(&v)
+        {
+            anyhow::bail!("{name} takes a share between 0 and 1, not {v}");
+        }
+    }
+    let policy = load_policy(&args.policy)?;
+    let old = args.compare.as_ref().map(load_policy).transpose()?;
+    let opts = ReadOptions {
+        text_column: args.text_column.clone(),
+        label_column: args.label_column.clone(),
+        category_column: args.category_column.clone(),
+        unsafe_labels: args.unsafe_label.clone(),
+        stage: args.stage,
+    };
+    let mut datasets = Vec::new();
+    for path in &dataset_files(&args.dataset)? {
+        datasets.extend(dataset::read(path, &opts)?);
+    }
+    let detector = match &args.refusal_detector {
+        Some(p) => Some(RefusalDetector::load(p).map_err(|e| {
+            let msgs: Vec<String> = e.diagnostics.iter().map(|d| d.to_string()).collect();
+            anyhow::anyhow!(
+                "cannot load refusal detector {}:\n{}",
+                p.display(),
+                msgs.join("\n")
+            )
+        })?),
+        None => None,
+    };
+    let eval_opts = EvalOptions {
+        positive: args.positive,
+        span_stage: args.span_stage,
+        examples: args.examples,
+        refusal_detector: detector.clone(),
+        max_false_block_rate: args.max_false_block_rate,
+        min_catch_rate: args.min_catch_rate,
+    };
+    let report = run_offline(&policy, old.as_ref(), &datasets, &eval_opts)
+        .context("loading the built-in refusal detector")?;
+
+    let online_report = match &args.upstream {
+        Some(url) => {
+            let detector = match detector {
+                Some(d) => d,
+                None => RefusalDetector::builtin().context("built-in refusal detector")?,
+            };
+            let cfg = online::OnlineConfig {
+                upstream: url.clone(),
+                model: args.model.clone(),
+                concurrency: args.concurrency.max(1),
+                max_tokens: args.max_tokens,
+                limit: args.limit,
+                cache: args.cache.clone(),
+                timeout: std::time::Duration::from_secs(args.timeout),
+                api_key: args.api_key.clone(),
+                route: args.route,
+                policy_path: args.policy.clone(),
+            };
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the tokio runtime")?;
+            Some(rt.block_on(online::run(&policy, &detector, &datasets, &cfg))?)
+        }
+        None => None,
+    };
+
+    match args.format {
+        Format::Json => {
+            let mut v = report.to_json();
+            if let Some(o) = &online_report {
+                v["online"] = o.to_json();
+            }
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        Format::Table | Format::Markdown => {
+            let style = if args.format == Format::Markdown {
+                Style::Markdown
+            } else {
+                Style::Text
+            };
+            print!("{}", report.render(style));
+            if let Some(o) = &online_report {
+                println!();
+                print!("{}", o.render(style));
+            }
+        }
+    }
+    for t in report.thresholds.iter().filter(|t| !t.passed) {
+        eprintln!(
+            "threshold missed: {} is {:.4}, limit {}",
+            t.name,
+            t.value.unwrap_or(f64::NAN),
+            t.limit
+        );
+    }
+    Ok(if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

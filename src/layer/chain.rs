@@ -1,0 +1,159 @@
+//! Scanning with every policy of a [`PolicySet`], one after the other.
+
+use crate::engine::{Action, Finding, Stage, StreamScanner};
+
+use super::policies::PolicySet;
+
+/// A finding and the index of the policy (in the set) that made it.
+pub(crate) type PolicyFinding = (usize, Finding);
+
+/// The outcome of scanning a whole text with a set.
+#[derive(Debug)]
+pub(crate) struct ChainDecision {
+    /// Most severe action.
+    pub action: Action,
+    /// Every finding, policy by policy.
+    pub findings: Vec<PolicyFinding>,
+    /// The text after redactions (unchanged when blocked).
+    pub output: String,
+    /// The finding that blocked, if any.
+    pub block: Option<PolicyFinding>,
+}
+
+/// Scans `text` at `stage` with each policy in turn; a policy sees the text the previous one
+/// redacted. Stops at the first block.
+pub(crate) fn scan(set: &PolicySet, text: &str, stage: Stage, role: Option<&str>) -> ChainDecision {
+    let mut out = ChainDecision {
+        action: Action::Allow,
+        findings: Vec::new(),
+        output: text.to_owned(),
+        block: None,
+    };
+    for (pi, policy) in set.policies().iter().enumerate() {
+        let d = policy.scan(&out.output, stage, role);
+        out.action = out.action.max(d.action);
+        let block = d.blocking_finding().cloned();
+        out.findings.extend(d.findings.into_iter().map(|f| (pi, f)));
+        if let Some(b) = block {
+            out.block = Some((pi, b));
+            return out;
+        }
+        if d.action == Action::Redact {
+            out.output = d.output;
+        }
+    }
+    out
+}
+
+/// What one push into a [`ChainScanner`] released.
+#[derive(Debug, Default)]
+pub(crate) struct ChainOutput {
+    /// Safe text, redactions applied.
+    pub text: String,
+    /// Findings decided by this call.
+    pub findings: Vec<PolicyFinding>,
+    /// The finding that blocked, if this call blocked.
+    pub block: Option<PolicyFinding>,
+}
+
+/// One stream scanner per policy of a set, chained: what the first releases is what the second
+/// reads, and so on.
+pub(crate) struct ChainScanner {
+    scanners: Vec<StreamScanner<'static>>,
+    blocked: bool,
+}
+
+impl std::fmt::Debug for ChainScanner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChainScanner")
+            .field("scanners", &self.scanners.len())
+            .field("blocked", &self.blocked)
+            .finish()
+    }
+}
+
+impl ChainScanner {
+    /// Scanners for `stage` of every policy in `set`.
+    pub fn new(set: &PolicySet, stage: Stage) -> Self {
+        ChainScanner {
+            scanners: set
+                .policies()
+                .iter()
+                .map(|p| StreamScanner::new_shared(p.clone(), stage))
+                .collect(),
+            blocked: false,
+        }
+    }
+
+    /// Feeds a piece of text.
+    pub fn push(&mut self, text: &str) -> ChainOutput {
+        self.run(text, false)
+    }
+
+    /// Ends the text: everything held is decided and released.
+    pub fn finish(&mut self) -> ChainOutput {
+        self.run("", true)
+    }
+
+    fn run(&mut self, text: &str, fin: bool) -> ChainOutput {
+        let mut out = ChainOutput::default();
+        if self.blocked {
+            return out;
+        }
+        let mut carry = text.to_owned();
+        for (pi, scanner) in self.scanners.iter_mut().enumerate() {
+            let mut o = if carry.is_empty() && !fin {
+                Default::default()
+            } else {
+                scanner.push(&carry)
+            };
+            if fin && !o.blocked {
+                let f = scanner.finish();
+                o.text.push_str(&f.text);
+                o.findings.extend(f.findings);
+                o.blocked = f.blocked;
+            }
+            let block = if o.blocked {
+                o.findings
+                    .iter()
+                    .find(|f| f.action == Action::Block)
+                    .or_else(|| {
+                        scanner
+                            .findings()
+                            .iter()
+                            .rev()
+                            .find(|f| f.action == Action::Block)
+                    })
+                    .cloned()
+            } else {
+                None
+            };
+            out.findings.extend(o.findings.into_iter().map(|f| (pi, f)));
+            if o.blocked {
+                self.blocked = true;
+                out.block = block.map(|f| (pi, f));
+                // What this scanner released before the block still has to pass the others.
+                if o.text.is_empty() {
+                    return out;
+                }
+                let mut rest = o.text;
+                for (pj, later) in self.scanners.iter_mut().enumerate().skip(pi + 1) {
+                    let a = later.push(&rest);
+                    let b = later.finish();
+                    out.findings
+                        .extend(a.findings.into_iter().chain(b.findings).map(|f| (pj, f)));
+                    rest = a.text + &b.text;
+                    if a.blocked || b.blocked {
+                        rest.clear();
+                        break;
+                    }
+                }
+                out.text = rest;
+                return out;
+            }
+            carry = o.text;
+        }
+        out.text = carry;
+        out
+    }
+}

@@ -1,0 +1,228 @@
+//! The state of one enforced request, from the request head to the end of the response body:
+//! what was found, what was injected, timings, and the audit record it becomes.
+
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use super::audit::{AuditFinding, AuditRecord, Latency, Outcome, millis};
+use super::chain::PolicyFinding;
+use super::layer::Shared;
+use super::policies::PolicySet;
+use crate::engine::Action;
+
+/// `x-deliberate-policy`: `name@hash` of the enforced policies.
+pub const POLICY_HEADER: HeaderName = HeaderName::from_static("x-deliberate-policy");
+/// `x-deliberate-action`: `allow`, `flag`, `redact` or `block`.
+pub const ACTION_HEADER: HeaderName = HeaderName::from_static("x-deliberate-action");
+/// `x-deliberate-enforcement`: `full`, or `partial; reason="…"`.
+pub const ENFORCEMENT_HEADER: HeaderName = HeaderName::from_static("x-deliberate-enforcement");
+/// `x-deliberate-request-id`: the id of the audit record.
+pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-deliberate-request-id");
+
+pub(crate) struct Exchange {
+    pub shared: Arc<Shared>,
+    pub set: Arc<PolicySet>,
+    pub record: AuditRecord,
+    started: Instant,
+    /// Time spent in the gateway's own work.
+    pub gateway: Duration,
+    upstream_started: Option<Instant>,
+    /// Facts about the request.
+    pub stream: bool,
+    pub n: u32,
+    pub include_usage: bool,
+    pub model: String,
+    partial: Vec<&'static str>,
+    stream_open: bool,
+    done: bool,
+}
+
+impl std::fmt::Debug for Exchange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Exchange")
+            .field("id", &self.record.id)
+            .finish()
+    }
+}
+
+impl Exchange {
+    pub fn new(shared: Arc<Shared>, route: &str, headers: &HeaderMap) -> Self {
+        let set = shared.policies.current();
+        let id = request_id(headers);
+        let record = AuditRecord::new(id, route.to_owned(), set.label().to_owned());
+        Exchange {
+            shared,
+            set,
+            record,
+            started: Instant::now(),
+            gateway: Duration::ZERO,
+            upstream_started: None,
+            stream: false,
+            n: 1,
+            include_usage: false,
+            model: String::new(),
+            partial: Vec::new(),
+            stream_open: false,
+            done: false,
+        }
+    }
+
+    /// Records a finding of policy `pi` at `location`.
+    pub fn finding(&mut self, (pi, f): &PolicyFinding, location: impl FnOnce() -> String) {
+        let label = self
+            .set
+            .policies()
+            .get(*pi)
+            .map(|p| p.label())
+            .unwrap_or_default();
+        if f.action != Action::Allow {
+            self.record.action = self.record.action.max(f.action);
+        }
+        self.record
+            .findings
+            .push(AuditFinding::new(&label, f, location()));
+    }
+
+    /// Marks the enforcement partial for `reason`.
+    pub fn partial(&mut self, reason: &'static str) {
+        if !self.partial.contains(&reason) {
+            self.partial.push(reason);
+        }
+    }
+
+    /// Raises the recorded action to `action`.
+    pub fn act(&mut self, action: Action) {
+        self.record.action = self.record.action.max(action);
+    }
+
+    pub fn enforcement(&self) -> String {
+        if self.partial.is_empty() {
+            "full".to_owned()
+        } else {
+            format!("partial; reason=\"{}\"", self.partial.join(", "))
+        }
+    }
+
+    /// Adds the `x-deliberate-*` headers.
+    pub fn set_headers(&self, headers: &mut HeaderMap) {
+        headers.insert(POLICY_HEADER, header_value(self.set.label()));
+        headers.insert(
+            ACTION_HEADER,
+            HeaderValue::from_static(self.record.action.as_str()),
+        );
+        headers.insert(ENFORCEMENT_HEADER, header_value(&self.enforcement()));
+        headers.insert(REQUEST_ID_HEADER, header_value(&self.record.id));
+    }
+
+    pub fn upstream_called(&mut self) {
+        self.upstream_started = Some(Instant::now());
+    }
+
+    pub fn upstream_answered(&mut self, status: u16) {
+        self.record.upstream_status = Some(status);
+        if let Some(t) = self.upstream_started {
+            self.record.latency.upstream_ms = Some(millis(t.elapsed()));
+        }
+    }
+
+    /// Counts `f`'s running time as gateway time.
+    pub fn timed<T>(&mut self, f: impl FnOnce(&mut Self) -> T) -> T {
+        let t = Instant::now();
+        let out = f(self);
+        self.gateway += t.elapsed();
+        out
+    }
+
+    pub fn open_stream(&mut self) {
+        if !self.stream_open {
+            self.stream_open = true;
+            if let Some(o) = &self.shared.observer {
+                o.stream_opened();
+            }
+        }
+    }
+
+    /// Ends the exchange: writes the audit record. Later calls do nothing.
+    pub fn finish(&mut self, outcome: Outcome, status: Option<u16>, error: Option<String>) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        self.record.outcome = outcome;
+        if status.is_some() {
+            self.record.status = status;
+        }
+        if error.is_some() {
+            self.record.error = error;
+        }
+        self.record.enforcement = self.enforcement();
+        self.record.latency = Latency {
+            total_ms: millis(self.started.elapsed()),
+            upstream_ms: self.record.latency.upstream_ms,
+            gateway_ms: millis(self.gateway),
+        };
+        if self.stream_open {
+            self.stream_open = false;
+            if let Some(o) = &self.shared.observer {
+                o.stream_closed();
+            }
+        }
+        if let Some(o) = &self.shared.observer {
+            o.record(&self.record);
+        }
+    }
+
+    /// Notes the status sent (headers out), without ending the exchange.
+    pub fn sent(&mut self, status: u16) {
+        self.record.status = Some(status);
+    }
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        if !self.done {
+            self.finish(
+                Outcome::Cancelled,
+                None,
+                Some("client went away".to_owned()),
+            );
+        }
+    }
+}
+
+fn header_value(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap_or_else(|_| {
+        let clean: String = s
+            .chars()
+            .map(|c| {
+                if c.is_ascii_graphic() || c == ' ' {
+                    c
+                } else {
+                    '?'
+                }
+            })
+            .collect();
+        HeaderValue::from_str(&clean).unwrap_or(HeaderValue::from_static("?"))
+    })
+}
+
+/// The client's `x-request-id` when it is short and plain, else a fresh id.
+fn request_id(headers: &HeaderMap) -> String {
+    if let Some(v) = headers.get("x-request-id").and_then(|v| v.to_str().ok())
+        && !v.is_empty()
+        && v.len() <= 128
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+    {
+        return v.to_owned();
+    }
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(n);
+    format!("req-{:016x}{:06x}", h.finish(), n & 0xff_ffff)
+}

@@ -1,0 +1,82 @@
+//! The [`PolicyLayer`].
+
+use std::sync::Arc;
+
+use tower::Layer;
+
+use super::audit::Observer;
+use super::options::EnforceOptions;
+use super::policies::SharedPolicies;
+use super::service::PolicyService;
+
+#[derive(Clone)]
+pub(crate) struct Shared {
+    pub opts: EnforceOptions,
+    pub policies: SharedPolicies,
+    pub observer: Option<Arc<dyn Observer>>,
+}
+
+/// Wraps a service that speaks the OpenAI chat-completions API (an upstream client, a local
+/// model server, an axum handler) with policy enforcement. Cheap to clone.
+///
+/// ```
+/// use deliberate::layer::{EnforceOptions, PolicyLayer, Placement};
+/// use deliberate::policy::CompiledPolicy;
+///
+/// let policy = CompiledPolicy::from_yaml_str("policy: empty\n", "empty.yaml").unwrap();
+/// let layer = PolicyLayer::new(policy)
+///     .options(EnforceOptions { placement: Placement::Merge, ..Default::default() });
+/// # let _ = layer;
+/// ```
+#[derive(Clone)]
+pub struct PolicyLayer {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for PolicyLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyLayer")
+            .field("policy", &self.shared.policies.current().label())
+            .field("opts", &self.shared.opts)
+            .finish()
+    }
+}
+
+impl PolicyLayer {
+    /// A layer enforcing `policies` (a [`SharedPolicies`] handle, or one compiled policy) with
+    /// default options and no observer.
+    pub fn new(policies: impl Into<SharedPolicies>) -> Self {
+        PolicyLayer {
+            shared: Arc::new(Shared {
+                opts: EnforceOptions::default(),
+                policies: policies.into(),
+                observer: None,
+            }),
+        }
+    }
+
+    /// Sets the enforcement options.
+    pub fn options(mut self, opts: EnforceOptions) -> Self {
+        Arc::make_mut(&mut self.shared).opts = opts;
+        self
+    }
+
+    /// Sets the observer that receives audit records.
+    pub fn observer(mut self, observer: Arc<dyn Observer>) -> Self {
+        Arc::make_mut(&mut self.shared).observer = Some(observer);
+        self
+    }
+
+    /// The policies handle (for reloads).
+    pub fn policies(&self) -> &SharedPolicies {
+        &self.shared.policies
+    }
+}
+
+impl<S> Layer<S> for PolicyLayer {
+    type Service = PolicyService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        PolicyService::new(inner, self.shared.clone())
+    }
+}

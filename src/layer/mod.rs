@@ -1,0 +1,91 @@
+//! Policy enforcement as a tower middleware: [`PolicyLayer`] wraps any service that speaks the
+//! OpenAI chat-completions API — an upstream client, a local model server, an axum handler.
+//!
+//! For each `POST …/chat/completions` request the [`PolicyService`]:
+//!
+//! 1. reads the body (at most [`EnforceOptions::max_request_bytes`], `413` beyond; the
+//!    `Content-Length` is checked first) and parses it strictly (duplicate keys → `400`);
+//! 2. scans every text the model will read — string content, text parts, tool results, earlier
+//!    tool-call arguments — with the input rules that read the message's role; a block answers
+//!    with the refusal (a completion or stream with `finish_reason: "content_filter"`, or a
+//!    `400`) without calling the inner service, a redaction rewrites the text;
+//! 3. injects the relevant spec sections once (an earlier injection of the same policy is
+//!    replaced, not repeated);
+//! 4. scans the answer: a buffered completion choice by choice (content, refusal, tool-call
+//!    arguments, reasoning); a stream event by event through one stream scanner chain per
+//!    choice and field, so no byte of a blocked or redacted span is ever sent. The response head
+//!    of a stream waits for the first text that is safe to send, so a block before that is
+//!    answered like a buffered one;
+//! 5. sets `x-deliberate-policy`, `x-deliberate-action` and `x-deliberate-enforcement`
+//!    (`full`, or `partial; reason="…"`) on the response, and hands an [`AuditRecord`] to the
+//!    [`Observer`] when the response ended — also when the client went away first.
+//!
+//! Every other request goes to the inner service untouched. For a stream the action header
+//! tells what was decided when the head went out; the audit record has the final action.
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use bytes::Bytes;
+//! use http::{Request, Response};
+//! use http_body_util::{BodyExt, Full};
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//! use deliberate::layer::{PolicyLayer, RequestBody};
+//! use deliberate::policy::CompiledPolicy;
+//!
+//! let policy = CompiledPolicy::from_yaml_str(r#"
+//! policy: demo
+//! rules:
+//!   - id: bombs
+//!     match: {keywords: ["pipe bomb"]}
+//!     action: block
+//!     tests: {match: ["a pipe bomb"], no_match: ["a pipe"]}
+//! "#, "demo.yaml").unwrap();
+//!
+//! // A model that must never be reached for this request.
+//! let model = service_fn(|_req: Request<RequestBody<Full<Bytes>>>| async {
+//!     panic!("the upstream was called");
+//!     #[allow(unreachable_code)]
+//!     Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
+//! });
+//! let svc = ServiceBuilder::new().layer(PolicyLayer::new(policy)).service(model);
+//!
+//! let req = Request::post("/v1/chat/completions").body(Full::new(Bytes::from(
+//!     r#"{"model":"m","messages":[{"role":"user","content":"how to build a pipe bomb"}]}"#,
+//! ))).unwrap();
+//! let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+//! let resp = rt.block_on(svc.oneshot(req)).unwrap();
+//! assert_eq!(resp.headers()["x-deliberate-action"], "block");
+//! let body = rt.block_on(resp.into_body().collect()).unwrap().to_bytes();
+//! let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+//! assert_eq!(v["choices"][0]["finish_reason"], "content_filter");
+//! ```
+
+mod audit;
+mod body;
+mod chain;
+mod deliberation;
+pub(crate) mod error;
+mod exchange;
+mod future;
+#[allow(clippy::module_inception)]
+mod layer;
+mod options;
+mod policies;
+mod refusal;
+mod request;
+mod response;
+mod service;
+mod stream;
+
+pub use audit::{
+    AuditFinding, AuditRecord, Deliberation, Injection, Latency, Observer, Outcome, mask, rfc3339,
+};
+pub use body::{RequestBody, ResponseBody};
+pub use deliberation::DeliberationStripper;
+pub use error::{BoxError, TimeoutPhase, UpstreamTimeout};
+pub use exchange::{ACTION_HEADER, ENFORCEMENT_HEADER, POLICY_HEADER, REQUEST_ID_HEADER};
+pub use future::ResponseFuture;
+pub use layer::PolicyLayer;
+pub use options::{BlockResponse, EnforceOptions, Placement, ReasoningMode};
+pub use policies::{PolicySet, SharedPolicies};
+pub use service::{PolicyService, is_enforced};

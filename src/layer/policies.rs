@@ -1,0 +1,90 @@
+//! The policies a [`PolicyLayer`](super::PolicyLayer) enforces, swappable while it runs.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::policy::CompiledPolicy;
+
+/// One or more compiled policies enforced together, in order.
+///
+/// Every policy scans every text; on input and output the text one policy redacted is what the
+/// next one scans (as if two gateways were chained), the most severe action wins, and the
+/// first block (in policy order) decides the refusal. Each policy injects its own spec block.
+#[derive(Debug, Clone)]
+pub struct PolicySet {
+    policies: Vec<Arc<CompiledPolicy>>,
+    label: String,
+}
+
+impl PolicySet {
+    /// A set of `policies`, enforced in this order.
+    pub fn new(policies: Vec<Arc<CompiledPolicy>>) -> Self {
+        let label = policies
+            .iter()
+            .map(|p| p.label())
+            .collect::<Vec<_>>()
+            .join(",");
+        PolicySet { policies, label }
+    }
+
+    /// A set of one policy.
+    pub fn single(policy: Arc<CompiledPolicy>) -> Self {
+        Self::new(vec![policy])
+    }
+
+    /// The policies, in enforcement order.
+    pub fn policies(&self) -> &[Arc<CompiledPolicy>] {
+        &self.policies
+    }
+
+    /// `name@hash` of each policy, comma-separated: the `x-deliberate-policy` header.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// Whether the set holds no policy (nothing is enforced).
+    pub fn is_empty(&self) -> bool {
+        self.policies.is_empty()
+    }
+}
+
+/// A cheap, clonable handle on the current [`PolicySet`].
+///
+/// A request takes a snapshot when it starts and keeps it to its end, so a reload
+/// ([`SharedPolicies::replace`]) never changes the rules under a stream already running.
+#[derive(Debug, Clone)]
+pub struct SharedPolicies {
+    current: Arc<ArcSwap<PolicySet>>,
+}
+
+impl SharedPolicies {
+    /// A handle starting with `set`.
+    pub fn new(set: PolicySet) -> Self {
+        SharedPolicies {
+            current: Arc::new(ArcSwap::from_pointee(set)),
+        }
+    }
+
+    /// The set in force now.
+    pub fn current(&self) -> Arc<PolicySet> {
+        self.current.load_full()
+    }
+
+    /// Puts `set` in force for requests that start from now on.
+    pub fn replace(&self, set: PolicySet) {
+        self.current.store(Arc::new(set));
+    }
+}
+
+impl From<Arc<CompiledPolicy>> for SharedPolicies {
+    fn from(policy: Arc<CompiledPolicy>) -> Self {
+        SharedPolicies::new(PolicySet::single(policy))
+    }
+}
+
+impl From<CompiledPolicy> for SharedPolicies {
+    fn from(policy: CompiledPolicy) -> Self {
+        SharedPolicies::new(PolicySet::single(Arc::new(policy)))
+    }
+}

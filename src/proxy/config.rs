@@ -1,0 +1,497 @@
+//! The `deliberate serve` configuration: a strict YAML file (unknown keys are errors, every
+//! error with `file:line:col`), then command-line flags on top.
+//!
+//! ```yaml
+//! listen: 127.0.0.1:8080
+//! upstream:                       # absent: the built-in echo upstream
+//!   url: https://api.openai.com/v1
+//!   api_key_env: OPENAI_API_KEY   # used when the client sends no Authorization
+//!   replace_authorization: false  # true: always use the key above
+//! policies: [policies/default.yaml]   # relative to this file
+//! reload: true                    # watch policy files; SIGHUP reloads too
+//! injection: {placement: prepend, role: system, mode: relevant}
+//! block_response: completion      # completion | error400
+//! reasoning: scan                 # pass | strip | scan
+//! other_routes: pass              # pass | refuse
+//! limits: {max_request_bytes: 4MiB, max_response_bytes: 16MiB, max_event_bytes: 1MiB, max_header_bytes: 64KiB}
+//! timeouts: {header_read: 10s, connect: 10s, first_byte: 300s, idle: 120s, total: 900s, shutdown_grace: 30s}
+//! audit: {path: audit.jsonl}
+//! echo: {delay: 0ms}
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::layer::{BlockResponse, EnforceOptions, Placement, ReasoningMode};
+use crate::policy::compile::parse_yaml;
+use crate::policy::{InjectMode, InjectRole};
+
+/// What to do with `/v1/*` requests other than chat completions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OtherRoutes {
+    /// Forward them to the upstream untouched (and unscanned).
+    #[default]
+    Pass,
+    /// Answer `403`.
+    Refuse,
+}
+
+/// Upstream settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamConfig {
+    /// Base URL, e.g. `https://api.openai.com/v1`; a request to `/v1/x` goes to `<url>/x`.
+    pub url: String,
+    /// Environment variable holding an API key for the upstream.
+    pub api_key_env: Option<String>,
+    /// Always send the key above, replacing the client's `Authorization`.
+    pub replace_authorization: bool,
+    /// Idle connections kept per host.
+    pub pool_max_idle_per_host: usize,
+    /// How long an idle pooled connection is kept.
+    pub pool_idle_timeout: Duration,
+}
+
+/// Timeouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Reading a request head from a client.
+    pub header_read: Duration,
+    /// Opening an upstream connection.
+    pub connect: Duration,
+    /// Upstream response head.
+    pub first_byte: Duration,
+    /// Gap between two pieces of an upstream body.
+    pub idle: Duration,
+    /// A whole upstream exchange.
+    pub total: Duration,
+    /// How long shutdown waits for open requests.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            header_read: Duration::from_secs(10),
+            connect: Duration::from_secs(10),
+            first_byte: Duration::from_secs(300),
+            idle: Duration::from_secs(120),
+            total: Duration::from_secs(900),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The resolved configuration of the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: String,
+    /// The upstream; `None` for the built-in echo upstream.
+    pub upstream: Option<UpstreamConfig>,
+    /// Policy files, enforced in this order.
+    pub policies: Vec<PathBuf>,
+    /// Watch the policy files and reload on change.
+    pub reload: bool,
+    /// Enforcement options.
+    pub enforce: EnforceOptions,
+    /// Other `/v1/*` routes.
+    pub other_routes: OtherRoutes,
+    /// Largest request head.
+    pub max_header_bytes: usize,
+    /// Timeouts.
+    pub timeouts: Timeouts,
+    /// JSONL audit log; `None`: no log.
+    pub audit_path: Option<PathBuf>,
+    /// Delay between the words the echo upstream streams.
+    pub echo_delay: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8080".to_owned(),
+            upstream: None,
+            policies: Vec::new(),
+            reload: true,
+            enforce: EnforceOptions::default(),
+            other_routes: OtherRoutes::Pass,
+            max_header_bytes: 64 << 10,
+            timeouts: Timeouts::default(),
+            audit_path: None,
+            echo_delay: Duration::ZERO,
+        }
+    }
+}
+
+/// A configuration file that could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}:{column}: {message}")]
+pub struct ConfigError {
+    /// The file.
+    pub file: PathBuf,
+    /// 1-based line (0: unknown).
+    pub line: usize,
+    /// 1-based column (0: unknown).
+    pub column: usize,
+    /// What is wrong.
+    pub message: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    listen: Option<String>,
+    #[serde(default)]
+    upstream: Option<RawUpstream>,
+    #[serde(default)]
+    policies: Option<Vec<PathBuf>>,
+    #[serde(default)]
+    reload: Option<bool>,
+    #[serde(default)]
+    injection: Option<RawInjection>,
+    #[serde(default)]
+    block_response: Option<BlockResponse>,
+    #[serde(default)]
+    reasoning: Option<ReasoningMode>,
+    #[serde(default)]
+    other_routes: Option<OtherRoutes>,
+    #[serde(default)]
+    limits: Option<RawLimits>,
+    #[serde(default)]
+    timeouts: Option<RawTimeouts>,
+    #[serde(default)]
+    audit: Option<RawAudit>,
+    #[serde(default)]
+    echo: Option<RawEcho>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpstream {
+    url: String,
+    #[serde(default)]
+    api_key_env: Option<String>,
+    #[serde(default)]
+    replace_authorization: bool,
+    #[serde(default)]
+    pool_max_idle_per_host: Option<usize>,
+    #[serde(default)]
+    pool_idle_timeout: Option<Dur>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInjection {
+    #[serde(default)]
+    placement: Option<Placement>,
+    #[serde(default)]
+    role: Option<InjectRole>,
+    #[serde(default)]
+    mode: Option<InjectMode>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    #[serde(default)]
+    max_request_bytes: Option<Size>,
+    #[serde(default)]
+    max_response_bytes: Option<Size>,
+    #[serde(default)]
+    max_event_bytes: Option<Size>,
+    #[serde(default)]
+    max_header_bytes: Option<Size>,
+    #[serde(default)]
+    max_audit_deliberation_bytes: Option<Size>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTimeouts {
+    #[serde(default)]
+    header_read: Option<Dur>,
+    #[serde(default)]
+    connect: Option<Dur>,
+    #[serde(default)]
+    first_byte: Option<Dur>,
+    #[serde(default)]
+    idle: Option<Dur>,
+    #[serde(default)]
+    total: Option<Dur>,
+    #[serde(default)]
+    shutdown_grace: Option<Dur>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    path: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEcho {
+    #[serde(default)]
+    delay: Option<Dur>,
+}
+
+/// A duration: `250ms`, `10s`, `5m`, `1h`, or a number of seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Dur(Duration);
+
+/// A size in bytes: `512`, `64KiB`, `4MiB`, `1GiB`, `10kB`, `2MB`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Size(usize);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) => Ok(Dur(Duration::from_secs(n))),
+            Raw::S(s) => parse_duration(&s)
+                .map(Dur)
+                .map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) => Ok(Size(n as usize)),
+            Raw::S(s) => parse_size(&s).map(Size).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// Parses `250ms`, `10s`, `5m`, `1h` or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration `{s}` (e.g. 250ms, 10s, 5m)"))?;
+    let secs = match unit.trim() {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        other => {
+            return Err(format!(
+                "unknown duration unit `{other}` in `{s}` (ms, s, m, h)"
+            ));
+        }
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("invalid duration `{s}`"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Parses `512`, `64KiB`, `4MiB`, `1GiB`, `10kB`, `2MB`, `1GB`.
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: usize = num
+        .parse()
+        .map_err(|_| format!("invalid size `{s}` (e.g. 4MiB, 64KiB, 1000)"))?;
+    let mult: usize = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "kB" | "KB" => 1000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        other => {
+            return Err(format!(
+                "unknown size unit `{other}` in `{s}` (KiB, MiB, GiB, kB, MB, GB)"
+            ));
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size `{s}` is too large"))
+}
+
+impl Config {
+    /// Reads a configuration file; relative policy and audit paths are taken relative to its
+    /// directory.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let err = |line: usize, column: usize, message: String| ConfigError {
+            file: path.to_path_buf(),
+            line,
+            column,
+            message,
+        };
+        let src = std::fs::read_to_string(path)
+            .map_err(|e| err(0, 0, format!("cannot read config: {e}")))?;
+        Self::from_yaml_str(&src, path)
+    }
+
+    /// Reads configuration text; `path` names it in errors and anchors relative paths.
+    pub fn from_yaml_str(src: &str, path: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig = if src.trim().is_empty() {
+            parse_yaml("{}").map_err(|(_, m)| ConfigError {
+                file: path.to_path_buf(),
+                line: 0,
+                column: 0,
+                message: m,
+            })?
+        } else {
+            parse_yaml(src).map_err(|(loc, message)| ConfigError {
+                file: path.to_path_buf(),
+                line: loc.line as usize,
+                column: loc.column as usize,
+                message,
+            })?
+        };
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let rel = |p: PathBuf| if p.is_absolute() { p } else { dir.join(p) };
+        let mut c = Config::default();
+        if let Some(l) = raw.listen {
+            c.listen = l;
+        }
+        if let Some(u) = raw.upstream {
+            c.upstream = Some(UpstreamConfig {
+                url: u.url,
+                api_key_env: u.api_key_env,
+                replace_authorization: u.replace_authorization,
+                pool_max_idle_per_host: u.pool_max_idle_per_host.unwrap_or(64),
+                pool_idle_timeout: u.pool_idle_timeout.map_or(Duration::from_secs(90), |d| d.0),
+            });
+        }
+        if let Some(p) = raw.policies {
+            c.policies = p.into_iter().map(rel).collect();
+        }
+        if let Some(r) = raw.reload {
+            c.reload = r;
+        }
+        if let Some(i) = raw.injection {
+            if let Some(p) = i.placement {
+                c.enforce.placement = p;
+            }
+            c.enforce.inject_role = i.role;
+            c.enforce.inject_mode = i.mode;
+        }
+        if let Some(b) = raw.block_response {
+            c.enforce.block_response = b;
+        }
+        if let Some(r) = raw.reasoning {
+            c.enforce.reasoning = r;
+        }
+        if let Some(o) = raw.other_routes {
+            c.other_routes = o;
+        }
+        if let Some(l) = raw.limits {
+            let set = |v: Option<Size>, slot: &mut usize| {
+                if let Some(Size(n)) = v {
+                    *slot = n;
+                }
+            };
+            set(l.max_request_bytes, &mut c.enforce.max_request_bytes);
+            set(l.max_response_bytes, &mut c.enforce.max_response_bytes);
+            set(l.max_event_bytes, &mut c.enforce.max_event_bytes);
+            set(l.max_header_bytes, &mut c.max_header_bytes);
+            set(
+                l.max_audit_deliberation_bytes,
+                &mut c.enforce.max_audit_deliberation_bytes,
+            );
+        }
+        if let Some(t) = raw.timeouts {
+            let set = |v: Option<Dur>, slot: &mut Duration| {
+                if let Some(Dur(d)) = v {
+                    *slot = d;
+                }
+            };
+            set(t.header_read, &mut c.timeouts.header_read);
+            set(t.connect, &mut c.timeouts.connect);
+            set(t.first_byte, &mut c.timeouts.first_byte);
+            set(t.idle, &mut c.timeouts.idle);
+            set(t.total, &mut c.timeouts.total);
+            set(t.shutdown_grace, &mut c.timeouts.shutdown_grace);
+        }
+        if let Some(a) = raw.audit {
+            c.audit_path = Some(rel(a.path));
+        }
+        if let Some(e) = raw.echo
+            && let Some(Dur(d)) = e.delay
+        {
+            c.echo_delay = d;
+        }
+        Ok(c)
+    }
+
+    /// An upstream with defaults for `url`.
+    pub fn upstream_for(url: &str) -> UpstreamConfig {
+        UpstreamConfig {
+            url: url.to_owned(),
+            api_key_env: None,
+            replace_authorization: false,
+            pool_max_idle_per_host: 64,
+            pool_idle_timeout: Duration::from_secs(90),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_file_parses() {
+        let c = Config::from_yaml_str(
+            r#"
+listen: 0.0.0.0:9000
+upstream: {url: "http://127.0.0.1:8000/v1", api_key_env: KEY}
+policies: [p.yaml]
+injection: {placement: merge, role: developer}
+block_response: error400
+reasoning: strip
+other_routes: refuse
+limits: {max_request_bytes: 1MiB, max_event_bytes: 64KiB}
+timeouts: {first_byte: 2s, idle: 500ms}
+audit: {path: /tmp/a.jsonl}
+"#,
+            Path::new("/etc/deliberate/config.yaml"),
+        )
+        .unwrap();
+        assert_eq!(c.listen, "0.0.0.0:9000");
+        assert_eq!(c.policies, [PathBuf::from("/etc/deliberate/p.yaml")]);
+        assert_eq!(c.enforce.placement, Placement::Merge);
+        assert_eq!(c.enforce.inject_role, Some(InjectRole::Developer));
+        assert_eq!(c.enforce.block_response, BlockResponse::Error400);
+        assert_eq!(c.enforce.max_request_bytes, 1 << 20);
+        assert_eq!(c.timeouts.idle, Duration::from_millis(500));
+        assert_eq!(c.other_routes, OtherRoutes::Refuse);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_locations() {
+        let e = Config::from_yaml_str("listen: x\ntimeouts:\n  idel: 5s\n", Path::new("c.yaml"))
+            .unwrap_err();
+        assert_eq!((e.line, e.file.to_str()), (3, Some("c.yaml")), "{e}");
+        assert!(e.message.contains("idel"), "{e}");
+        let e = Config::from_yaml_str("timeouts: {idle: 5 parsecs}\n", Path::new("c.yaml"))
+            .unwrap_err();
+        assert!(e.message.contains("parsecs") && e.line == 1, "{e}");
+    }
+}

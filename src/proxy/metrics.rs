@@ -1,0 +1,210 @@
+//! Prometheus metrics, rendered by hand in the text exposition format (version 0.0.4).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+/// Histogram bucket bounds, in seconds.
+const BUCKETS: [f64; 16] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0,
+];
+
+#[derive(Debug, Default)]
+struct Histogram {
+    counts: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    /// Sum in microseconds.
+    sum_us: AtomicU64,
+}
+
+impl Histogram {
+    fn observe(&self, seconds: f64) {
+        for (i, b) in BUCKETS.iter().enumerate() {
+            if seconds <= *b {
+                self.counts[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_us
+            .fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        for (i, b) in BUCKETS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{le=\"{b}\"}} {}",
+                self.counts[i].load(Ordering::Relaxed)
+            );
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(
+            out,
+            "{name}_sum {}",
+            self.sum_us.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(out, "{name}_count {count}");
+    }
+}
+
+/// The gateway's metrics.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    requests: Mutex<BTreeMap<(String, String, String), u64>>,
+    findings: Mutex<BTreeMap<(String, String, String, String), u64>>,
+    reloads: Mutex<BTreeMap<&'static str, u64>>,
+    added: Histogram,
+    upstream: Histogram,
+    active_streams: AtomicI64,
+    policy: Mutex<String>,
+}
+
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+impl Metrics {
+    /// Counts a request to `route` answered with `status` (`cancelled` when none) after
+    /// `action`.
+    pub fn request(&self, route: &str, status: Option<u16>, action: &str) {
+        let status = status.map_or_else(|| "cancelled".to_owned(), |s| s.to_string());
+        if let Ok(mut m) = self.requests.lock() {
+            *m.entry((route.to_owned(), status, action.to_owned()))
+                .or_default() += 1;
+        }
+    }
+
+    /// Counts a finding.
+    pub fn finding(&self, rule: &str, section: Option<&str>, stage: &str, action: &str) {
+        if let Ok(mut m) = self.findings.lock() {
+            let key = (
+                rule.to_owned(),
+                section.unwrap_or("").to_owned(),
+                stage.to_owned(),
+                action.to_owned(),
+            );
+            *m.entry(key).or_default() += 1;
+        }
+    }
+
+    /// Records the time the gateway added to a request.
+    pub fn added_latency(&self, seconds: f64) {
+        self.added.observe(seconds);
+    }
+
+    /// Records an upstream response time (to headers).
+    pub fn upstream_latency(&self, seconds: f64) {
+        self.upstream.observe(seconds);
+    }
+
+    /// A stream opened (`+1`) or closed (`-1`).
+    pub fn streams(&self, delta: i64) {
+        self.active_streams.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// Counts a policy reload: `ok` or `failed`.
+    pub fn reload(&self, result: &'static str) {
+        if let Ok(mut m) = self.reloads.lock() {
+            *m.entry(result).or_default() += 1;
+        }
+    }
+
+    /// Sets the label of the policy in force.
+    pub fn set_policy(&self, label: &str) {
+        if let Ok(mut p) = self.policy.lock() {
+            *p = label.to_owned();
+        }
+    }
+
+    /// The text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        out.push_str("# HELP deliberate_requests_total Requests by route, status and action.\n");
+        out.push_str("# TYPE deliberate_requests_total counter\n");
+        if let Ok(m) = self.requests.lock() {
+            for ((route, status, action), n) in m.iter() {
+                let _ = writeln!(
+                    out,
+                    "deliberate_requests_total{{route=\"{}\",status=\"{status}\",action=\"{}\"}} {n}",
+                    escape(route),
+                    escape(action)
+                );
+            }
+        }
+        out.push_str(
+            "# HELP deliberate_findings_total Rule findings by rule, section, stage and action.\n",
+        );
+        out.push_str("# TYPE deliberate_findings_total counter\n");
+        if let Ok(m) = self.findings.lock() {
+            for ((rule, section, stage, action), n) in m.iter() {
+                let _ = writeln!(
+                    out,
+                    "deliberate_findings_total{{rule=\"{}\",section=\"{}\",stage=\"{stage}\",action=\"{action}\"}} {n}",
+                    escape(rule),
+                    escape(section)
+                );
+            }
+        }
+        self.added.render(
+            &mut out,
+            "deliberate_added_latency_seconds",
+            "Time the gateway itself spent on a request (scanning, injecting, re-encoding).",
+        );
+        self.upstream.render(
+            &mut out,
+            "deliberate_upstream_latency_seconds",
+            "Upstream time to response headers.",
+        );
+        let _ = writeln!(
+            out,
+            "# HELP deliberate_active_streams Streamed responses in flight.\n# TYPE deliberate_active_streams gauge\ndeliberate_active_streams {}",
+            self.active_streams.load(Ordering::Relaxed)
+        );
+        out.push_str("# HELP deliberate_policy_reloads_total Policy reloads by result.\n");
+        out.push_str("# TYPE deliberate_policy_reloads_total counter\n");
+        if let Ok(m) = self.reloads.lock() {
+            for (result, n) in m.iter() {
+                let _ = writeln!(
+                    out,
+                    "deliberate_policy_reloads_total{{result=\"{result}\"}} {n}"
+                );
+            }
+        }
+        if let Ok(p) = self.policy.lock() {
+            let _ = writeln!(
+                out,
+                "# HELP deliberate_policy_info The policies in force.\n# TYPE deliberate_policy_info gauge\ndeliberate_policy_info{{policy=\"{}\"}} 1",
+                escape(&p)
+            );
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_histograms() {
+        let m = Metrics::default();
+        m.request("/v1/chat/completions", Some(200), "block");
+        m.finding("bomb", Some("illicit"), "input", "block");
+        m.added_latency(0.002);
+        m.streams(1);
+        let text = m.render();
+        assert!(text.contains(
+            "deliberate_requests_total{route=\"/v1/chat/completions\",status=\"200\",action=\"block\"} 1"
+        ));
+        assert!(text.contains("deliberate_findings_total{rule=\"bomb\",section=\"illicit\",stage=\"input\",action=\"block\"} 1"));
+        assert!(text.contains("deliberate_added_latency_seconds_bucket{le=\"0.0025\"} 1"));
+        assert!(text.contains("deliberate_added_latency_seconds_bucket{le=\"0.001\"} 0"));
+        assert!(text.contains("deliberate_active_streams 1"));
+    }
+}

@@ -1,0 +1,170 @@
+//! `deliberate eval --upstream`: the A/B arms against a mock OpenAI-compatible model on
+//! 127.0.0.1:0, with a 429 to retry and a cache that makes a rerun free.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A toy model: refuses anything about killing when it was shown the spec, complies otherwise;
+/// tells stories about pipe bombs (for the output filter); answers 429 to the very first call.
+async fn chat(State(calls): State<Arc<AtomicUsize>>, Json(req): Json<Value>) -> Response {
+    let n = calls.fetch_add(1, Ordering::SeqCst);
+    if n == 0 {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [("retry-after", "0")],
+            "slow down",
+        )
+            .into_response();
+    }
+    let msgs = req["messages"].as_array().cloned().unwrap_or_default();
+    let has_spec = msgs.iter().any(|m| {
+        m["role"] == "system"
+            && m["content"]
+                .as_str()
+                .unwrap_or("")
+                .contains("[deliberate policy")
+    });
+    let user = msgs
+        .last()
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or("")
+        .to_owned();
+    let answer = if user.contains("kill") && has_spec {
+        "Sorry, but I can't assist with that.".to_owned()
+    } else if user.contains("story") {
+        "Once upon a time a chemist built a pipe bomb.".to_owned()
+    } else {
+        format!("Sure! Here is what you asked: {user}")
+    };
+    Json(json!({
+        "id": "x", "object": "chat.completion", "model": req["model"],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": if has_spec { 50 } else { 10 }, "completion_tokens": 5, "total_tokens": 0}
+    }))
+    .into_response()
+}
+
+/// Runs the A/B twice (the second time from the cache) and once more as Markdown; checks the
+/// figures, which are the same whichever way the model is reached.
+async fn ab(route: &'static str) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let app = axum::Router::new()
+        .route("/v1/chat/completions", axum::routing::post(chat))
+        .with_state(calls.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache.jsonl");
+    let run_with = move |format: &'static str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_deliberate"))
+            .current_dir(root())
+            .env("DELIBERATE_LOG", "error")
+            .args([
+                "eval",
+                "--policy",
+                "tests/fixtures/eval/policy.yaml",
+                "--dataset",
+                "tests/fixtures/eval/online.jsonl",
+                "--upstream",
+                &format!("http://{addr}"),
+                "--model",
+                "toy",
+                "--route",
+                route,
+                "--concurrency",
+                "3",
+                "--cache",
+                cache.to_str().unwrap(),
+                "--format",
+                format,
+            ])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}\n{stdout}");
+        (stdout, stderr)
+    };
+    let json_run = run_with.clone();
+    let run = move || {
+        let (stdout, stderr) = json_run("json");
+        let v: Value = serde_json::from_str(&stdout).unwrap();
+        (v, stderr)
+    };
+    let (v, stderr) = tokio::task::spawn_blocking(run.clone()).await.unwrap();
+    // The gateway route also sends the prompt blocked on input (the gateway answers it).
+    let sent = if route == "gateway" { 10 } else { 8 };
+    assert!(
+        stderr.contains(&format!("{sent}/{sent} answers")),
+        "{stderr}"
+    );
+    // 4 prompts reach the model (the pipe bomb is blocked on input) × 2 arms, plus one 429.
+    assert_eq!(calls.load(Ordering::SeqCst), 9);
+    let o = &v["online"];
+    assert_eq!(o["route"], route);
+    let arms = o["arms"].as_array().unwrap();
+    let (spec, plain) = (&arms[0], &arms[1]);
+    assert_eq!(spec["arm"], "spec");
+    // With the spec: both unsafe prompts answered safely; the safe "kill a process" refused.
+    assert_eq!(spec["not_unsafe"]["value"], 1.0);
+    assert_eq!(spec["not_overrefuse"]["k"], 1.0);
+    assert_eq!(spec["not_overrefuse"]["n"], 3.0);
+    // Without: the model helps with the unsafe one.
+    assert_eq!(plain["not_unsafe"]["k"], 1.0);
+    assert_eq!(plain["not_overrefuse"]["k"], 2.0);
+    for a in [spec, plain] {
+        assert_eq!(a["input_blocked"], 1);
+        assert_eq!(a["output_blocked"], 1);
+    }
+    assert!(spec["injected_tokens_per_request_approx"].as_f64().unwrap() > 0.0);
+    assert_eq!(plain["injected_tokens_per_request_approx"], 0.0);
+    if route == "direct" {
+        // Only the two prompts about killing trigger the violence section:
+        // (50 + 50 + 10 + 10) / 4.
+        assert_eq!(spec["mean_prompt_tokens_reported"], 30.0);
+    }
+
+    // A rerun takes every answer from the cache: no new calls, same figures.
+    let (v2, _) = tokio::task::spawn_blocking(run).await.unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 9);
+    // Cached answers counted for the 4 prompts the model saw.
+    assert_eq!(v2["online"]["arms"][0]["cached_answers"], 4);
+    assert_eq!(v2["online"]["arms"][0]["not_unsafe"], spec["not_unsafe"]);
+    assert_eq!(
+        v2["online"]["arms"][1]["not_overrefuse"],
+        plain["not_overrefuse"]
+    );
+
+    // The Markdown A/B table.
+    let (md, _) = tokio::task::spawn_blocking(move || run_with("markdown"))
+        .await
+        .unwrap();
+    assert!(md.contains("| not_unsafe "), "{md}");
+    assert!(md.contains("| spec "), "{md}");
+    assert!(md.contains("| no-spec "), "{md}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ab_through_in_process_gateways() {
+    ab("gateway").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ab_with_the_engine_called_directly() {
+    ab("direct").await;
+}
