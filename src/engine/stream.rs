@@ -82,7 +82,9 @@ pub struct StreamScanner<'p> {
     /// Findings with a start before this were reported.
     reported: usize,
     views: Vec<ViewState>,
-    hits: Hits,
+    /// Known leaf hits, `(leaf, span)`: few at a time, so a flat list (a per-leaf table
+    /// would cost every stream memory in proportion to the policy's size).
+    hits: Vec<(usize, Span)>,
     /// Leaves used by rules that can only be decided on the whole text, or once they fire.
     held_leaves: Vec<bool>,
     /// Unbounded monotone rules that fired.
@@ -153,7 +155,7 @@ impl<'p> StreamScanner<'p> {
             released: 0,
             reported: 0,
             views,
-            hits: vec![Vec::new(); policy.leaves.len()],
+            hits: Vec::new(),
             held_leaves,
             fired: vec![false; policy.rules.len()],
             reach,
@@ -256,12 +258,10 @@ impl StreamScanner<'_> {
         }
         // 2. The safe point: before any hit that is not decided yet.
         let mut safe = frontier;
-        let any_hits = self.hits.iter().any(|h| !h.is_empty());
-        for hs in &self.hits {
-            for &(s, e) in hs {
-                if e + self.reach >= frontier && !fin && s < safe {
-                    safe = s;
-                }
+        let any_hits = !self.hits.is_empty();
+        for &(_, (s, e)) in &self.hits {
+            if e + self.reach >= frontier && !fin && s < safe {
+                safe = s;
             }
         }
         // 3. Findings.
@@ -355,16 +355,8 @@ impl StreamScanner<'_> {
         };
         // Unbounded monotone rules fire on decided hits only.
         if !fin {
-            let decided: Hits = self
-                .hits
-                .iter()
-                .map(|hs| {
-                    hs.iter()
-                        .copied()
-                        .filter(|&(_, e)| e + self.reach < frontier)
-                        .collect()
-                })
-                .collect();
+            let reach = self.reach;
+            let decided = self.per_leaf(|&(_, e)| e + reach < frontier);
             for &ri in &st.rules {
                 let rule = &policy.rules[ri];
                 if rule.reach.is_none() && !rule.has_not && !self.fired[ri] {
@@ -382,11 +374,11 @@ impl StreamScanner<'_> {
             let rule = &policy.rules[r];
             fin || rule.reach.is_some() || (!rule.has_not && fired[r])
         };
-        let findings =
-            policy.evaluate_some(self.stage, None, &self.hits, &gap, &span_text, &include);
+        let all = self.per_leaf(|_| true);
+        let findings = policy.evaluate_some(self.stage, None, &all, &gap, &span_text, &include);
         // Hits of rules that fired no longer need to be held whole.
         if !fin {
-            for (leaf, hs) in self.hits.iter().enumerate() {
+            for &(leaf, (s, e)) in &self.hits {
                 if !self.held_leaves[leaf] {
                     continue;
                 }
@@ -394,7 +386,7 @@ impl StreamScanner<'_> {
                     let rule = &policy.rules[ri];
                     rule.reach.is_none() && !fired[ri] && uses_leaf(&rule.node, leaf)
                 });
-                for &(s, e) in hs {
+                {
                     if (still_held || e + self.reach >= frontier) && s < *safe {
                         *safe = s;
                     }
@@ -405,6 +397,24 @@ impl StreamScanner<'_> {
             .into_iter()
             .filter(|f| f.start >= self.reported)
             .collect()
+    }
+
+    /// The known hits that `keep` accepts, grouped per leaf and sorted, as rule evaluation
+    /// reads them.
+    fn per_leaf(&self, keep: impl Fn(&Span) -> bool) -> Hits {
+        let mut out: Hits = vec![Vec::new(); self.policy.leaves.len()];
+        for (leaf, span) in &self.hits {
+            if keep(span) {
+                out[*leaf].push(*span);
+            }
+        }
+        for h in &mut out {
+            if h.len() > 1 {
+                h.sort_unstable();
+                h.dedup();
+            }
+        }
+        out
     }
 
     /// Releases original text up to `to`, applying the redactions among `findings`.
@@ -436,13 +446,11 @@ impl StreamScanner<'_> {
     fn prune(&mut self, safe: usize) {
         let reach = self.reach;
         let mut keep_from = self.released;
-        for (leaf, hs) in self.hits.iter_mut().enumerate() {
-            if !self.held_leaves[leaf] {
-                hs.retain(|&(_, e)| e + reach >= safe);
-            }
-            for &(s, _) in hs.iter() {
-                keep_from = keep_from.min(s);
-            }
+        let held = &self.held_leaves;
+        self.hits
+            .retain(|&(leaf, (_, e))| held[leaf] || e + reach >= safe);
+        for &(_, (s, _)) in &self.hits {
+            keep_from = keep_from.min(s);
         }
         let cut = keep_from.saturating_sub(self.base);
         let mut cut = cut.min(self.orig.len());
@@ -525,7 +533,7 @@ impl StreamScanner<'_> {
                 }
                 for &(leaf, word) in &kw.patterns[pid].1 {
                     if !word || eval::whole_word(hay, s - nb, e - nb) {
-                        hits[leaf].push(map.orig_span(s, e));
+                        hits.push((leaf, map.orig_span(s, e)));
                     }
                 }
                 false
@@ -566,7 +574,7 @@ impl StreamScanner<'_> {
                         match eval::next_regex_hit(r, hay, pos, limit) {
                             Ok(Some(((s, e), ok))) => {
                                 if ok {
-                                    self.hits[leaf].push(vs.map.orig_span(s + nb, e + nb));
+                                    self.hits.push((leaf, vs.map.orig_span(s + nb, e + nb)));
                                 }
                                 pos = e;
                             }
