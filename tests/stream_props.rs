@@ -47,6 +47,10 @@ rules:
     match:
       all: [{keywords: [password]}, {not: {keywords: [reset]}}]
     action: redact
+  - id: leet
+    normalize: [nfkc, casefold, strip_invisible, confusables, leetspeak]
+    match: {keywords: [grenade]}
+    action: block
   - id: shout
     match: {regex: 'ha(?:ha){2,5}'}
     action: flag
@@ -80,6 +84,9 @@ fn piece() -> impl Strategy<Value = String> {
         Just("password".to_owned()),
         Just("reset".to_owned()),
         Just("hahaha".to_owned()),
+        Just("gr3nad3".to_owned()),
+        Just("GR3N4DE".to_owned()),
+        Just("gren".to_owned()),
         Just("e\u{0301}".to_owned()),
         Just("ﬁ".to_owned()),
         Just("日本語のテキスト".to_owned()),

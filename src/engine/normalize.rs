@@ -40,6 +40,10 @@ pub struct NormalizeOptions {
     pub strip_invisible: bool,
     /// Fold non-Latin look-alikes of Latin letters to those letters.
     pub confusables: bool,
+    /// Read digits and symbols written for letters as those letters (`0`→o, `1`→i, `3`→e,
+    /// `4`→a, `5`→s, `7`→t, `8`→b, `@`→a, `$`→s). Off by default: it would break patterns
+    /// over numbers; turn it on for keyword rules.
+    pub leetspeak: bool,
 }
 
 impl NormalizeOptions {
@@ -50,6 +54,7 @@ impl NormalizeOptions {
             casefold: true,
             strip_invisible: true,
             confusables: true,
+            leetspeak: false,
         }
     }
 
@@ -60,6 +65,7 @@ impl NormalizeOptions {
             casefold: false,
             strip_invisible: false,
             confusables: false,
+            leetspeak: false,
         }
     }
 
@@ -259,10 +265,14 @@ pub fn normalize_into(
             }
             if end > i {
                 let n = norm_at(out);
-                let from = out.len();
-                out.push_str(&orig[i..end]);
-                if opts.casefold {
-                    out[from..].make_ascii_lowercase();
+                if opts.leetspeak {
+                    out.extend(orig[i..end].chars().map(|c| fold_ascii(opts, c)));
+                } else {
+                    let from = out.len();
+                    out.push_str(&orig[i..end]);
+                    if opts.casefold {
+                        out[from..].make_ascii_lowercase();
+                    }
                 }
                 map.push(Piece {
                     norm: n,
@@ -425,14 +435,35 @@ fn push_folded(opts: NormalizeOptions, c: char, out: &mut String) {
     } else {
         c
     };
-    if opts.casefold {
-        if c.is_ascii() {
-            out.push(c.to_ascii_lowercase());
-        } else {
-            out.extend(c.to_lowercase());
-        }
+    if c.is_ascii() {
+        out.push(fold_ascii(opts, c));
+    } else if opts.casefold {
+        out.extend(c.to_lowercase());
     } else {
         out.push(c);
+    }
+}
+
+/// Case and leetspeak folding of one ASCII character (others pass unchanged). The mapping
+/// is byte for byte, so offsets stay exact.
+fn fold_ascii(opts: NormalizeOptions, c: char) -> char {
+    let c = if opts.casefold {
+        c.to_ascii_lowercase()
+    } else {
+        c
+    };
+    if !opts.leetspeak {
+        return c;
+    }
+    match c {
+        '0' => 'o',
+        '1' => 'i',
+        '3' => 'e',
+        '4' | '@' => 'a',
+        '5' | '$' => 's',
+        '7' => 't',
+        '8' => 'b',
+        other => other,
     }
 }
 
@@ -612,6 +643,19 @@ mod tests {
             assert_eq!(first + rest, text.len());
             assert_eq!(out, whole.text, "split at {split}");
         }
+    }
+
+    #[test]
+    fn leetspeak_is_opt_in_and_keeps_offsets() {
+        let text = "P1PE B0MB, ＢＯＭ８";
+        assert_eq!(n(text), "p1pe b0mb, bom8");
+        let leet = NormalizeOptions {
+            leetspeak: true,
+            ..NormalizeOptions::all()
+        };
+        let nt = normalize(leet, text);
+        assert_eq!(nt.text, "pipe bomb, bomb");
+        assert_eq!(nt.map.orig_span(0, 9), (0, 9));
     }
 
     #[test]

@@ -215,6 +215,7 @@ fn norm_opts(
                     NormalizeStep::Casefold => o.casefold = true,
                     NormalizeStep::StripInvisible => o.strip_invisible = true,
                     NormalizeStep::Confusables => o.confusables = true,
+                    NormalizeStep::Leetspeak => o.leetspeak = true,
                 }
             }
             o

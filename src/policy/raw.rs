@@ -49,6 +49,9 @@ pub enum NormalizeStep {
     StripInvisible,
     /// Folding of look-alike letters from other scripts (Cyrillic `а`, Greek `ο`) to Latin.
     Confusables,
+    /// Reading `0`, `1`, `3`, `4`, `5`, `7`, `8`, `@`, `$` as the letters they stand for
+    /// (opt-in; for keyword rules).
+    Leetspeak,
 }
 
 /// How much of the spec to inject.
