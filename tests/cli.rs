@@ -95,3 +95,19 @@ fn check_does_not_confuse_keywords_across_stages() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("0 warnings"), "{out}");
 }
+
+#[test]
+fn check_probe_reports_scan_speed_per_stage() {
+    let (out, code) = deliberate(&["check", "--probe", "tests/fixtures/cli/good.yaml"]);
+    assert_eq!(code, 0, "{out}");
+    for stage in ["input", "output"] {
+        assert!(
+            out.contains(&format!("probe: {stage} scans run at")),
+            "{out}"
+        );
+    }
+    assert!(
+        !out.contains("probe: reasoning"),
+        "good.yaml has no reasoning rules: {out}"
+    );
+}

@@ -5,6 +5,15 @@ use std::process::ExitCode;
 
 use crate::policy::{CompiledPolicy, Level, Stage};
 
+/// Mixed-language sample text for the scan-speed probe.
+const PROBE_TEXT: &str = "The quarterly report shows steady growth in all regions; the team \
+expects the release before the end of the month. Die Ergebnisse zeigen ein stetiges Wachstum. \
+Результаты показывают устойчивый рост во всех регионах. Τα αποτελέσματα δείχνουν σταθερή \
+ανάπτυξη. 前四半期の結果は着実な成長を示しています。上一季度的结果显示稳步增长。\n";
+
+/// Below this many MiB/s (release builds) the probe warns.
+const SLOW_MIB_S: f64 = 20.0;
+
 /// Arguments of `check`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -14,6 +23,50 @@ pub struct Args {
     /// Treat warnings as errors.
     #[arg(long)]
     pub deny_warnings: bool,
+    /// Measure how fast each stage scans mixed-language text (warns when a release build
+    /// scans slower than 20 MiB/s: the sign of a regex that fell off the DFA).
+    #[arg(long)]
+    pub probe: bool,
+}
+
+/// Times buffered scans of each stage over about 256 KiB of mixed-language text. Returns
+/// whether a stage was slow.
+fn probe(p: &CompiledPolicy, file: &std::path::Path) -> bool {
+    let text = PROBE_TEXT.repeat(256 * 1024 / PROBE_TEXT.len());
+    let mut slow = false;
+    for stage in Stage::ALL {
+        if p.rules.iter().all(|r| !r.applies_to(stage)) {
+            continue;
+        }
+        let start = std::time::Instant::now();
+        let mut rounds = 0u32;
+        while rounds < 3 || start.elapsed() < std::time::Duration::from_millis(300) {
+            std::hint::black_box(p.scan(&text, stage, None));
+            rounds += 1;
+        }
+        let mib_s = f64::from(rounds) * text.len() as f64
+            / start.elapsed().as_secs_f64()
+            / (1024.0 * 1024.0);
+        let build = if cfg!(debug_assertions) {
+            " (debug build: slow by design)"
+        } else {
+            ""
+        };
+        println!(
+            "{}: probe: {} scans run at {mib_s:.1} MiB/s on mixed-language text{build}",
+            file.display(),
+            stage.as_str()
+        );
+        if !cfg!(debug_assertions) && mib_s < SLOW_MIB_S {
+            slow = true;
+            println!(
+                "{}:0:0: warning: {} scans run at {mib_s:.1} MiB/s: a regex probably left the fast DFA (Unicode \\b, huge Unicode classes); see the regex warnings above",
+                file.display(),
+                stage.as_str()
+            );
+        }
+    }
+    slow
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -40,6 +93,10 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
                     p.holdback(Stage::Output),
                     p.holdback(Stage::Reasoning),
                 );
+                if args.probe {
+                    let slow = probe(&p, &file);
+                    failed |= args.deny_warnings && slow;
+                }
             }
             Err(e) => {
                 failed = true;
