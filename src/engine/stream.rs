@@ -21,7 +21,7 @@ use aho_corasick::automaton::{Automaton, StateID};
 use super::eval::{self, Hits, Span};
 use super::normalize::{OffsetMap, normalize_into};
 use super::{Action, Finding, Stage, apply_redactions};
-use crate::policy::compile::LOOKAHEAD;
+use crate::policy::compile::{LOOKAHEAD, REGEX_STEP};
 use crate::policy::{CompiledPolicy, LeafKind, Node};
 
 /// What one call to [`StreamScanner::push`] or [`StreamScanner::finish`] produced.
@@ -49,6 +49,8 @@ struct ViewState {
     kw_pending: Vec<(usize, usize, usize)>,
     /// Per regex of the view: absolute normalized offset where its next search starts.
     regex_pos: Vec<usize>,
+    /// Absolute normalized offset the regexes last searched up to.
+    regex_scanned: usize,
 }
 
 /// The policy a [`StreamScanner`] reads: borrowed, or shared so the scanner can outlive the
@@ -135,6 +137,7 @@ impl<'p> StreamScanner<'p> {
                 kw_pos: 0,
                 kw_pending: Vec::new(),
                 regex_pos: vec![0; v.regexes.len()],
+                regex_scanned: 0,
             })
             .collect();
         let mut held_leaves = vec![false; policy.leaves.len()];
@@ -545,7 +548,17 @@ impl StreamScanner<'_> {
         }
 
         // Regexes: search from each regex's position; accept hits that more text cannot change.
-        if let Some(set) = &view.regex_set {
+        // Each search re-reads up to a regex's longest match behind the end, so searches wait
+        // for REGEX_STEP new bytes: the holdback grows by that much, the work per byte shrinks
+        // by the same factor. Until then the frontier stays where the last search left it.
+        let regex_due = fin || norm_end >= vs.regex_scanned + REGEX_STEP;
+        if view.regex_set.is_some() && !regex_due {
+            for &p in &vs.regex_pos {
+                front = front.min(p);
+            }
+        }
+        if let Some(set) = view.regex_set.as_ref().filter(|_| regex_due) {
+            vs.regex_scanned = norm_end;
             let min_pos = vs.regex_pos.iter().copied().min().unwrap_or(norm_end);
             let hay = vs.norm.as_str();
             let matching = if min_pos < norm_end {
