@@ -111,3 +111,10 @@ fn check_probe_reports_scan_speed_per_stage() {
         "good.yaml has no reasoning rules: {out}"
     );
 }
+
+#[test]
+fn check_refuses_alias_bombs() {
+    let (out, code) = deliberate(&["check", "tests/fixtures/cli/alias-bomb.yaml"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("alias bomb"), "{out}");
+}

@@ -112,6 +112,13 @@ pub fn parse_yaml<T: serde::de::DeserializeOwned>(src: &str) -> Result<T, (Loc, 
             Some(i) if loc.line > 0 => &first[..i],
             _ => first,
         };
+        if first.starts_with("budget breached") {
+            let detail = first.split(" at line ").next().unwrap_or(first);
+            return (
+                loc,
+                format!("refusing to expand this document ({detail}): too many aliases or nodes — an alias bomb or an oversized file"),
+            );
+        }
         (loc, first.to_owned())
     })
 }
