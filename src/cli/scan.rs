@@ -101,6 +101,7 @@ fn stream_decision(policy: &CompiledPolicy, stage: Stage, text: &str, chunk: usi
         action,
         findings,
         output: out,
+        triggered: Vec::new(),
     }
 }
 

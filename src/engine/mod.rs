@@ -75,6 +75,10 @@ pub struct Decision {
     pub findings: Vec<Finding>,
     /// The text after actions: redactions applied, or the refusal when blocked.
     pub output: String,
+    /// Input scans: ids of the spec sections whose `triggers` matched (found in the same pass
+    /// as the findings, so choosing sections to inject needs no second scan).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub triggered: Vec<String>,
 }
 
 impl Decision {

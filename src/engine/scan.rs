@@ -14,23 +14,24 @@ impl CompiledPolicy {
         let hits = self.leaf_hits(stage, text);
         let gap = |a: usize, b: usize| text.get(a..b).map_or(usize::MAX, |s| s.chars().count());
         let findings = self.evaluate(stage, role, &hits, &gap, &|s| text[s.0..s.1].to_owned());
-        self.decide(text, findings)
+        let mut d = self.decide(text, findings);
+        if stage == Stage::Input {
+            d.triggered = self
+                .triggers_in(&hits, &gap)
+                .into_iter()
+                .map(str::to_owned)
+                .collect();
+        }
+        d
     }
 
-    /// Starts a stream scan at `stage` (every rule of the stage applies).
-    pub fn stream(&self, stage: Stage) -> StreamScanner<'_> {
-        StreamScanner::new(self, stage)
-    }
-
-    /// Sections whose triggers match `text` (input stage).
-    pub fn triggered_sections(&self, text: &str) -> Vec<&str> {
-        let hits = self.leaf_hits(Stage::Input, text);
-        let gap = |a: usize, b: usize| text.get(a..b).map_or(usize::MAX, |s| s.chars().count());
+    /// Sections whose triggers fire on `hits`.
+    fn triggers_in(&self, hits: &Hits, gap: &dyn Fn(usize, usize) -> usize) -> Vec<&str> {
         let never = |_: Span| false;
         let cx = EvalCtx {
-            hits: &hits,
+            hits,
             exempt: &never,
-            gap_chars: &gap,
+            gap_chars: gap,
         };
         self.spec
             .sections
@@ -42,6 +43,18 @@ impl CompiledPolicy {
             })
             .map(|s| s.id.as_str())
             .collect()
+    }
+
+    /// Starts a stream scan at `stage` (every rule of the stage applies).
+    pub fn stream(&self, stage: Stage) -> StreamScanner<'_> {
+        StreamScanner::new(self, stage)
+    }
+
+    /// Sections whose triggers match `text` (input stage).
+    pub fn triggered_sections(&self, text: &str) -> Vec<&str> {
+        let hits = self.leaf_hits(Stage::Input, text);
+        let gap = |a: usize, b: usize| text.get(a..b).map_or(usize::MAX, |s| s.chars().count());
+        self.triggers_in(&hits, &gap)
     }
 
     /// Finds every leaf hit of `stage` in `text`, in original offsets.
@@ -194,6 +207,7 @@ impl CompiledPolicy {
             action,
             findings,
             output: String::new(),
+            triggered: Vec::new(),
         };
         d.output = match action {
             Action::Block => {

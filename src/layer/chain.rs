@@ -18,6 +18,8 @@ pub(crate) struct ChainDecision {
     pub output: String,
     /// The finding that blocked, if any.
     pub block: Option<PolicyFinding>,
+    /// Input scans: `(policy index, section id)` of section triggers that matched.
+    pub triggered: Vec<(usize, String)>,
 }
 
 /// Scans `text` at `stage` with each policy in turn; a policy sees the text the previous one
@@ -28,12 +30,15 @@ pub(crate) fn scan(set: &PolicySet, text: &str, stage: Stage, role: Option<&str>
         findings: Vec::new(),
         output: text.to_owned(),
         block: None,
+        triggered: Vec::new(),
     };
     for (pi, policy) in set.policies().iter().enumerate() {
         let d = policy.scan(&out.output, stage, role);
         out.action = out.action.max(d.action);
         let block = d.blocking_finding().cloned();
         out.findings.extend(d.findings.into_iter().map(|f| (pi, f)));
+        out.triggered
+            .extend(d.triggered.into_iter().map(|s| (pi, s)));
         if let Some(b) = block {
             out.block = Some((pi, b));
             return out;

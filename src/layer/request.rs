@@ -65,7 +65,6 @@ pub(crate) fn enforce(body: Bytes, ex: &mut Exchange) -> Result<Input, WireError
     }
 
     // 2. Scan what the model reads, per role; redact in place; stop at a block.
-    let mut texts: Vec<String> = Vec::new();
     let mut fired: Vec<Vec<String>> = vec![Vec::new(); policies.len()];
     let mut non_text = false;
     for (mi, m) in req.messages.iter_mut().enumerate() {
@@ -81,7 +80,12 @@ pub(crate) fn enforce(body: Bytes, ex: &mut Exchange) -> Result<Input, WireError
             if let Some(b) = d.block {
                 return Ok(Input::Block(b));
             }
-            texts.push(text.clone());
+            // Section triggers came out of the same scan: no second pass to choose sections.
+            for (pi, section) in d.triggered {
+                if !fired[pi].contains(&section) {
+                    fired[pi].push(section);
+                }
+            }
             if d.action == Action::Redact && d.output != *text {
                 *text = d.output;
                 changed = true;
@@ -112,7 +116,6 @@ pub(crate) fn enforce(body: Bytes, ex: &mut Exchange) -> Result<Input, WireError
 
     // 3. Inject.
     let opts = &ex.shared.opts;
-    let texts_ref: Vec<&str> = texts.iter().map(String::as_str).collect();
     let mut blocks: Vec<String> = Vec::new();
     let mut injected_ids: Vec<String> = Vec::new();
     let mut skipped: Vec<String> = Vec::new();
@@ -122,12 +125,7 @@ pub(crate) fn enforce(body: Bytes, ex: &mut Exchange) -> Result<Input, WireError
             continue;
         }
         let fired_ref: Vec<&str> = fired[pi].iter().map(String::as_str).collect();
-        let chosen = choose(
-            p,
-            opts.inject_mode.unwrap_or(p.spec.inject),
-            &texts_ref,
-            &fired_ref,
-        );
+        let chosen = choose(p, opts.inject_mode.unwrap_or(p.spec.inject), &fired_ref);
         if chosen.is_empty() {
             continue;
         }
@@ -202,30 +200,18 @@ fn is_instruction_role(role: &str) -> bool {
     role == "system" || role == "developer"
 }
 
-/// Sections to inject for `mode` (which may override the policy's own).
-fn choose<'p>(
-    p: &'p CompiledPolicy,
-    mode: InjectMode,
-    texts: &[&str],
-    fired: &[&str],
-) -> Vec<&'p Section> {
+/// Sections to inject for `mode` (which may override the policy's own): `fired` holds the
+/// sections of input findings and of matched triggers.
+fn choose<'p>(p: &'p CompiledPolicy, mode: InjectMode, fired: &[&str]) -> Vec<&'p Section> {
     match mode {
         InjectMode::Off => Vec::new(),
         InjectMode::All => p.spec.sections.iter().collect(),
-        InjectMode::Relevant if p.spec.inject == InjectMode::Relevant => {
-            inject::choose(p, texts, fired)
-        }
-        InjectMode::Relevant => {
-            let mut wanted: Vec<&str> = fired.to_vec();
-            for t in texts {
-                wanted.extend(p.triggered_sections(t));
-            }
-            p.spec
-                .sections
-                .iter()
-                .filter(|s| s.always || wanted.contains(&s.id.as_str()))
-                .collect()
-        }
+        InjectMode::Relevant => p
+            .spec
+            .sections
+            .iter()
+            .filter(|s| s.always || fired.contains(&s.id.as_str()))
+            .collect(),
     }
 }
 
