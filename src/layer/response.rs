@@ -16,7 +16,7 @@ use crate::openai::{ChatCompletion, Nullable, ResponseMessage, parse_strict_as};
 
 /// Scans and rewrites an upstream chat completion. Returns the body to send, and whether every
 /// choice was blocked.
-pub(crate) fn enforce(body: &[u8], ex: &mut Exchange) -> Result<(Bytes, bool), Fault> {
+pub(crate) fn enforce(body: &Bytes, ex: &mut Exchange) -> Result<(Bytes, bool), Fault> {
     let mut resp: ChatCompletion =
         parse_strict_as(body).map_err(|e| Fault::Protocol(format!("response body: {e}")))?;
     let set = ex.set.clone();
@@ -145,7 +145,8 @@ pub(crate) fn enforce(body: &[u8], ex: &mut Exchange) -> Result<(Bytes, bool), F
     }
     let all_blocked = !resp.choices.is_empty() && blocked_choices == resp.choices.len();
     if !changed {
-        return Ok((Bytes::copy_from_slice(body), false));
+        // Nothing was rewritten: the upstream's own bytes go on.
+        return Ok((body.clone(), false));
     }
     let out = serde_json::to_vec(&resp).map_err(|e| Fault::Protocol(e.to_string()))?;
     Ok((Bytes::from(out), all_blocked))
