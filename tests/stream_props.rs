@@ -224,3 +224,118 @@ fn redaction_then_block() {
         check(p, t, &[i]).unwrap_or_else(|e| panic!("split {i}: {e}"));
     }
 }
+
+fn stream_all(p: &CompiledPolicy, text: &str, chunk: usize) -> String {
+    let mut s = p.stream(Stage::Output);
+    let mut out = String::new();
+    for c in text.as_bytes().chunks(chunk) {
+        out.push_str(&s.push_bytes(c).text);
+    }
+    out.push_str(&s.finish().text);
+    out
+}
+
+/// Regression: with only keyword rules, the release point could fall inside a multi-byte
+/// character (the keyword frontier was not rounded to a character) and the scanner panicked
+/// on ordinary CJK or Cyrillic text.
+#[test]
+fn keyword_only_policy_streams_multibyte_text() {
+    let p = CompiledPolicy::from_yaml_str(
+        "policy: k\nrules: [{id: b, match: {keywords: [bombs]}, action: block}]\n",
+        "k.yaml",
+    )
+    .expect("compiles");
+    for text in [
+        "日本語日本語日本語",
+        "Привет, как дела? Всё хорошо.",
+        &format!("aaa{} x", "\u{301}".repeat(40)),
+    ] {
+        let want = p.scan(text, Stage::Output, None).output;
+        for chunk in 1..=9 {
+            assert_eq!(
+                stream_all(&p, text, chunk),
+                want,
+                "chunk {chunk} of {text:?}"
+            );
+        }
+    }
+}
+
+/// Regression: an allow hit not yet decided was left out when deciding whether a whole-text
+/// rule fired, so the rule stopped holding a span it then had to redact: "token" leaked.
+#[test]
+fn undecided_allow_hit_does_not_release_a_redaction() {
+    let p = CompiledPolicy::from_yaml_str(
+        r#"
+policy: a
+rules:
+  - id: pair
+    match: {all: [{keywords: [token]}, {keywords: [pw]}]}
+    action: redact
+  - id: ok
+    match: {keywords: ["pw is fine"]}
+    action: allow
+    overrides: [pair]
+"#,
+        "a.yaml",
+    )
+    .expect("compiles");
+    let text = "token pw is fine and more text here pw";
+    let want = p.scan(text, Stage::Output, None).output;
+    assert_eq!(want, "[redacted] pw is fine and more text here [redacted]");
+    for i in 0..=text.len() {
+        check(&p, text, &[i]).unwrap_or_else(|e| panic!("split {i}: {e}"));
+    }
+    for chunk in 1..=24 {
+        assert_eq!(stream_all(&p, text, chunk), want, "chunk {chunk}");
+    }
+}
+
+/// Regression: once a whole-text rule fired, its old hits pinned the original text, so a
+/// long stream kept all of it in memory.
+#[test]
+fn fired_whole_text_rule_does_not_pin_memory() {
+    let p = CompiledPolicy::from_yaml_str(
+        "policy: m\nrules: [{id: d, match: {keywords: [dolor], min_count: 2}, action: flag}]\n",
+        "m.yaml",
+    )
+    .expect("compiles");
+    let para = "Lorem ipsum dolor sit amet, consectetur adipiscing elit. ";
+    let mut s = p.stream(Stage::Output);
+    let mut released = 0;
+    for _ in 0..4000 {
+        released += s.push(para).text.len();
+    }
+    assert!(
+        s.buffered_bytes() < 16 * 1024,
+        "holds {} bytes",
+        s.buffered_bytes()
+    );
+    released += s.finish().text.len();
+    assert_eq!(released, para.len() * 4000);
+}
+
+/// Regression: an invalid byte right before a character split across chunks turned the whole
+/// tail into replacement characters.
+#[test]
+fn invalid_byte_before_split_character() {
+    let p = CompiledPolicy::from_yaml_str(
+        "policy: u\nrules: [{id: c, match: {keywords: [\"café\"]}, action: redact}]\n",
+        "u.yaml",
+    )
+    .expect("compiles");
+    let mut s = p.stream(Stage::Output);
+    let mut out = s.push_bytes(b"caf\xFF\xC3").text;
+    out.push_str(&s.push_bytes(b"\xA9 caf\xC3").text);
+    out.push_str(&s.push_bytes(b"\xA9").text);
+    out.push_str(&s.finish().text);
+    let want = p
+        .scan(
+            &String::from_utf8_lossy(b"caf\xFF\xC3\xA9 caf\xC3\xA9"),
+            Stage::Output,
+            None,
+        )
+        .output;
+    assert_eq!(out, want);
+    assert_eq!(out, "caf\u{FFFD}é [redacted]");
+}

@@ -97,7 +97,7 @@ pub struct Args {
     /// `max_tokens` per answer.
     #[arg(long, default_value_t = 256)]
     pub max_tokens: u32,
-    /// Only the first N prompts of each data set (online mode).
+    /// Only N prompts of each data set, evenly spaced through it (online mode).
     #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
     /// JSONL cache of answers; an interrupted run continues from it

@@ -89,6 +89,10 @@ pub struct StreamScanner<'p> {
     hits: Vec<(usize, Span)>,
     /// Leaves used by rules that can only be decided on the whole text, or once they fire.
     held_leaves: Vec<bool>,
+    /// Leaves used by allow rules: their hits can exempt hits of other rules.
+    allow_leaves: Vec<bool>,
+    /// Allow hits not yet decided themselves (recomputed on every advance; usually none).
+    open_allow: Vec<Span>,
     /// Unbounded monotone rules that fired.
     fired: Vec<bool>,
     /// Largest reach of the stage's bounded rules.
@@ -141,12 +145,16 @@ impl<'p> StreamScanner<'p> {
             })
             .collect();
         let mut held_leaves = vec![false; policy.leaves.len()];
+        let mut allow_leaves = vec![false; policy.leaves.len()];
         let mut reach = 0;
         for &ri in &st.rules {
             let rule = &policy.rules[ri];
             match rule.reach {
                 Some(r) => reach = reach.max(r),
                 None => mark_leaves(&rule.node, &mut held_leaves),
+            }
+            if rule.action == Action::Allow {
+                mark_leaves(&rule.node, &mut allow_leaves);
             }
         }
         StreamScanner {
@@ -160,6 +168,8 @@ impl<'p> StreamScanner<'p> {
             views,
             hits: Vec::new(),
             held_leaves,
+            allow_leaves,
+            open_allow: Vec::new(),
             fired: vec![false; policy.rules.len()],
             reach,
             blocked: false,
@@ -199,6 +209,12 @@ impl StreamScanner<'_> {
         &self.all_findings
     }
 
+    /// Bytes of text the scanner keeps in memory (original and normalized), for memory
+    /// accounting: stays near the holdback while no whole-text rule is open.
+    pub fn buffered_bytes(&self) -> usize {
+        self.orig.len() + self.views.iter().map(|v| v.norm.len()).sum::<usize>()
+    }
+
     /// Bytes of text currently held (received, not yet released).
     pub fn held(&self) -> usize {
         self.received() - self.released
@@ -220,14 +236,34 @@ impl StreamScanner<'_> {
     /// U+FFFD.
     pub fn push_bytes(&mut self, bytes: &[u8]) -> StreamOutput {
         self.utf8_tail.extend_from_slice(bytes);
-        let valid_up_to = match std::str::from_utf8(&self.utf8_tail) {
-            Ok(_) => self.utf8_tail.len(),
-            Err(e) if e.error_len().is_none() => e.valid_up_to(),
-            Err(_) => self.utf8_tail.len(),
-        };
-        let rest = self.utf8_tail.split_off(valid_up_to);
-        let head = std::mem::replace(&mut self.utf8_tail, rest);
-        let text = String::from_utf8_lossy(&head).into_owned();
+        // Decode like `String::from_utf8_lossy` would decode the whole text: each invalid
+        // sequence becomes one U+FFFD, and only an incomplete character at the end waits.
+        let mut text = String::new();
+        let mut tail = std::mem::take(&mut self.utf8_tail);
+        loop {
+            match std::str::from_utf8(&tail) {
+                Ok(valid) => {
+                    text.push_str(valid);
+                    tail.clear();
+                    break;
+                }
+                Err(e) => {
+                    let (good, rest) = tail.split_at(e.valid_up_to());
+                    text.push_str(&String::from_utf8_lossy(good));
+                    match e.error_len() {
+                        None => {
+                            tail = rest.to_vec();
+                            break;
+                        }
+                        Some(n) => {
+                            text.push('\u{FFFD}');
+                            tail = rest[n..].to_vec();
+                        }
+                    }
+                }
+            }
+        }
+        self.utf8_tail = tail;
         self.push(&text)
     }
 
@@ -262,9 +298,19 @@ impl StreamScanner<'_> {
         // 2. The safe point: before any hit that is not decided yet.
         let mut safe = frontier;
         let any_hits = !self.hits.is_empty();
-        for &(_, (s, e)) in &self.hits {
-            if e + self.reach >= frontier && !fin && s < safe {
-                safe = s;
+        let reach = self.reach;
+        let allow_leaves = &self.allow_leaves;
+        self.open_allow = self
+            .hits
+            .iter()
+            .filter(|&&(leaf, a)| allow_leaves[leaf] && a.1 + reach >= frontier)
+            .map(|&(_, a)| a)
+            .collect();
+        if !fin {
+            for &(_, h) in &self.hits {
+                if h.0 < safe && self.undecided(h, frontier) {
+                    safe = h.0;
+                }
             }
         }
         // 3. Findings.
@@ -358,8 +404,10 @@ impl StreamScanner<'_> {
         };
         // Unbounded monotone rules fire on decided hits only.
         if !fin {
-            let reach = self.reach;
-            let decided = self.per_leaf(|&(_, e)| e + reach < frontier);
+            // Every known allow hit counts, decided or not: leaving one out could let a rule
+            // fire on a hit that allow rule exempts (then stop holding text it must redact).
+            let decided =
+                self.per_leaf(|leaf, h| self.allow_leaves[leaf] || !self.undecided(h, frontier));
             for &ri in &st.rules {
                 let rule = &policy.rules[ri];
                 if rule.reach.is_none() && !rule.has_not && !self.fired[ri] {
@@ -377,7 +425,7 @@ impl StreamScanner<'_> {
             let rule = &policy.rules[r];
             fin || rule.reach.is_some() || (!rule.has_not && fired[r])
         };
-        let all = self.per_leaf(|_| true);
+        let all = self.per_leaf(|_, _| true);
         let findings = policy.evaluate_some(self.stage, None, &all, &gap, &span_text, &include);
         // Hits of rules that fired no longer need to be held whole.
         if !fin {
@@ -390,7 +438,7 @@ impl StreamScanner<'_> {
                     rule.reach.is_none() && !fired[ri] && uses_leaf(&rule.node, leaf)
                 });
                 {
-                    if (still_held || e + self.reach >= frontier) && s < *safe {
+                    if (still_held || self.undecided((s, e), frontier)) && s < *safe {
                         *safe = s;
                     }
                 }
@@ -402,12 +450,18 @@ impl StreamScanner<'_> {
             .collect()
     }
 
+    /// Whether the rules a hit `h` takes part in may still change their minds about it: a
+    /// `near` partner may still come, or an allow hit overlapping it is itself undecided.
+    fn undecided(&self, h: Span, frontier: usize) -> bool {
+        h.1 + self.reach >= frontier || self.open_allow.iter().any(|&a| a.0 < h.1 && h.0 < a.1)
+    }
+
     /// The known hits that `keep` accepts, grouped per leaf and sorted, as rule evaluation
     /// reads them.
-    fn per_leaf(&self, keep: impl Fn(&Span) -> bool) -> Hits {
+    fn per_leaf(&self, keep: impl Fn(usize, Span) -> bool) -> Hits {
         let mut out: Hits = vec![Vec::new(); self.policy.leaves.len()];
         for (leaf, span) in &self.hits {
-            if keep(span) {
+            if keep(*leaf, *span) {
                 out[*leaf].push(*span);
             }
         }
@@ -452,8 +506,13 @@ impl StreamScanner<'_> {
         let held = &self.held_leaves;
         self.hits
             .retain(|&(leaf, (_, e))| held[leaf] || e + reach >= safe);
-        for &(_, (s, _)) in &self.hits {
-            keep_from = keep_from.min(s);
+        // Old hits of whole-text rules are kept for counting, but their text is not needed once
+        // reported: only recent or unreported hits pin the original text.
+        let reported = self.reported;
+        for &(_, (s, e)) in &self.hits {
+            if e + reach >= safe || s >= reported {
+                keep_from = keep_from.min(s);
+            }
         }
         let cut = keep_from.saturating_sub(self.base);
         let mut cut = cut.min(self.orig.len());
@@ -610,7 +669,9 @@ impl StreamScanner<'_> {
                 front = front.min(pos + nb);
             }
         }
-        let front = front.min(norm_end);
+        // The frontier must fall on a character of the normalized text, or it would map
+        // into the middle of an original character.
+        let front = nb + floor_char(&vs.norm, front.min(norm_end).saturating_sub(nb));
         if front >= norm_end {
             vs.consumed
         } else {

@@ -624,12 +624,14 @@ pub async fn run(
         let take = cfg.limit.unwrap_or(usize::MAX).min(inputs.len());
         if take < inputs.len() {
             report.notes.push(format!(
-                "{}: first {take} of {} prompts (--limit)",
+                "{}: {take} of {} prompts, evenly spaced through the file (--limit)",
                 ds.name,
                 inputs.len()
             ));
         }
-        for c in &inputs[..take] {
+        // Evenly spaced, so that a small run still covers a file sorted by label or category.
+        let picked = (0..take).map(|i| inputs[i * inputs.len() / take]);
+        for c in picked {
             let d = policy.scan(&c.text, Stage::Input, Some("user"));
             let blocked = d.action == Action::Block;
             let fired = d.sections();

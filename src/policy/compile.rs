@@ -20,6 +20,8 @@ pub const MAX_POLICY_BYTES: usize = 1 << 20;
 pub const MAX_PATTERN_CHARS: usize = 4096;
 /// Compiled size limit of one regex.
 pub const REGEX_SIZE_LIMIT: usize = 2 << 20;
+/// Largest `within` of a `near` match, in characters.
+pub const MAX_WITHIN: u32 = 10_000;
 /// Deepest include chain.
 const MAX_INCLUDE_DEPTH: usize = 8;
 /// Bytes of lookahead a regex assertion (`\b`, `$`) can need: one character.
@@ -742,6 +744,14 @@ impl Compiler {
                 );
                 return None;
             }
+            if within > MAX_WITHIN {
+                sink.error(
+                    loc,
+                    rule,
+                    format!("`within: {within}` is more than {MAX_WITHIN} characters; streams would hold back all of it"),
+                );
+                return None;
+            }
             let within = within as usize;
             let max_len = a.max_len.zip(b.max_len).map(|(x, y)| x.max(y));
             // A partner starts at most `within` characters (4 bytes each) after a match; once
@@ -824,6 +834,16 @@ impl Compiler {
                 loc,
                 rule,
                 "regex can match the empty string; it would match everywhere",
+            );
+            return None;
+        }
+        if let (Some(d), Some(min)) = (raw.max_len, props.minimum_len())
+            && (d as usize) < min
+        {
+            sink.error(
+                loc,
+                rule,
+                format!("max_len {d} is shorter than the shortest match ({min} bytes): the rule could never match"),
             );
             return None;
         }
