@@ -226,7 +226,19 @@ pub(crate) fn eval(node: &Node, cx: &EvalCtx<'_>) -> Option<Vec<Span>> {
             let sb = eval(b, cx)?;
             let close = |x: Span, y: Span| {
                 let (first, second) = if x.0 <= y.0 { (x, y) } else { (y, x) };
-                first.1 >= second.0 || (cx.gap_chars)(first.1, second.0) <= *within
+                if first.1 >= second.0 {
+                    return true;
+                }
+                // A character is 1 to 4 bytes: most gaps are decided without counting (counting
+                // every pair's gap made `near` quadratic in the text length).
+                let bytes = second.0 - first.1;
+                if bytes <= *within {
+                    return true;
+                }
+                if bytes > within.saturating_mul(4) {
+                    return false;
+                }
+                (cx.gap_chars)(first.1, second.0) <= *within
             };
             let mut out = Vec::new();
             for &x in &sa {

@@ -345,3 +345,27 @@ rules:
         }
     }
 }
+
+#[cfg(test)]
+mod near_tests {
+    use super::*;
+
+    /// `within` counts characters, not bytes: the byte-gap shortcuts must not change that.
+    #[test]
+    fn near_counts_characters_between_matches() {
+        let p = |within: u32| {
+            CompiledPolicy::from_yaml_str(
+                &format!(
+                    "policy: n\nrules: [{{id: n, match: {{near: [{{keywords: [recipe]}}, {{keywords: [meth]}}], within: {within}}}, action: flag}}]\n"
+                ),
+                "n.yaml",
+            )
+            .expect("compiles")
+        };
+        // Gap " ééé " is 5 characters, 8 bytes.
+        let text = "recipe ééé meth";
+        assert_eq!(p(5).scan(text, Stage::Input, None).action, Action::Flag);
+        assert_eq!(p(4).scan(text, Stage::Input, None).action, Action::Allow);
+        assert_eq!(p(8).scan(text, Stage::Input, None).action, Action::Flag);
+    }
+}
