@@ -167,14 +167,6 @@ fn check(p: &CompiledPolicy, text: &str, cuts: &[usize]) -> Result<(), TestCaseE
         prop_assert_eq!(&out, &want.output, "released text differs for {:?}", text);
         prop_assert_eq!(&findings, &want.findings, "findings differ for {:?}", text);
     }
-    // No redacted span's original text survives in what was released.
-    for f in want
-        .findings
-        .iter()
-        .filter(|f| f.action == Action::Redact && f.end <= released)
-    {
-        let _ = f;
-    }
     Ok(())
 }
 
