@@ -71,6 +71,28 @@ struct ChoiceState {
     refusal_text: Option<String>,
 }
 
+/// Polls one frame of `inner` into `filter` (data, error or end); pending if none is ready.
+fn feed<B>(inner: Pin<&mut B>, filter: &mut StreamFilter, cx: &mut Context<'_>) -> Poll<()>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    match inner.poll_frame(cx) {
+        Poll::Ready(Some(Ok(frame))) => {
+            if let Ok(data) = frame.into_data() {
+                filter.on_data(&data);
+            }
+        }
+        Poll::Ready(Some(Err(e))) => {
+            let e: BoxError = e.into();
+            filter.fail(Fault::from_error(&*e));
+        }
+        Poll::Ready(None) => filter.on_eof(),
+        Poll::Pending => return Poll::Pending,
+    }
+    Poll::Ready(())
+}
+
 /// Polls `inner` through `filter` until it has output (`Some`) or is done (`None`).
 pub(crate) fn poll_next<B>(
     mut inner: Pin<&mut B>,
@@ -88,18 +110,8 @@ where
         if filter.ended {
             return Poll::Ready(None);
         }
-        match inner.as_mut().poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Ok(data) = frame.into_data() {
-                    filter.on_data(&data);
-                }
-            }
-            Poll::Ready(Some(Err(e))) => {
-                let e: BoxError = e.into();
-                filter.fail(Fault::from_error(&*e));
-            }
-            Poll::Ready(None) => filter.on_eof(),
-            Poll::Pending => return Poll::Pending,
+        if feed(inner.as_mut(), filter, cx).is_pending() {
+            return Poll::Pending;
         }
     }
 }
@@ -119,18 +131,8 @@ where
         if filter.ready_to_commit() {
             return Poll::Ready(());
         }
-        match inner.as_mut().poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Ok(data) = frame.into_data() {
-                    filter.on_data(&data);
-                }
-            }
-            Poll::Ready(Some(Err(e))) => {
-                let e: BoxError = e.into();
-                filter.fail(Fault::from_error(&*e));
-            }
-            Poll::Ready(None) => filter.on_eof(),
-            Poll::Pending => return Poll::Pending,
+        if feed(inner.as_mut(), filter, cx).is_pending() {
+            return Poll::Pending;
         }
     }
 }
