@@ -264,6 +264,33 @@ pub(crate) fn eval(node: &Node, cx: &EvalCtx<'_>) -> Option<Vec<Span>> {
     }
 }
 
+/// Whether `node` can fire when only the leaves `may` marks have hits. An over-approximation
+/// (`not` is always possible): when it says no, [`eval`] gives `None` for any hits confined to
+/// those leaves.
+pub(crate) fn possible(node: &Node, may: &[bool]) -> bool {
+    match node {
+        Node::Leaf(i) => may.get(*i).copied().unwrap_or(false),
+        Node::Any(v) => v.iter().any(|n| possible(n, may)),
+        Node::All(v) => v.iter().all(|n| possible(n, may)),
+        Node::Not(_) => true,
+        Node::Near { a, b, .. } => possible(a, may) && possible(b, may),
+        Node::Count { node, .. } => possible(node, may),
+    }
+}
+
+/// Marks every leaf `node` uses.
+pub(crate) fn mark_leaves(node: &Node, out: &mut [bool]) {
+    match node {
+        Node::Leaf(i) => out[*i] = true,
+        Node::Any(v) | Node::All(v) => v.iter().for_each(|n| mark_leaves(n, out)),
+        Node::Not(n) | Node::Count { node: n, .. } => mark_leaves(n, out),
+        Node::Near { a, b, .. } => {
+            mark_leaves(a, out);
+            mark_leaves(b, out);
+        }
+    }
+}
+
 fn sorted(mut v: Vec<Span>) -> Vec<Span> {
     v.sort_unstable();
     v.dedup();

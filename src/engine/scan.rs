@@ -11,9 +11,16 @@ impl CompiledPolicy {
     /// Scans a whole text at `stage`. For input, `role` is the message role (`user`, `tool`…):
     /// only rules that read that role apply; `None` applies every rule of the stage.
     pub fn scan(&self, text: &str, stage: Stage, role: Option<&str>) -> Decision {
-        let hits = self.leaf_hits(stage, text);
+        let (hits, live) = self.leaf_hits(stage, role, text);
         let gap = |a: usize, b: usize| text.get(a..b).map_or(usize::MAX, |s| s.chars().count());
-        let findings = self.evaluate(stage, role, &hits, &gap, &|s| text[s.0..s.1].to_owned());
+        let findings = self.evaluate_some(
+            stage,
+            role,
+            &hits,
+            &gap,
+            &|s| text[s.0..s.1].to_owned(),
+            &|ri| live[ri],
+        );
         let mut d = self.decide(text, findings);
         if stage == Stage::Input {
             d.triggered = self
@@ -52,17 +59,88 @@ impl CompiledPolicy {
 
     /// Sections whose triggers match `text` (input stage).
     pub fn triggered_sections(&self, text: &str) -> Vec<&str> {
-        let hits = self.leaf_hits(Stage::Input, text);
+        let (hits, _) = self.leaf_hits(Stage::Input, None, text);
         let gap = |a: usize, b: usize| text.get(a..b).map_or(usize::MAX, |s| s.chars().count());
         self.triggers_in(&hits, &gap)
     }
 
-    /// Finds every leaf hit of `stage` in `text`, in original offsets.
-    pub(crate) fn leaf_hits(&self, stage: Stage, text: &str) -> Hits {
+    /// Finds the leaf hits of `stage` in `text` that can decide a rule reading `role` (or a
+    /// section trigger, at the input stage), in original offsets. Also returns, per rule,
+    /// whether it can fire at all.
+    ///
+    /// Keywords are cheap and always found. Regexes cost a search each, so a first pass (one
+    /// regex set over the text) only tells which of them match somewhere; a rule that cannot
+    /// fire with what the keywords and that pass found (a leaf without hits under `all` or
+    /// `near`, say) is dead, and a regex only used by dead rules is never searched for its
+    /// spans. That is exact, not a heuristic: a dead rule's result does not depend on the hits
+    /// of its regexes (`not` always counts as possibly true), and every live rule gets all its
+    /// hits. On benign text most rules are dead, which makes a short message's scan a few
+    /// times cheaper.
+    pub(crate) fn leaf_hits(
+        &self,
+        stage: Stage,
+        role: Option<&str>,
+        text: &str,
+    ) -> (Hits, Vec<bool>) {
+        let st = &self.stages[stage.index()];
         let mut hits: Hits = vec![Vec::new(); self.leaves.len()];
-        for view in &self.stages[stage.index()].views {
+        // Which leaves may have hits: keywords exactly, regexes from the set pass.
+        let mut may = vec![false; self.leaves.len()];
+        let mut texts = Vec::with_capacity(st.views.len());
+        let mut sets = Vec::with_capacity(st.views.len());
+        for view in &st.views {
             let nt = normalize(view.opts, text);
-            self.view_hits(view, &nt, &mut hits);
+            self.keyword_hits(view, &nt, &mut hits);
+            let matching = view.regex_set.as_ref().map(|set| set.matches(&nt.text));
+            if let Some(m) = &matching {
+                for i in m.iter() {
+                    may[view.regexes[i]] = true;
+                }
+            }
+            texts.push(nt);
+            sets.push(matching);
+        }
+        for (leaf, h) in hits.iter().enumerate() {
+            if !h.is_empty() {
+                may[leaf] = true;
+            }
+        }
+        // Rules that can still fire, and the regexes they need.
+        let mut live = vec![false; self.rules.len()];
+        let mut need = vec![false; self.leaves.len()];
+        for &ri in &st.rules {
+            let rule = &self.rules[ri];
+            if rule.reads_role(role) && eval::possible(&rule.node, &may) {
+                live[ri] = true;
+                eval::mark_leaves(&rule.node, &mut need);
+            }
+        }
+        if stage == Stage::Input {
+            for t in self.spec.sections.iter().filter_map(|s| s.trigger.as_ref()) {
+                if eval::possible(t, &may) {
+                    eval::mark_leaves(t, &mut need);
+                }
+            }
+        }
+        for ((view, nt), matching) in st.views.iter().zip(&texts).zip(&sets) {
+            let Some(matching) = matching else { continue };
+            let hay = nt.text.as_str();
+            for i in matching.iter() {
+                let leaf = view.regexes[i];
+                let LeafKind::Regex(r) = &self.leaves[leaf].kind else {
+                    continue;
+                };
+                if !need[leaf] {
+                    continue;
+                }
+                let mut pos = 0;
+                while let Ok(Some(((s, e), ok))) = eval::next_regex_hit(r, hay, pos, None) {
+                    if ok {
+                        hits[leaf].push(nt.map.orig_span(s, e));
+                    }
+                    pos = e;
+                }
+            }
         }
         for h in &mut hits {
             if h.len() > 1 {
@@ -70,10 +148,10 @@ impl CompiledPolicy {
                 h.dedup();
             }
         }
-        hits
+        (hits, live)
     }
 
-    fn view_hits(&self, view: &View, nt: &NormText, hits: &mut Hits) {
+    fn keyword_hits(&self, view: &View, nt: &NormText, hits: &mut Hits) {
         let hay = nt.text.as_str();
         if let Some(kw) = &view.keywords {
             eval::keyword_hits(&kw.dfa, hay, |pid, s, e| {
@@ -84,36 +162,9 @@ impl CompiledPolicy {
                 }
             });
         }
-        if let Some(set) = &view.regex_set {
-            for i in set.matches(hay).iter() {
-                let leaf = view.regexes[i];
-                let LeafKind::Regex(r) = &self.leaves[leaf].kind else {
-                    continue;
-                };
-                let mut pos = 0;
-                while let Ok(Some(((s, e), ok))) = eval::next_regex_hit(r, hay, pos, None) {
-                    if ok {
-                        hits[leaf].push(nt.map.orig_span(s, e));
-                    }
-                    pos = e;
-                }
-            }
-        }
     }
 
-    /// Evaluates the rules of `stage` over leaf hits.
-    pub(crate) fn evaluate(
-        &self,
-        stage: Stage,
-        role: Option<&str>,
-        hits: &Hits,
-        gap: &dyn Fn(usize, usize) -> usize,
-        span_text: &dyn Fn(Span) -> String,
-    ) -> Vec<Finding> {
-        self.evaluate_some(stage, role, hits, gap, span_text, &|_| true)
-    }
-
-    /// Like [`evaluate`](Self::evaluate), for the rules `include` accepts (allow rules that
+    /// Evaluates the rules of `stage` over leaf hits, for the rules `include` accepts (allow rules that
     /// it accepts still exempt spans of the others).
     pub(crate) fn evaluate_some(
         &self,

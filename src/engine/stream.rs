@@ -18,7 +18,7 @@ use std::sync::Arc;
 use aho_corasick::Anchored;
 use aho_corasick::automaton::{Automaton, StateID};
 
-use super::eval::{self, Hits, Span};
+use super::eval::{self, Hits, Span, mark_leaves};
 use super::normalize::{OffsetMap, normalize_into};
 use super::{Action, Finding, Stage, apply_redactions};
 use crate::policy::compile::{LOOKAHEAD, REGEX_STEP};
@@ -692,18 +692,6 @@ fn floor_char(hay: &str, mut i: usize) -> usize {
         i -= 1;
     }
     i
-}
-
-fn mark_leaves(node: &Node, out: &mut [bool]) {
-    match node {
-        Node::Leaf(i) => out[*i] = true,
-        Node::Any(v) | Node::All(v) => v.iter().for_each(|n| mark_leaves(n, out)),
-        Node::Not(n) | Node::Count { node: n, .. } => mark_leaves(n, out),
-        Node::Near { a, b, .. } => {
-            mark_leaves(a, out);
-            mark_leaves(b, out);
-        }
-    }
 }
 
 fn uses_leaf(node: &Node, leaf: usize) -> bool {
