@@ -21,7 +21,7 @@ use aho_corasick::automaton::{Automaton, StateID};
 use super::eval::{self, Hits, Span, mark_leaves};
 use super::normalize::{OffsetMap, normalize_into};
 use super::{Action, Finding, Stage, apply_redactions};
-use crate::policy::compile::{LOOKAHEAD, REGEX_STEP};
+use crate::policy::compile::LOOKAHEAD;
 use crate::policy::{CompiledPolicy, LeafKind, Node};
 
 /// What one call to [`StreamScanner::push`] or [`StreamScanner::finish`] produced.
@@ -607,10 +607,11 @@ impl StreamScanner<'_> {
         }
 
         // Regexes: search from each regex's position; accept hits that more text cannot change.
-        // Each search re-reads up to a regex's longest match behind the end, so searches wait
-        // for REGEX_STEP new bytes: the holdback grows by that much, the work per byte shrinks
-        // by the same factor. Until then the frontier stays where the last search left it.
-        let regex_due = fin || norm_end >= vs.regex_scanned + REGEX_STEP;
+        // A search runs on every piece that brings new text, so text is released piece by
+        // piece (a stream's rhythm reaches the client unchanged); each search re-reads up to a
+        // regex's longest match behind the end, the price of not carrying DFA state across
+        // pieces.
+        let regex_due = fin || norm_end > vs.regex_scanned;
         if view.regex_set.is_some() && !regex_due {
             for &p in &vs.regex_pos {
                 front = front.min(p);
