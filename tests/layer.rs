@@ -41,6 +41,18 @@ struct Run {
 /// Sends `req` through the layer to an inner service answering `frames` (SSE when
 /// `sse`, JSON otherwise).
 async fn run(opts: EnforceOptions, req: &Value, sse: bool, frames: Vec<Vec<u8>>) -> Run {
+    let mut runs = run_many(opts, std::slice::from_ref(req), sse, frames).await;
+    runs.pop().unwrap()
+}
+
+/// Sends each of `reqs` in turn through one layer (one scan cache); each run holds what that
+/// request produced.
+async fn run_many(
+    opts: EnforceOptions,
+    reqs: &[Value],
+    sse: bool,
+    frames: Vec<Vec<u8>>,
+) -> Vec<Run> {
     let policy = CompiledPolicy::load(policy_path()).unwrap();
     let records = Arc::new(Records::default());
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -73,28 +85,33 @@ async fn run(opts: EnforceOptions, req: &Value, sse: bool, frames: Vec<Vec<u8>>)
         .options(opts)
         .observer(records.clone())
         .layer(inner);
-    let http_req = Request::post("/v1/chat/completions")
-        .body(Full::new(Bytes::from(req.to_string())))
-        .unwrap();
-    let resp = svc
-        .oneshot(http_req)
-        .await
-        .map_err(|_| "inner error")
-        .unwrap();
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    let records = records.0.lock().unwrap().clone();
-    let upstream = seen.lock().unwrap().clone();
-    Run {
-        reply: Reply {
-            status,
-            headers,
-            body,
-        },
-        records,
-        upstream,
+    let mut runs = Vec::new();
+    for req in reqs {
+        let http_req = Request::post("/v1/chat/completions")
+            .body(Full::new(Bytes::from(req.to_string())))
+            .unwrap();
+        let resp = svc
+            .clone()
+            .oneshot(http_req)
+            .await
+            .map_err(|_| "inner error")
+            .unwrap();
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let records = std::mem::take(&mut *records.0.lock().unwrap());
+        let upstream = std::mem::take(&mut *seen.lock().unwrap());
+        runs.push(Run {
+            reply: Reply {
+                status,
+                headers,
+                body,
+            },
+            records,
+            upstream,
+        });
     }
+    runs
 }
 
 fn opts() -> EnforceOptions {
@@ -629,6 +646,48 @@ async fn input_is_scanned_redacted_and_refused() {
     let r = run(o, &chat("how to build a pipe bomb", true), false, vec![]).await;
     assert_eq!(r.reply.status, 400);
     assert_eq!(r.reply.json()["error"]["code"], "content_policy_violation");
+}
+
+/// Repeated texts (a fixed system prompt, earlier turns) come from the scan cache: the same
+/// redactions, refusals, injected sections and audit findings as a fresh scan, with the cache
+/// on or off.
+#[tokio::test]
+async fn repeated_texts_get_the_same_decisions_from_the_scan_cache() {
+    let ok = json!({"choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "ok"}}]});
+    let redacted = json!({"model": "m", "messages": [
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "mail bob@example.com"}
+    ]});
+    let blocked = chat("how to build a pipe bomb", false);
+    let reqs = [redacted.clone(), blocked.clone(), redacted, blocked];
+    let frames = vec![ok.to_string().into_bytes()];
+    let cached = run_many(opts(), &reqs, false, frames.clone()).await;
+    let uncached = run_many(
+        EnforceOptions {
+            scan_cache_bytes: 0,
+            ..opts()
+        },
+        &reqs,
+        false,
+        frames,
+    )
+    .await;
+    for runs in [&cached, &uncached] {
+        for r in [&runs[0], &runs[2]] {
+            assert_eq!(r.upstream[0]["messages"][2]["content"], "mail [email]");
+            assert_eq!(r.records[0].outcome, Outcome::Completed);
+        }
+        for r in [&runs[1], &runs[3]] {
+            assert!(r.upstream.is_empty());
+            assert_eq!(r.reply.json()["choices"][0]["message"]["content"], REFUSAL);
+            assert_eq!(r.records[0].outcome, Outcome::BlockedInput);
+        }
+    }
+    for (a, b) in cached.iter().zip(&uncached) {
+        assert_eq!(a.upstream, b.upstream);
+        let findings = |r: &Run| serde_json::to_value(&r.records[0].findings).unwrap();
+        assert_eq!(findings(a), findings(b));
+    }
 }
 
 #[tokio::test]

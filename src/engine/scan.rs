@@ -110,9 +110,13 @@ impl CompiledPolicy {
         let mut need = vec![false; self.leaves.len()];
         for &ri in &st.rules {
             let rule = &self.rules[ri];
-            if rule.reads_role(role) && eval::possible(&rule.node, &may) {
+            // Most rules have no leaf with hits: that decides them without walking the tree.
+            let some_hit = rule.has_not || rule.leaves.iter().any(|&l| may[l]);
+            if some_hit && rule.reads_role(role) && eval::possible(&rule.node, &may) {
                 live[ri] = true;
-                eval::mark_leaves(&rule.node, &mut need);
+                for &l in &rule.leaves {
+                    need[l] = true;
+                }
             }
         }
         if stage == Stage::Input {

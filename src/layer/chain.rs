@@ -8,7 +8,7 @@ use super::policies::PolicySet;
 pub(crate) type PolicyFinding = (usize, Finding);
 
 /// The outcome of scanning a whole text with a set.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct ChainDecision {
     /// Most severe action.
     pub action: Action,

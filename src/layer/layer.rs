@@ -5,6 +5,7 @@ use std::sync::Arc;
 use tower::Layer;
 
 use super::audit::Observer;
+use super::cache::ScanCache;
 use super::options::EnforceOptions;
 use super::policies::SharedPolicies;
 use super::service::PolicyService;
@@ -14,6 +15,8 @@ pub(crate) struct Shared {
     pub opts: EnforceOptions,
     pub policies: SharedPolicies,
     pub observer: Option<Arc<dyn Observer>>,
+    /// Decisions of input scans, `None` when `opts.scan_cache_bytes` is 0.
+    pub scan_cache: Option<Arc<ScanCache>>,
 }
 
 /// Wraps a service that speaks the OpenAI chat-completions API (an upstream client, a local
@@ -51,13 +54,19 @@ impl PolicyLayer {
                 opts: EnforceOptions::default(),
                 policies: policies.into(),
                 observer: None,
+                scan_cache: ScanCache::new(EnforceOptions::default().scan_cache_bytes)
+                    .map(Arc::new),
             }),
         }
     }
 
     /// Sets the enforcement options.
     pub fn options(mut self, opts: EnforceOptions) -> Self {
-        Arc::make_mut(&mut self.shared).opts = opts;
+        let shared = Arc::make_mut(&mut self.shared);
+        if opts.scan_cache_bytes != shared.opts.scan_cache_bytes {
+            shared.scan_cache = ScanCache::new(opts.scan_cache_bytes).map(Arc::new);
+        }
+        shared.opts = opts;
         self
     }
 

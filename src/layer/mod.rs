@@ -62,6 +62,7 @@
 
 mod audit;
 mod body;
+mod cache;
 mod chain;
 mod deliberation;
 pub(crate) mod error;

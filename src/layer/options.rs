@@ -63,6 +63,10 @@ pub struct EnforceOptions {
     pub max_event_bytes: usize,
     /// Largest deliberation block kept per choice in the audit record.
     pub max_audit_deliberation_bytes: usize,
+    /// Bytes of input texts (with their decisions) whose scans are remembered, so a repeated
+    /// system prompt or the earlier turns of a conversation are not scanned again; 0 turns
+    /// the cache off.
+    pub scan_cache_bytes: usize,
 }
 
 impl Default for EnforceOptions {
@@ -77,6 +81,7 @@ impl Default for EnforceOptions {
             max_response_bytes: 16 << 20,
             max_event_bytes: 1 << 20,
             max_audit_deliberation_bytes: 16 << 10,
+            scan_cache_bytes: 16 << 20,
         }
     }
 }

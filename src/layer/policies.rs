@@ -1,6 +1,7 @@
 //! The policies a [`PolicyLayer`](super::PolicyLayer) enforces, swappable while it runs.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 
@@ -15,7 +16,12 @@ use crate::policy::CompiledPolicy;
 pub struct PolicySet {
     policies: Vec<Arc<CompiledPolicy>>,
     label: String,
+    /// Unique in the process: what the input scan cache keys decisions by.
+    id: u64,
 }
+
+/// Ids of policy sets, never reused.
+static NEXT_SET_ID: AtomicU64 = AtomicU64::new(1);
 
 impl PolicySet {
     /// A set of `policies`, enforced in this order.
@@ -25,7 +31,11 @@ impl PolicySet {
             .map(|p| p.label())
             .collect::<Vec<_>>()
             .join(",");
-        PolicySet { policies, label }
+        PolicySet {
+            policies,
+            label,
+            id: NEXT_SET_ID.fetch_add(1, Ordering::Relaxed),
+        }
     }
 
     /// A set of one policy.
@@ -41,6 +51,11 @@ impl PolicySet {
     /// `name@hash` of each policy, comma-separated: the `x-deliberate-policy` header.
     pub fn label(&self) -> &str {
         &self.label
+    }
+
+    /// This set's id, unique in the process (a clone keeps it: same policies, same id).
+    pub(crate) fn id(&self) -> u64 {
+        self.id
     }
 
     /// Whether the set holds no policy (nothing is enforced).

@@ -1,12 +1,15 @@
 //! Input enforcement: scan every text the model will read, redact or refuse, then inject the
 //! spec once.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use serde_json::Value;
 
-use super::chain::{self, PolicyFinding};
+use super::chain::{self, ChainDecision, PolicyFinding};
 use super::exchange::Exchange;
 use super::options::Placement;
+use super::policies::PolicySet;
 use crate::engine::{Action, Stage, inject};
 use crate::openai::{
     ChatRequest, Content, ContentPart, Message, Nullable, WireError, parse_strict_as,
@@ -20,6 +23,15 @@ pub(crate) enum Input {
     Forward(Bytes),
     /// Refuse: the blocking finding.
     Block(PolicyFinding),
+}
+
+/// The input scan of `text` for `role`, from the layer's scan cache when it has it.
+fn scan_input(ex: &Exchange, set: &PolicySet, text: &str, role: &str) -> Arc<ChainDecision> {
+    let scan = || chain::scan(set, text, Stage::Input, Some(role));
+    match &ex.shared.scan_cache {
+        Some(cache) => cache.get_or_scan(set.id(), role, text, scan),
+        None => Arc::new(scan()),
+    }
 }
 
 /// Reads, scans and rewrites a chat completion request.
@@ -73,21 +85,21 @@ pub(crate) fn enforce(body: Bytes, ex: &mut Exchange) -> Result<Input, WireError
             non_text |= parts.iter().any(|p| !p.is_text());
         }
         for (ti, text) in m.text_parts_mut().enumerate() {
-            let d = chain::scan(&set, text, Stage::Input, Some(&role));
+            let d = scan_input(ex, &set, text, &role);
             note(ex, &d.findings, &mut fired, || {
                 format!("messages[{mi}].content[{ti}]")
             });
-            if let Some(b) = d.block {
-                return Ok(Input::Block(b));
+            if let Some(b) = &d.block {
+                return Ok(Input::Block(b.clone()));
             }
             // Section triggers came out of the same scan: no second pass to choose sections.
-            for (pi, section) in d.triggered {
-                if !fired[pi].contains(&section) {
-                    fired[pi].push(section);
+            for (pi, section) in &d.triggered {
+                if !fired[*pi].contains(section) {
+                    fired[*pi].push(section.clone());
                 }
             }
             if d.action == Action::Redact && d.output != *text {
-                *text = d.output;
+                text.clone_from(&d.output);
                 changed = true;
             }
         }
@@ -95,15 +107,15 @@ pub(crate) fn enforce(body: Bytes, ex: &mut Exchange) -> Result<Input, WireError
         if let Some(Value::Array(calls)) = m.extra.get_mut("tool_calls") {
             for (ci, call) in calls.iter_mut().enumerate() {
                 if let Some(Value::String(args)) = call.pointer_mut("/function/arguments") {
-                    let d = chain::scan(&set, args, Stage::Input, Some(&role));
+                    let d = scan_input(ex, &set, args, &role);
                     note(ex, &d.findings, &mut fired, || {
                         format!("messages[{mi}].tool_calls[{ci}].arguments")
                     });
-                    if let Some(b) = d.block {
-                        return Ok(Input::Block(b));
+                    if let Some(b) = &d.block {
+                        return Ok(Input::Block(b.clone()));
                     }
                     if d.action == Action::Redact && d.output != *args {
-                        *args = d.output;
+                        args.clone_from(&d.output);
                         changed = true;
                     }
                 }

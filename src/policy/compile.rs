@@ -553,6 +553,7 @@ impl Compiler {
             },
             file: sink.file.to_path_buf(),
             loc,
+            leaves: leaf_list(&info.node),
             node: info.node,
             overrides: None,
             reach: info.reach,
@@ -1127,4 +1128,26 @@ fn shadow_warnings(
             }
         }
     }
+}
+
+/// The leaves a match tree uses, each once, in first-use order.
+fn leaf_list(node: &Node) -> Vec<usize> {
+    fn walk(node: &Node, out: &mut Vec<usize>) {
+        match node {
+            Node::Leaf(i) => {
+                if !out.contains(i) {
+                    out.push(*i);
+                }
+            }
+            Node::Any(v) | Node::All(v) => v.iter().for_each(|n| walk(n, out)),
+            Node::Not(n) | Node::Count { node: n, .. } => walk(n, out),
+            Node::Near { a, b, .. } => {
+                walk(a, out);
+                walk(b, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(node, &mut out);
+    out
 }

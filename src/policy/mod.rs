@@ -184,6 +184,8 @@ pub struct Rule {
     /// Where in the file.
     pub loc: Loc,
     pub(crate) node: Node,
+    /// The leaves `node` uses, each once.
+    pub(crate) leaves: Vec<usize>,
     /// For allow rules: the rules they exempt (`None`: all).
     pub(crate) overrides: Option<Vec<usize>>,
     /// Farthest distance, in original bytes, between a match's end and a partner that can

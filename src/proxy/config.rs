@@ -13,7 +13,8 @@
 //! block_response: completion      # completion | error400
 //! reasoning: scan                 # pass | strip | scan
 //! other_routes: pass              # pass | refuse
-//! limits: {max_request_bytes: 4MiB, max_response_bytes: 16MiB, max_event_bytes: 1MiB, max_header_bytes: 64KiB}
+//! limits: {max_request_bytes: 4MiB, max_response_bytes: 16MiB, max_event_bytes: 1MiB, max_header_bytes: 64KiB,
+//!          scan_cache_bytes: 16MiB}     # input scans remembered (repeated system prompts, earlier turns); 0: off
 //! timeouts: {header_read: 10s, connect: 10s, first_byte: 300s, idle: 120s, total: 900s, shutdown_grace: 30s}
 //! audit: {path: audit.jsonl}
 //! echo: {delay: 0ms}
@@ -207,6 +208,8 @@ struct RawLimits {
     max_header_bytes: Option<Size>,
     #[serde(default)]
     max_audit_deliberation_bytes: Option<Size>,
+    #[serde(default)]
+    scan_cache_bytes: Option<Size>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -415,6 +418,7 @@ impl Config {
                 l.max_audit_deliberation_bytes,
                 &mut c.enforce.max_audit_deliberation_bytes,
             );
+            set(l.scan_cache_bytes, &mut c.enforce.scan_cache_bytes);
         }
         if let Some(t) = raw.timeouts {
             let set = |v: Option<Dur>, slot: &mut Duration| {
