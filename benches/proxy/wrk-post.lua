@@ -15,6 +15,27 @@ wrk.body = body
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer " .. (os.getenv("WRK_API_KEY") or "sk-bench")
 
+-- Every `{{n}}` in the body becomes a number unique to each request (thread id, then a
+-- per-thread counter), so no request repeats another's user message: a gateway that caches
+-- the scans of texts it has seen is measured scanning each new message, as in production,
+-- while the system prompt (no placeholder) repeats, as in production too.
+local head, tail = body:match("^(.-){{n}}(.*)$")
+local threads = 0
+
+function setup(thread)
+  threads = threads + 1
+  thread:set("tid", threads)
+end
+
+local counter = 0
+if head then
+  function request()
+    counter = counter + 1
+    local n = tostring(tid or 0) .. "-" .. tostring(counter)
+    return wrk.format(nil, nil, nil, head .. n .. tail:gsub("{{n}}", n))
+  end
+end
+
 function done(summary, latency, requests)
   local e = summary.errors
   local seconds = summary.duration / 1e6

@@ -5,6 +5,7 @@
 //! asked for.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context as _, bail};
 use bytes::Bytes;
@@ -142,7 +143,7 @@ pub fn load_body(
     path: &std::path::Path,
     model: Option<&str>,
     stream: bool,
-) -> anyhow::Result<Bytes> {
+) -> anyhow::Result<Body> {
     let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let mut json: serde_json::Value = serde_json::from_slice(&text)
         .with_context(|| format!("{} is not valid JSON", path.display()))?;
@@ -153,15 +154,68 @@ pub fn load_body(
         object.insert("model".into(), model.into());
     }
     object.insert("stream".into(), stream.into());
-    Ok(Bytes::from(
-        serde_json::to_vec(&json).context("serialising the request body")?,
-    ))
+    let bytes = serde_json::to_vec(&json).context("serialising the request body")?;
+    Ok(Body::new(Bytes::from(bytes)))
+}
+
+/// Request numbers, unique in the process: what `{{n}}` in a body becomes.
+static REQUEST_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// A request body, with every `{{n}}` in it replaced by a number unique to each request, so
+/// that no request repeats another's text (a gateway that caches the scan of a text it has
+/// seen must not be measured on a cache hit for every request; the system prompt, without a
+/// placeholder, is the same every time, as in most deployments).
+#[derive(Debug, Clone)]
+pub struct Body {
+    parts: Vec<Bytes>,
+}
+
+impl Body {
+    /// Splits `bytes` at its placeholders.
+    pub fn new(bytes: Bytes) -> Self {
+        let mut parts = Vec::new();
+        let mut rest = bytes;
+        while let Some(i) = rest.windows(5).position(|w| w == b"{{n}}") {
+            parts.push(rest.slice(..i));
+            rest = rest.slice(i + 5..);
+        }
+        parts.push(rest);
+        Body { parts }
+    }
+
+    /// The body of the next request.
+    pub fn next(&self) -> Bytes {
+        if self.parts.len() == 1 {
+            return self.parts[0].clone();
+        }
+        let n = REQUEST_SEQ.fetch_add(1, Ordering::Relaxed).to_string();
+        let mut out = Vec::with_capacity(self.parts.iter().map(Bytes::len).sum::<usize>() + 24);
+        for (i, part) in self.parts.iter().enumerate() {
+            if i > 0 {
+                out.extend_from_slice(n.as_bytes());
+            }
+            out.extend_from_slice(part);
+        }
+        Bytes::from(out)
+    }
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
     use super::*;
+
+    #[test]
+    fn placeholders_get_a_new_number_per_request() {
+        let b = Body::new(Bytes::from_static(b"{\"a\": \"x{{n}}y\", \"b\": \"{{n}}\"}"));
+        let (one, two) = (b.next(), b.next());
+        assert_ne!(one, two);
+        let v: serde_json::Value = serde_json::from_slice(&one).unwrap();
+        let n = v["b"].as_str().unwrap();
+        assert_eq!(v["a"], format!("x{n}y"));
+        let fixed = Body::new(Bytes::from_static(b"{}"));
+        assert_eq!(fixed.next(), fixed.next());
+    }
 
     #[test]
     fn parses_loopback_url() {

@@ -32,9 +32,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use bytes::Bytes;
 use clap::{Args, Parser, Subcommand};
-use deliberate_bench_harness::client::{Connection, Target, load_body};
+use deliberate_bench_harness::client::{Body, Connection, Target, load_body};
 use deliberate_bench_harness::rss::total_vm_rss_kib;
 use deliberate_bench_harness::sse::SseDecoder;
 use deliberate_bench_harness::stats::Percentiles;
@@ -238,8 +237,8 @@ async fn read_stream(
 
 /// Sends one request on `conn` and checks for a 200. Returns when the request went out
 /// (after any reconnect) and the response body.
-async fn send(conn: &mut Connection, body: &Bytes) -> anyhow::Result<(Instant, Incoming)> {
-    let request = conn.target().post_json(body.clone())?;
+async fn send(conn: &mut Connection, body: &Body) -> anyhow::Result<(Instant, Incoming)> {
+    let request = conn.target().post_json(body.next())?;
     let sender = conn.ready().await?;
     let sent = Instant::now();
     let response = sender
