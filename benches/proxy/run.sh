@@ -247,7 +247,7 @@ record() {
 
 run_wrk() {
     local threads=$1 connections=$2 secs=$3 target=$4
-    WRK_BODY="$body" WRK_API_KEY="$api_key" wrk -t"$threads" -c"$connections" -d"${secs}s" \
+    WRK_RUN="$(date +%s%N)" WRK_BODY="$body" WRK_API_KEY="$api_key" wrk -t"$threads" -c"$connections" -d"${secs}s" \
         --timeout 10s -s "$here/wrk-post.lua" "$(url_of "$target")" 2>>"$logs/wrk.log" |
         grep '^wrk_'
 }

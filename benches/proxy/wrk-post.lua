@@ -15,10 +15,11 @@ wrk.body = body
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer " .. (os.getenv("WRK_API_KEY") or "sk-bench")
 
--- Every `{{n}}` in the body becomes a number unique to each request (thread id, then a
--- per-thread counter), so no request repeats another's user message: a gateway that caches
--- the scans of texts it has seen is measured scanning each new message, as in production,
--- while the system prompt (no placeholder) repeats, as in production too.
+-- Every `{{n}}` in the body becomes a value unique to each request (WRK_RUN, which run.sh sets
+-- anew for every wrk run, then the thread id and a per-thread counter), so no request repeats
+-- another's user message, not even one of an earlier run against the same gateway: a gateway
+-- that caches the scans of texts it has seen is measured scanning each new message, as in
+-- production, while the system prompt (no placeholder) repeats, as in production too.
 local head, tail = body:match("^(.-){{n}}(.*)$")
 local threads = 0
 
@@ -28,10 +29,11 @@ function setup(thread)
 end
 
 local counter = 0
+run_id = os.getenv("WRK_RUN") or tostring(os.time())
 if head then
   function request()
     counter = counter + 1
-    local n = tostring(tid or 0) .. "-" .. tostring(counter)
+    local n = run_id .. "-" .. tostring(tid or 0) .. "-" .. tostring(counter)
     return wrk.format(nil, nil, nil, head .. n .. tail:gsub("{{n}}", n))
   end
 end

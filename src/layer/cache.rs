@@ -7,7 +7,13 @@
 //! id on every load, so a reload never serves a decision of the old rules), the message role
 //! (rules read roles) and the whole text (compared byte for byte, not by hash: a lookup can
 //! never return another text's decision). Weighted by bytes, evicted by `quick_cache`'s
-//! S3-FIFO policy; texts over [`MAX_TEXT`] are never cached.
+//! S3-FIFO policy; texts over [`MAX_TEXT`] (or with a role name over [`MAX_ROLE`]) are never
+//! cached.
+//!
+//! One cache serves every client of the gateway. A hit is faster than a scan, so a client
+//! that can time its requests finely could tell whether someone sent the exact same message
+//! (same role, same text) recently; deployments where tenants must not learn that can set
+//! `limits.scan_cache_bytes: 0`.
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -18,6 +24,8 @@ use super::chain::ChainDecision;
 
 /// Longest text whose scan is kept.
 const MAX_TEXT: usize = 64 << 10;
+/// Longest role name whose scans are kept (roles come from the client).
+const MAX_ROLE: usize = 64;
 /// Weight of an entry beyond its texts: key, decision and the cache's own bookkeeping.
 const ENTRY_OVERHEAD: u64 = 256;
 
@@ -65,8 +73,14 @@ struct ByBytes;
 
 impl Weighter<Key, Arc<ChainDecision>> for ByBytes {
     fn weight(&self, key: &Key, val: &Arc<ChainDecision>) -> u64 {
-        let findings: usize = val.findings.iter().map(|(_, f)| f.text.len() + 128).sum();
-        (key.text.len() + key.role.len() + val.output.len() + findings) as u64 + ENTRY_OVERHEAD
+        let finding = |f: &crate::engine::Finding| {
+            f.text.len() + f.rule.len() + f.section.as_ref().map_or(0, String::len) + 128
+        };
+        let findings: usize = val.findings.iter().map(|(_, f)| finding(f)).sum::<usize>()
+            + val.block.as_ref().map_or(0, |(_, f)| finding(f));
+        let triggered: usize = val.triggered.iter().map(|(_, s)| s.len() + 32).sum();
+        (key.text.len() + key.role.len() + val.output.len() + findings + triggered) as u64
+            + ENTRY_OVERHEAD
     }
 }
 
@@ -105,7 +119,7 @@ impl ScanCache {
         text: &str,
         scan: impl FnOnce() -> ChainDecision,
     ) -> Arc<ChainDecision> {
-        if text.len() > MAX_TEXT {
+        if text.len() > MAX_TEXT || role.len() > MAX_ROLE {
             return Arc::new(scan());
         }
         let key = KeyRef { set, role, text };

@@ -158,11 +158,23 @@ pub fn load_body(
     Ok(Body::new(Bytes::from(bytes)))
 }
 
-/// Request numbers, unique in the process: what `{{n}}` in a body becomes.
+/// Request numbers, unique in the process: with [`run_nonce`], what `{{n}}` in a body becomes.
 static REQUEST_SEQ: AtomicU64 = AtomicU64::new(0);
 
-/// A request body, with every `{{n}}` in it replaced by a number unique to each request, so
-/// that no request repeats another's text (a gateway that caches the scan of a text it has
+/// Tells this process's requests from those of every other run against the same gateway: the
+/// process id and the start time in nanoseconds.
+fn run_nonce() -> &'static str {
+    static NONCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NONCE.get_or_init(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        format!("{}-{nanos}", std::process::id())
+    })
+}
+
+/// A request body, with every `{{n}}` in it replaced by a value unique to each request (and to
+/// this run: see [`run_nonce`]), so that no request repeats another's text (a gateway that caches the scan of a text it has
 /// seen must not be measured on a cache hit for every request; the system prompt, without a
 /// placeholder, is the same every time, as in most deployments).
 #[derive(Debug, Clone)]
@@ -188,7 +200,11 @@ impl Body {
         if self.parts.len() == 1 {
             return self.parts[0].clone();
         }
-        let n = REQUEST_SEQ.fetch_add(1, Ordering::Relaxed).to_string();
+        let n = format!(
+            "{}-{}",
+            run_nonce(),
+            REQUEST_SEQ.fetch_add(1, Ordering::Relaxed)
+        );
         let mut out = Vec::with_capacity(self.parts.iter().map(Bytes::len).sum::<usize>() + 24);
         for (i, part) in self.parts.iter().enumerate() {
             if i > 0 {

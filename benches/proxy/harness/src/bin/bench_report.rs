@@ -251,7 +251,9 @@ impl Results {
                 if events < 0.9 * direct_events {
                     notes.push(format!(
                         "`{target}`: {events:.1} content events per stream where the mock sends \
-                         {direct_events:.1}: it merges chunks, so its gaps are fewer and longer"
+                         {direct_events:.1}: it merges chunks (a policy gateway's first release \
+                         carries every chunk its holdback kept back; merges after that make its \
+                         gaps fewer and longer)"
                     ));
                 }
             }
