@@ -223,7 +223,9 @@ mod tests {
 
     #[test]
     fn placeholders_get_a_new_number_per_request() {
-        let b = Body::new(Bytes::from_static(b"{\"a\": \"x{{n}}y\", \"b\": \"{{n}}\"}"));
+        let b = Body::new(Bytes::from_static(
+            b"{\"a\": \"x{{n}}y\", \"b\": \"{{n}}\"}",
+        ));
         let (one, two) = (b.next(), b.next());
         assert_ne!(one, two);
         let v: serde_json::Value = serde_json::from_slice(&one).unwrap();
