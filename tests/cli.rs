@@ -118,3 +118,29 @@ fn check_refuses_alias_bombs() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("alias bomb"), "{out}");
 }
+
+/// `deliberate test policies/ --format junit | head -1`: the reader goes away after one line;
+/// the command stops quietly (status 0, no panic message) instead of failing on the closed pipe.
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_deliberate"))
+        .args(["test", "policies/", "--format", "junit"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let stdout = child.stdout.take().expect("piped");
+    let mut first = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut first)
+        .expect("one line");
+    // The reader (and with it the pipe's read end) is dropped here.
+    assert!(first.starts_with("<?xml"), "{first}");
+    let out = child.wait_with_output().expect("ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+}

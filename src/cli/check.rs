@@ -52,14 +52,14 @@ fn probe(p: &CompiledPolicy, file: &std::path::Path) -> bool {
         } else {
             ""
         };
-        println!(
+        outln!(
             "{}: probe: {} scans run at {mib_s:.1} MiB/s on mixed-language text{build}",
             file.display(),
             stage.as_str()
         );
         if !cfg!(debug_assertions) && mib_s < SLOW_MIB_S {
             slow = true;
-            println!(
+            outln!(
                 "{}:0:0: warning: {} scans run at {mib_s:.1} MiB/s: a regex probably left the fast DFA (Unicode \\b, huge Unicode classes); see the regex warnings above",
                 file.display(),
                 stage.as_str()
@@ -79,11 +79,11 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         match CompiledPolicy::load(&file) {
             Ok(p) => {
                 for w in &p.warnings {
-                    println!("{w}");
+                    outln!("{w}");
                 }
                 failed |= args.deny_warnings && !p.warnings.is_empty();
                 let sections_used = p.spec.sections.len();
-                println!(
+                outln!(
                     "{}: ok: policy {} ({} rules, {} sections, {} warnings); stream holdback {} bytes output, {} bytes reasoning",
                     file.display(),
                     p.label(),
@@ -101,14 +101,14 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             Err(e) => {
                 failed = true;
                 for d in &e.diagnostics {
-                    println!("{d}");
+                    outln!("{d}");
                 }
                 let n = e
                     .diagnostics
                     .iter()
                     .filter(|d| d.level == Level::Error)
                     .count();
-                println!("{}: failed: {n} error(s)", file.display());
+                outln!("{}: failed: {n} error(s)", file.display());
             }
         }
     }

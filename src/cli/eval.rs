@@ -239,7 +239,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             if let Some(o) = &online_report {
                 v["online"] = o.to_json();
             }
-            println!("{}", serde_json::to_string_pretty(&v)?);
+            outln!("{}", serde_json::to_string_pretty(&v)?);
         }
         Format::Table | Format::Markdown => {
             let style = if args.format == Format::Markdown {
@@ -249,7 +249,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             };
             print!("{}", report.render(style));
             if let Some(o) = &online_report {
-                println!();
+                outln!();
                 print!("{}", o.render(style));
             }
         }

@@ -2,6 +2,18 @@
 //!
 //! `anyhow` is used here and in `main.rs` only; library modules return typed errors.
 
+/// `println!` for command output. A closed pipe (`deliberate scan … | head`) ends the process
+/// quietly with status 0, as a Unix filter stops when its reader has gone, instead of
+/// panicking with "failed printing to stdout".
+macro_rules! outln {
+    () => {
+        $crate::cli::write_out(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::write_out(format_args!($($arg)*))
+    };
+}
+
 mod check;
 mod eval;
 mod scan;
@@ -89,4 +101,17 @@ pub(crate) fn policy_files(args: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
 
 pub(crate) fn is_yaml(p: &Path) -> bool {
     matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+}
+
+/// Writes one line of command output; see `outln!`.
+pub(crate) fn write_out(args: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|()| out.write_all(b"\n")) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: writing to standard output: {e}");
+        std::process::exit(2);
+    }
 }

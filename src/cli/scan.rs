@@ -75,7 +75,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(n) => stream_decision(&policy, args.stage, &text, n.max(1)),
     };
     match args.format {
-        Format::Json => println!("{}", json(&decision)),
+        Format::Json => outln!("{}", json(&decision)),
         Format::Text => print_text(&policy, &text, &decision, std::io::stdout().is_terminal()),
     }
     Ok(ExitCode::SUCCESS)
@@ -121,8 +121,8 @@ pub(crate) fn json(d: &Decision) -> String {
 }
 
 fn print_text(policy: &CompiledPolicy, text: &str, d: &Decision, color: bool) {
-    println!("policy:  {}", policy.label());
-    println!("action:  {}", d.action.as_str());
+    outln!("policy:  {}", policy.label());
+    outln!("action:  {}", d.action.as_str());
     // The text with spans marked.
     let mut marks: Vec<(usize, usize, Action)> = d
         .findings
@@ -154,13 +154,13 @@ fn print_text(policy: &CompiledPolicy, text: &str, d: &Decision, color: bool) {
         pos = e;
     }
     shown.push_str(&text[pos..]);
-    println!("text:    {shown}");
+    outln!("text:    {shown}");
     if d.findings.is_empty() {
-        println!("findings: none");
+        outln!("findings: none");
     } else {
-        println!("findings:");
+        outln!("findings:");
         for f in &d.findings {
-            println!(
+            outln!(
                 "  {:<7} {} (section {}) bytes {}..{} {:?}",
                 f.action.as_str(),
                 f.rule,
@@ -171,5 +171,5 @@ fn print_text(policy: &CompiledPolicy, text: &str, d: &Decision, color: bool) {
             );
         }
     }
-    println!("output:  {}", d.output);
+    outln!("output:  {}", d.output);
 }

@@ -212,7 +212,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.format {
         Format::Text => {
             for r in results.iter().filter(|r| !r.passed) {
-                println!(
+                outln!(
                     "FAIL {} :: {}\n     {}",
                     r.policy,
                     r.name,
@@ -221,25 +221,25 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
             if args.coverage {
                 if uncovered.is_empty() {
-                    println!("coverage: every rule fired in at least one passing case");
+                    outln!("coverage: every rule fired in at least one passing case");
                 } else {
-                    println!(
+                    outln!(
                         "coverage: {} rule(s) no passing case made fire:",
                         uncovered.len()
                     );
                     for (p, r) in &uncovered {
-                        println!("  {p} :: {r}");
+                        outln!("  {p} :: {r}");
                     }
                 }
             }
-            println!("{passed} passed, {failed} failed");
+            outln!("{passed} passed, {failed} failed");
         }
         Format::Json => {
             let v = serde_json::json!({
                 "passed": passed, "failed": failed, "results": results,
                 "uncovered": uncovered.iter().map(|(p, r)| serde_json::json!({"policy": p, "rule": r})).collect::<Vec<_>>(),
             });
-            println!("{}", serde_json::to_string_pretty(&v)?);
+            outln!("{}", serde_json::to_string_pretty(&v)?);
         }
         Format::Junit => print_junit(&results, failed),
     }
@@ -476,12 +476,12 @@ fn print_junit(results: &[CaseResult], failed: usize) {
             .replace('>', "&gt;")
             .replace('"', "&quot;")
     }
-    println!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
-    println!(
+    outln!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
+    outln!(
         "<testsuites tests=\"{}\" failures=\"{failed}\">",
         results.len()
     );
-    println!(
+    outln!(
         "  <testsuite name=\"deliberate\" tests=\"{}\" failures=\"{failed}\">",
         results.len()
     );
@@ -492,9 +492,9 @@ fn print_junit(results: &[CaseResult], failed: usize) {
             esc(&r.name)
         );
         match &r.failure {
-            Some(f) => println!("><failure message=\"{}\"/></testcase>", esc(f)),
-            None => println!("/>"),
+            Some(f) => outln!("><failure message=\"{}\"/></testcase>", esc(f)),
+            None => outln!("/>"),
         }
     }
-    println!("  </testsuite>\n</testsuites>");
+    outln!("  </testsuite>\n</testsuites>");
 }
