@@ -322,7 +322,8 @@ impl CompiledPolicy {
     }
 
     /// Holdback of the stream scanner for `stage`, in normalized bytes: how far behind the
-    /// received text the released text stays when no match is open.
+    /// received text the released text stays when no match is open (up to 3 bytes more, to end
+    /// on a character boundary, and the pieces of a normalization segment still open).
     pub fn holdback(&self, stage: Stage) -> usize {
         self.stages[stage.index()].holdback
     }
