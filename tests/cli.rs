@@ -73,8 +73,10 @@ fn scan_stream_mode_matches_buffered_output() {
         a.push(text);
         a
     };
-    let (buffered, _) = deliberate(&args(None));
-    let (streamed, _) = deliberate(&args(Some("3")));
+    let (buffered, code) = deliberate(&args(None));
+    assert_eq!(code, 0, "{buffered}");
+    let (streamed, code) = deliberate(&args(Some("3")));
+    assert_eq!(code, 0, "{streamed}");
     assert_eq!(buffered, streamed);
     assert!(buffered.contains("mail [email] today"), "{buffered}");
 }

@@ -294,6 +294,12 @@ fn jailbreakbench_default_policy() {
             rate >= floor,
             "{file}: input block rate {rate:.1} % fell below {floor} %"
         );
+        // Output stage: answers the judges did not call jailbroken are never blocked.
+        assert_eq!(
+            resp[0].1, 0,
+            "{file}: {} of {} non-jailbroken responses blocked",
+            resp[0].1, resp[0].0
+        );
     }
 }
 

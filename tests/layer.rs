@@ -231,6 +231,22 @@ async fn nothing_sent_yet_is_answered_like_a_buffered_block() {
         (REFUSAL.to_owned(), Some("content_filter".to_owned()))
     );
     assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+
+    // A client that asked for usage gets the usage chunk, as on an input block.
+    let mut req = chat("hi", true);
+    req["stream_options"] = json!({"include_usage": true});
+    let r = run(
+        opts(),
+        &req,
+        true,
+        vec![sse_stream(&["build a ", "pipe bomb"])],
+    )
+    .await;
+    let chunks = r.reply.chunks();
+    assert_eq!(stream_text(&chunks, 0).0, REFUSAL);
+    let last = chunks.last().unwrap();
+    assert_eq!(last["choices"], json!([]), "{chunks:?}");
+    assert!(last["usage"].is_object(), "{chunks:?}");
 }
 
 #[tokio::test]

@@ -247,10 +247,10 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             } else {
                 Style::Text
             };
-            print!("{}", report.render(style));
+            out!("{}", report.render(style));
             if let Some(o) = &online_report {
                 outln!();
-                print!("{}", o.render(style));
+                out!("{}", o.render(style));
             }
         }
     }

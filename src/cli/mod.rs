@@ -7,8 +7,15 @@
 /// panicking with "failed printing to stdout".
 macro_rules! outln {
     () => {
-        $crate::cli::write_out(format_args!(""))
+        $crate::cli::write_out(format_args!("\n"))
     };
+    ($($arg:tt)*) => {
+        $crate::cli::write_out(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` for command output, like `outln!`.
+macro_rules! out {
     ($($arg:tt)*) => {
         $crate::cli::write_out(format_args!($($arg)*))
     };
@@ -103,11 +110,11 @@ pub(crate) fn is_yaml(p: &Path) -> bool {
     matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
 }
 
-/// Writes one line of command output; see `outln!`.
+/// Writes command output; see `outln!`.
 pub(crate) fn write_out(args: std::fmt::Arguments<'_>) {
     use std::io::Write as _;
     let mut out = std::io::stdout().lock();
-    if let Err(e) = out.write_fmt(args).and_then(|()| out.write_all(b"\n")) {
+    if let Err(e) = out.write_fmt(args) {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             std::process::exit(0);
         }

@@ -91,12 +91,7 @@ fn stream_decision(policy: &CompiledPolicy, stage: Stage, text: &str, chunk: usi
     }
     out.push_str(&s.finish().text);
     let findings = s.findings().to_vec();
-    let action = findings
-        .iter()
-        .map(|f| f.action)
-        .filter(|a| *a != Action::Allow)
-        .max()
-        .unwrap_or(Action::Allow);
+    let action = Decision::action_of(&findings);
     Decision {
         action,
         findings,

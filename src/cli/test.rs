@@ -486,7 +486,7 @@ fn print_junit(results: &[CaseResult], failed: usize) {
         results.len()
     );
     for r in results {
-        print!(
+        out!(
             "    <testcase classname=\"{}\" name=\"{}\"",
             esc(&r.policy),
             esc(&r.name)

@@ -278,19 +278,6 @@ pub(crate) fn possible(node: &Node, may: &[bool]) -> bool {
     }
 }
 
-/// Marks every leaf `node` uses.
-pub(crate) fn mark_leaves(node: &Node, out: &mut [bool]) {
-    match node {
-        Node::Leaf(i) => out[*i] = true,
-        Node::Any(v) | Node::All(v) => v.iter().for_each(|n| mark_leaves(n, out)),
-        Node::Not(n) | Node::Count { node: n, .. } => mark_leaves(n, out),
-        Node::Near { a, b, .. } => {
-            mark_leaves(a, out);
-            mark_leaves(b, out);
-        }
-    }
-}
-
 fn sorted(mut v: Vec<Span>) -> Vec<Span> {
     v.sort_unstable();
     v.dedup();

@@ -7,7 +7,7 @@
 //!
 //! ```
 //! use deliberate::policy::CompiledPolicy;
-//! use deliberate::engine::inject;
+//! use deliberate::engine::{Stage, inject};
 //!
 //! let p = CompiledPolicy::from_yaml_str(r#"
 //! policy: demo
@@ -17,7 +17,11 @@
 //!     - {id: base, title: Basics, text: "Be kind.", always: true}
 //!     - {id: privacy, title: Privacy, text: "No addresses.", triggers: {keywords: [address]}}
 //! "#, "demo.yaml").unwrap();
-//! let chosen = inject::choose(&p, &["what is her address?"], &[]);
+//! // Sections come from the input scan: the sections of its findings and of its triggers.
+//! let d = p.scan("what is her address?", Stage::Input, Some("user"));
+//! let mut fired = d.sections();
+//! fired.extend(d.triggered.iter().map(String::as_str));
+//! let chosen = inject::choose(&p, p.spec.inject, &fired);
 //! assert_eq!(chosen.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), ["base", "privacy"]);
 //! let text = inject::render(&p, &chosen);
 //! assert!(inject::is_injected(&text, &p));
@@ -26,24 +30,27 @@
 
 use crate::policy::{CompiledPolicy, InjectMode, Section};
 
-/// Picks the sections to inject for a conversation whose input texts are `texts`, given the
-/// sections of the input findings (`fired`).
-pub fn choose<'p>(policy: &'p CompiledPolicy, texts: &[&str], fired: &[&str]) -> Vec<&'p Section> {
-    match policy.spec.inject {
+/// The sections to inject for `mode` (the policy's `spec.inject`, or an operator's override):
+/// with `relevant`, the sections marked `always` and those named in `fired` — the sections of
+/// the input findings and of the triggers the input scan matched ([`Decision::sections`],
+/// [`Decision::triggered`]), so choosing needs no second scan.
+///
+/// [`Decision::sections`]: crate::engine::Decision::sections
+/// [`Decision::triggered`]: crate::engine::Decision::triggered
+pub fn choose<'p>(
+    policy: &'p CompiledPolicy,
+    mode: InjectMode,
+    fired: &[&str],
+) -> Vec<&'p Section> {
+    match mode {
         InjectMode::Off => Vec::new(),
         InjectMode::All => policy.spec.sections.iter().collect(),
-        InjectMode::Relevant => {
-            let mut wanted: Vec<&str> = fired.to_vec();
-            for t in texts {
-                wanted.extend(policy.triggered_sections(t));
-            }
-            policy
-                .spec
-                .sections
-                .iter()
-                .filter(|s| s.always || wanted.contains(&s.id.as_str()))
-                .collect()
-        }
+        InjectMode::Relevant => policy
+            .spec
+            .sections
+            .iter()
+            .filter(|s| s.always || fired.contains(&s.id.as_str()))
+            .collect(),
     }
 }
 
@@ -57,7 +64,8 @@ pub fn is_injected(text: &str, policy: &CompiledPolicy) -> bool {
     text.contains(&marker(policy))
 }
 
-/// Renders the preamble and `sections` as one message text.
+/// Renders the preamble and `sections` as one message text, between the marker line and the
+/// end marker line.
 pub fn render(policy: &CompiledPolicy, sections: &[&Section]) -> String {
     let mut out = marker(policy);
     out.push('\n');
@@ -71,5 +79,12 @@ pub fn render(policy: &CompiledPolicy, sections: &[&Section]) -> String {
     for s in sections {
         out.push_str(&format!("\n\n## {} ({})\n{}", s.title, s.id, s.text));
     }
+    out.push('\n');
+    out.push_str(&end_marker(policy));
     out
+}
+
+/// The last line of every injection, so a later gateway can take the whole block out again.
+pub fn end_marker(policy: &CompiledPolicy) -> String {
+    format!("[end of deliberate policy {}]", policy.label())
 }

@@ -82,6 +82,17 @@ pub struct Decision {
 }
 
 impl Decision {
+    /// The decision's action for `findings`: the most severe action among them, `allow` when
+    /// none fired (allow findings only exempt other rules).
+    pub fn action_of(findings: &[Finding]) -> Action {
+        findings
+            .iter()
+            .map(|f| f.action)
+            .filter(|a| *a != Action::Allow)
+            .max()
+            .unwrap_or(Action::Allow)
+    }
+
     /// The finding that decided a block (highest severity, then earliest).
     pub fn blocking_finding(&self) -> Option<&Finding> {
         self.findings

@@ -57,13 +57,6 @@ impl CompiledPolicy {
         StreamScanner::new(self, stage)
     }
 
-    /// Sections whose triggers match `text` (input stage).
-    pub fn triggered_sections(&self, text: &str) -> Vec<&str> {
-        let (hits, _) = self.leaf_hits(Stage::Input, None, text);
-        let gap = |a: usize, b: usize| text.get(a..b).map_or(usize::MAX, |s| s.chars().count());
-        self.triggers_in(&hits, &gap)
-    }
-
     /// Finds the leaf hits of `stage` in `text` that can decide a rule reading `role` (or a
     /// section trigger, at the input stage), in original offsets. Also returns, per rule,
     /// whether it can fire at all.
@@ -122,7 +115,7 @@ impl CompiledPolicy {
         if stage == Stage::Input {
             for t in self.spec.sections.iter().filter_map(|s| s.trigger.as_ref()) {
                 if eval::possible(t, &may) {
-                    eval::mark_leaves(t, &mut need);
+                    t.for_each_leaf(&mut |l| need[l] = true);
                 }
             }
         }
@@ -252,12 +245,7 @@ impl CompiledPolicy {
 
     /// Turns findings into a decision on `text`.
     pub(crate) fn decide(&self, text: &str, findings: Vec<Finding>) -> Decision {
-        let action = findings
-            .iter()
-            .map(|f| f.action)
-            .filter(|a| *a != Action::Allow)
-            .max()
-            .unwrap_or(Action::Allow);
+        let action = Decision::action_of(&findings);
         let mut d = Decision {
             action,
             findings,

@@ -18,11 +18,11 @@ use std::sync::Arc;
 use aho_corasick::Anchored;
 use aho_corasick::automaton::{Automaton, StateID};
 
-use super::eval::{self, Hits, Span, mark_leaves};
+use super::eval::{self, Hits, Span};
 use super::normalize::{OffsetMap, normalize_into};
 use super::{Action, Finding, Stage, apply_redactions};
 use crate::policy::compile::LOOKAHEAD;
-use crate::policy::{CompiledPolicy, LeafKind, Node};
+use crate::policy::{CompiledPolicy, LeafKind};
 
 /// What one call to [`StreamScanner::push`] or [`StreamScanner::finish`] produced.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -151,10 +151,10 @@ impl<'p> StreamScanner<'p> {
             let rule = &policy.rules[ri];
             match rule.reach {
                 Some(r) => reach = reach.max(r),
-                None => mark_leaves(&rule.node, &mut held_leaves),
+                None => rule.leaves.iter().for_each(|&l| held_leaves[l] = true),
             }
             if rule.action == Action::Allow {
-                mark_leaves(&rule.node, &mut allow_leaves);
+                rule.leaves.iter().for_each(|&l| allow_leaves[l] = true);
             }
         }
         StreamScanner {
@@ -435,12 +435,10 @@ impl StreamScanner<'_> {
                 }
                 let still_held = st.rules.iter().any(|&ri| {
                     let rule = &policy.rules[ri];
-                    rule.reach.is_none() && !fired[ri] && uses_leaf(&rule.node, leaf)
+                    rule.reach.is_none() && !fired[ri] && rule.leaves.contains(&leaf)
                 });
-                {
-                    if (still_held || self.undecided((s, e), frontier)) && s < *safe {
-                        *safe = s;
-                    }
+                if (still_held || self.undecided((s, e), frontier)) && s < *safe {
+                    *safe = s;
                 }
             }
         }
@@ -693,13 +691,4 @@ fn floor_char(hay: &str, mut i: usize) -> usize {
         i -= 1;
     }
     i
-}
-
-fn uses_leaf(node: &Node, leaf: usize) -> bool {
-    match node {
-        Node::Leaf(i) => *i == leaf,
-        Node::Any(v) | Node::All(v) => v.iter().any(|n| uses_leaf(n, leaf)),
-        Node::Not(n) | Node::Count { node: n, .. } => uses_leaf(n, leaf),
-        Node::Near { a, b, .. } => uses_leaf(a, leaf) || uses_leaf(b, leaf),
-    }
 }

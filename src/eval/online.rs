@@ -634,8 +634,9 @@ pub async fn run(
         for c in picked {
             let d = policy.scan(&c.text, Stage::Input, Some("user"));
             let blocked = d.action == Action::Block;
-            let fired = d.sections();
-            let chosen = inject::choose(policy, &[c.text.as_str()], &fired);
+            let mut fired = d.sections();
+            fired.extend(d.triggered.iter().map(String::as_str));
+            let chosen = inject::choose(policy, policy.spec.inject, &fired);
             let injection = (!chosen.is_empty()).then(|| inject::render(policy, &chosen));
             // Direct route: the user message as the gateway forwards it, redactions applied.
             // Gateway route: the client's message; the gateway redacts and injects.

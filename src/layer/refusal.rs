@@ -35,10 +35,15 @@ pub(crate) fn completion(ex: &Exchange, text: &str) -> Bytes {
 
 /// A whole SSE stream refusing every requested choice, then `data: [DONE]`.
 pub(crate) fn stream(ex: &Exchange, text: &str) -> Bytes {
-    let meta = meta(ex);
+    stream_with(&meta(ex), ex.n, ex.include_usage, text)
+}
+
+/// [`stream`] with the completion's id, model and creation time given: `n` refusal choices,
+/// the usage chunk when the client asked for one, then `data: [DONE]`.
+pub(crate) fn stream_with(meta: &CompletionMeta, n: u32, include_usage: bool, text: &str) -> Bytes {
     let mut chunks = Vec::new();
-    for i in 0..ex.n {
-        for mut c in refusal_chunks_with(&meta, text, CONTENT_FILTER) {
+    for i in 0..n {
+        for mut c in refusal_chunks_with(meta, text, CONTENT_FILTER) {
             if let Some(Value::Array(choices)) = c.get_mut("choices") {
                 for ch in choices {
                     ch["index"] = Value::from(i);
@@ -47,8 +52,8 @@ pub(crate) fn stream(ex: &Exchange, text: &str) -> Bytes {
             chunks.push(c);
         }
     }
-    if ex.include_usage {
-        chunks.push(usage_chunk(&meta));
+    if include_usage {
+        chunks.push(usage_chunk(meta));
     }
     Bytes::from(sse_body(&chunks))
 }

@@ -14,7 +14,7 @@ use crate::engine::{Action, Stage, inject};
 use crate::openai::{
     ChatRequest, Content, ContentPart, Message, Nullable, WireError, parse_strict_as,
 };
-use crate::policy::{CompiledPolicy, InjectMode, InjectRole, Section};
+use crate::policy::{CompiledPolicy, InjectRole};
 
 /// What to do with the request.
 #[derive(Debug)]
@@ -137,7 +137,7 @@ pub(crate) fn enforce(body: Bytes, ex: &mut Exchange) -> Result<Input, WireError
             continue;
         }
         let fired_ref: Vec<&str> = fired[pi].iter().map(String::as_str).collect();
-        let chosen = choose(p, opts.inject_mode.unwrap_or(p.spec.inject), &fired_ref);
+        let chosen = inject::choose(p, opts.inject_mode.unwrap_or(p.spec.inject), &fired_ref);
         if chosen.is_empty() {
             continue;
         }
@@ -148,7 +148,7 @@ pub(crate) fn enforce(body: Bytes, ex: &mut Exchange) -> Result<Input, WireError
                 s.id.clone()
             });
         }
-        blocks.push(render(p, &chosen));
+        blocks.push(inject::render(p, &chosen));
     }
     let role = opts
         .inject_role
@@ -212,40 +212,11 @@ fn is_instruction_role(role: &str) -> bool {
     role == "system" || role == "developer"
 }
 
-/// Sections to inject for `mode` (which may override the policy's own): `fired` holds the
-/// sections of input findings and of matched triggers.
-fn choose<'p>(p: &'p CompiledPolicy, mode: InjectMode, fired: &[&str]) -> Vec<&'p Section> {
-    match mode {
-        InjectMode::Off => Vec::new(),
-        InjectMode::All => p.spec.sections.iter().collect(),
-        InjectMode::Relevant => p
-            .spec
-            .sections
-            .iter()
-            .filter(|s| s.always || fired.contains(&s.id.as_str()))
-            .collect(),
-    }
-}
-
-/// The injected block: the engine's rendering, then an end marker so a later gateway can take
-/// the whole block out again.
-pub(crate) fn render(p: &CompiledPolicy, sections: &[&Section]) -> String {
-    let mut text = inject::render(p, sections);
-    text.push('\n');
-    text.push_str(&end_marker(p));
-    text
-}
-
-/// The last line of an injected block.
-pub(crate) fn end_marker(p: &CompiledPolicy) -> String {
-    format!("[end of deliberate policy {}]", p.label())
-}
-
 /// The start of any version's marker / end marker of `p`: `(start, end)` prefixes, each
 /// completed by `<hash>]`.
 fn marker_prefixes(p: &CompiledPolicy) -> (String, String) {
     let marker = inject::marker(p);
-    let end = end_marker(p);
+    let end = inject::end_marker(p);
     let suffix = format!("{}]", p.hash);
     let start = marker
         .strip_suffix(&suffix)

@@ -21,9 +21,10 @@ use super::deliberation::DeliberationStripper;
 use super::error::{BoxError, Fault};
 use super::exchange::Exchange;
 use super::options::ReasoningMode;
+use super::refusal;
 use super::response::mask_deliberation;
 use crate::engine::{Action, Stage};
-use crate::openai::chunking::{CONTENT_FILTER, CompletionMeta, refusal_chunks_with};
+use crate::openai::chunking::{CONTENT_FILTER, CompletionMeta};
 use crate::openai::sse::{DONE, DONE_FRAME, encode_comment, encode_data};
 use crate::openai::{
     ChatChunk, ChunkChoice, Delta, FunctionCall, Nullable, SseDecoder, SseItem, ToolCall,
@@ -352,17 +353,12 @@ impl StreamFilter {
             .unwrap_or_default();
         let template = self.template.clone().unwrap_or_default();
         let meta = CompletionMeta::from_extra(&template, &self.ex.model);
-        for i in 0..self.ex.n {
-            for mut c in refusal_chunks_with(&meta, &text, CONTENT_FILTER) {
-                if let Some(Value::Array(choices)) = c.get_mut("choices") {
-                    for ch in choices {
-                        ch["index"] = Value::from(i);
-                    }
-                }
-                encode_data(&c.to_string(), &mut self.out);
-            }
-        }
-        self.out.extend_from_slice(DONE_FRAME);
+        self.out.extend_from_slice(&refusal::stream_with(
+            &meta,
+            self.ex.n,
+            self.ex.include_usage,
+            &text,
+        ));
         self.payload = true;
         self.ended = true;
         self.ex.finish(Outcome::BlockedOutput, None, None);

@@ -945,13 +945,13 @@ impl Compiler {
                 .filter(|&i| rules[i].applies_to(stage))
                 .collect();
             for &i in &rule_idx {
-                collect_leaves(&rules[i].node, &mut used);
+                used.extend(&rules[i].leaves);
             }
             if stage == Stage::Input {
-                for s in &spec.sections {
-                    if let Some(t) = &s.trigger {
-                        collect_leaves(t, &mut used);
-                    }
+                for t in spec.sections.iter().filter_map(|s| s.trigger.as_ref()) {
+                    t.for_each_leaf(&mut |l| {
+                        used.insert(l);
+                    });
                 }
             }
             let mut views = Vec::new();
@@ -1063,20 +1063,6 @@ impl Compiler {
     }
 }
 
-fn collect_leaves(node: &Node, out: &mut HashSet<usize>) {
-    match node {
-        Node::Leaf(i) => {
-            out.insert(*i);
-        }
-        Node::Any(v) | Node::All(v) => v.iter().for_each(|n| collect_leaves(n, out)),
-        Node::Not(n) | Node::Count { node: n, .. } => collect_leaves(n, out),
-        Node::Near { a, b, .. } => {
-            collect_leaves(a, out);
-            collect_leaves(b, out);
-        }
-    }
-}
-
 /// Warns about keywords that can never fire on their own because an earlier-declared whole
 /// keyword of a blocking rule always covers them ("a keyword shadowed by another"): the same
 /// normalized keyword used by two rules with the same action.
@@ -1090,9 +1076,7 @@ fn shadow_warnings(
     let mut owner: HashMap<(usize, usize, usize), usize> = HashMap::new();
     let mut leaf_rule: HashMap<usize, usize> = HashMap::new();
     for (ri, r) in rules.iter().enumerate() {
-        let mut set = HashSet::new();
-        collect_leaves(&r.node, &mut set);
-        for l in set {
+        for &l in &r.leaves {
             leaf_rule.insert(l, ri);
         }
     }
@@ -1132,22 +1116,11 @@ fn shadow_warnings(
 
 /// The leaves a match tree uses, each once, in first-use order.
 fn leaf_list(node: &Node) -> Vec<usize> {
-    fn walk(node: &Node, out: &mut Vec<usize>) {
-        match node {
-            Node::Leaf(i) => {
-                if !out.contains(i) {
-                    out.push(*i);
-                }
-            }
-            Node::Any(v) | Node::All(v) => v.iter().for_each(|n| walk(n, out)),
-            Node::Not(n) | Node::Count { node: n, .. } => walk(n, out),
-            Node::Near { a, b, .. } => {
-                walk(a, out);
-                walk(b, out);
-            }
-        }
-    }
     let mut out = Vec::new();
-    walk(node, &mut out);
+    node.for_each_leaf(&mut |l| {
+        if !out.contains(&l) {
+            out.push(l);
+        }
+    });
     out
 }

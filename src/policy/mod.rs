@@ -230,6 +230,21 @@ pub(crate) enum Node {
     },
 }
 
+impl Node {
+    /// Calls `f` with every leaf the tree uses (a leaf used twice, twice).
+    pub(crate) fn for_each_leaf(&self, f: &mut impl FnMut(usize)) {
+        match self {
+            Node::Leaf(i) => f(*i),
+            Node::Any(v) | Node::All(v) => v.iter().for_each(|n| n.for_each_leaf(f)),
+            Node::Not(n) | Node::Count { node: n, .. } => n.for_each_leaf(f),
+            Node::Near { a, b, .. } => {
+                a.for_each_leaf(f);
+                b.for_each_leaf(f);
+            }
+        }
+    }
+}
+
 /// A leaf matcher.
 #[derive(Debug, Clone)]
 pub(crate) struct Leaf {
