@@ -68,17 +68,6 @@ impl NormalizeOptions {
             leetspeak: false,
         }
     }
-
-    /// The largest number of normalized bytes one original byte can become, used to bound
-    /// holdbacks. NFKC can expand a character up to 18 times (U+FDFA); lower-casing up to 3.
-    pub fn max_expansion(&self) -> usize {
-        match (self.nfkc, self.casefold) {
-            (true, true) => 18 * 3,
-            (true, false) => 18,
-            (false, true) => 3,
-            (false, false) => 1,
-        }
-    }
 }
 
 impl Default for NormalizeOptions {
@@ -234,11 +223,11 @@ pub fn normalize_into(
     let bytes = orig.as_bytes();
     let out_start = out.len();
     let norm_at = |out: &String| norm_base + (out.len() - out_start);
+    let simple = simple_table(opts);
     let mut i = 0;
     while i < bytes.len() {
         // Fast path: a run of characters that normalization leaves alone (ASCII, up to case,
         // and most letters of other scripts), mapped byte for byte.
-        let simple = simple_table(opts);
         let mut end = i;
         while end < bytes.len() {
             let b = bytes[end];

@@ -350,8 +350,8 @@ impl StreamScanner<'_> {
         let safe = safe.max(self.released);
         // Keep only the findings that start before the safe point; the rest are decided again
         // next time.
-        let (now, _later): (Vec<Finding>, Vec<Finding>) =
-            findings.into_iter().partition(|f| f.start < safe || fin);
+        let mut now = findings;
+        now.retain(|f| f.start < safe || fin);
         let mut out = StreamOutput::default();
         if let Some(block) = now.iter().find(|f| f.action == Action::Block) {
             // Release nothing from the block on; what came before it was decided and safe.
@@ -402,28 +402,35 @@ impl StreamScanner<'_> {
                 .unwrap_or("")
                 .to_owned()
         };
-        // Unbounded monotone rules fire on decided hits only.
-        if !fin {
+        // Unbounded monotone rules fire on decided hits only. Rules are evaluated independently
+        // (only allow rules affect others), so one evaluation decides every candidate.
+        let candidates: Vec<usize> = st
+            .rules
+            .iter()
+            .copied()
+            .filter(|&r| {
+                let rule = &policy.rules[r];
+                !rule.is_bounded() && !rule.has_not && !self.fired[r]
+            })
+            .collect();
+        if !fin && !candidates.is_empty() {
             // Every known allow hit counts, decided or not: leaving one out could let a rule
             // fire on a hit that allow rule exempts (then stop holding text it must redact).
             let decided =
                 self.per_leaf(|leaf, h| self.allow_leaves[leaf] || !self.undecided(h, frontier));
-            for &ri in &st.rules {
-                let rule = &policy.rules[ri];
-                if rule.reach.is_none() && !rule.has_not && !self.fired[ri] {
-                    let one = |r: usize| r == ri || policy.rules[r].action == Action::Allow;
-                    let f =
-                        policy.evaluate_some(self.stage, None, &decided, &gap, &span_text, &one);
-                    if f.iter().any(|x| x.rule == rule.id) {
-                        self.fired[ri] = true;
-                    }
+            let include =
+                |r: usize| candidates.contains(&r) || policy.rules[r].action == Action::Allow;
+            let f = policy.evaluate_some(self.stage, None, &decided, &gap, &span_text, &include);
+            for ri in candidates {
+                if f.iter().any(|x| x.rule == policy.rules[ri].id) {
+                    self.fired[ri] = true;
                 }
             }
         }
         let fired = &self.fired;
         let include = |r: usize| {
             let rule = &policy.rules[r];
-            fin || rule.reach.is_some() || (!rule.has_not && fired[r])
+            fin || rule.is_bounded() || (!rule.has_not && fired[r])
         };
         let all = self.per_leaf(|_, _| true);
         let findings = policy.evaluate_some(self.stage, None, &all, &gap, &span_text, &include);
@@ -435,7 +442,7 @@ impl StreamScanner<'_> {
                 }
                 let still_held = st.rules.iter().any(|&ri| {
                     let rule = &policy.rules[ri];
-                    rule.reach.is_none() && !fired[ri] && rule.leaves.contains(&leaf)
+                    !rule.is_bounded() && !fired[ri] && rule.leaves.contains(&leaf)
                 });
                 if (still_held || self.undecided((s, e), frontier)) && s < *safe {
                     *safe = s;
@@ -512,11 +519,7 @@ impl StreamScanner<'_> {
                 keep_from = keep_from.min(s);
             }
         }
-        let cut = keep_from.saturating_sub(self.base);
-        let mut cut = cut.min(self.orig.len());
-        while !self.orig.is_char_boundary(cut) {
-            cut -= 1;
-        }
+        let cut = floor_char(&self.orig, keep_from.saturating_sub(self.base));
         if cut > 4096 || cut > self.orig.len() / 2 {
             self.orig.drain(..cut);
             self.base += cut;
@@ -534,10 +537,7 @@ impl StreamScanner<'_> {
                 t = t.min(p);
             }
             let t = t.saturating_sub(8).max(vs.norm_base);
-            let mut local = t - vs.norm_base;
-            while !vs.norm.is_char_boundary(local) {
-                local -= 1;
-            }
+            let local = floor_char(&vs.norm, t - vs.norm_base);
             if local > 1024 || (local > 0 && local > vs.norm.len() / 2) {
                 vs.norm.drain(..local);
                 vs.norm_base += local;

@@ -213,16 +213,12 @@ fn is_instruction_role(role: &str) -> bool {
 }
 
 /// The start of any version's marker / end marker of `p`: `(start, end)` prefixes, each
-/// completed by `<hash>]`.
+/// completed by `<hash>]` (see [`inject::marker`], [`inject::end_marker`]).
 fn marker_prefixes(p: &CompiledPolicy) -> (String, String) {
-    let marker = inject::marker(p);
-    let end = inject::end_marker(p);
-    let suffix = format!("{}]", p.hash);
-    let start = marker
-        .strip_suffix(&suffix)
-        .map_or(marker.clone(), str::to_owned);
-    let end = end.strip_suffix(&suffix).map_or(end.clone(), str::to_owned);
-    (start, end)
+    (
+        format!("[deliberate policy {}@", p.name),
+        format!("[end of deliberate policy {}@", p.name),
+    )
 }
 
 enum Stripped {
@@ -303,4 +299,18 @@ fn place(messages: &mut Vec<Message>, text: String, role: &str, placement: Place
         return;
     }
     messages.insert(0, Message::new(role, text));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The prefixes that find an earlier injection are those of the markers `inject` writes.
+    #[test]
+    fn marker_prefixes_match_the_written_markers() {
+        let p = CompiledPolicy::from_yaml_str("policy: m\n", "m.yaml").expect("compiles");
+        let (start, end) = marker_prefixes(&p);
+        assert_eq!(inject::marker(&p), format!("{start}{}]", p.hash));
+        assert_eq!(inject::end_marker(&p), format!("{end}{}]", p.hash));
+    }
 }

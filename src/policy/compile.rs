@@ -252,8 +252,6 @@ struct NodeInfo {
     has_not: bool,
     /// Whether the tree has a positive (non-negated) leaf.
     positive: bool,
-    /// Longest match of the leaves, normalized bytes; `None` for an unbounded regex.
-    max_len: Option<usize>,
 }
 
 impl Compiler {
@@ -421,7 +419,7 @@ impl Compiler {
             sections,
         };
         let (leaves, stages) = self.build_stages(&rules, &spec, &main_path, diags)?;
-        shadow_warnings(&rules, &leaves, &stages, diags);
+        shadow_warnings(&rules, &stages, diags);
         Some(CompiledPolicy {
             name,
             version,
@@ -640,7 +638,6 @@ impl Compiler {
                     );
                 }
             }
-            let max = normalized.iter().map(String::len).max().unwrap_or(0);
             let view = self.view(norm);
             self.leaves.push((
                 view,
@@ -654,11 +651,9 @@ impl Compiler {
                 reach: Some(0),
                 has_not: false,
                 positive: true,
-                max_len: Some(max),
             }
         } else if let Some(pattern) = &raw.regex {
             let leaf = self.regex(pattern, raw, norm, stages, rule, loc, sink)?;
-            let max = leaf.max_len;
             let view = self.view(norm);
             self.leaves
                 .push((view, PendingLeaf::Regex(Box::new(leaf), pattern.clone())));
@@ -667,7 +662,6 @@ impl Compiler {
                 reach: Some(0),
                 has_not: false,
                 positive: true,
-                max_len: Some(max),
             }
         } else if let Some(children) = raw.any.as_ref().or(raw.all.as_ref()) {
             let is_all = raw.all.is_some();
@@ -684,14 +678,12 @@ impl Compiler {
                 return None;
             }
             let mut nodes = Vec::new();
-            let (mut reach, mut has_not, mut positive, mut max_len) =
-                (Some(0), false, false, Some(0));
+            let (mut reach, mut has_not, mut positive) = (Some(0), false, false);
             for c in children {
                 let ci = self.node(c, norm, stages, rule, sink)?;
                 reach = reach.zip(ci.reach).map(|(a, b)| a.max(b));
                 has_not |= ci.has_not;
                 positive |= ci.positive;
-                max_len = max_len.zip(ci.max_len).map(|(a, b)| a.max(b));
                 nodes.push(ci.node);
             }
             if is_all && nodes.len() > 1 {
@@ -707,7 +699,6 @@ impl Compiler {
                 reach,
                 has_not,
                 positive,
-                max_len,
             }
         } else if let Some(child) = &raw.not {
             let ci = self.node(child, norm, stages, rule, sink)?;
@@ -716,7 +707,6 @@ impl Compiler {
                 reach: None,
                 has_not: true,
                 positive: false,
-                max_len: ci.max_len,
             }
         } else if let Some(pair) = &raw.near {
             if pair.len() != 2 {
@@ -750,7 +740,6 @@ impl Compiler {
                 return None;
             }
             let within = within as usize;
-            let max_len = a.max_len.zip(b.max_len).map(|(x, y)| x.max(y));
             // A partner starts at most `within` characters (4 bytes each) after a match; once
             // text that far on is scanned, the match is decided.
             let reach = a.reach.zip(b.reach).map(|(x, y)| x.max(y) + within * 4);
@@ -763,7 +752,6 @@ impl Compiler {
                 reach,
                 has_not: false,
                 positive: true,
-                max_len,
             }
         } else {
             return None;
@@ -1066,12 +1054,7 @@ impl Compiler {
 /// Warns about keywords that can never fire on their own because an earlier-declared whole
 /// keyword of a blocking rule always covers them ("a keyword shadowed by another"): the same
 /// normalized keyword used by two rules with the same action.
-fn shadow_warnings(
-    rules: &[Rule],
-    _leaves: &[Leaf],
-    stages: &[StageIndex; 3],
-    diags: &mut Vec<Diagnostic>,
-) {
+fn shadow_warnings(rules: &[Rule], stages: &[StageIndex; 3], diags: &mut Vec<Diagnostic>) {
     // Pattern ids are per stage and view, so the key carries both.
     let mut owner: HashMap<(usize, usize, usize), usize> = HashMap::new();
     let mut leaf_rule: HashMap<usize, usize> = HashMap::new();
