@@ -336,9 +336,12 @@ impl CompiledPolicy {
         format!("{}@{}", self.name, self.hash)
     }
 
-    /// Holdback of the stream scanner for `stage`, in normalized bytes: how far behind the
-    /// received text the released text stays when no match is open (up to 3 bytes more, to end
-    /// on a character boundary, and the pieces of a normalization segment still open).
+    /// Holdback of the stream scanner for `stage`: how far behind the received text the
+    /// released text stays when no match is open. The larger of the longest keyword or regex
+    /// match plus one character of look-ahead (normalized bytes) and the reach of `near` rules
+    /// (original bytes); up to 3 bytes more to end on a character boundary, and the pieces of a
+    /// normalization segment still open. Counted in normalized bytes, the original text held
+    /// can be longer (invisible characters are stripped) or shorter (characters that expand).
     pub fn holdback(&self, stage: Stage) -> usize {
         self.stages[stage.index()].holdback
     }
