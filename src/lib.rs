@@ -37,7 +37,7 @@ pub mod cli;
 pub mod engine;
 pub mod eval;
 pub mod layer;
-pub mod openai;
 
 pub mod policy;
 pub mod proxy;
+pub mod wire;

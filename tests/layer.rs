@@ -11,10 +11,11 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use common::*;
 use deliberate::layer::{
-    AuditRecord, BlockResponse, EnforceOptions, Observer, Outcome, Placement, PolicyLayer,
-    ReasoningMode, RequestBody,
+    AuditRecord, BlockResponse, EnforceOptions, Observer, Outcome, PolicyLayer, ReasoningMode,
+    RequestBody,
 };
 use deliberate::policy::CompiledPolicy;
+use deliberate::wire::Placement;
 use futures_util::stream;
 use http::{Request, Response};
 use http_body::Frame;
@@ -637,7 +638,7 @@ async fn input_is_scanned_redacted_and_refused() {
     assert_eq!(up["top_k"], 3);
     assert_eq!(
         r.reply.header("x-deliberate-enforcement"),
-        "partial; reason=\"non-text content parts not scanned\""
+        "partial; reason=\"image parts not scanned\""
     );
 
     // A block never reaches the upstream.

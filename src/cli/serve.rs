@@ -5,8 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
-use crate::layer::{BlockResponse, Placement, ReasoningMode};
+use crate::layer::{BlockResponse, ReasoningMode};
 use crate::proxy::{Config, OtherRoutes};
+use crate::wire::Placement;
 
 /// Policy used when none is given and it exists.
 const DEFAULT_POLICY: &str = "policies/default.yaml";

@@ -1,5 +1,5 @@
-//! Errors the layer answers itself, and the one mapping from a failure to an HTTP status and an
-//! OpenAI-shaped JSON body.
+//! Upstream failures, and the one mapping from a failure to an HTTP status and an
+//! [`ErrorInfo`] (which the request's adapter renders in its API's shape).
 
 use std::time::Duration;
 
@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http::StatusCode;
 use serde_json::Value;
 
-use crate::openai::openai_error_body;
+use crate::wire::{ErrorInfo, ErrorKind};
 
 /// A boxed error, as bodies and services pass them around.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -103,9 +103,13 @@ impl Fault {
         }
     }
 
-    /// The OpenAI-shaped body.
-    pub fn body(&self) -> Value {
-        openai_error_body(&self.message(), "upstream_error", Some(self.code()))
+    /// What the client is told.
+    pub fn info(&self) -> ErrorInfo {
+        let kind = match self {
+            Fault::Timeout(_) => ErrorKind::Timeout,
+            _ => ErrorKind::Upstream,
+        };
+        ErrorInfo::new(kind, self.message(), self.code())
     }
 }
 

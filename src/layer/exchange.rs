@@ -13,6 +13,7 @@ use super::chain::PolicyFinding;
 use super::layer::Shared;
 use super::policies::PolicySet;
 use crate::engine::Action;
+use crate::wire::{Adapter, RequestFacts};
 
 /// `x-deliberate-policy`: `name@hash` of the enforced policies.
 pub const POLICY_HEADER: HeaderName = HeaderName::from_static("x-deliberate-policy");
@@ -31,11 +32,10 @@ pub(crate) struct Exchange {
     /// Time spent in the gateway's own work.
     pub gateway: Duration,
     upstream_started: Option<Instant>,
-    /// Facts about the request.
-    pub stream: bool,
-    pub n: u32,
-    pub include_usage: bool,
-    pub model: String,
+    /// The API of the request.
+    pub adapter: &'static dyn Adapter,
+    /// Facts about the request (defaults until it was parsed).
+    pub facts: RequestFacts,
     partial: Vec<&'static str>,
     stream_open: bool,
     done: bool,
@@ -50,7 +50,12 @@ impl std::fmt::Debug for Exchange {
 }
 
 impl Exchange {
-    pub fn new(shared: Arc<Shared>, route: &str, headers: &HeaderMap) -> Self {
+    pub fn new(
+        shared: Arc<Shared>,
+        adapter: &'static dyn Adapter,
+        route: &str,
+        headers: &HeaderMap,
+    ) -> Self {
         let set = shared.policies.current();
         let id = request_id(headers);
         let record = AuditRecord::new(id, route.to_owned(), set.label().to_owned());
@@ -61,10 +66,11 @@ impl Exchange {
             started: Instant::now(),
             gateway: Duration::ZERO,
             upstream_started: None,
-            stream: false,
-            n: 1,
-            include_usage: false,
-            model: String::new(),
+            adapter,
+            facts: RequestFacts {
+                n: 1,
+                ..Default::default()
+            },
             partial: Vec::new(),
             stream_open: false,
             done: false,

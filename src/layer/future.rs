@@ -8,9 +8,9 @@ use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use http::header::{
-    CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, TRANSFER_ENCODING,
+    CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, TRANSFER_ENCODING,
 };
-use http::{Request, Response, StatusCode};
+use http::{Request, Response};
 use http_body::Body;
 use http_body_util::combinators::Collect;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -19,13 +19,13 @@ use tower::Service;
 
 use super::audit::Outcome;
 use super::body::{RequestBody, ResponseBody};
-use super::error::{BoxError, Fault, json_bytes};
+use super::error::{BoxError, Fault};
 use super::exchange::Exchange;
-use super::options::BlockResponse;
 use super::request::{self, Input};
+use super::respond::{bad_request, blocked_input, done_response, fault_response, too_large};
+use super::response;
 use super::stream::{StreamFilter, poll_start};
-use super::{refusal, response};
-use crate::openai::openai_error_body;
+use crate::wire::{ErrorInfo, ErrorKind};
 
 pin_project! {
     /// Response future of [`PolicyService`](super::PolicyService).
@@ -170,33 +170,18 @@ where
                             let r = if e.downcast_ref::<LengthLimitError>().is_some() {
                                 too_large(&mut ex)
                             } else {
-                                let msg = format!("could not read the request body: {e}");
-                                error_response(
-                                    &mut ex,
-                                    StatusCode::BAD_REQUEST,
-                                    openai_error_body(
-                                        &msg,
-                                        "invalid_request_error",
-                                        Some("body_read_error"),
-                                    ),
-                                    Outcome::Rejected,
-                                    msg,
-                                )
+                                let info = ErrorInfo::new(
+                                    ErrorKind::InvalidRequest,
+                                    format!("could not read the request body: {e}"),
+                                    "body_read_error",
+                                );
+                                bad_request(&mut ex, &info)
                             };
                             return Poll::Ready(Ok(r));
                         }
                     };
                     match ex.timed(|ex| request::enforce(body, ex)) {
-                        Err(wire) => {
-                            let msg = wire.to_string();
-                            return Poll::Ready(Ok(error_response(
-                                &mut ex,
-                                StatusCode::BAD_REQUEST,
-                                wire.error_body(),
-                                Outcome::Rejected,
-                                msg,
-                            )));
-                        }
+                        Err(wire) => return Poll::Ready(Ok(bad_request(&mut ex, &wire.info()))),
                         Ok(Input::Block((pi, f))) => {
                             ex.act(crate::engine::Action::Block);
                             let text = ex
@@ -303,13 +288,14 @@ where
                     };
                     match ex.timed(|ex| response::enforce(&bytes, ex)) {
                         Err(fault) => return Poll::Ready(Ok(fault_response(&mut ex, &fault))),
-                        Ok((out, all_blocked)) => {
+                        Ok(answer) => {
+                            let out = answer.body;
                             parts.headers.remove(TRANSFER_ENCODING);
                             parts
                                 .headers
                                 .insert(CONTENT_LENGTH, HeaderValue::from(out.len()));
                             ex.set_headers(&mut parts.headers);
-                            let outcome = if all_blocked {
+                            let outcome = if answer.all_blocked {
                                 Outcome::BlockedOutput
                             } else {
                                 Outcome::Completed
@@ -353,115 +339,6 @@ where
                 }
             };
             this.state.set(next);
-        }
-    }
-}
-
-fn done_response<B>() -> Response<ResponseBody<B>> {
-    let mut r = Response::new(ResponseBody::full(Bytes::new()));
-    *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-    r
-}
-
-/// A response the layer makes itself; ends the exchange.
-pub(crate) fn own_response<B>(
-    ex: &mut Exchange,
-    status: StatusCode,
-    content_type: &'static str,
-    body: Bytes,
-    outcome: Outcome,
-    error: Option<String>,
-) -> Response<ResponseBody<B>> {
-    let len = body.len();
-    let mut r = Response::new(ResponseBody::full(body));
-    *r.status_mut() = status;
-    let h = r.headers_mut();
-    h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    h.insert(CONTENT_LENGTH, HeaderValue::from(len));
-    if content_type == "text/event-stream" {
-        h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    }
-    ex.set_headers(h);
-    ex.finish(outcome, Some(status.as_u16()), error);
-    r
-}
-
-fn error_response<B>(
-    ex: &mut Exchange,
-    status: StatusCode,
-    body: serde_json::Value,
-    outcome: Outcome,
-    msg: String,
-) -> Response<ResponseBody<B>> {
-    own_response(
-        ex,
-        status,
-        "application/json",
-        json_bytes(&body),
-        outcome,
-        Some(msg),
-    )
-}
-
-fn fault_response<B>(ex: &mut Exchange, fault: &Fault) -> Response<ResponseBody<B>> {
-    let outcome = match fault {
-        Fault::Timeout(_) => Outcome::Timeout,
-        _ => Outcome::UpstreamError,
-    };
-    error_response(ex, fault.status(), fault.body(), outcome, fault.message())
-}
-
-pub(crate) fn too_large<B>(ex: &mut Exchange) -> Response<ResponseBody<B>> {
-    let limit = ex.shared.opts.max_request_bytes;
-    let msg = format!("request body larger than {limit} bytes");
-    error_response(
-        ex,
-        StatusCode::PAYLOAD_TOO_LARGE,
-        openai_error_body(&msg, "invalid_request_error", Some("request_too_large")),
-        Outcome::Rejected,
-        msg,
-    )
-}
-
-fn blocked_input<B>(ex: &mut Exchange, text: &str) -> Response<ResponseBody<B>> {
-    match ex.shared.opts.block_response {
-        BlockResponse::Error400 => {
-            let mut body = openai_error_body(
-                text,
-                "invalid_request_error",
-                Some("content_policy_violation"),
-            );
-            body["error"]["param"] = serde_json::Value::from("messages");
-            own_response(
-                ex,
-                StatusCode::BAD_REQUEST,
-                "application/json",
-                json_bytes(&body),
-                Outcome::BlockedInput,
-                None,
-            )
-        }
-        BlockResponse::Completion if ex.stream => {
-            let body = refusal::stream(ex, text);
-            own_response(
-                ex,
-                StatusCode::OK,
-                "text/event-stream",
-                body,
-                Outcome::BlockedInput,
-                None,
-            )
-        }
-        BlockResponse::Completion => {
-            let body = refusal::completion(ex, text);
-            own_response(
-                ex,
-                StatusCode::OK,
-                "application/json",
-                body,
-                Outcome::BlockedInput,
-                None,
-            )
         }
     }
 }

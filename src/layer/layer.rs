@@ -23,7 +23,8 @@ pub(crate) struct Shared {
 /// model server, an axum handler) with policy enforcement. Cheap to clone.
 ///
 /// ```
-/// use deliberate::layer::{EnforceOptions, PolicyLayer, Placement};
+/// use deliberate::layer::{EnforceOptions, PolicyLayer};
+/// use deliberate::wire::Placement;
 /// use deliberate::policy::CompiledPolicy;
 ///
 /// let policy = CompiledPolicy::from_yaml_str("policy: empty\n", "empty.yaml").unwrap();

@@ -1,7 +1,16 @@
-//! Policy enforcement as a tower middleware: [`PolicyLayer`] wraps any service that speaks the
-//! OpenAI chat-completions API — an upstream client, a local model server, an axum handler.
+//! Policy enforcement as a tower middleware: [`PolicyLayer`] wraps any service that speaks a model
+//! API the [`wire`](crate::wire) adapters know — an upstream client, a local model server, an
+//! axum handler. The layer names no field of any API: the request's adapter
+//! ([`wire::adapter_for`](crate::wire::adapter_for) on its path) lists the texts, places the
+//! spec and shapes refusals and errors; the layer decides.
 //!
-//! For each `POST …/chat/completions` request the [`PolicyService`]:
+//! Files: [`PolicyLayer`] (`layer.rs`), [`PolicyService`] (`service.rs`), its
+//! [`ResponseFuture`] (`future.rs`, which only moves between states), the bodies (`body.rs`),
+//! every response the layer makes itself (`respond.rs`), the request and answer enforcement
+//! (`request.rs`, `response.rs`, `stream.rs`) through the layer's side of the seam
+//! (`filter.rs`), the per-request state (`exchange.rs`), the audit record (`audit.rs`).
+//!
+//! For each enforced request (shown here for Chat Completions) the [`PolicyService`]:
 //!
 //! 1. reads the body (at most [`EnforceOptions::max_request_bytes`], `413` beyond; the
 //!    `Content-Length` is checked first) and parses it strictly (duplicate keys → `400`);
@@ -67,13 +76,14 @@ mod chain;
 mod deliberation;
 pub(crate) mod error;
 mod exchange;
+mod filter;
 mod future;
 #[allow(clippy::module_inception)]
 mod layer;
 mod options;
 mod policies;
-mod refusal;
 mod request;
+mod respond;
 mod response;
 mod service;
 mod stream;
@@ -87,6 +97,6 @@ pub use error::{BoxError, TimeoutPhase, UpstreamTimeout};
 pub use exchange::{ACTION_HEADER, ENFORCEMENT_HEADER, POLICY_HEADER, REQUEST_ID_HEADER};
 pub use future::ResponseFuture;
 pub use layer::PolicyLayer;
-pub use options::{BlockResponse, EnforceOptions, Placement, ReasoningMode};
+pub use options::{BlockResponse, EnforceOptions, ReasoningMode};
 pub use policies::{PolicySet, SharedPolicies};
 pub use service::{PolicyService, is_enforced};

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::policy::{InjectMode, InjectRole};
+use crate::wire::Placement;
 
 /// What the client gets when its request is blocked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -15,18 +16,6 @@ pub enum BlockResponse {
     /// An OpenAI-shaped `400` error with code `content_policy_violation`.
     #[serde(rename = "error400")]
     Error400,
-}
-
-/// Where the injected spec goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Placement {
-    /// A message of its own, first in the conversation.
-    #[default]
-    Prepend,
-    /// At the start of the operator's first `system` / `developer` message (a new first
-    /// message when there is none).
-    Merge,
 }
 
 /// What happens to reasoning fields (`reasoning_content`, `reasoning`) in responses.

@@ -1,20 +1,14 @@
-//! Input enforcement: scan every text the model will read, redact or refuse, then inject the
-//! spec once.
-
-use std::sync::Arc;
+//! Input enforcement, whatever the API: scan every text the model will read (the adapter lists
+//! them), redact or refuse, then inject the spec once where the adapter places it.
 
 use bytes::Bytes;
-use serde_json::Value;
 
-use super::chain::{self, ChainDecision, PolicyFinding};
+use super::chain::PolicyFinding;
 use super::exchange::Exchange;
-use super::options::Placement;
-use super::policies::PolicySet;
-use crate::engine::{Action, Stage, inject};
-use crate::openai::{
-    ChatRequest, Content, ContentPart, Message, Nullable, WireError, parse_strict_as,
-};
+use super::filter::InputScan;
+use crate::engine::inject;
 use crate::policy::{CompiledPolicy, InjectRole};
+use crate::wire::WireError;
 
 /// What to do with the request.
 #[derive(Debug)]
@@ -25,106 +19,49 @@ pub(crate) enum Input {
     Block(PolicyFinding),
 }
 
-/// The input scan of `text` for `role`, from the layer's scan cache when it has it.
-fn scan_input(ex: &Exchange, set: &PolicySet, text: &str, role: &str) -> Arc<ChainDecision> {
-    let scan = || chain::scan(set, text, Stage::Input, Some(role));
-    match &ex.shared.scan_cache {
-        Some(cache) => cache.get_or_scan(set.id(), role, text, scan),
-        None => Arc::new(scan()),
-    }
-}
-
-/// Reads, scans and rewrites a chat completion request.
+/// Reads, scans and rewrites a request through the exchange's adapter.
 pub(crate) fn enforce(body: Bytes, ex: &mut Exchange) -> Result<Input, WireError> {
-    let mut req: ChatRequest = parse_strict_as(&body)?;
-    ex.stream = req.is_stream();
-    ex.n = req.choice_count().clamp(1, 128);
-    ex.include_usage = req.include_usage();
-    ex.model = req.model.get().cloned().unwrap_or_default();
-    ex.record.model = req.model.get().cloned();
-    ex.record.stream = ex.stream;
+    let mut req = ex.adapter.request(&body)?;
+    ex.facts = req.facts();
+    ex.record.model = (!ex.facts.model.is_empty()).then(|| ex.facts.model.clone());
+    ex.record.stream = ex.facts.stream;
 
     let set = ex.set.clone();
     let policies = set.policies();
-    let mut changed = false;
 
     // 1. Earlier injections of these policies (a retry, a gateway in front) are taken out and
     //    rendered afresh below, so the model reads the spec exactly once. A marker without its
     //    end marker cannot be taken out safely: that policy is not injected again.
     let mut skip = vec![false; policies.len()];
-    let mut replaced = false;
-    for m in req
-        .messages
-        .iter_mut()
-        .filter(|m| is_instruction_role(&m.role))
-    {
-        for text in m.text_parts_mut() {
-            for (pi, p) in policies.iter().enumerate() {
-                match strip_injection(text, p) {
-                    Stripped::Removed(rest) => {
-                        *text = rest;
-                        replaced = true;
-                        changed = true;
-                    }
-                    Stripped::Unterminated => skip[pi] = true,
-                    Stripped::None => {}
+    let replaced = req.instructions(&mut |text: &mut String| {
+        let mut changed = false;
+        for (pi, p) in policies.iter().enumerate() {
+            match strip_injection(text, p) {
+                Stripped::Removed(rest) => {
+                    *text = rest;
+                    changed = true;
                 }
+                Stripped::Unterminated => skip[pi] = true,
+                Stripped::None => {}
             }
         }
-    }
-    if replaced {
-        drop_emptied(&mut req.messages);
-    }
+        changed
+    });
+    let mut changed = replaced;
 
     // 2. Scan what the model reads, per role; redact in place; stop at a block.
-    let mut fired: Vec<Vec<String>> = vec![Vec::new(); policies.len()];
-    let mut non_text = false;
-    for (mi, m) in req.messages.iter_mut().enumerate() {
-        let role = m.role.clone();
-        if let Nullable::Present(Content::Parts(parts)) = &m.content {
-            non_text |= parts.iter().any(|p| !p.is_text());
-        }
-        for (ti, text) in m.text_parts_mut().enumerate() {
-            let d = scan_input(ex, &set, text, &role);
-            note(ex, &d.findings, &mut fired, || {
-                format!("messages[{mi}].content[{ti}]")
-            });
-            if let Some(b) = &d.block {
-                return Ok(Input::Block(b.clone()));
-            }
-            // Section triggers came out of the same scan: no second pass to choose sections.
-            for (pi, section) in &d.triggered {
-                if !fired[*pi].contains(section) {
-                    fired[*pi].push(section.clone());
-                }
-            }
-            if d.action == Action::Redact && d.output != *text {
-                text.clone_from(&d.output);
-                changed = true;
-            }
-        }
-        // Tool calls of earlier assistant turns are read by the model too.
-        if let Some(Value::Array(calls)) = m.extra.get_mut("tool_calls") {
-            for (ci, call) in calls.iter_mut().enumerate() {
-                if let Some(Value::String(args)) = call.pointer_mut("/function/arguments") {
-                    let d = scan_input(ex, &set, args, &role);
-                    note(ex, &d.findings, &mut fired, || {
-                        format!("messages[{mi}].tool_calls[{ci}].arguments")
-                    });
-                    if let Some(b) = &d.block {
-                        return Ok(Input::Block(b.clone()));
-                    }
-                    if d.action == Action::Redact && d.output != *args {
-                        args.clone_from(&d.output);
-                        changed = true;
-                    }
-                }
-            }
-        }
+    let mut scan = InputScan::new(ex);
+    req.texts(&mut scan);
+    let InputScan {
+        fired,
+        block,
+        changed: redacted,
+        ..
+    } = scan;
+    if let Some(b) = block {
+        return Ok(Input::Block(b));
     }
-    if non_text {
-        ex.partial("non-text content parts not scanned");
-    }
+    changed |= redacted;
 
     // 3. Inject.
     let opts = &ex.shared.opts;
@@ -154,28 +91,24 @@ pub(crate) fn enforce(body: Bytes, ex: &mut Exchange) -> Result<Input, WireError
         .inject_role
         .or_else(|| policies.first().map(|p| p.spec.role))
         .unwrap_or_default();
-    let role_name = match role {
-        InjectRole::System => "system",
-        InjectRole::Developer => "developer",
-    };
     if !blocks.is_empty() || replaced || !skipped.is_empty() {
         let text = blocks.join("\n\n");
         ex.record.injection = Some(super::audit::Injection {
             sections: injected_ids,
             bytes: text.len(),
-            role: (!text.is_empty()).then(|| role_name.to_owned()),
-            placement: (!text.is_empty()).then(|| {
-                match opts.placement {
-                    Placement::Prepend => "prepend",
-                    Placement::Merge => "merge",
+            role: (!text.is_empty()).then(|| {
+                match role {
+                    InjectRole::System => "system",
+                    InjectRole::Developer => "developer",
                 }
                 .to_owned()
             }),
+            placement: (!text.is_empty()).then(|| opts.placement.as_str().to_owned()),
             replaced,
             skipped,
         });
         if !text.is_empty() {
-            place(&mut req.messages, text, role_name, opts.placement);
+            req.place_spec(text, role, opts.placement);
             changed = true;
         }
     }
@@ -183,33 +116,7 @@ pub(crate) fn enforce(body: Bytes, ex: &mut Exchange) -> Result<Input, WireError
     if !changed {
         return Ok(Input::Forward(body));
     }
-    match serde_json::to_vec(&req) {
-        Ok(v) => Ok(Input::Forward(Bytes::from(v))),
-        Err(e) => Err(WireError::Shape {
-            message: e.to_string(),
-        }),
-    }
-}
-
-fn note(
-    ex: &mut Exchange,
-    findings: &[PolicyFinding],
-    fired: &mut [Vec<String>],
-    location: impl Fn() -> String,
-) {
-    for pf in findings {
-        if pf.1.action != Action::Allow
-            && let Some(s) = &pf.1.section
-            && !fired[pf.0].contains(s)
-        {
-            fired[pf.0].push(s.clone());
-        }
-        ex.finding(pf, &location);
-    }
-}
-
-fn is_instruction_role(role: &str) -> bool {
-    role == "system" || role == "developer"
+    req.to_bytes().map(Input::Forward)
 }
 
 /// The start of any version's marker / end marker of `p`: `(start, end)` prefixes, each
@@ -261,44 +168,6 @@ fn strip_injection(text: &str, p: &CompiledPolicy) -> Stripped {
     }
     out.push_str(rest);
     Stripped::Removed(out)
-}
-
-/// Drops messages and parts that held nothing but a removed injection.
-fn drop_emptied(messages: &mut Vec<Message>) {
-    for m in messages.iter_mut() {
-        if let Nullable::Present(Content::Parts(parts)) = &mut m.content {
-            parts.retain(|p| !(p.is_text() && p.text.get().is_some_and(String::is_empty)));
-        }
-    }
-    messages.retain(|m| {
-        !is_instruction_role(&m.role)
-            || match &m.content {
-                Nullable::Present(Content::Text(t)) => !t.is_empty(),
-                Nullable::Present(Content::Parts(p)) => !p.is_empty(),
-                _ => true,
-            }
-    });
-}
-
-/// Puts the injected `text` into the conversation.
-fn place(messages: &mut Vec<Message>, text: String, role: &str, placement: Placement) {
-    if placement == Placement::Merge
-        && let Some(m) = messages.iter_mut().find(|m| is_instruction_role(&m.role))
-    {
-        match &mut m.content {
-            Nullable::Present(Content::Text(t)) => {
-                *t = if t.is_empty() {
-                    text
-                } else {
-                    format!("{text}\n\n{t}")
-                };
-            }
-            Nullable::Present(Content::Parts(parts)) => parts.insert(0, ContentPart::text(text)),
-            c => *c = Nullable::Present(Content::Text(text)),
-        }
-        return;
-    }
-    messages.insert(0, Message::new(role, text));
 }
 
 #[cfg(test)]

@@ -11,11 +11,13 @@ use tower::Service;
 use super::body::{RequestBody, ResponseBody};
 use super::error::BoxError;
 use super::exchange::Exchange;
-use super::future::{ResponseFuture, too_large};
+use super::future::ResponseFuture;
 use super::layer::Shared;
+use super::respond::too_large;
+use crate::wire::adapter_for;
 
-/// Enforces the policies on `POST …/chat/completions` requests to the inner service; passes
-/// every other request through untouched. Made by [`PolicyLayer`](super::PolicyLayer).
+/// Enforces the policies on `POST` requests to a route an adapter serves; passes every other
+/// request through untouched. Made by [`PolicyLayer`](super::PolicyLayer).
 #[derive(Clone)]
 pub struct PolicyService<S> {
     inner: S,
@@ -41,9 +43,10 @@ impl<S> PolicyService<S> {
     }
 }
 
-/// Whether the layer enforces a request: `POST` to a path ending in `/chat/completions`.
+/// Whether the layer enforces a request: a `POST` to a path an adapter serves
+/// ([`wire::adapter_for`](crate::wire::adapter_for)).
 pub fn is_enforced(method: &Method, path: &str) -> bool {
-    method == Method::POST && path.trim_end_matches('/').ends_with("/chat/completions")
+    method == Method::POST && adapter_for(path).is_some()
 }
 
 impl<S, ReqB, ResB> Service<Request<ReqB>> for PolicyService<S>
@@ -64,10 +67,16 @@ where
     }
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
-        if !is_enforced(req.method(), req.uri().path()) {
-            return ResponseFuture::passthrough(self.inner.call(req.map(RequestBody::passed)));
-        }
-        let mut ex = Exchange::new(self.shared.clone(), req.uri().path(), req.headers());
+        let adapter = match adapter_for(req.uri().path()) {
+            Some(a) if req.method() == Method::POST => a,
+            _ => return ResponseFuture::passthrough(self.inner.call(req.map(RequestBody::passed))),
+        };
+        let mut ex = Exchange::new(
+            self.shared.clone(),
+            adapter,
+            req.uri().path(),
+            req.headers(),
+        );
         let limit = self.shared.opts.max_request_bytes;
         let declared = req
             .headers()

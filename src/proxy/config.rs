@@ -25,9 +25,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::layer::{BlockResponse, EnforceOptions, Placement, ReasoningMode};
+use crate::layer::{BlockResponse, EnforceOptions, ReasoningMode};
 use crate::policy::compile::parse_yaml;
 use crate::policy::{InjectMode, InjectRole};
+use crate::wire::Placement;
 
 /// What to do with `/v1/*` requests other than chat completions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]

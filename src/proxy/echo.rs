@@ -16,9 +16,9 @@ use serde_json::{Value, json};
 
 use super::upstream::ProxyBody;
 use crate::layer::{BoxError, RequestBody};
-use crate::openai::chunking::CompletionMeta;
-use crate::openai::openai_error_body;
-use crate::openai::sse::{DONE_FRAME, encode_data};
+use crate::wire::error::openai_error_body;
+use crate::wire::openai_chat::refusal::CompletionMeta;
+use crate::wire::sse::{DONE_FRAME, encode_data};
 
 /// The echo upstream.
 #[derive(Debug, Clone, Default)]

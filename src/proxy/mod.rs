@@ -59,7 +59,7 @@ pub use upstream::{Backend, HttpUpstream, ProxyBody, TimedBody, UpstreamConfigEr
 
 use crate::layer::error::Fault;
 use crate::layer::{PolicyLayer, PolicyService, RequestBody, SharedPolicies, is_enforced};
-use crate::openai::openai_error_body;
+use crate::wire::error::openai_error_body;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -313,7 +313,7 @@ fn json(status: StatusCode, body: String) -> Response<ProxyBody> {
 }
 
 fn fault_json(fault: &Fault) -> Response<ProxyBody> {
-    json(fault.status(), fault.body().to_string())
+    json(fault.status(), fault.info().openai_body().to_string())
 }
 
 /// The gateway's request service (see [`Gateway::service`]).

@@ -13,7 +13,9 @@
 use std::fmt;
 
 use serde::de::{DeserializeOwned, DeserializeSeed, Error as _, MapAccess, SeqAccess, Visitor};
-use serde_json::{Map, Number, Value, json};
+use serde_json::{Map, Number, Value};
+
+use super::error::{ErrorInfo, ErrorKind};
 
 /// An error reading a JSON body off the wire.
 ///
@@ -70,7 +72,7 @@ pub const INVALID_REQUEST_ERROR: &str = "invalid_request_error";
 /// keys at any depth.
 ///
 /// ```
-/// use deliberate::openai::{WireError, parse_strict};
+/// use deliberate::wire::{WireError, parse_strict};
 ///
 /// let v = parse_strict(br#"{"model": "m", "messages": []}"#).unwrap();
 /// assert_eq!(v["model"], "m");
@@ -113,7 +115,8 @@ pub fn parse_strict(bytes: &[u8]) -> Result<Value, WireError> {
 /// [`WireError::Shape`].
 ///
 /// ```
-/// use deliberate::openai::{ChatRequest, parse_strict_as};
+/// use deliberate::wire::json::parse_strict_as;
+/// use deliberate::wire::openai_chat::ChatRequest;
 ///
 /// let req: ChatRequest = parse_strict_as(br#"{"messages": [{"role": "user", "content": "hi"}]}"#)
 ///     .unwrap();
@@ -131,28 +134,6 @@ pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, WireError> {
     })
 }
 
-/// An OpenAI-shaped error body: `{"error": {"message", "type", "param": null, "code"}}`.
-///
-/// `code` is `null` when `None`, as OpenAI sends for errors without a code.
-///
-/// ```
-/// use deliberate::openai::openai_error_body;
-///
-/// let body = openai_error_body("bad", "invalid_request_error", Some("invalid_json"));
-/// assert_eq!(body["error"]["code"], "invalid_json");
-/// assert!(body["error"]["param"].is_null());
-/// ```
-pub fn openai_error_body(message: &str, error_type: &str, code: Option<&str>) -> Value {
-    json!({
-        "error": {
-            "message": message,
-            "type": error_type,
-            "param": null,
-            "code": code,
-        }
-    })
-}
-
 // === impl WireError ===
 
 impl WireError {
@@ -166,9 +147,9 @@ impl WireError {
         }
     }
 
-    /// This error as an OpenAI-shaped body of type [`INVALID_REQUEST_ERROR`].
-    pub fn error_body(&self) -> Value {
-        openai_error_body(&self.to_string(), INVALID_REQUEST_ERROR, Some(self.code()))
+    /// This error as the gateway answers it (an invalid request).
+    pub fn info(&self) -> ErrorInfo {
+        ErrorInfo::new(ErrorKind::InvalidRequest, self.to_string(), self.code())
     }
 }
 
@@ -502,13 +483,13 @@ mod tests {
 
     #[test]
     fn error_bodies_are_openai_shaped() {
-        let body = openai_error_body("nope", "invalid_request_error", None);
+        let body = crate::wire::error::openai_error_body("nope", "invalid_request_error", None);
         assert_eq!(
             body,
-            json!({"error": {"message": "nope", "type": "invalid_request_error", "param": null, "code": null}})
+            serde_json::json!({"error": {"message": "nope", "type": "invalid_request_error", "param": null, "code": null}})
         );
         let err = parse_strict(br#"{"a":1,"a":2}"#).unwrap_err();
-        let body = err.error_body();
+        let body = err.info().openai_body();
         assert_eq!(body["error"]["code"], "duplicate_key");
         assert_eq!(body["error"]["type"], INVALID_REQUEST_ERROR);
         assert!(

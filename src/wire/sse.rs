@@ -78,7 +78,7 @@ pub enum SseError {
 /// An incremental server-sent-events decoder.
 ///
 /// ```
-/// use deliberate::openai::sse::{SseDecoder, SseEvent, SseItem};
+/// use deliberate::wire::sse::{SseDecoder, SseEvent, SseItem};
 ///
 /// let mut dec = SseDecoder::new(64 * 1024);
 /// let mut items = dec.push(b": keep-alive\r\ndata: {\"a\"").unwrap();
@@ -340,7 +340,7 @@ fn strip_one_space(value: &str) -> &str {
 /// carry a CR). JSON text has no raw line breaks, so a JSON payload is one `data:` line.
 ///
 /// ```
-/// use deliberate::openai::sse::encode_data;
+/// use deliberate::wire::sse::encode_data;
 ///
 /// let mut out = Vec::new();
 /// encode_data("{\"a\":1}", &mut out);

@@ -5,8 +5,8 @@
 //! null`, `finish_reason`), so official SDKs read them with no special code.
 //!
 //! ```
-//! use deliberate::openai::chunking::{refusal_chunks, sse_body};
-//! use deliberate::openai::sse::DONE_FRAME;
+//! use deliberate::wire::openai_chat::refusal::{refusal_chunks, sse_body};
+//! use deliberate::wire::sse::DONE_FRAME;
 //!
 //! let chunks = refusal_chunks("gpt-4o", "I can't help with that.");
 //! assert_eq!(chunks.len(), 3);
@@ -20,10 +20,12 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
-use super::sse::{DONE_FRAME, encode_data};
 use super::types::ChatChunk;
+use crate::wire::RequestFacts;
+use crate::wire::sse::{DONE_FRAME, encode_data};
 
 /// The prefix of every id the gateway makes up.
 pub const ID_PREFIX: &str = "chatcmpl-deliberate-";
@@ -176,6 +178,56 @@ pub fn sse_body(chunks: &[Value]) -> Vec<u8> {
     out
 }
 
+/// The meta of a refusal the gateway makes for a request: a fresh id, the request's model.
+fn request_meta(facts: &RequestFacts) -> CompletionMeta {
+    CompletionMeta::new(if facts.model.is_empty() {
+        "deliberate"
+    } else {
+        &facts.model
+    })
+}
+
+/// A `chat.completion` with one refusal choice per requested choice.
+pub(crate) fn completion(facts: &RequestFacts, text: &str) -> Bytes {
+    let mut v = refusal_completion_with(&request_meta(facts), text, CONTENT_FILTER);
+    if facts.n > 1
+        && let Some(Value::Array(choices)) = v.get_mut("choices")
+        && let Some(first) = choices.first().cloned()
+    {
+        for i in 1..facts.n {
+            let mut c = first.clone();
+            c["index"] = Value::from(i);
+            choices.push(c);
+        }
+    }
+    Bytes::from(v.to_string())
+}
+
+/// A whole SSE stream refusing every requested choice, then `data: [DONE]`.
+pub(crate) fn stream(facts: &RequestFacts, text: &str) -> Bytes {
+    stream_with(&request_meta(facts), facts.n, facts.include_usage, text)
+}
+
+/// [`stream`] with the completion's id, model and creation time given: `n` refusal choices,
+/// the usage chunk when the client asked for one, then `data: [DONE]`.
+pub(crate) fn stream_with(meta: &CompletionMeta, n: u32, include_usage: bool, text: &str) -> Bytes {
+    let mut chunks = Vec::new();
+    for i in 0..n {
+        for mut c in refusal_chunks_with(meta, text, CONTENT_FILTER) {
+            if let Some(Value::Array(choices)) = c.get_mut("choices") {
+                for ch in choices {
+                    ch["index"] = Value::from(i);
+                }
+            }
+            chunks.push(c);
+        }
+    }
+    if include_usage {
+        chunks.push(usage_chunk(meta));
+    }
+    Bytes::from(sse_body(&chunks))
+}
+
 fn zero_usage() -> Value {
     json!({"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0})
 }
@@ -201,9 +253,9 @@ fn new_id() -> String {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use super::super::types::{ChatCompletion, Nullable};
     use super::*;
-    use crate::openai::sse::{SseDecoder, SseItem};
-    use crate::openai::types::{ChatCompletion, Nullable};
+    use crate::wire::sse::{SseDecoder, SseItem};
 
     fn meta() -> CompletionMeta {
         CompletionMeta {

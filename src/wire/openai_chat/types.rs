@@ -27,7 +27,7 @@ use serde_json::{Map, Value};
 /// Use it with `#[serde(default, skip_serializing_if = "Nullable::is_absent")]`.
 ///
 /// ```
-/// use deliberate::openai::{Delta, Nullable};
+/// use deliberate::wire::openai_chat::{Delta, Nullable};
 ///
 /// let d: Delta = serde_json::from_str(r#"{"content": null}"#).unwrap();
 /// assert_eq!(d.content, Nullable::Null);
@@ -406,7 +406,7 @@ impl Message {
     /// The texts of [`Message::text_parts`], mutably, so the gateway can redact them in place.
     ///
     /// ```
-    /// use deliberate::openai::Message;
+    /// use deliberate::wire::openai_chat::Message;
     ///
     /// let mut m: Message = serde_json::from_str(
     ///     r#"{"role":"user","content":[{"type":"text","text":"call 555-0100"},
@@ -519,7 +519,7 @@ impl fmt::Display for Content {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::openai::json::parse_strict_as;
+    use crate::wire::json::parse_strict_as;
     use serde::de::DeserializeOwned;
     use serde_json::json;
 
@@ -634,7 +634,7 @@ mod tests {
         for case in cases {
             let err = parse_strict_as::<ChatRequest>(case).unwrap_err();
             assert!(
-                matches!(err, crate::openai::WireError::Shape { .. }),
+                matches!(err, crate::wire::WireError::Shape { .. }),
                 "{}: {err:?}",
                 String::from_utf8_lossy(case)
             );

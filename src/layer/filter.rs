@@ -1,0 +1,402 @@
+//! The layer's side of the wire seam: [`OutputFilter`] (a [`TextFilter`] for answers) and
+//! [`InputScan`] (a [`RequestSink`] for requests). Adapters hand them texts by channel or role;
+//! they run the policy set, record findings, strip deliberation blocks, apply the operator's
+//! reasoning mode and decode JSON texts — so no adapter knows about policies.
+
+use std::sync::Arc;
+
+use super::audit::Deliberation;
+use super::chain::{self, ChainDecision, ChainScanner, PolicyFinding};
+use super::deliberation::DeliberationStripper;
+use super::exchange::Exchange;
+use super::options::ReasoningMode;
+use super::policies::PolicySet;
+use crate::engine::{Action, Stage, apply_redactions};
+use crate::wire::json_text::{self, Decoder, Encoder};
+use crate::wire::{
+    Channel, ChannelId, ChannelKind, Flow, InputText, RequestSink, TextFilter, Verdict,
+};
+
+/// What the filter keeps across the events of one answer.
+#[derive(Debug, Default)]
+pub(crate) struct FilterState {
+    channels: Vec<ChannelState>,
+    blocked: Vec<u32>,
+    /// The refusal of the first block.
+    pub refusal: Option<String>,
+}
+
+#[derive(Debug)]
+struct ChannelState {
+    channel: Channel,
+    /// `None` for reasoning the operator passes or strips.
+    chain: Option<ChainScanner>,
+    strippers: Vec<DeliberationStripper>,
+    json: Option<(Decoder, Encoder)>,
+}
+
+/// A [`TextFilter`] over one exchange. Short-lived: made for each event or buffered answer.
+pub(crate) struct OutputFilter<'a> {
+    pub ex: &'a mut Exchange,
+    pub state: &'a mut FilterState,
+}
+
+impl OutputFilter<'_> {
+    fn stage_of(&self, kind: ChannelKind) -> Option<Stage> {
+        match kind {
+            ChannelKind::Reasoning => match self.ex.shared.opts.reasoning {
+                ReasoningMode::Scan => Some(Stage::Reasoning),
+                ReasoningMode::Pass | ReasoningMode::Strip => None,
+            },
+            _ => Some(Stage::Output),
+        }
+    }
+
+    /// What reasoning becomes when it is not scanned.
+    fn unscanned(&mut self, text: &str) -> Verdict {
+        match self.ex.shared.opts.reasoning {
+            ReasoningMode::Strip => Verdict::Strip,
+            _ => {
+                if !text.is_empty() {
+                    self.ex.partial("reasoning not scanned");
+                }
+                Verdict::Send(text.to_owned())
+            }
+        }
+    }
+
+    fn strippers(&self) -> Vec<DeliberationStripper> {
+        let max = self.ex.shared.opts.max_audit_deliberation_bytes;
+        self.ex
+            .set
+            .policies()
+            .iter()
+            .filter_map(|p| p.spec.deliberation_tag.as_deref())
+            .map(|t| DeliberationStripper::new(t, max))
+            .collect()
+    }
+
+    /// Keeps the hidden deliberation of `unit` in the audit record.
+    fn record_deliberation(&mut self, unit: u32, strippers: &[DeliberationStripper]) {
+        for s in strippers {
+            if s.blocks() > 0 {
+                let text = mask_deliberation(self.ex, s.hidden());
+                self.ex.record.deliberation.push(Deliberation {
+                    choice: unit,
+                    text,
+                    truncated: s.truncated(),
+                });
+            }
+        }
+    }
+
+    fn blocked(&mut self, unit: u32, (pi, f): &PolicyFinding, released: String) -> Verdict {
+        self.ex.act(Action::Block);
+        let refusal = self
+            .ex
+            .set
+            .policies()
+            .get(*pi)
+            .map(|p| p.refusal_for(p.rule(&f.rule)))
+            .unwrap_or_default();
+        if !self.state.blocked.contains(&unit) {
+            self.state.blocked.push(unit);
+        }
+        self.state.refusal.get_or_insert_with(|| refusal.clone());
+        Verdict::Block { refusal, released }
+    }
+
+    /// Runs a piece (or, with `fin`, the end) of channel `i` through its chain.
+    fn run(&mut self, i: usize, view: &str, fin: bool) -> Verdict {
+        let Some(st) = self.state.channels.get_mut(i) else {
+            return Verdict::Send(String::new());
+        };
+        let Some(chain) = st.chain.as_mut() else {
+            return Verdict::Send(view.to_owned());
+        };
+        let mut o = if view.is_empty() && !fin {
+            Default::default()
+        } else {
+            chain.push(view)
+        };
+        if fin && o.block.is_none() {
+            let f = chain.finish();
+            o.text.push_str(&f.text);
+            o.findings.extend(f.findings);
+            o.block = f.block;
+        }
+        let mut text = o.text;
+        if let Some((_, enc)) = st.json.as_mut() {
+            let mut raw = String::with_capacity(text.len());
+            enc.push(&text, &mut raw);
+            text = raw;
+        }
+        let unit = st.channel.unit;
+        let location = st.channel.location.clone();
+        for f in &o.findings {
+            self.ex.finding(f, || location.clone());
+        }
+        match o.block {
+            Some(b) => self.blocked(unit, &b, text),
+            None => Verdict::Send(text),
+        }
+    }
+}
+
+impl TextFilter for OutputFilter<'_> {
+    fn open(&mut self, channel: Channel) -> ChannelId {
+        let stage = self.stage_of(channel.kind);
+        let chain = stage.map(|s| ChainScanner::new(&self.ex.set, s));
+        let strippers = if channel.kind == ChannelKind::Content {
+            self.strippers()
+        } else {
+            Vec::new()
+        };
+        let json = channel.json.then(|| (Decoder::new(), Encoder::new()));
+        self.state.channels.push(ChannelState {
+            channel,
+            chain,
+            strippers,
+            json,
+        });
+        ChannelId(self.state.channels.len() - 1)
+    }
+
+    fn push(&mut self, id: ChannelId, text: &str) -> Verdict {
+        let Some(st) = self.state.channels.get_mut(id.0) else {
+            return Verdict::Send(String::new());
+        };
+        let unit = st.channel.unit;
+        if let Some(refusal) = self.state.refusal.clone()
+            && self.state.blocked.contains(&unit)
+        {
+            return Verdict::Block {
+                refusal,
+                released: String::new(),
+            };
+        }
+        if st.chain.is_none() {
+            return self.unscanned(text);
+        }
+        let mut visible = text.to_owned();
+        for s in st.strippers.iter_mut() {
+            visible = s.push(&visible);
+        }
+        if let Some((dec, _)) = st.json.as_mut() {
+            let mut view = String::with_capacity(visible.len());
+            dec.push(&visible, &mut view);
+            visible = view;
+        }
+        self.run(id.0, &visible, false)
+    }
+
+    fn close(&mut self, id: ChannelId) -> Verdict {
+        let Some(st) = self.state.channels.get_mut(id.0) else {
+            return Verdict::Send(String::new());
+        };
+        let unit = st.channel.unit;
+        if let Some(refusal) = self.state.refusal.clone()
+            && self.state.blocked.contains(&unit)
+        {
+            return Verdict::Block {
+                refusal,
+                released: String::new(),
+            };
+        }
+        if st.chain.is_none() {
+            return self.unscanned("");
+        }
+        // What the strippers held, then what the scanners held.
+        let mut tail = String::new();
+        for s in st.strippers.iter_mut() {
+            let mut t = s.push(&tail);
+            t.push_str(&s.finish());
+            tail = t;
+        }
+        let strippers = std::mem::take(&mut st.strippers);
+        if let Some((dec, _)) = st.json.as_mut() {
+            let mut view = String::new();
+            dec.push(&tail, &mut view);
+            dec.finish(&mut view);
+            tail = view;
+        }
+        self.record_deliberation(unit, &strippers);
+        self.run(id.0, &tail, true)
+    }
+
+    fn scan(&mut self, channel: &Channel, text: &str) -> Verdict {
+        if let Some(refusal) = self.state.refusal.clone()
+            && self.state.blocked.contains(&channel.unit)
+        {
+            return Verdict::Block {
+                refusal,
+                released: String::new(),
+            };
+        }
+        let Some(stage) = self.stage_of(channel.kind) else {
+            return self.unscanned(text);
+        };
+        let mut visible = std::borrow::Cow::Borrowed(text);
+        if channel.kind == ChannelKind::Content {
+            let mut strippers = self.strippers();
+            let mut v = visible.into_owned();
+            for s in strippers.iter_mut() {
+                let mut out = s.push(&v);
+                out.push_str(&s.finish());
+                v = out;
+            }
+            self.record_deliberation(channel.unit, &strippers);
+            visible = std::borrow::Cow::Owned(v);
+        }
+        let view = if channel.json {
+            std::borrow::Cow::Owned(json_text::decode(&visible))
+        } else {
+            visible.clone()
+        };
+        let set = self.ex.set.clone();
+        let d = chain::scan(&set, &view, stage, None);
+        for f in &d.findings {
+            self.ex.finding(f, || channel.location.clone());
+        }
+        if let Some(b) = &d.block {
+            return self.blocked(channel.unit, b, String::new());
+        }
+        if d.action == Action::Redact && d.output != *view {
+            if !channel.json {
+                return Verdict::Send(d.output);
+            }
+            let raw = json_text::encode(&d.output);
+            // A redaction must not change the structure of the JSON the client parses.
+            let was_json = serde_json::from_str::<serde::de::IgnoredAny>(&visible).is_ok();
+            if was_json && serde_json::from_str::<serde::de::IgnoredAny>(&raw).is_err() {
+                let f = d
+                    .findings
+                    .iter()
+                    .find(|f| f.1.action == Action::Redact)
+                    .cloned();
+                if let Some(f) = f {
+                    return self.blocked(channel.unit, &f, String::new());
+                }
+            }
+            return Verdict::Send(raw);
+        }
+        Verdict::Send(visible.into_owned())
+    }
+
+    fn partial(&mut self, reason: &'static str) {
+        self.ex.partial(reason);
+    }
+
+    fn is_blocked(&self, unit: u32) -> bool {
+        self.state.blocked.contains(&unit)
+    }
+}
+
+/// A deliberation block for the audit log: redactions of the output stage applied.
+pub(crate) fn mask_deliberation(ex: &Exchange, text: &str) -> String {
+    let mut out = text.to_owned();
+    for p in ex.set.policies() {
+        let d = p.scan(&out, Stage::Output, None);
+        if d.findings.iter().any(|f| f.action == Action::Redact) {
+            out = apply_redactions(&out, &d.findings, |id| p.replacement(id));
+        }
+    }
+    out
+}
+
+// === InputScan ===
+
+/// A [`RequestSink`]: scans each text of a request with the input rules of its role.
+pub(crate) struct InputScan<'a> {
+    pub ex: &'a mut Exchange,
+    pub set: Arc<PolicySet>,
+    /// Per policy: the sections whose rules or triggers fired (for injection).
+    pub fired: Vec<Vec<String>>,
+    /// The finding that refused the request.
+    pub block: Option<PolicyFinding>,
+    /// Some text was rewritten.
+    pub changed: bool,
+}
+
+impl<'a> InputScan<'a> {
+    pub fn new(ex: &'a mut Exchange) -> Self {
+        let set = ex.set.clone();
+        let n = set.policies().len();
+        InputScan {
+            ex,
+            set,
+            fired: vec![Vec::new(); n],
+            block: None,
+            changed: false,
+        }
+    }
+
+    /// The input scan of `text` for `role`, from the layer's scan cache when it has it.
+    fn scan(&self, text: &str, role: Option<&str>) -> Arc<ChainDecision> {
+        let scan = || chain::scan(&self.set, text, Stage::Input, role);
+        match &self.ex.shared.scan_cache {
+            // A text with no known role is keyed apart from every role name.
+            Some(cache) => cache.get_or_scan(self.set.id(), role.unwrap_or("\0any"), text, scan),
+            None => Arc::new(scan()),
+        }
+    }
+
+    fn note(&mut self, findings: &[PolicyFinding], location: &dyn Fn() -> String) {
+        for pf in findings {
+            if pf.1.action != Action::Allow
+                && let Some(s) = &pf.1.section
+                && !self.fired[pf.0].contains(s)
+            {
+                self.fired[pf.0].push(s.clone());
+            }
+            self.ex.finding(pf, location);
+        }
+    }
+}
+
+impl RequestSink for InputScan<'_> {
+    fn text(&mut self, t: InputText<'_>) -> Flow {
+        let view = if t.json {
+            std::borrow::Cow::Owned(json_text::decode(t.text))
+        } else {
+            std::borrow::Cow::Borrowed(t.text.as_str())
+        };
+        let d = self.scan(&view, t.role);
+        self.note(&d.findings, t.location);
+        if let Some(b) = &d.block {
+            self.block = Some(b.clone());
+            return Flow::Stop;
+        }
+        // Section triggers came out of the same scan: no second pass to choose sections.
+        for (pi, section) in &d.triggered {
+            if !self.fired[*pi].contains(section) {
+                self.fired[*pi].push(section.clone());
+            }
+        }
+        if d.action == Action::Redact && d.output != *view {
+            let out = if t.json {
+                let raw = json_text::encode(&d.output);
+                let was_json = serde_json::from_str::<serde::de::IgnoredAny>(t.text).is_ok();
+                if was_json && serde_json::from_str::<serde::de::IgnoredAny>(&raw).is_err() {
+                    // The redaction would change the JSON's structure: refuse instead.
+                    self.block = d
+                        .findings
+                        .iter()
+                        .find(|f| f.1.action == Action::Redact)
+                        .cloned();
+                    return Flow::Stop;
+                }
+                raw
+            } else {
+                d.output.clone()
+            };
+            *t.text = out;
+            self.changed = true;
+        }
+        Flow::Continue
+    }
+
+    fn partial(&mut self, reason: &'static str) {
+        self.ex.partial(reason);
+    }
+}

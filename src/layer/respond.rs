@@ -1,0 +1,116 @@
+//! Every response the layer makes itself — refusals, errors, status mapping — built in one
+//! place, in the shapes of the request's API (its adapter renders bodies).
+
+use bytes::Bytes;
+use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use http::{Response, StatusCode};
+
+use super::audit::Outcome;
+use super::body::ResponseBody;
+use super::error::{Fault, json_bytes};
+use super::exchange::Exchange;
+use super::options::BlockResponse;
+use crate::wire::{ErrorInfo, ErrorKind};
+
+/// The answer of a future polled after it finished (never sent in practice).
+pub(crate) fn done_response<B>() -> Response<ResponseBody<B>> {
+    let mut r = Response::new(ResponseBody::full(Bytes::new()));
+    *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    r
+}
+
+/// A response the layer makes itself; ends the exchange.
+pub(crate) fn own_response<B>(
+    ex: &mut Exchange,
+    status: StatusCode,
+    content_type: &'static str,
+    body: Bytes,
+    outcome: Outcome,
+    error: Option<String>,
+) -> Response<ResponseBody<B>> {
+    let len = body.len();
+    let mut r = Response::new(ResponseBody::full(body));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(CONTENT_LENGTH, HeaderValue::from(len));
+    if content_type == "text/event-stream" {
+        h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    }
+    ex.set_headers(h);
+    ex.finish(outcome, Some(status.as_u16()), error);
+    r
+}
+
+/// An error in the shape of the request's API.
+pub(crate) fn error_response<B>(
+    ex: &mut Exchange,
+    status: StatusCode,
+    info: &ErrorInfo,
+    outcome: Outcome,
+) -> Response<ResponseBody<B>> {
+    let body = ex.adapter.error_body(info);
+    own_response(
+        ex,
+        status,
+        "application/json",
+        json_bytes(&body),
+        outcome,
+        Some(info.message.clone()),
+    )
+}
+
+/// The request could not be read or parsed.
+pub(crate) fn bad_request<B>(ex: &mut Exchange, info: &ErrorInfo) -> Response<ResponseBody<B>> {
+    error_response(ex, StatusCode::BAD_REQUEST, info, Outcome::Rejected)
+}
+
+/// The upstream failed before the response head went out.
+pub(crate) fn fault_response<B>(ex: &mut Exchange, fault: &Fault) -> Response<ResponseBody<B>> {
+    let outcome = match fault {
+        Fault::Timeout(_) => Outcome::Timeout,
+        _ => Outcome::UpstreamError,
+    };
+    error_response(ex, fault.status(), &fault.info(), outcome)
+}
+
+/// The request body is over the limit.
+pub(crate) fn too_large<B>(ex: &mut Exchange) -> Response<ResponseBody<B>> {
+    let limit = ex.shared.opts.max_request_bytes;
+    let info = ErrorInfo::new(
+        ErrorKind::TooLarge,
+        format!("request body larger than {limit} bytes"),
+        "request_too_large",
+    );
+    error_response(ex, StatusCode::PAYLOAD_TOO_LARGE, &info, Outcome::Rejected)
+}
+
+/// The input scan refused the request: the refusal as the API's normal answer, or a `400`.
+pub(crate) fn blocked_input<B>(ex: &mut Exchange, text: &str) -> Response<ResponseBody<B>> {
+    match ex.shared.opts.block_response {
+        BlockResponse::Error400 => {
+            let info = ErrorInfo::new(ErrorKind::PolicyViolation, text, "content_policy_violation")
+                .with_param("messages");
+            let body = ex.adapter.error_body(&info);
+            own_response(
+                ex,
+                StatusCode::BAD_REQUEST,
+                "application/json",
+                json_bytes(&body),
+                Outcome::BlockedInput,
+                None,
+            )
+        }
+        BlockResponse::Completion => {
+            let (content_type, body) = ex.adapter.refusal(&ex.facts, text);
+            own_response(
+                ex,
+                StatusCode::OK,
+                content_type,
+                body,
+                Outcome::BlockedInput,
+                None,
+            )
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! Decoding a chat completion chunk off the wire, fast for the usual shape.
+
+use serde_json::{Map, Value};
+
+use super::types::{ChatChunk, ChunkChoice, Delta, Nullable};
+use crate::wire::WireError;
+use crate::wire::json::from_value;
+
+/// The [`ChatChunk`] of a parsed event, as `from_value` would make it.
+///
+/// `from_value` goes through serde's `flatten` machinery, which copies every field into an
+/// intermediate buffer: per event that cost as much as parsing the JSON. The usual shape (text
+/// deltas: no tool calls) is taken apart by hand here instead, moving the parsed strings; every
+/// other shape, and everything serde would reject, still goes through `from_value`, so errors
+/// and edge cases are serde's own.
+pub(crate) fn chunk_from_value(v: Value) -> Result<ChatChunk, WireError> {
+    match v {
+        Value::Object(map) if is_text_chunk(&map) => Ok(take_chunk(map)),
+        v => from_value(v),
+    }
+}
+
+/// Whether `take_chunk` reads `map` exactly as serde would.
+fn is_text_chunk(map: &Map<String, Value>) -> bool {
+    let nullable_str = |v: Option<&Value>| matches!(v, None | Some(Value::Null | Value::String(_)));
+    let text_delta = |d: &Map<String, Value>| {
+        [
+            "role",
+            "content",
+            "refusal",
+            "reasoning_content",
+            "reasoning",
+        ]
+        .iter()
+        .all(|k| nullable_str(d.get(*k)))
+            && matches!(d.get("tool_calls"), None | Some(Value::Null))
+    };
+    let text_choice = |c: &Value| {
+        let Value::Object(c) = c else {
+            return false;
+        };
+        let index_ok = match c.get("index") {
+            None => true,
+            Some(i) => i.as_u64().is_some_and(|i| u32::try_from(i).is_ok()),
+        };
+        let delta_ok = match c.get("delta") {
+            None | Some(Value::Null) => true,
+            Some(Value::Object(d)) => text_delta(d),
+            Some(_) => false,
+        };
+        index_ok && delta_ok && nullable_str(c.get("finish_reason"))
+    };
+    match map.get("choices") {
+        None => true,
+        Some(Value::Array(cs)) => cs.iter().all(text_choice),
+        Some(_) => false,
+    }
+}
+
+/// Takes apart a chunk `is_text_chunk` accepted.
+fn take_chunk(mut map: Map<String, Value>) -> ChatChunk {
+    let choices = match map.remove("choices") {
+        Some(Value::Array(cs)) => cs
+            .into_iter()
+            .filter_map(|c| match c {
+                Value::Object(c) => Some(take_choice(c)),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    ChatChunk {
+        choices,
+        extra: map,
+    }
+}
+
+fn take_choice(mut c: Map<String, Value>) -> ChunkChoice {
+    let index = c
+        .remove("index")
+        .and_then(|i| i.as_u64())
+        .and_then(|i| u32::try_from(i).ok())
+        .unwrap_or(0);
+    let delta = match c.remove("delta") {
+        Some(Value::Object(mut d)) => Delta {
+            role: take_nullable_str(&mut d, "role"),
+            content: take_nullable_str(&mut d, "content"),
+            refusal: take_nullable_str(&mut d, "refusal"),
+            tool_calls: match d.remove("tool_calls") {
+                Some(Value::Null) => Nullable::Null,
+                _ => Nullable::Absent,
+            },
+            reasoning_content: take_nullable_str(&mut d, "reasoning_content"),
+            reasoning: take_nullable_str(&mut d, "reasoning"),
+            extra: d,
+        },
+        _ => Delta::default(),
+    };
+    let finish_reason = take_nullable_str(&mut c, "finish_reason");
+    ChunkChoice {
+        index,
+        delta,
+        finish_reason,
+        extra: c,
+    }
+}
+
+fn take_nullable_str(map: &mut Map<String, Value>, key: &str) -> Nullable<String> {
+    match map.remove(key) {
+        Some(Value::String(s)) => Nullable::Present(s),
+        Some(Value::Null) => Nullable::Null,
+        _ => Nullable::Absent,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::parse_strict;
+    use crate::wire::sse::encode_data;
+    use bytes::{BufMut, BytesMut};
+
+    /// `emit` writes what `encode_data` of the serialized chunk writes, line breaks in the
+    /// text included.
+    #[test]
+    fn emit_matches_encode_data() {
+        let v = parse_strict(
+            br#"{"id":"c","choices":[{"index":0,"delta":{"content":"a\nb\r\nc\u2028"}}]}"#,
+        )
+        .expect("valid");
+        let chunk = chunk_from_value(v).expect("a chunk");
+        let mut want = BytesMut::new();
+        encode_data(
+            &serde_json::to_string(&chunk).expect("serializable"),
+            &mut want,
+        );
+        let mut out = BytesMut::new();
+        out.extend_from_slice(b"data: ");
+        serde_json::to_writer((&mut out).writer(), &chunk).expect("serializable");
+        out.extend_from_slice(b"\n\n");
+        assert_eq!(out, want);
+    }
+
+    /// The hand-made decoding of text chunks must give what serde gives, and leave every other
+    /// shape (and every error) to serde.
+    #[test]
+    fn chunk_from_value_matches_serde() {
+        let cases = [
+            r#"{"id":"c1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}"#,
+            r#"{"id":"c1","choices":[{"index":0,"delta":{"content":"hello"},"finish_reason":null}]}"#,
+            r#"{"id":"c1","choices":[{"index":1,"delta":{"content":null,"refusal":"no","reasoning":"r","reasoning_content":"rc","x":1},"finish_reason":"stop","content_filter_results":{}}]}"#,
+            r#"{"id":"c1","choices":[{"delta":null}]}"#,
+            r#"{"id":"c1","choices":[{}]}"#,
+            r#"{"id":"c1","choices":[],"usage":{"prompt_tokens":1}}"#,
+            r#"{"id":"c1","usage":null}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":null}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{"}}]}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"function_call":{"arguments":"{"}}}]}"#,
+            r#"{"choices":[{"index":4294967295,"delta":{"content":"a"}},{"index":2,"delta":{"content":"b"}}]}"#,
+            // Shapes serde rejects: the same error either way.
+            r#"{"choices":null}"#,
+            r#"{"choices":{}}"#,
+            r#"{"choices":[1]}"#,
+            r#"{"choices":[{"index":-1}]}"#,
+            r#"{"choices":[{"index":4294967296}]}"#,
+            r#"{"choices":[{"index":1.5}]}"#,
+            r#"{"choices":[{"index":null}]}"#,
+            r#"{"choices":[{"delta":"x"}]}"#,
+            r#"{"choices":[{"delta":{"content":1}}]}"#,
+            r#"{"choices":[{"delta":{"role":false}}]}"#,
+            r#"{"choices":[{"finish_reason":3}]}"#,
+            r#"{"choices":[{"delta":{"tool_calls":"x"}}]}"#,
+            r#"[1,2]"#,
+            r#""text""#,
+        ];
+        for case in cases {
+            let v = parse_strict(case.as_bytes()).expect(case);
+            let fast = chunk_from_value(v.clone());
+            let serde = from_value::<ChatChunk>(v);
+            assert_eq!(fast, serde, "{case}");
+            if let Ok(c) = fast {
+                assert_eq!(
+                    serde_json::to_string(&c).ok(),
+                    serde_json::to_string(&serde.expect(case)).ok(),
+                    "{case}"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,315 @@
+//! Chat Completions requests: every text the model reads, the instructions, and where the
+//! spec goes.
+
+use bytes::Bytes;
+use serde_json::Value;
+
+use super::types::{ChatRequest, Content, ContentPart, Message, Nullable};
+use crate::policy::InjectRole;
+use crate::wire::json::parse_strict_as;
+use crate::wire::{Flow, InputText, Placement, RequestFacts, RequestSink, WireError, WireRequest};
+
+/// A parsed chat completion request.
+#[derive(Debug)]
+pub(crate) struct ChatRequestDoc {
+    req: ChatRequest,
+}
+
+impl ChatRequestDoc {
+    pub(crate) fn parse(body: &[u8]) -> Result<Self, WireError> {
+        Ok(ChatRequestDoc {
+            req: parse_strict_as(body)?,
+        })
+    }
+}
+
+/// The role of a message as the rules read it: lower-cased and trimmed; `function` (the legacy
+/// name of a tool result) reads as `tool`; a role no API defines is `None`, which every input
+/// rule reads (the most restrictive choice).
+pub(crate) fn rule_role(role: &str) -> Option<&'static str> {
+    let r = role.trim();
+    const KNOWN: [&str; 5] = ["system", "developer", "user", "assistant", "tool"];
+    if let Some(k) = KNOWN.iter().find(|k| k.eq_ignore_ascii_case(r)) {
+        return Some(k);
+    }
+    r.eq_ignore_ascii_case("function").then_some("tool")
+}
+
+fn is_instruction_role(role: &str) -> bool {
+    matches!(rule_role(role), Some("system" | "developer"))
+}
+
+/// Fields of a message that hold no text the model reads.
+const MESSAGE_META: [&str; 5] = ["tool_call_id", "id", "type", "cache_control", "audio"];
+
+/// Part types that carry something the gateway cannot scan.
+fn unscannable_part(type_: &str) -> Option<&'static str> {
+    match type_ {
+        "image_url" | "image" | "input_image" => Some("image parts not scanned"),
+        "input_audio" | "audio" => Some("audio parts not scanned"),
+        "file" | "input_file" => Some("file parts not scanned"),
+        _ => None,
+    }
+}
+
+/// Calls `sink` for a text; `false` when it said stop.
+fn give(
+    sink: &mut dyn RequestSink,
+    role: Option<&str>,
+    text: &mut String,
+    json: bool,
+    location: &dyn Fn() -> String,
+) -> bool {
+    sink.text(InputText {
+        role,
+        location,
+        text,
+        json,
+    }) == Flow::Continue
+}
+
+/// Hands every string inside `v` to `sink` (a part or field the adapter does not know).
+fn walk_strings(v: &mut Value, role: Option<&str>, path: &str, sink: &mut dyn RequestSink) -> bool {
+    match v {
+        Value::String(s) => give(sink, role, s, false, &|| path.to_owned()),
+        Value::Array(a) => a
+            .iter_mut()
+            .enumerate()
+            .all(|(i, x)| walk_strings(x, role, &format!("{path}[{i}]"), sink)),
+        Value::Object(m) => m
+            .iter_mut()
+            .all(|(k, x)| walk_strings(x, role, &format!("{path}.{k}"), sink)),
+        _ => true,
+    }
+}
+
+impl WireRequest for ChatRequestDoc {
+    fn facts(&self) -> RequestFacts {
+        RequestFacts {
+            stream: self.req.is_stream(),
+            n: self.req.choice_count().clamp(1, 128),
+            include_usage: self.req.include_usage(),
+            model: self.req.model.get().cloned().unwrap_or_default(),
+        }
+    }
+
+    fn instructions(&mut self, edit: &mut dyn FnMut(&mut String) -> bool) -> bool {
+        let mut changed = false;
+        for m in self
+            .req
+            .messages
+            .iter_mut()
+            .filter(|m| is_instruction_role(&m.role))
+        {
+            for text in m.text_parts_mut() {
+                changed |= edit(text);
+            }
+        }
+        if changed {
+            drop_emptied(&mut self.req.messages);
+        }
+        changed
+    }
+
+    fn texts(&mut self, sink: &mut dyn RequestSink) {
+        for (mi, m) in self.req.messages.iter_mut().enumerate() {
+            let role = rule_role(&m.role);
+            match &mut m.content {
+                Nullable::Present(Content::Text(t)) => {
+                    if !give(sink, role, t, false, &|| format!("messages[{mi}].content")) {
+                        return;
+                    }
+                }
+                Nullable::Present(Content::Parts(parts)) => {
+                    for (pi, p) in parts.iter_mut().enumerate() {
+                        if !part_texts(p, role, mi, pi, sink) {
+                            return;
+                        }
+                    }
+                }
+                Nullable::Absent | Nullable::Null => {}
+            }
+            for (key, v) in m.extra.iter_mut() {
+                if MESSAGE_META.contains(&key.as_str()) {
+                    continue;
+                }
+                let ok = match (key.as_str(), v) {
+                    // Tool calls of earlier assistant turns are read by the model too: their
+                    // arguments are JSON, their names text.
+                    ("tool_calls", Value::Array(calls)) => {
+                        calls.iter_mut().enumerate().all(|(ci, call)| {
+                            tool_call_texts(
+                                call,
+                                role,
+                                &format!("messages[{mi}].tool_calls[{ci}]"),
+                                sink,
+                            )
+                        })
+                    }
+                    ("function_call", call) => {
+                        tool_call_texts(call, role, &format!("messages[{mi}].function_call"), sink)
+                    }
+                    (key, v) => walk_strings(v, role, &format!("messages[{mi}].{key}"), sink),
+                };
+                if !ok {
+                    return;
+                }
+            }
+        }
+        // Tool definitions are read by the model as well.
+        if let Some(Value::Array(tools)) = self.req.extra.get_mut("tools") {
+            for (ti, t) in tools.iter_mut().enumerate() {
+                if !walk_strings(t, Some("tool_definition"), &format!("tools[{ti}]"), sink) {
+                    return;
+                }
+            }
+        }
+        if let Some(Value::Array(fns)) = self.req.extra.get_mut("functions") {
+            for (fi, f) in fns.iter_mut().enumerate() {
+                if !walk_strings(
+                    f,
+                    Some("tool_definition"),
+                    &format!("functions[{fi}]"),
+                    sink,
+                ) {
+                    return;
+                }
+            }
+        }
+    }
+
+    fn place_spec(&mut self, text: String, role: InjectRole, placement: Placement) {
+        let role = match role {
+            InjectRole::System => "system",
+            InjectRole::Developer => "developer",
+        };
+        place(&mut self.req.messages, text, role, placement);
+    }
+
+    fn to_bytes(&self) -> Result<Bytes, WireError> {
+        serde_json::to_vec(&self.req)
+            .map(Bytes::from)
+            .map_err(|e| WireError::Shape {
+                message: e.to_string(),
+            })
+    }
+}
+
+/// The texts of one content part.
+fn part_texts(
+    p: &mut ContentPart,
+    role: Option<&str>,
+    mi: usize,
+    pi: usize,
+    sink: &mut dyn RequestSink,
+) -> bool {
+    if p.is_text() {
+        if let Some(t) = p.text.get_mut()
+            && !give(sink, role, t, false, &|| {
+                format!("messages[{mi}].content[{pi}]")
+            })
+        {
+            return false;
+        }
+        return true;
+    }
+    if let Some(reason) = unscannable_part(&p.type_) {
+        sink.partial(reason);
+        return true;
+    }
+    // A refusal part, or a part type this adapter does not know: every string in it.
+    if let Some(t) = p.text.get_mut()
+        && !give(sink, role, t, false, &|| {
+            format!("messages[{mi}].content[{pi}].text")
+        })
+    {
+        return false;
+    }
+    p.extra
+        .iter_mut()
+        .filter(|(k, _)| k.as_str() != "cache_control")
+        .all(|(k, v)| walk_strings(v, role, &format!("messages[{mi}].content[{pi}].{k}"), sink))
+}
+
+/// The texts of a tool call (`{"id", "type", "function": {"name", "arguments"}}`, or a legacy
+/// `function_call` `{"name", "arguments"}`, or a custom tool call `{"custom": {"input"}}`).
+fn tool_call_texts(
+    call: &mut Value,
+    role: Option<&str>,
+    path: &str,
+    sink: &mut dyn RequestSink,
+) -> bool {
+    let Value::Object(m) = call else {
+        return walk_strings(call, role, path, sink);
+    };
+    m.iter_mut().all(|(k, v)| match (k.as_str(), v) {
+        ("id" | "type" | "index", _) => true,
+        ("arguments", Value::String(args)) => {
+            give(sink, role, args, true, &|| format!("{path}.arguments"))
+        }
+        ("function" | "custom", inner) => {
+            tool_call_texts(inner, role, &format!("{path}.{k}"), sink)
+        }
+        (k, v) => walk_strings(v, role, &format!("{path}.{k}"), sink),
+    })
+}
+
+/// Drops messages and parts that held nothing but a removed injection.
+fn drop_emptied(messages: &mut Vec<Message>) {
+    for m in messages.iter_mut() {
+        if let Nullable::Present(Content::Parts(parts)) = &mut m.content {
+            parts.retain(|p| !(p.is_text() && p.text.get().is_some_and(String::is_empty)));
+        }
+    }
+    messages.retain(|m| {
+        !is_instruction_role(&m.role)
+            || match &m.content {
+                Nullable::Present(Content::Text(t)) => !t.is_empty(),
+                Nullable::Present(Content::Parts(p)) => !p.is_empty(),
+                _ => true,
+            }
+    });
+}
+
+/// Puts the injected `text` into the conversation.
+fn place(messages: &mut Vec<Message>, text: String, role: &str, placement: Placement) {
+    if placement == Placement::Merge
+        && let Some(m) = messages.iter_mut().find(|m| is_instruction_role(&m.role))
+    {
+        match &mut m.content {
+            Nullable::Present(Content::Text(t)) => {
+                *t = if t.is_empty() {
+                    text
+                } else {
+                    format!("{text}\n\n{t}")
+                };
+            }
+            Nullable::Present(Content::Parts(parts)) => parts.insert(0, ContentPart::text(text)),
+            c => *c = Nullable::Present(Content::Text(text)),
+        }
+        return;
+    }
+    messages.insert(0, Message::new(role, text));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_read_case_insensitively_and_trimmed() {
+        let cases = [
+            ("user", Some("user")),
+            ("USER", Some("user")),
+            (" user ", Some("user")),
+            ("System", Some("system")),
+            ("function", Some("tool")),
+            ("Tool", Some("tool")),
+            ("wizard", None),
+            ("", None),
+        ];
+        for (role, want) in cases {
+            assert_eq!(rule_role(role), want, "{role:?}");
+        }
+    }
+}
