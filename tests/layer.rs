@@ -6,13 +6,13 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
+use common::layer_run::{Records, Run, run, run_many};
 use common::*;
 use deliberate::layer::{
-    AuditRecord, BlockResponse, EnforceOptions, Observer, Outcome, PolicyLayer, ReasoningMode,
-    RequestBody,
+    BlockResponse, EnforceOptions, Outcome, PolicyLayer, ReasoningMode, RequestBody,
 };
 use deliberate::policy::CompiledPolicy;
 use deliberate::wire::Placement;
@@ -23,97 +23,6 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
 use serde_json::{Value, json};
 use tower::{Layer, ServiceExt, service_fn};
-
-#[derive(Default)]
-struct Records(Mutex<Vec<AuditRecord>>);
-
-impl Observer for Records {
-    fn record(&self, r: &AuditRecord) {
-        self.0.lock().unwrap().push(r.clone());
-    }
-}
-
-struct Run {
-    reply: Reply,
-    records: Vec<AuditRecord>,
-    upstream: Vec<Value>,
-}
-
-/// Sends `req` through the layer to an inner service answering `frames` (SSE when
-/// `sse`, JSON otherwise).
-async fn run(opts: EnforceOptions, req: &Value, sse: bool, frames: Vec<Vec<u8>>) -> Run {
-    let mut runs = run_many(opts, std::slice::from_ref(req), sse, frames).await;
-    runs.pop().unwrap()
-}
-
-/// Sends each of `reqs` in turn through one layer (one scan cache); each run holds what that
-/// request produced.
-async fn run_many(
-    opts: EnforceOptions,
-    reqs: &[Value],
-    sse: bool,
-    frames: Vec<Vec<u8>>,
-) -> Vec<Run> {
-    let policy = CompiledPolicy::load(policy_path()).unwrap();
-    let records = Arc::new(Records::default());
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let seen2 = seen.clone();
-    let inner = service_fn(move |r: Request<RequestBody<Full<Bytes>>>| {
-        let frames = frames.clone();
-        let seen = seen2.clone();
-        async move {
-            let body = r.into_body().collect().await.unwrap().to_bytes();
-            seen.lock()
-                .unwrap()
-                .push(serde_json::from_slice::<Value>(&body).unwrap());
-            let body = StreamBody::new(stream::iter(
-                frames
-                    .into_iter()
-                    .map(|f| Ok::<_, BoxError>(Frame::data(Bytes::from(f)))),
-            ));
-            let mut resp = Response::new(BoxBody::new(body));
-            let ct = if sse {
-                "text/event-stream"
-            } else {
-                "application/json"
-            };
-            resp.headers_mut()
-                .insert("content-type", ct.parse().unwrap());
-            Ok::<_, BoxError>(resp)
-        }
-    });
-    let svc = PolicyLayer::new(policy)
-        .options(opts)
-        .observer(records.clone())
-        .layer(inner);
-    let mut runs = Vec::new();
-    for req in reqs {
-        let http_req = Request::post("/v1/chat/completions")
-            .body(Full::new(Bytes::from(req.to_string())))
-            .unwrap();
-        let resp = svc
-            .clone()
-            .oneshot(http_req)
-            .await
-            .map_err(|_| "inner error")
-            .unwrap();
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let body = resp.into_body().collect().await.unwrap().to_bytes();
-        let records = std::mem::take(&mut *records.0.lock().unwrap());
-        let upstream = std::mem::take(&mut *seen.lock().unwrap());
-        runs.push(Run {
-            reply: Reply {
-                status,
-                headers,
-                body,
-            },
-            records,
-            upstream,
-        });
-    }
-    runs
-}
 
 fn opts() -> EnforceOptions {
     EnforceOptions::default()

@@ -10,8 +10,8 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::audit::{AuditFinding, AuditRecord, Latency, Outcome, millis};
 use super::chain::PolicyFinding;
-use super::layer::Shared;
 use super::policies::PolicySet;
+use super::shared::Shared;
 use crate::engine::Action;
 use crate::wire::{Adapter, RequestFacts};
 

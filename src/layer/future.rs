@@ -22,7 +22,10 @@ use super::body::{RequestBody, ResponseBody};
 use super::error::{BoxError, Fault};
 use super::exchange::Exchange;
 use super::request::{self, Input};
-use super::respond::{bad_request, blocked_input, done_response, fault_response, too_large};
+use super::respond::{
+    bad_request, blocked_input, done_response, fault_response, relay_error, too_large,
+    upstream_error,
+};
 use super::response;
 use super::stream::{StreamFilter, poll_start};
 use crate::wire::{ErrorInfo, ErrorKind};
@@ -64,6 +67,8 @@ pin_project! {
             #[pin] collect: Collect<Limited<ResB>>,
             parts: Option<http::response::Parts>,
             ex: Option<Box<Exchange>>,
+            // The upstream answered an error status.
+            error: bool,
         },
         Starting {
             body: Option<Pin<Box<ResB>>>,
@@ -222,52 +227,53 @@ where
                             return Poll::Ready(Ok(fault_response(&mut ex, &fault)));
                         }
                     };
-                    let (mut parts, body) = resp.into_parts();
+                    let (parts, body) = resp.into_parts();
                     ex.upstream_answered(parts.status.as_u16());
-                    if !parts.status.is_success() {
-                        // Upstream errors carry no model output: passed on as they are, with
-                        // `Retry-After` and the rest of the head.
-                        ex.set_headers(&mut parts.headers);
-                        let status = parts.status.as_u16();
-                        ex.finish(Outcome::UpstreamStatus, Some(status), None);
-                        return Poll::Ready(Ok(Response::from_parts(
-                            parts,
-                            ResponseBody::passed(body),
-                        )));
-                    }
                     if let Some(enc) = parts.headers.get(CONTENT_ENCODING)
                         && !enc.as_bytes().eq_ignore_ascii_case(b"identity")
                     {
                         let fault = Fault::Protocol(format!(
                             "upstream sent a compressed body ({enc:?}) the gateway cannot scan"
                         ));
-                        return Poll::Ready(Ok(fault_response(&mut ex, &fault)));
+                        // An error body the gateway cannot read may quote text it never
+                        // scanned: the client gets the status with a body of the gateway's own.
+                        return Poll::Ready(Ok(if parts.status.is_success() {
+                            fault_response(&mut ex, &fault)
+                        } else {
+                            upstream_error(&mut ex, parts, &fault)
+                        }));
                     }
-                    let is_sse = parts
-                        .headers
-                        .get(CONTENT_TYPE)
-                        .and_then(|v| v.to_str().ok())
-                        .is_some_and(|v| {
-                            v.trim_start()
-                                .to_ascii_lowercase()
-                                .starts_with("text/event-stream")
-                        });
-                    if is_sse {
+                    let limit = ex.shared.opts.max_response_bytes;
+                    if !parts.status.is_success() {
+                        // Upstream errors are passed on with their status, `Retry-After` and
+                        // the rest of the head; their body is scanned (it may quote text).
+                        State::Buffering {
+                            collect: Limited::new(body, limit).collect(),
+                            parts: Some(parts),
+                            ex: Some(ex),
+                            error: true,
+                        }
+                    } else if is_event_stream(&parts.headers) {
                         State::Starting {
                             body: Some(Box::pin(body)),
                             parts: Some(parts),
                             filter: Some(Box::new(StreamFilter::new(*ex))),
                         }
                     } else {
-                        let limit = ex.shared.opts.max_response_bytes;
                         State::Buffering {
                             collect: Limited::new(body, limit).collect(),
                             parts: Some(parts),
                             ex: Some(ex),
+                            error: false,
                         }
                     }
                 }
-                StateProj::Buffering { collect, parts, ex } => {
+                StateProj::Buffering {
+                    collect,
+                    parts,
+                    ex,
+                    error,
+                } => {
                     let res = ready!(collect.poll(cx));
                     let (Some(mut ex), Some(mut parts)) = (ex.take(), parts.take()) else {
                         return Poll::Ready(Ok(done_response()));
@@ -286,6 +292,10 @@ where
                             return Poll::Ready(Ok(fault_response(&mut ex, &fault)));
                         }
                     };
+                    if *error {
+                        let out = ex.timed(|ex| response::enforce_error(&bytes, ex));
+                        return Poll::Ready(Ok(relay_error(&mut ex, parts, out)));
+                    }
                     match ex.timed(|ex| response::enforce(&bytes, ex)) {
                         Err(fault) => return Poll::Ready(Ok(fault_response(&mut ex, &fault))),
                         Ok(answer) => {
@@ -341,4 +351,16 @@ where
             this.state.set(next);
         }
     }
+}
+
+/// Whether a response head announces server-sent events.
+fn is_event_stream(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("text/event-stream")
+        })
 }

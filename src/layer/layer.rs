@@ -9,15 +9,7 @@ use super::cache::ScanCache;
 use super::options::EnforceOptions;
 use super::policies::SharedPolicies;
 use super::service::PolicyService;
-
-#[derive(Clone)]
-pub(crate) struct Shared {
-    pub opts: EnforceOptions,
-    pub policies: SharedPolicies,
-    pub observer: Option<Arc<dyn Observer>>,
-    /// Decisions of input scans, `None` when `opts.scan_cache_bytes` is 0.
-    pub scan_cache: Option<Arc<ScanCache>>,
-}
+use super::shared::Shared;
 
 /// Wraps a service that speaks the OpenAI chat-completions API (an upstream client, a local
 /// model server, an axum handler) with policy enforcement. Cheap to clone.

@@ -86,6 +86,7 @@ mod request;
 mod respond;
 mod response;
 mod service;
+mod shared;
 mod stream;
 
 pub use audit::{

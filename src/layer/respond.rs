@@ -114,3 +114,31 @@ pub(crate) fn blocked_input<B>(ex: &mut Exchange, text: &str) -> Response<Respon
         }
     }
 }
+
+/// An upstream error status whose body the gateway could not read: the status and head go on,
+/// with a body of the gateway's own in the API's shape.
+pub(crate) fn upstream_error<B>(
+    ex: &mut Exchange,
+    parts: http::response::Parts,
+    fault: &Fault,
+) -> Response<ResponseBody<B>> {
+    let body = json_bytes(&ex.adapter.error_body(&fault.info()));
+    relay_error(ex, parts, body)
+}
+
+/// Passes on an upstream error status with `body` (its own, scanned, or the gateway's).
+pub(crate) fn relay_error<B>(
+    ex: &mut Exchange,
+    mut parts: http::response::Parts,
+    body: Bytes,
+) -> Response<ResponseBody<B>> {
+    parts.headers.remove(http::header::TRANSFER_ENCODING);
+    parts.headers.remove(http::header::CONTENT_ENCODING);
+    parts
+        .headers
+        .insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+    ex.set_headers(&mut parts.headers);
+    let status = parts.status.as_u16();
+    ex.finish(Outcome::UpstreamStatus, Some(status), None);
+    Response::from_parts(parts, ResponseBody::full(body))
+}

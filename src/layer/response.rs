@@ -2,11 +2,12 @@
 //! [`OutputFilter`].
 
 use bytes::Bytes;
+use serde_json::Value;
 
 use super::error::Fault;
 use super::exchange::Exchange;
 use super::filter::{FilterState, OutputFilter};
-use crate::wire::Answer;
+use crate::wire::{Answer, Channel, ChannelKind, ErrorInfo, ErrorKind, TextFilter, Verdict};
 
 /// Scans and rewrites an upstream answer.
 pub(crate) fn enforce(body: &Bytes, ex: &mut Exchange) -> Result<Answer, Fault> {
@@ -20,4 +21,81 @@ pub(crate) fn enforce(body: &Bytes, ex: &mut Exchange) -> Result<Answer, Fault> 
     adapter
         .answer(body, &facts, &mut filter)
         .map_err(|e| Fault::Protocol(format!("response body: {e}")))
+}
+
+/// The body of an upstream error status. Its strings may quote the request or the model's
+/// text, so each is scanned like output; a redaction rewrites it, a block (or a body that
+/// cannot be read as text) replaces the whole body with the gateway's own error.
+pub(crate) fn enforce_error(body: &Bytes, ex: &mut Exchange) -> Bytes {
+    if body.is_empty() {
+        return body.clone();
+    }
+    let adapter = ex.adapter;
+    let mut state = FilterState::default();
+    let mut filter = OutputFilter {
+        ex,
+        state: &mut state,
+    };
+    let withheld = |filter: &mut OutputFilter<'_>| {
+        let info = ErrorInfo::new(
+            ErrorKind::Upstream,
+            "the upstream's error message was withheld: it quoted text the policy does not allow",
+            "upstream_error_withheld",
+        );
+        filter.ex.partial("upstream error body withheld");
+        Bytes::from(adapter.error_body(&info).to_string())
+    };
+    match crate::wire::parse_strict(body) {
+        Ok(mut v) => match scan_value(&mut filter, "error", &mut v) {
+            None => body.clone(),
+            Some(false) => Bytes::from(v.to_string()),
+            Some(true) => withheld(&mut filter),
+        },
+        Err(_) => match std::str::from_utf8(body) {
+            Ok(text) => match filter.scan(&Channel::new(ChannelKind::Other, 0, "error"), text) {
+                Verdict::Send(t) if t == text => body.clone(),
+                Verdict::Send(t) => Bytes::from(t),
+                Verdict::Strip | Verdict::Block { .. } => withheld(&mut filter),
+            },
+            Err(_) => withheld(&mut filter),
+        },
+    }
+}
+
+/// Scans every string of `v`: `None` when nothing changed, `Some(true)` on a block,
+/// `Some(false)` when something was redacted.
+fn scan_value(filter: &mut OutputFilter<'_>, path: &str, v: &mut Value) -> Option<bool> {
+    match v {
+        Value::String(s) => match filter.scan(&Channel::new(ChannelKind::Other, 0, path), s) {
+            Verdict::Send(t) if t == *s => None,
+            Verdict::Send(t) => {
+                *s = t;
+                Some(false)
+            }
+            Verdict::Strip | Verdict::Block { .. } => Some(true),
+        },
+        Value::Array(a) => {
+            let mut out = None;
+            for (i, x) in a.iter_mut().enumerate() {
+                match scan_value(filter, &format!("{path}[{i}]"), x) {
+                    Some(true) => return Some(true),
+                    Some(false) => out = Some(false),
+                    None => {}
+                }
+            }
+            out
+        }
+        Value::Object(m) => {
+            let mut out = None;
+            for (k, x) in m.iter_mut() {
+                match scan_value(filter, &format!("{path}.{k}"), x) {
+                    Some(true) => return Some(true),
+                    Some(false) => out = Some(false),
+                    None => {}
+                }
+            }
+            out
+        }
+        _ => None,
+    }
 }

@@ -12,8 +12,8 @@ use super::body::{RequestBody, ResponseBody};
 use super::error::BoxError;
 use super::exchange::Exchange;
 use super::future::ResponseFuture;
-use super::layer::Shared;
 use super::respond::too_large;
+use super::shared::Shared;
 use crate::wire::adapter_for;
 
 /// Enforces the policies on `POST` requests to a route an adapter serves; passes every other

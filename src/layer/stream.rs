@@ -2,7 +2,7 @@
 //!
 //! [`StreamFilter`] decodes the upstream's server-sent events and hands each to the adapter's
 //! [`StreamRewriter`], which routes every text through an [`OutputFilter`] and re-encodes the
-//! event with only what was released. Comments (keep-alives) pass on; a fault before the
+//! event with only what was released. Comments (keep-alives) pass on at once, head included; a fault before the
 //! response head is answered with an error status, after it in-band in the API's own error
 //! shape; when the rewriter says the stream is over, the upstream is dropped.
 
@@ -163,9 +163,11 @@ impl StreamFilter {
             match item {
                 SseItem::Event(ev) => self.on_event(&ev),
                 SseItem::Comment(c) => {
-                    if self.committed {
-                        encode_comment(&c, &mut self.out.buf);
-                    }
+                    // A keep-alive from a slow model: passed on, and it lets the response
+                    // head go out, so the client is not left waiting for headers. (A block
+                    // after it ends the stream in-band instead of as a whole refusal.)
+                    encode_comment(&c, &mut self.out.buf);
+                    self.out.progress = true;
                 }
                 SseItem::Retry(_) => {}
             }

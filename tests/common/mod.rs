@@ -21,6 +21,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
+pub mod layer_run;
+
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The test policy.

@@ -1,0 +1,21 @@
+//! What every request of one [`PolicyLayer`](super::PolicyLayer) shares: options, policies,
+//! the observer and the input scan cache.
+
+use std::sync::Arc;
+
+use super::audit::Observer;
+use super::cache::ScanCache;
+use super::options::EnforceOptions;
+use super::policies::SharedPolicies;
+
+#[derive(Clone)]
+pub(crate) struct Shared {
+    /// The operator's options.
+    pub opts: EnforceOptions,
+    /// The policies in force.
+    pub policies: SharedPolicies,
+    /// Receives audit records.
+    pub observer: Option<Arc<dyn Observer>>,
+    /// Decisions of input scans, `None` when `opts.scan_cache_bytes` is 0.
+    pub scan_cache: Option<Arc<ScanCache>>,
+}

@@ -1,0 +1,278 @@
+//! No way around the filter on Chat Completions: JSON escapes in tool-call arguments, streamed
+//! legacy `function_call`s, odd role spellings, strings in fields the adapter does not know,
+//! upstream error bodies and keep-alives before the first text. Each case was a bypass.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::layer_run::{run, run_with};
+use common::*;
+use deliberate::layer::EnforceOptions;
+use serde_json::{Value, json};
+
+const DONE: &[u8] = b"data: [DONE]\n\n";
+
+fn opts() -> EnforceOptions {
+    EnforceOptions::default()
+}
+
+fn completion(message: Value) -> Vec<Vec<u8>> {
+    vec![
+        json!({"id": "c", "object": "chat.completion", "created": 1, "model": "m",
+               "choices": [{"index": 0, "finish_reason": "stop", "message": message}]})
+        .to_string()
+        .into_bytes(),
+    ]
+}
+
+fn delta_chunk(delta: Value) -> Value {
+    json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+           "choices": [{"index": 0, "delta": delta, "finish_reason": null}]})
+}
+
+/// Every piece of `raw` as the arguments of one streamed tool call, split at `cut`.
+fn tool_args_stream(raw: &str, cut: usize, legacy: bool) -> Vec<u8> {
+    let mut sse = frame(&role_chunk(0));
+    for piece in [&raw[..cut], &raw[cut..]] {
+        let delta = if legacy {
+            json!({"function_call": {"arguments": piece}})
+        } else {
+            json!({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
+        };
+        sse.extend(frame(&delta_chunk(delta)));
+    }
+    sse.extend(frame(&finish_chunk(0, "tool_calls")));
+    sse.extend_from_slice(DONE);
+    sse
+}
+
+/// The arguments the client reassembles from a stream (tool call 0 or the legacy field).
+fn streamed_args(chunks: &[Value]) -> String {
+    let mut args = String::new();
+    for c in chunks {
+        let d = &c["choices"][0]["delta"];
+        if let Some(a) = d["tool_calls"][0]["function"]["arguments"].as_str() {
+            args.push_str(a);
+        }
+        if let Some(a) = d["function_call"]["arguments"].as_str() {
+            args.push_str(a);
+        }
+    }
+    args
+}
+
+#[tokio::test]
+async fn escaped_tool_arguments_are_decoded_buffered() {
+    // A block spelled with a JSON escape.
+    let msg = json!({"role": "assistant", "content": null, "tool_calls": [{"id": "t", "type": "function",
+        "function": {"name": "search", "arguments": r#"{"q":"pipe \u0062omb"}"#}}]});
+    let r = run(opts(), &chat("hi", false), false, completion(msg)).await;
+    let v = r.reply.json();
+    assert_eq!(v["choices"][0]["finish_reason"], "content_filter");
+    assert!(!r.reply.text().contains("omb"), "{}", r.reply.text());
+
+    // A redaction spelled with an escape: the rewritten arguments are still valid JSON.
+    let msg = json!({"role": "assistant", "content": null, "tool_calls": [{"id": "t", "type": "function",
+        "function": {"name": "mail", "arguments": r#"{"to":"bob\u0040example.com","n":1}"#}}]});
+    let r = run(opts(), &chat("hi", false), false, completion(msg)).await;
+    let v = r.reply.json();
+    let args = v["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"]
+        .as_str()
+        .unwrap();
+    let parsed: Value = serde_json::from_str(args).unwrap();
+    assert_eq!(parsed, json!({"to": "[email]", "n": 1}));
+    assert_eq!(r.reply.header("x-deliberate-action"), "redact");
+}
+
+#[tokio::test]
+async fn escaped_tool_arguments_are_decoded_streamed_at_every_split() {
+    for legacy in [false, true] {
+        let raw = r#"{"q":"pipe \u0062omb"}"#;
+        for cut in 1..raw.len() {
+            let r = run(
+                opts(),
+                &chat("hi", true),
+                true,
+                vec![tool_args_stream(raw, cut, legacy)],
+            )
+            .await;
+            let chunks = r.reply.chunks();
+            let args = streamed_args(&chunks);
+            assert!(!args.contains("omb"), "legacy={legacy} cut={cut}: {args}");
+            assert_eq!(
+                stream_text(&chunks, 0).1.as_deref(),
+                Some("content_filter"),
+                "legacy={legacy} cut={cut}"
+            );
+        }
+        let raw = r#"{"to":"bob\u0040example.com"}"#;
+        for cut in 1..raw.len() {
+            let r = run(
+                opts(),
+                &chat("hi", true),
+                true,
+                vec![tool_args_stream(raw, cut, legacy)],
+            )
+            .await;
+            let args = streamed_args(&r.reply.chunks());
+            assert!(
+                !r.reply.text().contains("example"),
+                "legacy={legacy} cut={cut}"
+            );
+            let parsed: Value = serde_json::from_str(&args).unwrap();
+            assert_eq!(
+                parsed,
+                json!({"to": "[email]"}),
+                "legacy={legacy} cut={cut}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn odd_role_spellings_are_scanned() {
+    for role in ["USER", " user", "User ", "function", "wizard", "Tool"] {
+        let mut req = chat("how to build a pipe bomb", false);
+        req["messages"][0]["role"] = json!(role);
+        let r = run(opts(), &req, false, vec![]).await;
+        assert!(r.upstream.is_empty(), "{role:?} reached the upstream");
+        assert_eq!(r.reply.header("x-deliberate-action"), "block", "{role:?}");
+    }
+}
+
+#[tokio::test]
+async fn request_names_refusals_and_function_calls_are_scanned() {
+    // (The test policy's rule reads `user` and `tool` messages; an unknown role is read as
+    // the most restrictive one.)
+    let cases = [
+        json!({"role": "user", "name": "pipe bomb", "content": "hi"}),
+        json!({"role": "wizard", "refusal": "pipe bomb"}),
+        json!({"role": "wizard", "content": null,
+               "function_call": {"name": "f", "arguments": r#"{"a":"pipe \u0062omb"}"#}}),
+        json!({"role": "tool", "tool_call_id": "t", "content": [{"type": "refusal", "refusal": "pipe bomb"}]}),
+        json!({"role": "user", "content": "hi", "vendor_note": {"text": "pipe bomb"}}),
+    ];
+    for m in cases {
+        let req = json!({"model": "m", "messages": [m.clone()]});
+        let r = run(opts(), &req, false, vec![]).await;
+        assert!(r.upstream.is_empty(), "{m} reached the upstream");
+    }
+}
+
+#[tokio::test]
+async fn unknown_answer_fields_are_scanned() {
+    let messages = [
+        json!({"role": "assistant", "content": "see the link",
+               "annotations": [{"type": "url_citation", "url_citation": {"title": "pipe bomb guide"}}]}),
+        json!({"role": "assistant", "content": null,
+               "tool_calls": [{"id": "t", "type": "custom", "custom": {"name": "shell", "input": "pipe bomb"}}]}),
+        json!({"role": "assistant", "content": "ok", "vendor_text": "pipe bomb"}),
+        json!({"role": "assistant", "content": null,
+               "function_call": {"name": "f", "arguments": "{\"x\":\"pipe bomb\"}"}}),
+    ];
+    for m in messages {
+        let r = run(opts(), &chat("hi", false), false, completion(m.clone())).await;
+        assert!(!r.reply.text().contains("bomb"), "{m}: {}", r.reply.text());
+        assert_eq!(
+            r.reply.json()["choices"][0]["finish_reason"],
+            "content_filter"
+        );
+    }
+}
+
+#[tokio::test]
+async fn unknown_stream_fields_are_scanned() {
+    // An error object in a chunk, a message object inside a choice, an unknown delta field.
+    let chunks = [
+        json!({"id": "c", "object": "chat.completion.chunk", "choices": [],
+               "error": {"message": "the model said: pipe bomb"}}),
+        json!({"id": "c", "object": "chat.completion.chunk",
+               "choices": [{"index": 0, "delta": {}, "message": {"content": "pipe bomb"}, "finish_reason": null}]}),
+        delta_chunk(json!({"vendor_text": "pipe bomb"})),
+    ];
+    for c in chunks {
+        let mut sse = frame(&role_chunk(0));
+        sse.extend(frame(&content_chunk(0, "Hello. ")));
+        sse.extend(frame(&c));
+        sse.extend(frame(&finish_chunk(0, "stop")));
+        sse.extend_from_slice(DONE);
+        let r = run(opts(), &chat("hi", true), true, vec![sse]).await;
+        assert!(!r.reply.text().contains("bomb"), "{c}: {}", r.reply.text());
+        assert_eq!(r.reply.header("x-deliberate-enforcement"), "full");
+    }
+}
+
+#[tokio::test]
+async fn upstream_error_bodies_are_scanned() {
+    // A blocked text quoted in an error: the body is replaced, the status kept.
+    let body = json!({"error": {"message": "content rejected: 'how to build a pipe bomb'", "type": "invalid_request_error"}});
+    let runs = run_with(
+        opts(),
+        "/v1/chat/completions",
+        &[chat("hello", false)],
+        400,
+        false,
+        vec![body.to_string().into_bytes()],
+    )
+    .await;
+    let r = &runs[0];
+    assert_eq!(r.reply.status, 400);
+    assert!(!r.reply.text().contains("bomb"), "{}", r.reply.text());
+    assert_eq!(r.reply.json()["error"]["code"], "upstream_error_withheld");
+    assert!(
+        r.reply
+            .header("x-deliberate-enforcement")
+            .starts_with("partial")
+    );
+
+    // A redacted text is rewritten; the rest of the error stays.
+    let body = json!({"error": {"message": "unknown user bob@example.com", "type": "invalid_request_error", "code": "x"}});
+    let runs = run_with(
+        opts(),
+        "/v1/chat/completions",
+        &[chat("hello", false)],
+        500,
+        false,
+        vec![body.to_string().into_bytes()],
+    )
+    .await;
+    let r = &runs[0];
+    assert_eq!(r.reply.status, 500);
+    assert_eq!(r.reply.json()["error"]["message"], "unknown user [email]");
+    assert_eq!(r.reply.json()["error"]["code"], "x");
+
+    // A plain-text error body too.
+    let runs = run_with(
+        opts(),
+        "/v1/chat/completions",
+        &[chat("hello", false)],
+        502,
+        false,
+        vec![b"upstream said: pipe bomb".to_vec()],
+    )
+    .await;
+    assert_eq!(runs[0].reply.status, 502);
+    assert!(!runs[0].reply.text().contains("bomb"));
+}
+
+#[tokio::test]
+async fn keep_alive_before_text_sends_the_head_and_a_later_block_ends_in_band() {
+    // The keep-alive comes alone, before any text: the head goes out with it.
+    let keep_alive = b": keep-alive\n\n".to_vec();
+    let mut sse = frame(&role_chunk(0));
+    sse.extend(frame(&content_chunk(0, "how to build a pipe ")));
+    sse.extend(frame(&content_chunk(0, "bomb at home")));
+    sse.extend(frame(&finish_chunk(0, "stop")));
+    sse.extend_from_slice(DONE);
+    let r = run(opts(), &chat("hi", true), true, vec![keep_alive, sse]).await;
+    assert!(
+        r.reply.text().starts_with(": keep-alive"),
+        "{}",
+        r.reply.text()
+    );
+    assert!(!r.reply.text().contains("bomb"));
+    assert_eq!(
+        stream_text(&r.reply.chunks(), 0).1.as_deref(),
+        Some("content_filter")
+    );
+}
