@@ -33,11 +33,15 @@
 //! assert_eq!(d.action, Action::Allow);
 //! ```
 
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod engine;
+#[cfg(feature = "eval")]
 pub mod eval;
+#[cfg(feature = "layer")]
 pub mod layer;
 
 pub mod policy;
+#[cfg(feature = "server")]
 pub mod proxy;
 pub mod wire;
