@@ -36,7 +36,6 @@
 
 pub(crate) mod eval;
 pub mod inject;
-pub mod normalize;
 mod scan;
 pub mod stream;
 

@@ -1,9 +1,9 @@
 //! Buffered scanning: a whole text at once.
 
 use super::eval::{self, EvalCtx, Hits, Span};
-use super::normalize::{NormText, normalize};
 use super::{Action, Decision, Finding, Stage, StreamScanner, apply_redactions};
 use crate::policy::{CompiledPolicy, LeafKind, View};
+use crate::text::{NormText, normalize, whole_word};
 
 // === impl CompiledPolicy ===
 
@@ -153,7 +153,7 @@ impl CompiledPolicy {
         if let Some(kw) = &view.keywords {
             eval::keyword_hits(&kw.dfa, hay, |pid, s, e| {
                 for &(leaf, word) in &kw.patterns[pid].1 {
-                    if !word || eval::whole_word(hay, s, e) {
+                    if !word || whole_word(hay, s, e) {
                         hits[leaf].push(nt.map.orig_span(s, e));
                     }
                 }

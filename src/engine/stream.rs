@@ -19,10 +19,10 @@ use aho_corasick::Anchored;
 use aho_corasick::automaton::{Automaton, StateID};
 
 use super::eval::{self, Hits, Span};
-use super::normalize::{OffsetMap, normalize_into};
 use super::{Action, Finding, Stage, apply_redactions};
 use crate::policy::compile::LOOKAHEAD;
 use crate::policy::{CompiledPolicy, LeafKind};
+use crate::text::{OffsetMap, normalize_into, whole_word};
 
 /// What one call to [`StreamScanner::push`] or [`StreamScanner::finish`] produced.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -592,7 +592,7 @@ impl StreamScanner<'_> {
                     return true;
                 }
                 for &(leaf, word) in &kw.patterns[pid].1 {
-                    if !word || eval::whole_word(hay, s - nb, e - nb) {
+                    if !word || whole_word(hay, s - nb, e - nb) {
                         hits.push((leaf, map.orig_span(s, e)));
                     }
                 }

@@ -12,7 +12,7 @@ use super::{
     Action, CompiledPolicy, Diagnostic, KeywordSet, Leaf, LeafKind, Node, RegexLeaf, Rule,
     RuleExamples, Section, Severity, Spec, Stage, StageIndex, View,
 };
-use crate::engine::normalize::{NormalizeOptions, normalize_str};
+use crate::text::{NormalizeOptions, normalize_str, whole_word};
 
 /// Largest policy file read.
 pub const MAX_POLICY_BYTES: usize = 1 << 20;
@@ -626,9 +626,9 @@ impl Compiler {
             for long in &normalized {
                 let shadow = normalized.iter().find(|short| {
                     short.len() < long.len()
-                        && long.match_indices(short.as_str()).any(|(i, _)| {
-                            !word || crate::engine::eval::whole_word(long, i, i + short.len())
-                        })
+                        && long
+                            .match_indices(short.as_str())
+                            .any(|(i, _)| !word || whole_word(long, i, i + short.len()))
                 });
                 if let Some(short) = shadow {
                     sink.warn(

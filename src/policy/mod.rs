@@ -31,9 +31,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use diag::{Diagnostic, Level, LoadError, Loc};
-pub use raw::{InjectMode, InjectRole, Validator};
+pub use raw::{InjectMode, InjectRole};
 
-use crate::engine::normalize::NormalizeOptions;
+use crate::text::{NormalizeOptions, Validator};
 
 /// Where a stage of the data path is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]

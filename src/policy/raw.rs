@@ -7,6 +7,8 @@
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+use crate::text::Validator;
+
 /// A whole policy file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -251,16 +253,6 @@ pub struct RawMatch {
     /// length the compiler cannot bound.
     #[serde(default)]
     pub max_len: Option<u32>,
-}
-
-/// A check run on a regex match.
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum Validator {
-    /// Luhn checksum on the digits (payment cards).
-    Luhn,
-    /// IBAN mod-97 check.
-    Iban,
 }
 
 /// A test file (`policies/tests/*.yaml`).
