@@ -10,11 +10,11 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use common::*;
+use deliberate::CompiledPolicy;
 use deliberate::layer::{
     AuditRecord, BlockResponse, EnforceOptions, Observer, Outcome, Placement, PolicyLayer,
     ReasoningMode, RequestBody,
 };
-use deliberate::policy::CompiledPolicy;
 use futures_util::stream;
 use http::{Request, Response};
 use http_body::Frame;

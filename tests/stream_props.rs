@@ -2,8 +2,8 @@
 //! decides as the buffered scan does, releases the same text when it does not block, and never
 //! releases a byte of a blocked or redacted span.
 
-use deliberate::engine::{Action, Decision, Stage, apply_redactions};
-use deliberate::policy::CompiledPolicy;
+use deliberate::engine::apply_redactions;
+use deliberate::{Action, CompiledPolicy, Decision, Stage};
 use proptest::prelude::*;
 
 const POLICY: &str = r#"

@@ -10,9 +10,9 @@ use std::process::ExitCode;
 
 use serde::Serialize;
 
-use crate::engine::{Action, Decision, Stage};
+use crate::engine::{CompiledPolicy, Decision};
 use crate::policy::raw::{RawExpectAction, RawStage, RawTestFile};
-use crate::policy::{CompiledPolicy, compile};
+use crate::policy::{Action, Stage, parse_yaml};
 
 /// Output formats of `test`.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -124,7 +124,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     // Test files.
     for tf in &test_files {
         let src = std::fs::read_to_string(tf)?;
-        let raw: RawTestFile = match compile::parse_yaml(&src) {
+        let raw: RawTestFile = match parse_yaml(&src) {
             Ok(r) => r,
             Err((loc, msg)) => {
                 load_failed = true;

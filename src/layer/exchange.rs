@@ -12,7 +12,7 @@ use super::audit::{AuditFinding, AuditRecord, Latency, Outcome, millis};
 use super::chain::PolicyFinding;
 use super::layer::Shared;
 use super::policies::PolicySet;
-use crate::engine::Action;
+use crate::policy::Action;
 
 /// `x-deliberate-policy`: `name@hash` of the enforced policies.
 pub const POLICY_HEADER: HeaderName = HeaderName::from_static("x-deliberate-policy");

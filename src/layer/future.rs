@@ -198,7 +198,7 @@ where
                             )));
                         }
                         Ok(Input::Block((pi, f))) => {
-                            ex.act(crate::engine::Action::Block);
+                            ex.act(crate::policy::Action::Block);
                             let text = ex
                                 .set
                                 .policies()

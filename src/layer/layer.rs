@@ -24,7 +24,7 @@ pub(crate) struct Shared {
 ///
 /// ```
 /// use deliberate::layer::{EnforceOptions, PolicyLayer, Placement};
-/// use deliberate::policy::CompiledPolicy;
+/// use deliberate::CompiledPolicy;
 ///
 /// let policy = CompiledPolicy::from_yaml_str("policy: empty\n", "empty.yaml").unwrap();
 /// let layer = PolicyLayer::new(policy)

@@ -10,11 +10,13 @@ use super::chain::{self, ChainDecision, PolicyFinding};
 use super::exchange::Exchange;
 use super::options::Placement;
 use super::policies::PolicySet;
-use crate::engine::{Action, Stage, inject};
+use crate::engine::CompiledPolicy;
+use crate::engine::inject;
 use crate::openai::{
     ChatRequest, Content, ContentPart, Message, Nullable, WireError, parse_strict_as,
 };
-use crate::policy::{CompiledPolicy, InjectRole};
+use crate::policy::InjectRole;
+use crate::policy::{Action, Stage};
 
 /// What to do with the request.
 #[derive(Debug)]

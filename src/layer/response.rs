@@ -10,9 +10,10 @@ use super::deliberation::DeliberationStripper;
 use super::error::Fault;
 use super::exchange::Exchange;
 use super::options::ReasoningMode;
-use crate::engine::{Action, Stage, apply_redactions};
+use crate::engine::apply_redactions;
 use crate::openai::chunking::CONTENT_FILTER;
 use crate::openai::{ChatCompletion, Nullable, ResponseMessage, parse_strict_as};
+use crate::policy::{Action, Stage};
 
 /// Scans and rewrites an upstream chat completion. Returns the body to send, and whether every
 /// choice was blocked.

@@ -23,13 +23,13 @@ use super::exchange::Exchange;
 use super::options::ReasoningMode;
 use super::refusal;
 use super::response::mask_deliberation;
-use crate::engine::{Action, Stage};
 use crate::openai::chunking::{CONTENT_FILTER, CompletionMeta};
 use crate::openai::sse::{DONE, DONE_FRAME, encode_comment, encode_data};
 use crate::openai::{
     ChatChunk, ChunkChoice, Delta, FunctionCall, Nullable, SseDecoder, SseItem, ToolCall,
     WireError, from_value, parse_strict,
 };
+use crate::policy::{Action, Stage};
 
 /// Filters one streamed response. See the [module docs](self).
 pub(crate) struct StreamFilter {

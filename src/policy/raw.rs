@@ -1,8 +1,8 @@
 //! Raw policy types: exactly what the YAML file says, strictly typed.
 //!
 //! Every struct rejects unknown fields. Values that later checks need to point at carry their
-//! source location through [`Spanned`], so diagnostics can say `file:line:col`.
-//! [`compile`](super::compile) turns these into a [`CompiledPolicy`](super::CompiledPolicy).
+//! source location through [`Spanned`], so diagnostics can say `file:line:col`. The engine's
+//! compiler turns these into an `engine::CompiledPolicy`.
 
 use serde::Deserialize;
 use serde_saphyr::Spanned;

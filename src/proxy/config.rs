@@ -26,7 +26,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::layer::{BlockResponse, EnforceOptions, Placement, ReasoningMode};
-use crate::policy::compile::parse_yaml;
+use crate::policy::parse_yaml;
 use crate::policy::{InjectMode, InjectRole};
 
 /// What to do with `/v1/*` requests other than chat completions.

@@ -1,13 +1,13 @@
-//! Leaf matching on a normalized view, and rule evaluation over leaf hits.
+//! The matcher: leaf matching on a normalized view, and match-tree evaluation over leaf hits.
 //!
 //! Both the buffered and the streaming scanner find leaf hits with these functions and
-//! evaluate rules with [`eval`], so the two can only differ in *when* they decide, never in
-//! *what* a rule means.
+//! evaluate rules with [`match_node`], so the two can only differ in *when* they decide, never
+//! in *what* a rule means.
 
 use aho_corasick::automaton::Automaton;
 use regex_automata::{Anchored, Input};
 
-use crate::policy::{Node, RegexLeaf};
+use super::program::{Node, RegexLeaf};
 
 /// A span in original-text byte offsets.
 pub(crate) type Span = (usize, usize);
@@ -82,11 +82,11 @@ pub(crate) fn next_regex_hit(
     }
 }
 
-// === rule evaluation ===
+// === match trees ===
 
-/// Evaluation context: hits per leaf, a predicate for exempted spans, and a way to count the
+/// Match context: hits per leaf, a predicate for exempted spans, and a way to count the
 /// characters between two offsets of the original text (for `near`).
-pub(crate) struct EvalCtx<'a> {
+pub(crate) struct MatchCtx<'a> {
     pub hits: &'a Hits,
     pub exempt: &'a dyn Fn(Span) -> bool,
     pub gap_chars: &'a dyn Fn(usize, usize) -> usize,
@@ -94,7 +94,7 @@ pub(crate) struct EvalCtx<'a> {
 
 /// Evaluates a match tree. `None`: the node does not fire. `Some(spans)`: it fires, and these
 /// positive spans (sorted, deduplicated) are what it matched.
-pub(crate) fn eval(node: &Node, cx: &EvalCtx<'_>) -> Option<Vec<Span>> {
+pub(crate) fn match_node(node: &Node, cx: &MatchCtx<'_>) -> Option<Vec<Span>> {
     match node {
         Node::Leaf(i) => {
             let spans: Vec<Span> = cx
@@ -110,7 +110,7 @@ pub(crate) fn eval(node: &Node, cx: &EvalCtx<'_>) -> Option<Vec<Span>> {
         Node::Any(children) => {
             let mut out: Option<Vec<Span>> = None;
             for c in children {
-                if let Some(s) = eval(c, cx) {
+                if let Some(s) = match_node(c, cx) {
                     out.get_or_insert_with(Vec::new).extend(s);
                 }
             }
@@ -119,17 +119,17 @@ pub(crate) fn eval(node: &Node, cx: &EvalCtx<'_>) -> Option<Vec<Span>> {
         Node::All(children) => {
             let mut out = Vec::new();
             for c in children {
-                out.extend(eval(c, cx)?);
+                out.extend(match_node(c, cx)?);
             }
             Some(sorted(out))
         }
-        Node::Not(child) => match eval(child, cx) {
+        Node::Not(child) => match match_node(child, cx) {
             Some(_) => None,
             None => Some(Vec::new()),
         },
         Node::Near { a, b, within } => {
-            let sa = eval(a, cx)?;
-            let sb = eval(b, cx)?;
+            let sa = match_node(a, cx)?;
+            let sb = match_node(b, cx)?;
             let close = |x: Span, y: Span| {
                 let (first, second) = if x.0 <= y.0 { (x, y) } else { (y, x) };
                 if first.1 >= second.0 {
@@ -164,14 +164,14 @@ pub(crate) fn eval(node: &Node, cx: &EvalCtx<'_>) -> Option<Vec<Span>> {
             }
         }
         Node::Count { node, min } => {
-            let s = eval(node, cx)?;
+            let s = match_node(node, cx)?;
             if s.len() >= *min { Some(s) } else { None }
         }
     }
 }
 
 /// Whether `node` can fire when only the leaves `may` marks have hits. An over-approximation
-/// (`not` is always possible): when it says no, [`eval`] gives `None` for any hits confined to
+/// (`not` is always possible): when it says no, [`match_node`] gives `None` for any hits confined to
 /// those leaves.
 pub(crate) fn possible(node: &Node, may: &[bool]) -> bool {
     match node {
