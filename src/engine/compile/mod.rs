@@ -1,14 +1,18 @@
 //! Compilation: the policy format's raw types ([`crate::policy::raw`]) → a [`CompiledPolicy`].
 //!
 //! One concern per file: this driver (files in, sections, rules, `overrides`, the policy
-//! out), [`tree`] (match trees and rule checks), [`regex`] (regex limits and the computed
-//! match length), [`automata`] (one keyword automaton and one regex set per normalization
-//! view and stage, and the holdback), [`lints`] (warnings across rules).
+//! out), `tree.rs` (match trees and rule checks), `regex.rs` (regex limits and the computed
+//! match length), `automata.rs` (one keyword automaton and one regex set per normalization
+//! view and stage, and the holdback), `lints.rs` (warnings across rules); `tests.rs` holds
+//! every diagnostic they can emit, with its `line:col`.
 
 mod automata;
 mod lints;
 mod regex;
 mod tree;
+
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
