@@ -5,7 +5,7 @@
 //! [`CompiledPolicy::scan`] scans a whole text (buffered); [`StreamScanner`] scans a text that
 //! arrives in pieces and releases only what no blocking or redacting rule can still cover. Both
 //! find leaf hits and evaluate match trees with the same matcher (`matcher.rs`), so they give
-//! the same decisions for the same text, whatever the chunking; `deliberate test` checks that at every
+//! the same decisions for the same text, whatever the chunking; [`splits`] checks that at every
 //! split point. [`inject`] chooses and renders the spec sections shown to the model. The engine
 //! knows nothing of HTTP or JSON.
 //!
@@ -44,6 +44,7 @@ pub mod inject;
 mod matcher;
 mod program;
 mod scan;
+pub mod splits;
 mod stream;
 
 pub use decision::{Decision, Finding, apply_redactions};
