@@ -6,8 +6,7 @@ use std::hint::black_box;
 use std::path::Path;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use deliberate::engine::Stage;
-use deliberate::policy::CompiledPolicy;
+use deliberate::{CompiledPolicy, Stage};
 
 /// About 64 KiB of mixed text: mostly English, with German, Russian, Greek, Japanese and
 /// Chinese paragraphs, no policy hits except a few e-mail addresses.

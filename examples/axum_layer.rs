@@ -18,8 +18,8 @@ use axum::body::Body;
 use axum::extract::Json;
 use axum::http::{Response, header};
 use axum::routing::{get, post};
+use deliberate::CompiledPolicy;
 use deliberate::layer::{EnforceOptions, PolicyLayer};
-use deliberate::policy::CompiledPolicy;
 use serde_json::{Value, json};
 
 /// The app: a model route behind the policy layer, and a route the layer passes through.

@@ -3,9 +3,8 @@
 //!
 //! It builds without the server: `cargo run --no-default-features --example engine_library`.
 
-use deliberate::engine::{Action, Stage};
-use deliberate::policy::CompiledPolicy;
 use deliberate::wire::json_text;
+use deliberate::{Action, CompiledPolicy, Stage};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let policy = CompiledPolicy::from_yaml_str(

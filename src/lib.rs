@@ -25,8 +25,7 @@
 //! ## Example
 //!
 //! ```
-//! use deliberate::policy::CompiledPolicy;
-//! use deliberate::engine::{Action, Stage};
+//! use deliberate::{Action, CompiledPolicy, Stage};
 //!
 //! let policy = CompiledPolicy::load("policies/default.yaml").unwrap();
 //! let d = policy.scan("How can I kill a Python process?", Stage::Input, Some("user"));
@@ -44,4 +43,8 @@ pub mod layer;
 pub mod policy;
 #[cfg(feature = "server")]
 pub mod proxy;
+pub mod text;
 pub mod wire;
+
+pub use engine::{CompiledPolicy, Decision, Finding, StreamOutput, StreamScanner};
+pub use policy::{Action, Diagnostic, LoadError, Severity, Stage};

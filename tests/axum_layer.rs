@@ -8,7 +8,7 @@ mod example;
 mod common;
 
 use axum::body::Body;
-use deliberate::policy::CompiledPolicy;
+use deliberate::CompiledPolicy;
 use http::Request;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};

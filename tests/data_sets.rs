@@ -15,8 +15,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use deliberate::engine::{Action, Stage};
-use deliberate::policy::CompiledPolicy;
+use deliberate::{Action, CompiledPolicy, Stage};
 
 fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

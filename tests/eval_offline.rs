@@ -8,7 +8,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use deliberate::engine::Stage;
+use deliberate::Stage;
 use deliberate::eval::dataset::{self, Content, Label, ReadOptions};
 
 fn root() -> PathBuf {

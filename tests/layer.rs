@@ -11,10 +11,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use common::layer_run::{Records, Run, run, run_many};
 use common::*;
+use deliberate::CompiledPolicy;
 use deliberate::layer::{
     BlockResponse, EnforceOptions, Outcome, PolicyLayer, ReasoningMode, RequestBody,
 };
-use deliberate::policy::CompiledPolicy;
 use deliberate::wire::Placement;
 use futures_util::stream;
 use http::{Request, Response};

@@ -2,8 +2,8 @@
 //! decides as the buffered scan does, releases the same text when it does not block, and never
 //! releases a byte of a blocked or redacted span.
 
-use deliberate::engine::{Action, Decision, Stage, apply_redactions};
-use deliberate::policy::CompiledPolicy;
+use deliberate::engine::splits::check_cuts;
+use deliberate::{CompiledPolicy, Decision, Stage};
 use proptest::prelude::*;
 
 const POLICY: &str = r#"
@@ -101,73 +101,13 @@ fn text() -> impl Strategy<Value = String> {
 }
 
 /// Streams `text` in chunks at the given cut points (byte offsets, any order, may split
-/// characters).
-fn stream(
-    p: &CompiledPolicy,
-    text: &str,
-    cuts: &[usize],
-) -> (String, usize, bool, Vec<deliberate::engine::Finding>) {
-    let bytes = text.as_bytes();
-    let mut points: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
-    points.sort_unstable();
-    points.dedup();
-    let mut s = p.stream(Stage::Output);
-    let mut out = String::new();
-    let mut blocked = false;
-    let mut prev = 0;
-    for &c in points.iter().chain(std::iter::once(&bytes.len())) {
-        let o = s.push_bytes(&bytes[prev..c]);
-        out.push_str(&o.text);
-        blocked |= o.blocked;
-        prev = c;
-    }
-    let o = s.finish();
-    out.push_str(&o.text);
-    blocked |= o.blocked;
-    (out, s.released(), blocked, s.findings().to_vec())
-}
-
+/// characters) and checks the stream against the buffered scan (`engine::splits`, the checker
+/// `deliberate test` runs too).
 fn check(p: &CompiledPolicy, text: &str, cuts: &[usize]) -> Result<(), TestCaseError> {
     let want: Decision = p.scan(text, Stage::Output, None);
-    let (out, released, blocked, findings) = stream(p, text, cuts);
-    prop_assert_eq!(
-        blocked,
-        want.action == Action::Block,
-        "block decision differs for {:?}",
-        text
-    );
-    if want.action == Action::Block {
-        // Nothing from the first blocked span on; redactions before it applied.
-        let first_block = want
-            .findings
-            .iter()
-            .filter(|f| f.action == Action::Block)
-            .map(|f| f.start)
-            .min();
-        prop_assert!(
-            first_block.is_some_and(|b| released <= b),
-            "released {} past block in {:?}",
-            released,
-            text
-        );
-        let before: Vec<_> = want
-            .findings
-            .iter()
-            .filter(|f| f.action == Action::Redact && f.start < released)
-            .cloned()
-            .collect();
-        prop_assert!(
-            before.iter().all(|f| f.end <= released),
-            "half a redaction released in {:?}",
-            text
-        );
-        let expected = apply_redactions(&text[..released], &before, |id| p.replacement(id));
-        prop_assert_eq!(out, expected);
-    } else {
-        prop_assert_eq!(&out, &want.output, "released text differs for {:?}", text);
-        prop_assert_eq!(&findings, &want.findings, "findings differ for {:?}", text);
-    }
-    Ok(())
+    let cuts: Vec<usize> = cuts.iter().map(|c| c % (text.len() + 1)).collect();
+    check_cuts(p, Stage::Output, text, &want, &cuts)
+        .map_err(|e| TestCaseError::fail(format!("{e} for {text:?}")))
 }
 
 proptest! {

@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::policy::{CompiledPolicy, Level, Stage};
+use crate::engine::CompiledPolicy;
+use crate::policy::{Level, Stage};
 
 /// Mixed-language sample text for the scan-speed probe.
 const PROBE_TEXT: &str = "The quarterly report shows steady growth in all regions; the team \

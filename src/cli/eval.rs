@@ -14,12 +14,13 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::engine::Stage;
+use crate::engine::CompiledPolicy;
 use crate::eval::dataset::{self, ReadOptions};
 use crate::eval::refusal::RefusalDetector;
 use crate::eval::report::Style;
 use crate::eval::{EvalOptions, Positive, online, run_offline};
-use crate::policy::{CompiledPolicy, LoadError};
+use crate::policy::LoadError;
+use crate::policy::Stage;
 
 /// Output formats of `eval`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

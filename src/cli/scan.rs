@@ -6,8 +6,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::engine::{Action, Decision, Stage};
-use crate::policy::CompiledPolicy;
+use crate::engine::CompiledPolicy;
+use crate::engine::Decision;
+use crate::policy::{Action, Stage};
 
 /// Output formats of `scan`.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]

@@ -10,9 +10,10 @@ use std::process::ExitCode;
 
 use serde::Serialize;
 
-use crate::engine::{Action, Decision, Stage};
+use crate::engine::splits::check_every_split;
+use crate::engine::{CompiledPolicy, Decision};
 use crate::policy::raw::{RawExpectAction, RawStage, RawTestFile};
-use crate::policy::{CompiledPolicy, compile};
+use crate::policy::{Action, Stage, parse_yaml};
 
 /// Output formats of `test`.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -124,7 +125,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     // Test files.
     for tf in &test_files {
         let src = std::fs::read_to_string(tf)?;
-        let raw: RawTestFile = match compile::parse_yaml(&src) {
+        let raw: RawTestFile = match parse_yaml(&src) {
             Ok(r) => r,
             Err((loc, msg)) => {
                 load_failed = true;
@@ -303,7 +304,9 @@ fn run_case(
             Some(_) => policy.scan(&case.text, case.stage, None),
             None => d.clone(),
         };
-        failure = check_streams(policy, case.stage, &case.text, &reference).err();
+        failure = check_every_split(policy, case.stage, &case.text, &reference)
+            .err()
+            .map(|e| e.to_string());
     }
     if failure.is_none() {
         for f in &d.findings {
@@ -380,93 +383,6 @@ fn describe(d: &Decision) -> String {
         .map(|f| format!("{}@{}..{}", f.rule, f.start, f.end))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// Streams `text` split in two at every character boundary and byte by byte; each run must
-/// agree with the buffered decision `want`.
-pub fn check_streams(
-    policy: &CompiledPolicy,
-    stage: Stage,
-    text: &str,
-    want: &Decision,
-) -> Result<(), String> {
-    let mut splits: Vec<Vec<&[u8]>> = Vec::new();
-    let bytes = text.as_bytes();
-    for i in 0..=bytes.len() {
-        splits.push(vec![&bytes[..i], &bytes[i..]]);
-    }
-    splits.push(bytes.chunks(1).collect());
-    for chunks in splits {
-        let mut s = policy.stream(stage);
-        let mut out = String::new();
-        let mut blocked = false;
-        for c in &chunks {
-            let o = s.push_bytes(c);
-            out.push_str(&o.text);
-            blocked |= o.blocked;
-        }
-        let o = s.finish();
-        out.push_str(&o.text);
-        blocked |= o.blocked;
-        let where_ = if chunks.len() == 2 {
-            format!("split at byte {}", chunks[0].len())
-        } else {
-            "fed byte by byte".into()
-        };
-        if want.action == Action::Block {
-            if !blocked {
-                return Err(format!("streamed ({where_}) did not block"));
-            }
-            let r = s.released();
-            let first_block = want
-                .findings
-                .iter()
-                .filter(|f| f.action == Action::Block)
-                .map(|f| f.start)
-                .min();
-            if first_block.is_some_and(|b| r > b) {
-                return Err(format!(
-                    "streamed ({where_}) released {r} bytes, past a blocked span"
-                ));
-            }
-            let before: Vec<crate::engine::Finding> = want
-                .findings
-                .iter()
-                .filter(|f| f.action == Action::Redact && f.start < r)
-                .cloned()
-                .collect();
-            if before.iter().any(|f| f.end > r) {
-                return Err(format!(
-                    "streamed ({where_}) released part of a redacted span"
-                ));
-            }
-            let expected =
-                crate::engine::apply_redactions(&text[..r], &before, |id| policy.replacement(id));
-            if out != expected {
-                return Err(format!(
-                    "streamed ({where_}) released {out:?}, expected {expected:?}"
-                ));
-            }
-        } else {
-            if blocked {
-                return Err(format!("streamed ({where_}) blocked; buffered did not"));
-            }
-            if out != want.output {
-                return Err(format!(
-                    "streamed ({where_}) released {out:?}, buffered gives {:?}",
-                    want.output
-                ));
-            }
-            if s.findings() != want.findings.as_slice() {
-                return Err(format!(
-                    "streamed ({where_}) findings differ: {:?} vs {:?}",
-                    s.findings(),
-                    want.findings
-                ));
-            }
-        }
-    }
-    Ok(())
 }
 
 fn print_junit(results: &[CaseResult], failed: usize) {

@@ -6,8 +6,8 @@
 //! gateways in a row) is not injected twice.
 //!
 //! ```
-//! use deliberate::policy::CompiledPolicy;
-//! use deliberate::engine::{Stage, inject};
+//! use deliberate::engine::{CompiledPolicy, inject};
+//! use deliberate::policy::Stage;
 //!
 //! let p = CompiledPolicy::from_yaml_str(r#"
 //! policy: demo
@@ -28,7 +28,8 @@
 //! assert!(text.contains("No addresses."));
 //! ```
 
-use crate::policy::{CompiledPolicy, InjectMode, Section};
+use super::{CompiledPolicy, Section};
+use crate::policy::InjectMode;
 
 /// The sections to inject for `mode` (the policy's `spec.inject`, or an operator's override):
 /// with `relevant`, the sections marked `always` and those named in `fired` — the sections of

@@ -1,273 +1,265 @@
 //! Buffered scanning: a whole text at once.
+//!
+//! Functions over a [`CompiledPolicy`], whose methods all live in `program.rs`; the stream
+//! scanner shares [`rule_findings`] with the buffered scan.
 
-use super::eval::{self, EvalCtx, Hits, Span};
-use super::normalize::{NormText, normalize};
-use super::{Action, Decision, Finding, Stage, StreamScanner, apply_redactions};
-use crate::policy::{CompiledPolicy, LeafKind, View};
+use super::matcher::{self, Hits, MatchCtx, Span};
+use super::program::{CompiledPolicy, LeafKind, View};
+use super::{Decision, Finding, apply_redactions};
+use crate::policy::{Action, Stage};
+use crate::text::{NormText, normalize, whole_word};
 
-// === impl CompiledPolicy ===
-
-impl CompiledPolicy {
-    /// Scans a whole text at `stage`. For input, `role` is the message role (`user`, `tool`…):
-    /// only rules that read that role apply; `None` applies every rule of the stage.
-    pub fn scan(&self, text: &str, stage: Stage, role: Option<&str>) -> Decision {
-        let (hits, live) = self.leaf_hits(stage, role, text);
-        let gap = |a: usize, b: usize| text.get(a..b).map_or(usize::MAX, |s| s.chars().count());
-        let findings = self.evaluate_some(
-            stage,
-            role,
-            &hits,
-            &gap,
-            &|s| text[s.0..s.1].to_owned(),
-            &|ri| live[ri],
-        );
-        let mut d = self.decide(text, findings);
-        if stage == Stage::Input {
-            d.triggered = self
-                .triggers_in(&hits, &gap)
-                .into_iter()
-                .map(str::to_owned)
-                .collect();
-        }
-        d
+/// Scans a whole text at `stage` ([`CompiledPolicy::scan`]).
+pub(crate) fn scan(p: &CompiledPolicy, text: &str, stage: Stage, role: Option<&str>) -> Decision {
+    let (hits, live) = leaf_hits(p, stage, role, text);
+    let gap = |a: usize, b: usize| text.get(a..b).map_or(usize::MAX, |s| s.chars().count());
+    let findings = rule_findings(
+        p,
+        stage,
+        role,
+        &hits,
+        &gap,
+        &|s| text[s.0..s.1].to_owned(),
+        &|ri| live[ri],
+    );
+    let mut d = decide(p, text, findings);
+    if stage == Stage::Input {
+        d.triggered = triggers_in(p, &hits, &gap)
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
     }
+    d
+}
 
-    /// Sections whose triggers fire on `hits`.
-    fn triggers_in(&self, hits: &Hits, gap: &dyn Fn(usize, usize) -> usize) -> Vec<&str> {
-        let never = |_: Span| false;
-        let cx = EvalCtx {
-            hits,
-            exempt: &never,
-            gap_chars: gap,
-        };
-        self.spec
-            .sections
-            .iter()
-            .filter(|s| {
-                s.trigger
-                    .as_ref()
-                    .is_some_and(|t| eval::eval(t, &cx).is_some())
-            })
-            .map(|s| s.id.as_str())
-            .collect()
+/// Sections whose triggers fire on `hits`.
+fn triggers_in<'p>(
+    p: &'p CompiledPolicy,
+    hits: &Hits,
+    gap: &dyn Fn(usize, usize) -> usize,
+) -> Vec<&'p str> {
+    let never = |_: Span| false;
+    let cx = MatchCtx {
+        hits,
+        exempt: &never,
+        gap_chars: gap,
+    };
+    p.spec
+        .sections
+        .iter()
+        .filter(|s| {
+            s.trigger
+                .as_ref()
+                .is_some_and(|t| matcher::match_node(t, &cx).is_some())
+        })
+        .map(|s| s.id.as_str())
+        .collect()
+}
+
+/// Finds the leaf hits of `stage` in `text` that can decide a rule reading `role` (or a
+/// section trigger, at the input stage), in original offsets. Also returns, per rule,
+/// whether it can fire at all.
+///
+/// Keywords are cheap and always found. Regexes cost a search each, so a first pass (one
+/// regex set over the text) only tells which of them match somewhere; a rule that cannot
+/// fire with what the keywords and that pass found (a leaf without hits under `all` or
+/// `near`, say) is dead, and a regex only used by dead rules is never searched for its
+/// spans. That is exact, not a heuristic: a dead rule's result does not depend on the hits
+/// of its regexes (`not` always counts as possibly true), and every live rule gets all its
+/// hits. On benign text most rules are dead, which makes a short message's scan a few
+/// times cheaper.
+fn leaf_hits(
+    p: &CompiledPolicy,
+    stage: Stage,
+    role: Option<&str>,
+    text: &str,
+) -> (Hits, Vec<bool>) {
+    let st = &p.stages[stage.index()];
+    let mut hits: Hits = vec![Vec::new(); p.leaves.len()];
+    // Which leaves may have hits: keywords exactly, regexes from the set pass.
+    let mut may = vec![false; p.leaves.len()];
+    let mut texts = Vec::with_capacity(st.views.len());
+    let mut sets = Vec::with_capacity(st.views.len());
+    for view in &st.views {
+        let nt = normalize(view.opts, text);
+        keyword_hits(view, &nt, &mut hits);
+        let matching = view.regex_set.as_ref().map(|set| set.matches(&nt.text));
+        if let Some(m) = &matching {
+            for i in m.iter() {
+                may[view.regexes[i]] = true;
+            }
+        }
+        texts.push(nt);
+        sets.push(matching);
     }
-
-    /// Starts a stream scan at `stage` (every rule of the stage applies).
-    pub fn stream(&self, stage: Stage) -> StreamScanner<'_> {
-        StreamScanner::new(self, stage)
+    for (leaf, h) in hits.iter().enumerate() {
+        if !h.is_empty() {
+            may[leaf] = true;
+        }
     }
-
-    /// Finds the leaf hits of `stage` in `text` that can decide a rule reading `role` (or a
-    /// section trigger, at the input stage), in original offsets. Also returns, per rule,
-    /// whether it can fire at all.
-    ///
-    /// Keywords are cheap and always found. Regexes cost a search each, so a first pass (one
-    /// regex set over the text) only tells which of them match somewhere; a rule that cannot
-    /// fire with what the keywords and that pass found (a leaf without hits under `all` or
-    /// `near`, say) is dead, and a regex only used by dead rules is never searched for its
-    /// spans. That is exact, not a heuristic: a dead rule's result does not depend on the hits
-    /// of its regexes (`not` always counts as possibly true), and every live rule gets all its
-    /// hits. On benign text most rules are dead, which makes a short message's scan a few
-    /// times cheaper.
-    pub(crate) fn leaf_hits(
-        &self,
-        stage: Stage,
-        role: Option<&str>,
-        text: &str,
-    ) -> (Hits, Vec<bool>) {
-        let st = &self.stages[stage.index()];
-        let mut hits: Hits = vec![Vec::new(); self.leaves.len()];
-        // Which leaves may have hits: keywords exactly, regexes from the set pass.
-        let mut may = vec![false; self.leaves.len()];
-        let mut texts = Vec::with_capacity(st.views.len());
-        let mut sets = Vec::with_capacity(st.views.len());
-        for view in &st.views {
-            let nt = normalize(view.opts, text);
-            self.keyword_hits(view, &nt, &mut hits);
-            let matching = view.regex_set.as_ref().map(|set| set.matches(&nt.text));
-            if let Some(m) = &matching {
-                for i in m.iter() {
-                    may[view.regexes[i]] = true;
-                }
-            }
-            texts.push(nt);
-            sets.push(matching);
-        }
-        for (leaf, h) in hits.iter().enumerate() {
-            if !h.is_empty() {
-                may[leaf] = true;
+    // Rules that can still fire, and the regexes they need.
+    let mut live = vec![false; p.rules.len()];
+    let mut need = vec![false; p.leaves.len()];
+    for &ri in &st.rules {
+        let rule = &p.rules[ri];
+        // Most rules have no leaf with hits: that decides them without walking the tree.
+        let some_hit = rule.has_not || rule.leaves.iter().any(|&l| may[l]);
+        if some_hit && rule.reads_role(role) && matcher::possible(&rule.node, &may) {
+            live[ri] = true;
+            for &l in &rule.leaves {
+                need[l] = true;
             }
         }
-        // Rules that can still fire, and the regexes they need.
-        let mut live = vec![false; self.rules.len()];
-        let mut need = vec![false; self.leaves.len()];
-        for &ri in &st.rules {
-            let rule = &self.rules[ri];
-            // Most rules have no leaf with hits: that decides them without walking the tree.
-            let some_hit = rule.has_not || rule.leaves.iter().any(|&l| may[l]);
-            if some_hit && rule.reads_role(role) && eval::possible(&rule.node, &may) {
-                live[ri] = true;
-                for &l in &rule.leaves {
-                    need[l] = true;
-                }
-            }
-        }
-        if stage == Stage::Input {
-            for t in self.spec.sections.iter().filter_map(|s| s.trigger.as_ref()) {
-                if eval::possible(t, &may) {
-                    t.for_each_leaf(&mut |l| need[l] = true);
-                }
-            }
-        }
-        for ((view, nt), matching) in st.views.iter().zip(&texts).zip(&sets) {
-            let Some(matching) = matching else { continue };
-            let hay = nt.text.as_str();
-            for i in matching.iter() {
-                let leaf = view.regexes[i];
-                let LeafKind::Regex(r) = &self.leaves[leaf].kind else {
-                    continue;
-                };
-                if !need[leaf] {
-                    continue;
-                }
-                let mut pos = 0;
-                while let Ok(Some(((s, e), ok))) = eval::next_regex_hit(r, hay, pos, None) {
-                    if ok {
-                        hits[leaf].push(nt.map.orig_span(s, e));
-                    }
-                    pos = e;
-                }
-            }
-        }
-        for h in &mut hits {
-            if h.len() > 1 {
-                h.sort_unstable();
-                h.dedup();
-            }
-        }
-        (hits, live)
     }
-
-    fn keyword_hits(&self, view: &View, nt: &NormText, hits: &mut Hits) {
+    if stage == Stage::Input {
+        for t in p.spec.sections.iter().filter_map(|s| s.trigger.as_ref()) {
+            if matcher::possible(t, &may) {
+                t.for_each_leaf(&mut |l| need[l] = true);
+            }
+        }
+    }
+    for ((view, nt), matching) in st.views.iter().zip(&texts).zip(&sets) {
+        let Some(matching) = matching else { continue };
         let hay = nt.text.as_str();
-        if let Some(kw) = &view.keywords {
-            eval::keyword_hits(&kw.dfa, hay, |pid, s, e| {
-                for &(leaf, word) in &kw.patterns[pid].1 {
-                    if !word || eval::whole_word(hay, s, e) {
-                        hits[leaf].push(nt.map.orig_span(s, e));
-                    }
+        for i in matching.iter() {
+            let leaf = view.regexes[i];
+            let LeafKind::Regex(r) = &p.leaves[leaf].kind else {
+                continue;
+            };
+            if !need[leaf] {
+                continue;
+            }
+            let mut pos = 0;
+            while let Ok(Some(((s, e), ok))) = matcher::next_regex_hit(r, hay, pos, None) {
+                if ok {
+                    hits[leaf].push(nt.map.orig_span(s, e));
                 }
-            });
+                pos = e;
+            }
         }
     }
+    for h in &mut hits {
+        if h.len() > 1 {
+            h.sort_unstable();
+            h.dedup();
+        }
+    }
+    (hits, live)
+}
 
-    /// Evaluates the rules of `stage` over leaf hits, for the rules `include` accepts (allow rules that
-    /// it accepts still exempt spans of the others).
-    pub(crate) fn evaluate_some(
-        &self,
-        stage: Stage,
-        role: Option<&str>,
-        hits: &Hits,
-        gap: &dyn Fn(usize, usize) -> usize,
-        span_text: &dyn Fn(Span) -> String,
-        include: &dyn Fn(usize) -> bool,
-    ) -> Vec<Finding> {
-        let st = &self.stages[stage.index()];
-        let never = |_: Span| false;
-        let mut allows: Vec<(Span, usize)> = Vec::new();
-        let mut out: Vec<(usize, Finding)> = Vec::new();
-        let cx = EvalCtx {
+fn keyword_hits(view: &View, nt: &NormText, hits: &mut Hits) {
+    let hay = nt.text.as_str();
+    if let Some(kw) = &view.keywords {
+        matcher::keyword_hits(&kw.dfa, hay, |pid, s, e| {
+            for &(leaf, word) in &kw.patterns[pid].1 {
+                if !word || whole_word(hay, s, e) {
+                    hits[leaf].push(nt.map.orig_span(s, e));
+                }
+            }
+        });
+    }
+}
+
+/// Evaluates the rules of `stage` over leaf hits, for the rules `include` accepts (allow
+/// rules that it accepts still exempt spans of the others).
+pub(crate) fn rule_findings(
+    p: &CompiledPolicy,
+    stage: Stage,
+    role: Option<&str>,
+    hits: &Hits,
+    gap: &dyn Fn(usize, usize) -> usize,
+    span_text: &dyn Fn(Span) -> String,
+    include: &dyn Fn(usize) -> bool,
+) -> Vec<Finding> {
+    let st = &p.stages[stage.index()];
+    let never = |_: Span| false;
+    let mut allows: Vec<(Span, usize)> = Vec::new();
+    let mut out: Vec<(usize, Finding)> = Vec::new();
+    let cx = MatchCtx {
+        hits,
+        exempt: &never,
+        gap_chars: gap,
+    };
+    for &ri in &st.rules {
+        let rule = &p.rules[ri];
+        if rule.action != Action::Allow || !rule.reads_role(role) || !include(ri) {
+            continue;
+        }
+        if let Some(spans) = matcher::match_node(&rule.node, &cx) {
+            for s in spans {
+                allows.push((s, ri));
+                out.push((ri, finding(p, ri, stage, s, span_text)));
+            }
+        }
+    }
+    for &ri in &st.rules {
+        let rule = &p.rules[ri];
+        if rule.action == Action::Allow || !rule.reads_role(role) || !include(ri) {
+            continue;
+        }
+        let exempt = |s: Span| {
+            allows.iter().any(|&((a0, a1), ai)| {
+                a0 < s.1
+                    && s.0 < a1
+                    && p.rules[ai]
+                        .overrides
+                        .as_ref()
+                        .is_none_or(|o| o.contains(&ri))
+            })
+        };
+        let cx = MatchCtx {
             hits,
-            exempt: &never,
+            exempt: &exempt,
             gap_chars: gap,
         };
-        for &ri in &st.rules {
-            let rule = &self.rules[ri];
-            if rule.action != Action::Allow || !rule.reads_role(role) || !include(ri) {
-                continue;
-            }
-            if let Some(spans) = eval::eval(&rule.node, &cx) {
-                for s in spans {
-                    allows.push((s, ri));
-                    out.push((ri, self.finding(ri, stage, s, span_text)));
-                }
+        if let Some(spans) = matcher::match_node(&rule.node, &cx) {
+            for s in spans {
+                out.push((ri, finding(p, ri, stage, s, span_text)));
             }
         }
-        for &ri in &st.rules {
-            let rule = &self.rules[ri];
-            if rule.action == Action::Allow || !rule.reads_role(role) || !include(ri) {
-                continue;
-            }
-            let exempt = |s: Span| {
-                allows.iter().any(|&((a0, a1), ai)| {
-                    a0 < s.1
-                        && s.0 < a1
-                        && self.rules[ai]
-                            .overrides
-                            .as_ref()
-                            .is_none_or(|o| o.contains(&ri))
-                })
-            };
-            let cx = EvalCtx {
-                hits,
-                exempt: &exempt,
-                gap_chars: gap,
-            };
-            if let Some(spans) = eval::eval(&rule.node, &cx) {
-                for s in spans {
-                    out.push((ri, self.finding(ri, stage, s, span_text)));
-                }
-            }
+    }
+    out.sort_by_key(|(ri, f)| (f.start, f.end, *ri));
+    out.into_iter().map(|(_, f)| f).collect()
+}
+
+fn finding(
+    p: &CompiledPolicy,
+    ri: usize,
+    stage: Stage,
+    s: Span,
+    span_text: &dyn Fn(Span) -> String,
+) -> Finding {
+    let rule = &p.rules[ri];
+    Finding {
+        rule: rule.id.clone(),
+        section: rule.section.clone(),
+        stage,
+        action: rule.action,
+        severity: rule.severity,
+        start: s.0,
+        end: s.1,
+        text: span_text(s),
+    }
+}
+
+/// Turns findings into a decision on `text`.
+fn decide(p: &CompiledPolicy, text: &str, findings: Vec<Finding>) -> Decision {
+    let action = Decision::action_of(&findings);
+    let mut d = Decision {
+        action,
+        findings,
+        output: String::new(),
+        triggered: Vec::new(),
+    };
+    d.output = match action {
+        Action::Block => {
+            let rule = d.blocking_finding().and_then(|f| p.rule(&f.rule));
+            p.refusal_for(rule)
         }
-        out.sort_by_key(|(ri, f)| (f.start, f.end, *ri));
-        out.into_iter().map(|(_, f)| f).collect()
-    }
-
-    pub(crate) fn finding(
-        &self,
-        ri: usize,
-        stage: Stage,
-        s: Span,
-        span_text: &dyn Fn(Span) -> String,
-    ) -> Finding {
-        let rule = &self.rules[ri];
-        Finding {
-            rule: rule.id.clone(),
-            section: rule.section.clone(),
-            stage,
-            action: rule.action,
-            severity: rule.severity,
-            start: s.0,
-            end: s.1,
-            text: span_text(s),
-        }
-    }
-
-    /// Turns findings into a decision on `text`.
-    pub(crate) fn decide(&self, text: &str, findings: Vec<Finding>) -> Decision {
-        let action = Decision::action_of(&findings);
-        let mut d = Decision {
-            action,
-            findings,
-            output: String::new(),
-            triggered: Vec::new(),
-        };
-        d.output = match action {
-            Action::Block => {
-                let rule = d.blocking_finding().and_then(|f| self.rule(&f.rule));
-                self.refusal_for(rule)
-            }
-            Action::Redact => apply_redactions(text, &d.findings, |id| self.replacement(id)),
-            _ => text.to_owned(),
-        };
-        d
-    }
-
-    /// The replacement text of rule `rule_id`.
-    pub fn replacement(&self, rule_id: &str) -> String {
-        self.rule(rule_id)
-            .map_or_else(|| "[redacted]".to_owned(), |r| r.replacement.clone())
-    }
+        Action::Redact => apply_redactions(text, &d.findings, |id| p.replacement(id)),
+        _ => text.to_owned(),
+    };
+    d
 }
 
 #[cfg(test)]

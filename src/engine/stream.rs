@@ -18,11 +18,12 @@ use std::sync::Arc;
 use aho_corasick::Anchored;
 use aho_corasick::automaton::{Automaton, StateID};
 
-use super::eval::{self, Hits, Span};
-use super::normalize::{OffsetMap, normalize_into};
-use super::{Action, Finding, Stage, apply_redactions};
-use crate::policy::compile::LOOKAHEAD;
-use crate::policy::{CompiledPolicy, LeafKind};
+use super::matcher::{self, Hits, Span};
+use super::program::{CompiledPolicy, LOOKAHEAD, LeafKind};
+use super::scan::rule_findings;
+use super::{Finding, apply_redactions};
+use crate::policy::{Action, Stage};
+use crate::text::{OffsetMap, normalize_into, whole_word};
 
 /// What one call to [`StreamScanner::push`] or [`StreamScanner::finish`] produced.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -420,7 +421,9 @@ impl StreamScanner<'_> {
                 self.per_leaf(|leaf, h| self.allow_leaves[leaf] || !self.undecided(h, frontier));
             let include =
                 |r: usize| candidates.contains(&r) || policy.rules[r].action == Action::Allow;
-            let f = policy.evaluate_some(self.stage, None, &decided, &gap, &span_text, &include);
+            let f = rule_findings(
+                policy, self.stage, None, &decided, &gap, &span_text, &include,
+            );
             for ri in candidates {
                 if f.iter().any(|x| x.rule == policy.rules[ri].id) {
                     self.fired[ri] = true;
@@ -433,7 +436,7 @@ impl StreamScanner<'_> {
             fin || rule.is_bounded() || (!rule.has_not && fired[r])
         };
         let all = self.per_leaf(|_, _| true);
-        let findings = policy.evaluate_some(self.stage, None, &all, &gap, &span_text, &include);
+        let findings = rule_findings(policy, self.stage, None, &all, &gap, &span_text, &include);
         // Hits of rules that fired no longer need to be held whole.
         if !fin {
             for &(leaf, (s, e)) in &self.hits {
@@ -592,7 +595,7 @@ impl StreamScanner<'_> {
                     return true;
                 }
                 for &(leaf, word) in &kw.patterns[pid].1 {
-                    if !word || eval::whole_word(hay, s - nb, e - nb) {
+                    if !word || whole_word(hay, s - nb, e - nb) {
                         hits.push((leaf, map.orig_span(s, e)));
                     }
                 }
@@ -642,7 +645,7 @@ impl StreamScanner<'_> {
                     };
                 } else {
                     loop {
-                        match eval::next_regex_hit(r, hay, pos, limit) {
+                        match matcher::next_regex_hit(r, hay, pos, limit) {
                             Ok(Some(((s, e), ok))) => {
                                 if ok {
                                     self.hits.push((leaf, vs.map.orig_span(s + nb, e + nb)));

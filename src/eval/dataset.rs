@@ -52,7 +52,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::engine::Stage;
+use crate::policy::Stage;
 
 /// What a labeled case should come to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]

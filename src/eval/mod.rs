@@ -15,8 +15,7 @@
 //! ```
 //! use deliberate::eval::{EvalOptions, run_offline};
 //! use deliberate::eval::dataset::{Case, Dataset, Content, Label};
-//! use deliberate::engine::Stage;
-//! use deliberate::policy::CompiledPolicy;
+//! use deliberate::{CompiledPolicy, Stage};
 //! use std::sync::Arc;
 //!
 //! let policy = Arc::new(CompiledPolicy::from_yaml_str(r#"
@@ -47,7 +46,7 @@ pub mod report;
 pub use offline::Positive;
 pub use report::{Report, run_offline};
 
-use crate::engine::Stage;
+use crate::policy::Stage;
 
 /// Options of an offline run.
 #[derive(Debug, Clone)]

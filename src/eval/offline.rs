@@ -3,8 +3,7 @@
 //! ```
 //! use deliberate::eval::dataset::{Case, Label};
 //! use deliberate::eval::offline::{Positive, evaluate_cases};
-//! use deliberate::engine::Stage;
-//! use deliberate::policy::CompiledPolicy;
+//! use deliberate::{CompiledPolicy, Stage};
 //!
 //! let policy = CompiledPolicy::from_yaml_str(r#"
 //! policy: demo
@@ -30,8 +29,9 @@ use serde_json::{Value, json};
 
 use super::dataset::{Case, Label, SpanCase};
 use super::metrics::{Confusion, Rate};
-use crate::engine::{Action, Decision, Finding, Severity};
-use crate::policy::CompiledPolicy;
+use crate::engine::CompiledPolicy;
+use crate::engine::{Decision, Finding};
+use crate::policy::{Action, Severity};
 
 /// What counts as "caught".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize)]
@@ -362,7 +362,7 @@ fn overlaps(a: (usize, usize), b: (usize, usize)) -> bool {
 pub fn evaluate_spans(
     policy: &CompiledPolicy,
     texts: &[SpanCase],
-    stage: crate::engine::Stage,
+    stage: crate::policy::Stage,
 ) -> SpanReport {
     let mut r = SpanReport {
         texts: texts.len() as u64,
@@ -486,8 +486,8 @@ impl SpanReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::Stage;
     use crate::eval::dataset::GoldSpan;
+    use crate::policy::Stage;
 
     fn policy() -> CompiledPolicy {
         CompiledPolicy::from_yaml_str(

@@ -55,8 +55,10 @@ use super::dataset::{Content, Dataset, Label};
 use super::metrics::Rate;
 use super::refusal::RefusalDetector;
 use super::report::{Style, Table};
-use crate::engine::{Action, Stage, inject};
-use crate::policy::{CompiledPolicy, InjectRole};
+use crate::engine::CompiledPolicy;
+use crate::engine::inject;
+use crate::policy::InjectRole;
+use crate::policy::{Action, Stage};
 
 /// Settings of an online run.
 #[derive(Debug, Clone)]

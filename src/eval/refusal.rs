@@ -23,8 +23,9 @@ use serde_json::{Value, json};
 use super::dataset::{Completion, RefusalLabel};
 use super::metrics::{Confusion, Rate};
 use super::offline::shorten;
-use crate::engine::Stage;
-use crate::policy::{CompiledPolicy, LoadError};
+use crate::engine::CompiledPolicy;
+use crate::policy::LoadError;
+use crate::policy::Stage;
 
 /// How much of an answer the detector reads, in characters.
 pub const HEAD_CHARS: usize = 600;

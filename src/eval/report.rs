@@ -11,8 +11,9 @@ use super::offline::{
     Changes, Example, Positive, SpanReport, Summary, changes, evaluate_cases, evaluate_spans,
 };
 use super::refusal::{self, RefusalAccuracy, RefusalDetector};
-use crate::engine::Stage;
-use crate::policy::{CompiledPolicy, LoadError};
+use crate::engine::CompiledPolicy;
+use crate::policy::LoadError;
+use crate::policy::Stage;
 
 /// What one data set gave.
 #[derive(Debug, Clone)]

@@ -9,7 +9,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::engine::{Action, Finding, Stage};
+use crate::engine::Finding;
+use crate::policy::{Action, Stage};
 
 /// Receives audit records and stream events. Implement it to write a log or metrics.
 pub trait Observer: Send + Sync + 'static {

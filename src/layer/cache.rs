@@ -142,7 +142,7 @@ impl ScanCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::Action;
+    use crate::policy::Action;
 
     fn decision(text: &str) -> ChainDecision {
         ChainDecision {

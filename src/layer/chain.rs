@@ -1,6 +1,7 @@
 //! Scanning with every policy of a [`PolicySet`], one after the other.
 
-use crate::engine::{Action, Finding, Stage, StreamScanner};
+use crate::engine::{Finding, StreamScanner};
+use crate::policy::{Action, Stage};
 
 use super::policies::PolicySet;
 

@@ -12,7 +12,7 @@ use super::audit::{AuditFinding, AuditRecord, Latency, Outcome, millis};
 use super::chain::PolicyFinding;
 use super::policies::PolicySet;
 use super::shared::Shared;
-use crate::engine::Action;
+use crate::policy::Action;
 use crate::wire::{Adapter, RequestFacts};
 
 /// `x-deliberate-policy`: `name@hash` of the enforced policies.

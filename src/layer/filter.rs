@@ -11,7 +11,8 @@ use super::deliberation::DeliberationStripper;
 use super::exchange::Exchange;
 use super::options::ReasoningMode;
 use super::policies::PolicySet;
-use crate::engine::{Action, Stage, apply_redactions};
+use crate::engine::apply_redactions;
+use crate::policy::{Action, Stage};
 use crate::wire::json_text::{self, Decoder, Encoder};
 use crate::wire::{
     Channel, ChannelId, ChannelKind, Flow, InputText, RequestSink, TextFilter, Verdict,

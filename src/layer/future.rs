@@ -188,7 +188,7 @@ where
                     match ex.timed(|ex| request::enforce(body, ex)) {
                         Err(wire) => return Poll::Ready(Ok(bad_request(&mut ex, &wire.info()))),
                         Ok(Input::Block((pi, f))) => {
-                            ex.act(crate::engine::Action::Block);
+                            ex.act(crate::policy::Action::Block);
                             let text = ex
                                 .set
                                 .policies()

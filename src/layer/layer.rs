@@ -15,9 +15,9 @@ use super::shared::Shared;
 /// model server, an axum handler) with policy enforcement. Cheap to clone.
 ///
 /// ```
+/// use deliberate::CompiledPolicy;
 /// use deliberate::layer::{EnforceOptions, PolicyLayer};
 /// use deliberate::wire::Placement;
-/// use deliberate::policy::CompiledPolicy;
 ///
 /// let policy = CompiledPolicy::from_yaml_str("policy: empty\n", "empty.yaml").unwrap();
 /// let layer = PolicyLayer::new(policy)

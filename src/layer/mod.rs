@@ -39,7 +39,7 @@
 //! use http_body_util::{BodyExt, Full};
 //! use tower::{ServiceBuilder, ServiceExt, service_fn};
 //! use deliberate::layer::{PolicyLayer, RequestBody};
-//! use deliberate::policy::CompiledPolicy;
+//! use deliberate::CompiledPolicy;
 //!
 //! let policy = CompiledPolicy::from_yaml_str(r#"
 //! policy: demo

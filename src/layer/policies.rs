@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 
-use crate::policy::CompiledPolicy;
+use crate::engine::CompiledPolicy;
 
 /// One or more compiled policies enforced together, in order.
 ///

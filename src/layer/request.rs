@@ -6,8 +6,9 @@ use bytes::Bytes;
 use super::chain::PolicyFinding;
 use super::exchange::Exchange;
 use super::filter::InputScan;
+use crate::engine::CompiledPolicy;
 use crate::engine::inject;
-use crate::policy::{CompiledPolicy, InjectRole};
+use crate::policy::InjectRole;
 use crate::wire::WireError;
 
 /// What to do with the request.

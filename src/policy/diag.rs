@@ -68,14 +68,18 @@ impl From<serde_saphyr::Location> for Loc {
     }
 }
 
-/// Collects diagnostics for one file.
+/// Collects diagnostics for one file: the compiler reports through it, so every message
+/// names the file it is about.
 #[derive(Debug)]
-pub(crate) struct Sink<'a> {
+pub struct Sink<'a> {
+    /// The file the diagnostics are about.
     pub file: &'a Path,
+    /// Where they go.
     pub out: &'a mut Vec<Diagnostic>,
 }
 
 impl Sink<'_> {
+    /// Records a diagnostic of `level` at `loc`, about `rule` if given.
     pub fn push(&mut self, level: Level, loc: Loc, rule: Option<&str>, message: impl Into<String>) {
         self.out.push(Diagnostic {
             level,
@@ -87,10 +91,12 @@ impl Sink<'_> {
         });
     }
 
+    /// Records an error: the policy will not load.
     pub fn error(&mut self, loc: Loc, rule: Option<&str>, message: impl Into<String>) {
         self.push(Level::Error, loc, rule, message);
     }
 
+    /// Records a warning: the policy still loads.
     pub fn warn(&mut self, loc: Loc, rule: Option<&str>, message: impl Into<String>) {
         self.push(Level::Warning, loc, rule, message);
     }

@@ -1,39 +1,41 @@
-//! Policies: the YAML file, its diagnostics, and the compiled, immutable [`CompiledPolicy`].
+//! The policy file format: what a policy file may say, and what is wrong with one.
 //!
-//! Loading runs in two stages, as in ripgrep's argument handling: the file is deserialized into
-//! strict raw types ([`raw`], unknown fields rejected, every error with `line:column`), then
-//! [`compile`] validates it once and builds the matchers: one Aho-Corasick automaton per
-//! normalization view for all keywords, size-limited linear-time regexes with a computed
-//! maximum match length. The result is shared behind an `Arc` and never changes; a reload builds
-//! a new one.
+//! This module is the *syntax* of a policy, as `regex-syntax` is the syntax of a regex: strict
+//! raw serde types ([`raw`], unknown fields rejected), hardened YAML parsing ([`parse_yaml`]:
+//! duplicate keys rejected, alias and size budgets), includes collected into [`Unit`]s, and
+//! [`Diagnostic`]s with `file:line:col`. The vocabulary the whole crate speaks — [`Stage`],
+//! [`Action`], [`Severity`] — lives here too. Compiling and running a policy is the
+//! `engine`'s job; this module imports nothing from it.
 //!
 //! ```
-//! use deliberate::policy::CompiledPolicy;
-//! use deliberate::engine::Stage;
+//! use deliberate::policy::parse_yaml;
+//! use deliberate::policy::raw::RawPolicy;
 //!
-//! let policy = CompiledPolicy::from_yaml_str(r#"
+//! let raw: RawPolicy = parse_yaml(r#"
 //! policy: example
 //! rules:
 //!   - id: no-bombs
 //!     match: {keywords: ["pipe bomb"]}
 //!     action: block
-//!     tests: {match: ["how to build a pipe bomb"], no_match: ["a pipe bombastic"]}
-//! "#, "example.yaml").unwrap();
-//! let decision = policy.scan("How to build a PIPE BOMB?", Stage::Input, Some("user"));
-//! assert_eq!(decision.action.as_str(), "block");
+//! "#).unwrap();
+//! assert_eq!(raw.policy.value, "example");
+//! assert_eq!(raw.rules[0].value.id.value, "no-bombs");
+//!
+//! // A misspelt field is an error that points at it.
+//! let (loc, message) = parse_yaml::<RawPolicy>("policy: x\nrulez: []\n").unwrap_err();
+//! assert_eq!((loc.line, loc.column), (2, 1));
+//! assert!(message.contains("rulez"), "{message}");
 //! ```
 
-pub mod compile;
-pub mod diag;
+mod diag;
+mod include;
 pub mod raw;
+mod yaml;
 
-use std::path::PathBuf;
-use std::sync::Arc;
-
-pub use diag::{Diagnostic, Level, LoadError, Loc};
-pub use raw::{InjectMode, InjectRole, Validator};
-
-use crate::engine::normalize::NormalizeOptions;
+pub use diag::{Diagnostic, Level, LoadError, Loc, Sink};
+pub use include::{Unit, parse_units, read_units};
+pub use raw::{InjectMode, InjectRole};
+pub use yaml::{MAX_POLICY_BYTES, parse_yaml};
 
 /// Where a stage of the data path is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
@@ -118,251 +120,4 @@ pub enum Severity {
     High,
     /// Critical.
     Critical,
-}
-
-/// The spec shown to the model.
-#[derive(Debug, Clone)]
-pub struct Spec {
-    /// How much to inject.
-    pub inject: InjectMode,
-    /// As which role.
-    pub role: InjectRole,
-    /// Text before the sections.
-    pub preamble: String,
-    /// Tag the model deliberates in, stripped from answers.
-    pub deliberation_tag: Option<String>,
-    /// The sections, in file order (included files first).
-    pub sections: Vec<Section>,
-}
-
-/// One section of the spec.
-#[derive(Debug, Clone)]
-pub struct Section {
-    /// Stable id.
-    pub id: String,
-    /// Title.
-    pub title: String,
-    /// Text for the model.
-    pub text: String,
-    /// Always injected.
-    pub always: bool,
-    pub(crate) trigger: Option<Node>,
-}
-
-/// A rule's inline examples.
-#[derive(Debug, Clone, Default)]
-pub struct RuleExamples {
-    /// Must fire.
-    pub should_match: Vec<String>,
-    /// Must not fire.
-    pub no_match: Vec<String>,
-}
-
-/// A compiled rule.
-#[derive(Debug, Clone)]
-pub struct Rule {
-    /// Unique id.
-    pub id: String,
-    /// Description.
-    pub description: Option<String>,
-    /// Spec section.
-    pub section: Option<String>,
-    /// Stages it applies to.
-    pub stages: Vec<Stage>,
-    /// Input roles it reads.
-    pub roles: Vec<String>,
-    /// Action.
-    pub action: Action,
-    /// Replacement for redactions.
-    pub replacement: String,
-    /// Severity.
-    pub severity: Severity,
-    /// Examples.
-    pub examples: RuleExamples,
-    /// Where it is defined.
-    pub file: PathBuf,
-    /// Where in the file.
-    pub loc: Loc,
-    pub(crate) node: Node,
-    /// The leaves `node` uses, each once.
-    pub(crate) leaves: Vec<usize>,
-    /// For allow rules: the rules they exempt (`None`: all).
-    pub(crate) overrides: Option<Vec<usize>>,
-    /// Farthest distance, in original bytes, between a match's end and a partner that can
-    /// still change whether it fires; `None` when unbounded (`all`, `not`, `min_count`).
-    pub(crate) reach: Option<usize>,
-    /// Whether the rule uses `not` (it can only be decided at the end of a text).
-    pub(crate) has_not: bool,
-}
-
-impl Rule {
-    /// Whether the rule applies to `stage`.
-    pub fn applies_to(&self, stage: Stage) -> bool {
-        self.stages.contains(&stage)
-    }
-
-    /// Whether an input rule reads messages of `role` (`None`: no role, always read).
-    pub fn reads_role(&self, role: Option<&str>) -> bool {
-        role.is_none_or(|r| self.roles.iter().any(|x| x == r || x == "*"))
-    }
-
-    /// Whether the stream scanner can decide this rule before the text ends.
-    pub fn is_bounded(&self) -> bool {
-        self.reach.is_some()
-    }
-}
-
-/// A match tree over leaves.
-#[derive(Debug, Clone)]
-pub(crate) enum Node {
-    Leaf(usize),
-    Any(Vec<Node>),
-    All(Vec<Node>),
-    Not(Box<Node>),
-    Near {
-        a: Box<Node>,
-        b: Box<Node>,
-        within: usize,
-    },
-    Count {
-        node: Box<Node>,
-        min: usize,
-    },
-}
-
-impl Node {
-    /// Calls `f` with every leaf the tree uses (a leaf used twice, twice).
-    pub(crate) fn for_each_leaf(&self, f: &mut impl FnMut(usize)) {
-        match self {
-            Node::Leaf(i) => f(*i),
-            Node::Any(v) | Node::All(v) => v.iter().for_each(|n| n.for_each_leaf(f)),
-            Node::Not(n) | Node::Count { node: n, .. } => n.for_each_leaf(f),
-            Node::Near { a, b, .. } => {
-                a.for_each_leaf(f);
-                b.for_each_leaf(f);
-            }
-        }
-    }
-}
-
-/// A leaf matcher.
-#[derive(Debug, Clone)]
-pub(crate) struct Leaf {
-    pub kind: LeafKind,
-}
-
-#[derive(Debug, Clone)]
-pub(crate) enum LeafKind {
-    Keywords,
-    Regex(Box<RegexLeaf>),
-}
-
-#[derive(Debug, Clone)]
-pub(crate) struct RegexLeaf {
-    pub regex: regex_automata::meta::Regex,
-    /// Largest match length in normalized bytes (computed or declared).
-    pub max_len: usize,
-    pub validate: Option<Validator>,
-}
-
-/// Matchers for one normalization view of one stage.
-#[derive(Debug, Clone)]
-pub(crate) struct View {
-    pub opts: NormalizeOptions,
-    pub keywords: Option<KeywordSet>,
-    /// Regex leaves of this view.
-    pub regexes: Vec<usize>,
-    /// One pass that tells which regexes match at all.
-    pub regex_set: Option<regex::RegexSet>,
-}
-
-#[derive(Debug, Clone)]
-pub(crate) struct KeywordSet {
-    pub dfa: aho_corasick::dfa::DFA,
-    /// Per pattern: its byte length and the leaves that use it, with their whole-word flag.
-    pub patterns: Vec<(usize, Vec<(usize, bool)>)>,
-    pub max_len: usize,
-}
-
-/// Everything one stage needs.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct StageIndex {
-    pub views: Vec<View>,
-    /// Rules of this stage, in policy order.
-    pub rules: Vec<usize>,
-    /// Holdback in normalized bytes.
-    pub holdback: usize,
-}
-
-/// A policy ready to use: immutable, cheap to share behind an `Arc`.
-#[derive(Debug, Clone)]
-pub struct CompiledPolicy {
-    /// Name.
-    pub name: String,
-    /// Version string.
-    pub version: Option<String>,
-    /// Description.
-    pub description: Option<String>,
-    /// Short hash of the source files, to tell versions apart.
-    pub hash: String,
-    /// The spec.
-    pub spec: Spec,
-    /// The rules.
-    pub rules: Vec<Rule>,
-    /// Refusal template.
-    pub refusal: String,
-    /// Source files, the main one first.
-    pub sources: Vec<PathBuf>,
-    /// Warnings found while compiling.
-    pub warnings: Vec<Diagnostic>,
-    pub(crate) leaves: Vec<Leaf>,
-    pub(crate) stages: [StageIndex; 3],
-}
-
-impl CompiledPolicy {
-    /// Loads and compiles a policy file (with its includes).
-    pub fn load(path: impl Into<PathBuf>) -> Result<Arc<CompiledPolicy>, LoadError> {
-        compile::load(&path.into()).map(Arc::new)
-    }
-
-    /// Compiles a policy from a string; `name` stands in for the file name in diagnostics.
-    /// Includes are resolved relative to the current directory.
-    pub fn from_yaml_str(src: &str, name: &str) -> Result<CompiledPolicy, LoadError> {
-        compile::load_str(src, std::path::Path::new(name))
-    }
-
-    /// `name@hash`, as shown in headers and audit records.
-    pub fn label(&self) -> String {
-        format!("{}@{}", self.name, self.hash)
-    }
-
-    /// Holdback of the stream scanner for `stage`: how far behind the received text the
-    /// released text stays when no match is open. The larger of the longest keyword or regex
-    /// match plus one character of look-ahead (normalized bytes) and the reach of `near` rules
-    /// (original bytes); up to 3 bytes more to end on a character boundary, and the pieces of a
-    /// normalization segment still open. Counted in normalized bytes, the original text held
-    /// can be longer (invisible characters are stripped) or shorter (characters that expand).
-    pub fn holdback(&self, stage: Stage) -> usize {
-        self.stages[stage.index()].holdback
-    }
-
-    /// The rule with this id.
-    pub fn rule(&self, id: &str) -> Option<&Rule> {
-        self.rules.iter().find(|r| r.id == id)
-    }
-
-    /// The refusal text for a block by `rule`.
-    pub fn refusal_for(&self, rule: Option<&Rule>) -> String {
-        let section_id = rule.and_then(|r| r.section.as_deref()).unwrap_or("policy");
-        let title = self
-            .spec
-            .sections
-            .iter()
-            .find(|s| s.id == section_id)
-            .map_or(section_id, |s| s.title.as_str());
-        self.refusal
-            .replace("{section}", section_id)
-            .replace("{title}", title)
-            .replace("{rule}", rule.map_or("policy", |r| r.id.as_str()))
-    }
 }

@@ -1,11 +1,13 @@
 //! Raw policy types: exactly what the YAML file says, strictly typed.
 //!
 //! Every struct rejects unknown fields. Values that later checks need to point at carry their
-//! source location through [`Spanned`], so diagnostics can say `file:line:col`.
-//! [`compile`](super::compile) turns these into a [`CompiledPolicy`](super::CompiledPolicy).
+//! source location through [`Spanned`], so diagnostics can say `file:line:col`. The engine's
+//! compiler turns these into an `engine::CompiledPolicy`.
 
 use serde::Deserialize;
 use serde_saphyr::Spanned;
+
+use crate::text::Validator;
 
 /// A whole policy file.
 #[derive(Debug, Deserialize)]
@@ -251,16 +253,6 @@ pub struct RawMatch {
     /// length the compiler cannot bound.
     #[serde(default)]
     pub max_len: Option<u32>,
-}
-
-/// A check run on a regex match.
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum Validator {
-    /// Luhn checksum on the digits (payment cards).
-    Luhn,
-    /// IBAN mod-97 check.
-    Iban,
 }
 
 /// A test file (`policies/tests/*.yaml`).

@@ -26,7 +26,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::layer::{BlockResponse, EnforceOptions, ReasoningMode};
-use crate::policy::compile::parse_yaml;
+use crate::policy::parse_yaml;
 use crate::policy::{InjectMode, InjectRole};
 use crate::wire::Placement;
 

@@ -10,8 +10,8 @@ use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
 use super::metrics::Metrics;
+use crate::engine::CompiledPolicy;
 use crate::layer::{PolicySet, SharedPolicies};
-use crate::policy::CompiledPolicy;
 
 /// Loads every policy file; the first failure is the error (its diagnostics, one per line).
 pub fn load_set(paths: &[PathBuf]) -> Result<PolicySet, String> {

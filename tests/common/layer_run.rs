@@ -3,8 +3,8 @@
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use deliberate::CompiledPolicy;
 use deliberate::layer::{AuditRecord, EnforceOptions, Observer, PolicyLayer, RequestBody};
-use deliberate::policy::CompiledPolicy;
 use futures_util::stream;
 use http::{Request, Response};
 use http_body::Frame;

@@ -11,7 +11,7 @@
 //! the text, never on how it was chunked, so streamed and buffered normalization agree.
 //!
 //! ```
-//! use deliberate::engine::normalize::{normalize, NormalizeOptions};
+//! use deliberate::text::{normalize, NormalizeOptions};
 //!
 //! let text = "ＢＯ\u{200B}МB"; // fullwidth B, O, a zero-width space, Cyrillic М, Latin B
 //! let n = normalize(NormalizeOptions::all(), text);
@@ -30,7 +30,20 @@ use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfkc_quick};
 const MAX_SEGMENT_CHARS: usize = 32;
 
 /// Which normalization steps to apply.
+///
+/// More steps may come, so the struct cannot be built with a literal outside this crate:
+/// start from [`all`](Self::all), [`none`](Self::none) or `Default` and set fields.
+///
+/// ```
+/// use deliberate::text::{normalize, NormalizeOptions};
+///
+/// let mut opts = NormalizeOptions::none();
+/// opts.casefold = true;
+/// // Case folding alone: the fullwidth `Ｂ` becomes a fullwidth `ｂ`, not a Latin `b`.
+/// assert_eq!(normalize(opts, "ＢOMB").text, "ｂomb");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub struct NormalizeOptions {
     /// Unicode NFKC.
     pub nfkc: bool,

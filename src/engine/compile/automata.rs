@@ -1,0 +1,162 @@
+//! Automata: per stage and normalization view, one keyword automaton and one regex set over
+//! the leaves the stage uses, and the stream holdback they imply.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use super::{Compiler, PendingLeaf};
+use crate::engine::program::{KeywordSet, LOOKAHEAD, Leaf, LeafKind, Rule, Spec, StageIndex, View};
+use crate::policy::{Diagnostic, Level, Stage};
+
+use super::regex::REGEX_SIZE_LIMIT;
+
+impl Compiler {
+    pub(super) fn build_stages(
+        self,
+        rules: &[Rule],
+        spec: &Spec,
+        main: &Path,
+        diags: &mut Vec<Diagnostic>,
+    ) -> Option<(Vec<Leaf>, [StageIndex; 3])> {
+        let mut patterns: Vec<Option<String>> = Vec::new();
+        let mut leaves = Vec::new();
+        for (_, pending) in &self.leaves {
+            match pending {
+                PendingLeaf::Keywords { .. } => {
+                    leaves.push(Leaf {
+                        kind: LeafKind::Keywords,
+                    });
+                    patterns.push(None);
+                }
+                PendingLeaf::Regex(r, p) => {
+                    leaves.push(Leaf {
+                        kind: LeafKind::Regex(r.clone()),
+                    });
+                    patterns.push(Some(p.clone()));
+                }
+            }
+        }
+        let mut stages: [StageIndex; 3] = Default::default();
+        for stage in Stage::ALL {
+            let mut used: HashSet<usize> = HashSet::new();
+            let rule_idx: Vec<usize> = (0..rules.len())
+                .filter(|&i| rules[i].applies_to(stage))
+                .collect();
+            for &i in &rule_idx {
+                used.extend(&rules[i].leaves);
+            }
+            if stage == Stage::Input {
+                for t in spec.sections.iter().filter_map(|s| s.trigger.as_ref()) {
+                    t.for_each_leaf(&mut |l| {
+                        used.insert(l);
+                    });
+                }
+            }
+            let mut views = Vec::new();
+            let mut holdback = 0;
+            for (vi, &opts) in self.views.iter().enumerate() {
+                let mut kw: HashMap<String, usize> = HashMap::new();
+                let mut kw_list: Vec<(usize, Vec<(usize, bool)>)> = Vec::new();
+                let mut kw_strings: Vec<String> = Vec::new();
+                let mut regexes = Vec::new();
+                let mut set_patterns = Vec::new();
+                let mut max_regex_len = 0;
+                for (li, (v, pending)) in self.leaves.iter().enumerate() {
+                    if *v != vi || !used.contains(&li) {
+                        continue;
+                    }
+                    match pending {
+                        PendingLeaf::Keywords { words, word } => {
+                            for w in words {
+                                let pid = *kw.entry(w.clone()).or_insert_with(|| {
+                                    kw_strings.push(w.clone());
+                                    kw_list.push((w.len(), Vec::new()));
+                                    kw_list.len() - 1
+                                });
+                                kw_list[pid].1.push((li, *word));
+                            }
+                        }
+                        PendingLeaf::Regex(r, p) => {
+                            regexes.push(li);
+                            set_patterns.push(p.clone());
+                            max_regex_len = max_regex_len.max(r.max_len);
+                        }
+                    }
+                }
+                if kw_list.is_empty() && regexes.is_empty() {
+                    continue;
+                }
+                let keywords = if kw_list.is_empty() {
+                    None
+                } else {
+                    let dfa = aho_corasick::dfa::DFA::builder()
+                        .match_kind(aho_corasick::MatchKind::Standard)
+                        .build(&kw_strings);
+                    let dfa = match dfa {
+                        Ok(d) => d,
+                        Err(e) => {
+                            diags.push(Diagnostic {
+                                level: Level::Error,
+                                file: main.to_path_buf(),
+                                line: 0,
+                                column: 0,
+                                rule: None,
+                                message: format!("keyword automaton too large: {e}"),
+                            });
+                            return None;
+                        }
+                    };
+                    let max_len = kw_list.iter().map(|k| k.0).max().unwrap_or(0);
+                    Some(KeywordSet {
+                        dfa,
+                        patterns: kw_list,
+                        max_len,
+                    })
+                };
+                let regex_set = if set_patterns.is_empty() {
+                    None
+                } else {
+                    match regex::RegexSetBuilder::new(&set_patterns)
+                        .case_insensitive(opts.casefold)
+                        .size_limit(REGEX_SIZE_LIMIT * 8)
+                        .dfa_size_limit(REGEX_SIZE_LIMIT * 8)
+                        .build()
+                    {
+                        Ok(s) => Some(s),
+                        Err(e) => {
+                            diags.push(Diagnostic {
+                                level: Level::Error,
+                                file: main.to_path_buf(),
+                                line: 0,
+                                column: 0,
+                                rule: None,
+                                message: format!("the {} regexes of this policy do not compile together within limits: {e}", set_patterns.len()),
+                            });
+                            return None;
+                        }
+                    }
+                };
+                let kw_max = keywords.as_ref().map_or(0, |k| k.max_len);
+                holdback = holdback.max(kw_max.max(max_regex_len) + LOOKAHEAD);
+                views.push(View {
+                    opts,
+                    keywords,
+                    regexes,
+                    regex_set,
+                });
+            }
+            // Near rules reach past their matches.
+            for &i in &rule_idx {
+                if let Some(r) = rules[i].reach {
+                    holdback = holdback.max(r);
+                }
+            }
+            stages[stage.index()] = StageIndex {
+                views,
+                rules: rule_idx,
+                holdback,
+            };
+        }
+        Some((leaves, stages))
+    }
+}

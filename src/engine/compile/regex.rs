@@ -1,0 +1,145 @@
+//! Regex leaves: a pattern → a size-limited, linear-time regex with a bounded match length.
+
+use regex_automata::meta;
+
+use super::Compiler;
+use crate::engine::program::RegexLeaf;
+use crate::policy::raw::RawMatch;
+use crate::policy::{Loc, Sink, Stage};
+use crate::text::NormalizeOptions;
+
+/// Longest regex pattern accepted.
+pub const MAX_PATTERN_CHARS: usize = 4096;
+/// Compiled size limit of one regex.
+pub const REGEX_SIZE_LIMIT: usize = 2 << 20;
+
+impl Compiler {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn regex(
+        &mut self,
+        pattern: &str,
+        raw: &RawMatch,
+        norm: NormalizeOptions,
+        stages: &[Stage],
+        rule: Option<&str>,
+        loc: Loc,
+        sink: &mut Sink<'_>,
+    ) -> Option<RegexLeaf> {
+        if pattern.chars().count() > MAX_PATTERN_CHARS {
+            sink.error(
+                loc,
+                rule,
+                format!("regex is longer than {MAX_PATTERN_CHARS} characters"),
+            );
+            return None;
+        }
+        let hir = match regex_syntax::ParserBuilder::new()
+            .case_insensitive(norm.casefold)
+            .nest_limit(64)
+            .build()
+            .parse(pattern)
+        {
+            Ok(h) => h,
+            Err(e) => {
+                let msg = e.to_string();
+                let last = msg
+                    .lines()
+                    .rev()
+                    .find(|l| l.starts_with("error:"))
+                    .unwrap_or(&msg);
+                sink.error(
+                    loc,
+                    rule,
+                    format!("invalid regex: {}", last.trim_start_matches("error: ")),
+                );
+                return None;
+            }
+        };
+        let props = hir.properties();
+        if props.minimum_len() == Some(0) || props.minimum_len().is_none() {
+            sink.error(
+                loc,
+                rule,
+                "regex can match the empty string; it would match everywhere",
+            );
+            return None;
+        }
+        if let (Some(d), Some(min)) = (raw.max_len, props.minimum_len())
+            && (d as usize) < min
+        {
+            sink.error(
+                loc,
+                rule,
+                format!("max_len {d} is shorter than the shortest match ({min} bytes): the rule could never match"),
+            );
+            return None;
+        }
+        let max_len = match (props.maximum_len(), raw.max_len) {
+            (Some(m), Some(d)) => m.min(d as usize),
+            (Some(m), None) => m,
+            (None, Some(d)) => d as usize,
+            (None, None) => {
+                if stages.iter().any(|s| *s != Stage::Input) {
+                    sink.error(
+                        loc,
+                        rule,
+                        "regex has no bounded match length, so it cannot be enforced on a stream: \
+                         bound its repetitions (`{1,64}` instead of `+`) or declare `max_len`",
+                    );
+                    return None;
+                }
+                // Input-only rules are scanned buffered; a generous bound keeps the
+                // truncation semantics the same everywhere.
+                64 * 1024
+            }
+        };
+        if max_len > 64 * 1024 {
+            sink.warn(
+                loc,
+                rule,
+                format!(
+                    "regex matches can be {max_len} bytes long; streams hold back that much text"
+                ),
+            );
+        }
+        let looks = props.look_set();
+        if looks.contains_word_unicode() {
+            sink.warn(
+                loc,
+                rule,
+                "Unicode `\\b` makes the regex engine leave its fast DFA on non-ASCII text \
+                 (scans can fall below 1 MB/s); use `(?-u:\\b)` or keywords",
+            );
+        }
+        let regex = meta::Builder::new()
+            .syntax(
+                regex_automata::util::syntax::Config::new()
+                    .case_insensitive(norm.casefold)
+                    .nest_limit(64),
+            )
+            .configure(
+                meta::Config::new()
+                    .nfa_size_limit(Some(REGEX_SIZE_LIMIT))
+                    .onepass_size_limit(Some(REGEX_SIZE_LIMIT))
+                    .dfa_size_limit(Some(REGEX_SIZE_LIMIT))
+                    .hybrid_cache_capacity(4 * REGEX_SIZE_LIMIT),
+            )
+            .build(pattern);
+        let regex = match regex {
+            Ok(r) => r,
+            Err(e) => {
+                sink.error(
+                    loc,
+                    rule,
+                    format!("regex does not compile within limits: {e}"),
+                );
+                return None;
+            }
+        };
+        Some(RegexLeaf {
+            regex,
+            max_len,
+            validate: raw.validate,
+        })
+    }
+}

@@ -1,0 +1,24 @@
+//! Text primitives the policy format and the engine share: normalization with an offset map
+//! back into the original text, word boundaries, and match validators.
+//!
+//! This module depends on nothing else in the crate, so it can become its own crate.
+//!
+//! ```
+//! use deliberate::text::{NormalizeOptions, Validator, normalize, whole_word};
+//!
+//! let n = normalize(NormalizeOptions::all(), "pay ４１１１ 1111 1111 1111");
+//! assert_eq!(n.text, "pay 4111 1111 1111 1111");
+//! assert!(whole_word(&n.text, 0, 3));
+//! assert!(Validator::Luhn.check(&n.text[4..]));
+//! ```
+
+mod normalize;
+mod validate;
+mod words;
+
+pub use normalize::{
+    NormText, NormalizeOptions, OffsetMap, fold_confusable, is_invisible, normalize,
+    normalize_into, normalize_str,
+};
+pub use validate::{Validator, iban, luhn};
+pub use words::{is_unspaced, is_word_char, whole_word};
