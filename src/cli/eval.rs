@@ -16,7 +16,7 @@ use anyhow::Context;
 
 use crate::engine::Stage;
 use crate::eval::dataset::{self, ReadOptions};
-use crate::eval::refusal::RefusalDetector;
+use crate::eval::refusal_detector::RefusalDetector;
 use crate::eval::report::Style;
 use crate::eval::{EvalOptions, Positive, online, run_offline};
 use crate::policy::{CompiledPolicy, LoadError};

@@ -21,7 +21,7 @@
 //! retried on 429 / 5xx / connection errors / timeouts with exponential backoff (honouring
 //! `Retry-After`), `--concurrency` at a time, with progress on stderr. An answer counts as a
 //! refusal when the input or output filter blocked it or the [refusal
-//! detector](super::refusal) flags it.
+//! detector](super::refusal_detector) flags it.
 //!
 //! ## Figures per arm (as in the o1 system card)
 //!
@@ -53,7 +53,7 @@ use serde_json::{Value, json};
 
 use super::dataset::{Content, Dataset, Label};
 use super::metrics::Rate;
-use super::refusal::RefusalDetector;
+use super::refusal_detector::RefusalDetector;
 use super::report::{Style, Table};
 use crate::engine::{Action, Stage, inject};
 use crate::policy::{CompiledPolicy, InjectRole};

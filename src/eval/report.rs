@@ -10,7 +10,7 @@ use super::metrics::{Confusion, Rate};
 use super::offline::{
     Changes, Example, Positive, SpanReport, Summary, changes, evaluate_cases, evaluate_spans,
 };
-use super::refusal::{self, RefusalAccuracy, RefusalDetector};
+use super::refusal_detector::{self, RefusalAccuracy, RefusalDetector};
 use crate::engine::Stage;
 use crate::policy::{CompiledPolicy, LoadError};
 
@@ -144,7 +144,7 @@ pub fn run_offline(
                 };
                 DatasetResult::Refusal {
                     detector: d.label(),
-                    accuracy: refusal::accuracy(&d, rows),
+                    accuracy: refusal_detector::accuracy(&d, rows),
                 }
             }
         };

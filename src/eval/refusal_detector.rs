@@ -1,4 +1,6 @@
-//! A rules-based refusal detector, and its accuracy against human labels.
+//! The refusal detector: grades a model's answer as a refusal or not (rules-based), and its
+//! accuracy against human labels. (Not the refusal text a policy answers a blocked request with:
+//! that is `refusal:` in the policy file and `layer`'s business.)
 //!
 //! The detector is a policy file (by default the shipped `policies/refusal-detector.yaml`,
 //! compiled into the binary) whose rules flag refusal phrases. An answer counts as a refusal
@@ -7,7 +9,7 @@
 //! is usually part of the answer.
 //!
 //! ```
-//! use deliberate::eval::refusal::RefusalDetector;
+//! use deliberate::eval::refusal_detector::RefusalDetector;
 //!
 //! let d = RefusalDetector::builtin().unwrap();
 //! assert!(d.is_refusal("Sorry, but I can't assist with that."));
