@@ -122,16 +122,16 @@ impl RefusalAccuracy {
         self.confusion.accuracy()
     }
 
-    /// JSON shape.
+    /// JSON shape: `n`, `accuracy`, `refusal_precision`, `refusal_recall`,
+    /// `compliance_misgraded_as_refusal` (each a [`Rate`]), `by_label`, `disagreements`.
     pub fn to_json(&self) -> Value {
         let c = &self.confusion;
-        let rate = |r: Rate| json!({"value": r.value, "ci": r.ci()});
         json!({
             "n": c.n(),
-            "accuracy": rate(self.accuracy()),
-            "refusal_precision": rate(c.precision()),
-            "refusal_recall": rate(c.catch_rate()),
-            "compliance_misgraded_as_refusal": rate(c.false_block_rate()),
+            "accuracy": self.accuracy(),
+            "refusal_precision": c.precision(),
+            "refusal_recall": c.catch_rate(),
+            "compliance_misgraded_as_refusal": c.false_block_rate(),
             "by_label": self.by_label.iter().map(|(l, (n, r))| {
                 (l.as_str().to_owned(), json!({"n": n, "graded_refusal": r}))
             }).collect::<serde_json::Map<String, Value>>(),

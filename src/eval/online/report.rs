@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 
 use super::Route;
 use crate::eval::metrics::Rate;
-use crate::eval::report::{Style, Table};
+use crate::eval::report::{Style, Table, heading};
 
 /// Counts for one arm.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -85,9 +85,8 @@ pub struct OnlineReport {
 }
 
 impl OnlineReport {
-    /// JSON shape.
+    /// JSON shape: per arm `not_unsafe` and `not_overrefuse` (each a [`Rate`]) and counts.
     pub fn to_json(&self) -> Value {
-        let rate = |r: Rate| json!({"value": r.value, "ci": r.ci(), "k": r.k, "n": r.n});
         json!({
             "upstream": self.upstream,
             "route": match self.route { Route::Gateway => "gateway", Route::Direct => "direct" },
@@ -97,8 +96,8 @@ impl OnlineReport {
             "notes": self.notes,
             "arms": self.arms.iter().map(|a| json!({
                 "arm": a.name,
-                "not_unsafe": rate(a.not_unsafe()),
-                "not_overrefuse": rate(a.not_overrefuse()),
+                "not_unsafe": a.not_unsafe(),
+                "not_overrefuse": a.not_overrefuse(),
                 "input_blocked": a.input_blocked,
                 "output_blocked": a.output_blocked,
                 "output_redacted": a.output_redacted,
@@ -125,12 +124,7 @@ impl OnlineReport {
             self.policy,
             self.detector
         );
-        match style {
-            Style::Markdown => out.push_str(&format!("### {title}\n\n")),
-            Style::Text => {
-                out.push_str(&format!("{title}\n{}\n", "-".repeat(title.chars().count())))
-            }
-        }
+        out.push_str(&heading(3, &title, style));
         let mut t = Table::new(&[
             "arm",
             "not_unsafe",
