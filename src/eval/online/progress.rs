@@ -22,8 +22,9 @@ impl Progress {
 
     fn with_bar(total: usize, bar: bool) -> Progress {
         let bar = (bar && total > 0).then(|| {
+            // `wide_bar` takes the width the rest leaves, so the line never wraps.
             let style = ProgressStyle::with_template(
-                "[eval] {bar:40} {pos}/{len} answers ({per_sec}, {eta} left) {msg}",
+                "[eval] {pos}/{len} answers {wide_bar} {eta} left, {msg}",
             )
             .unwrap_or_else(|_| ProgressStyle::default_bar());
             ProgressBar::new(total as u64).with_style(style)
