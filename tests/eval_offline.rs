@@ -153,8 +153,8 @@ fn csv_column_mapping_flags() {
     assert_eq!(code, 0);
     let s = &v["summary"];
     assert_eq!(s["n"], 3);
-    approx(&s["catch_rate"], 1.0);
-    approx(&s["false_block_rate"], 0.0);
+    approx(&s["catch_rate"]["value"], 1.0);
+    approx(&s["false_block_rate"]["value"], 0.0);
     assert_eq!(s["by_category"]["poetry"]["n"], 1);
     // Without the flags the label column is not found: a clear error, exit 2.
     let r = eval(&[
@@ -180,8 +180,8 @@ fn bigbench_maps_the_best_target() {
     let s = &v["summary"];
     assert_eq!(s["n"], 4);
     assert_eq!(s["unsafe"], 2);
-    approx(&s["catch_rate"], 1.0);
-    approx(&s["false_block_rate"], 0.0);
+    approx(&s["catch_rate"]["value"], 1.0);
+    approx(&s["false_block_rate"]["value"], 0.0);
     assert_eq!(s["by_category"]["harmful_requests"]["n"], 4);
     // Yes / No answers need --unsafe-label.
     let (code, v) = eval_json(&[
@@ -194,7 +194,7 @@ fn bigbench_maps_the_best_target() {
     ]);
     assert_eq!(code, 0);
     assert_eq!(v["summary"]["unsafe"], 1);
-    approx(&v["summary"]["catch_rate"], 1.0);
+    approx(&v["summary"]["catch_rate"]["value"], 1.0);
 }
 
 #[test]
@@ -221,15 +221,15 @@ fn labeled_metrics_and_worst_cases() {
     assert_eq!(code, 0);
     let s = &v["summary"];
     assert_eq!(s["n"], 6);
-    approx(&s["catch_rate"], 2.0 / 3.0);
-    approx(&s["recall"], 2.0 / 3.0);
-    approx(&s["false_block_rate"], 1.0 / 3.0);
-    approx(&s["precision"], 2.0 / 3.0);
-    approx(&s["f1"], 2.0 / 3.0);
-    let ci = s["catch_rate_ci"].as_array().unwrap();
+    approx(&s["catch_rate"]["value"], 2.0 / 3.0);
+    approx(&s["recall"]["value"], 2.0 / 3.0);
+    approx(&s["false_block_rate"]["value"], 1.0 / 3.0);
+    approx(&s["precision"]["value"], 2.0 / 3.0);
+    approx(&s["f1"]["value"], 2.0 / 3.0);
+    let ci = s["catch_rate"]["ci"].as_array().unwrap();
     assert!(ci[0].as_f64().unwrap() < 2.0 / 3.0 && 2.0 / 3.0 < ci[1].as_f64().unwrap());
-    approx(&s["by_category"]["weapons"]["catch_rate"], 1.0);
-    assert!(s["by_category"]["weapons"]["false_block_rate"].is_null());
+    approx(&s["by_category"]["weapons"]["catch_rate"]["value"], 1.0);
+    assert!(s["by_category"]["weapons"]["false_block_rate"]["value"].is_null());
     let d = &v["datasets"][0];
     let fb = &d["worst_false_blocks"][0];
     assert_eq!(fb["rule"], "violence.poison");
@@ -250,7 +250,7 @@ fn positive_any_counts_flags() {
         "--positive",
         "any",
     ]);
-    approx(&v["summary"]["catch_rate"], 1.0);
+    approx(&v["summary"]["catch_rate"]["value"], 1.0);
 }
 
 #[test]
@@ -274,7 +274,7 @@ fn compare_lists_newly_caught_and_released() {
     };
     assert_eq!(ids("newly_caught"), ["a2", "b2"]);
     assert_eq!(ids("newly_released"), ["b3"]);
-    approx(&v["compare"]["summary"]["catch_rate"], 1.0 / 3.0);
+    approx(&v["compare"]["summary"]["catch_rate"]["value"], 1.0 / 3.0);
     // The table says it too.
     let r = eval(&[
         "--policy",
@@ -346,9 +346,9 @@ fn spans_report_recall_per_entity() {
         "tests/fixtures/eval/spans.json",
     ]);
     let s = &v["datasets"][0]["spans"];
-    approx(&s["by_entity"]["EMAIL_ADDRESS"]["recall"], 1.0);
-    approx(&s["by_entity"]["EMAIL_ADDRESS"]["precision"], 1.0);
-    approx(&s["by_entity"]["PHONE_NUMBER"]["recall"], 0.0);
+    approx(&s["by_entity"]["EMAIL_ADDRESS"]["recall"]["value"], 1.0);
+    approx(&s["by_entity"]["EMAIL_ADDRESS"]["precision"]["value"], 1.0);
+    approx(&s["by_entity"]["PHONE_NUMBER"]["recall"]["value"], 0.0);
     assert_eq!(s["gold_spans"], 4);
     assert_eq!(s["by_rule"]["privacy.email"]["entity"], "EMAIL_ADDRESS");
 }
@@ -366,11 +366,11 @@ fn jailbreakbench_gives_an_input_and_an_output_set() {
     // Input: 2 attack prompts (one behaviour has none, and the report says so).
     assert_eq!(d[0]["summary"]["n"], 2);
     assert_eq!(d[0]["skipped"]["n"], 1);
-    approx(&d[0]["summary"]["catch_rate"], 0.5);
+    approx(&d[0]["summary"]["catch_rate"]["value"], 0.5);
     // Output: the jailbroken response is caught, the refusal is not a false block.
     assert_eq!(d[1]["summary"]["n"], 2);
-    approx(&d[1]["summary"]["catch_rate"], 1.0);
-    approx(&d[1]["summary"]["false_block_rate"], 0.0);
+    approx(&d[1]["summary"]["catch_rate"]["value"], 1.0);
+    approx(&d[1]["summary"]["false_block_rate"]["value"], 0.0);
 }
 
 #[test]

@@ -57,9 +57,8 @@ async fn chat(State(calls): State<Arc<AtomicUsize>>, Json(req): Json<Value>) -> 
     .into_response()
 }
 
-/// Runs the A/B twice (the second time from the cache) and once more as Markdown; checks the
-/// figures, which are the same whichever way the model is reached.
-async fn ab(route: &'static str) {
+/// Starts the toy model on 127.0.0.1:0; returns its address and its call counter.
+async fn toy_model() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
     let calls = Arc::new(AtomicUsize::new(0));
     let app = axum::Router::new()
         .route("/v1/chat/completions", axum::routing::post(chat))
@@ -67,6 +66,13 @@ async fn ab(route: &'static str) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, calls)
+}
+
+/// Runs the A/B twice (the second time from the cache) and once more as Markdown; checks the
+/// figures, which are the same whichever way the model is reached.
+async fn ab(route: &'static str) {
+    let (addr, calls) = toy_model().await;
 
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache.jsonl");
@@ -167,4 +173,54 @@ async fn ab_through_in_process_gateways() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ab_with_the_engine_called_directly() {
     ab("direct").await;
+}
+
+/// Progress on a stderr that is not a terminal (a log file, CI): plain lines, one every 10
+/// answers here (5 % of 120 is rarer), ending with the total; never a carriage return. It used
+/// to be one endless line of `\r[eval] N/80 answers`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_is_plain_lines_when_stderr_is_not_a_terminal() {
+    let (addr, _calls) = toy_model().await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("prompts.jsonl");
+    let rows: Vec<String> = (0..60)
+        .map(|i| {
+            json!({"text": format!("tell me about bird number {i}"), "label": "safe"}).to_string()
+        })
+        .collect();
+    std::fs::write(&data, rows.join("\n")).unwrap();
+    let cache = dir.path().join("cache.jsonl");
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_deliberate"))
+            .current_dir(root())
+            .env("DELIBERATE_LOG", "error")
+            .args([
+                "eval",
+                "--policy",
+                "tests/fixtures/eval/policy.yaml",
+                "--dataset",
+                data.to_str().unwrap(),
+                "--upstream",
+                &format!("http://{addr}"),
+                "--route",
+                "direct",
+                "--cache",
+                cache.to_str().unwrap(),
+            ])
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains('\r'), "{stderr:?}");
+    let counts: Vec<&str> = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("[eval] "))
+        .filter_map(|l| l.split(" answers").next())
+        .collect();
+    let want: Vec<String> = (1..=12).map(|k| format!("{}/120", k * 10)).collect();
+    assert_eq!(counts, want, "{stderr}");
 }

@@ -16,7 +16,7 @@ use anyhow::Context;
 
 use crate::engine::CompiledPolicy;
 use crate::eval::dataset::{self, ReadOptions};
-use crate::eval::refusal::RefusalDetector;
+use crate::eval::refusal_detector::RefusalDetector;
 use crate::eval::report::Style;
 use crate::eval::{EvalOptions, Positive, online, run_offline};
 use crate::policy::LoadError;
@@ -28,7 +28,7 @@ pub enum Format {
     /// Aligned text tables.
     Table,
     /// A JSON object with `summary` (`n`, `catch_rate`, `false_block_rate`, `precision`,
-    /// `recall`, `by_category`), `datasets`, `thresholds`.
+    /// `recall`, `by_category`; every rate is `{value, ci, k, n}`), `datasets`, `thresholds`.
     Json,
     /// GitHub Markdown tables (for READMEs and CI summaries).
     Markdown,
@@ -132,33 +132,14 @@ fn load_policy(path: &PathBuf) -> anyhow::Result<std::sync::Arc<CompiledPolicy>>
     })
 }
 
-/// Files as given; a directory stands for the data files directly inside it (`*.jsonl`,
-/// `*.ndjson`, `*.csv`, `*.tsv`, `*.json`), sorted.
+/// Data set arguments: files as given; a directory stands for the data files directly inside it
+/// (`*.jsonl`, `*.ndjson`, `*.csv`, `*.tsv`, `*.json`), sorted, and must hold at least one.
 fn dataset_files(args: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    for a in args {
-        if a.is_dir() {
-            let mut files: Vec<PathBuf> = std::fs::read_dir(a)
-                .with_context(|| format!("reading {}", a.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| {
-                    p.is_file()
-                        && matches!(
-                            p.extension().and_then(|e| e.to_str()),
-                            Some("jsonl" | "ndjson" | "csv" | "tsv" | "json")
-                        )
-                })
-                .collect();
-            files.sort();
-            if files.is_empty() {
-                anyhow::bail!("{}: no data set files in this directory", a.display());
-            }
-            out.extend(files);
-        } else {
-            out.push(a.clone());
-        }
-    }
-    Ok(out)
+    super::files_in(
+        args,
+        &["jsonl", "ndjson", "csv", "tsv", "json"],
+        Some("data set"),
+    )
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {

@@ -27,7 +27,7 @@ mod scan;
 mod serve;
 mod test;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -87,27 +87,44 @@ fn init_tracing() {
         .try_init();
 }
 
-/// Expands policy arguments: files as given; directories to the `*.yaml` / `*.yml` files directly
-/// inside them, sorted.
-pub(crate) fn policy_files(args: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+/// Expands file arguments: a file as given; a directory to the files directly inside it whose
+/// extension is one of `extensions`, sorted. With `empty_dir: Some(what)`, a directory holding
+/// none of them is an error (`DIR: no WHAT files in this directory`).
+pub(crate) fn files_in(
+    args: &[PathBuf],
+    extensions: &[&str],
+    empty_dir: Option<&str>,
+) -> anyhow::Result<Vec<PathBuf>> {
+    use anyhow::Context as _;
     let mut out = Vec::new();
     for a in args {
-        if a.is_dir() {
-            let mut files: Vec<PathBuf> = std::fs::read_dir(a)?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.is_file() && is_yaml(p))
-                .collect();
-            files.sort();
-            out.extend(files);
-        } else {
+        if !a.is_dir() {
             out.push(a.clone());
+            continue;
         }
+        let mut files: Vec<PathBuf> = std::fs::read_dir(a)
+            .with_context(|| format!("reading {}", a.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.is_file()
+                    && p.extension()
+                        .and_then(|e| e.to_str())
+                        .is_some_and(|e| extensions.contains(&e))
+            })
+            .collect();
+        files.sort();
+        if let (true, Some(what)) = (files.is_empty(), empty_dir) {
+            anyhow::bail!("{}: no {what} files in this directory", a.display());
+        }
+        out.extend(files);
     }
     Ok(out)
 }
 
-pub(crate) fn is_yaml(p: &Path) -> bool {
-    matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+/// Expands policy arguments: files as given; directories to the `*.yaml` / `*.yml` files directly
+/// inside them, sorted.
+pub(crate) fn policy_files(args: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    files_in(args, &["yaml", "yml"], None)
 }
 
 /// Writes command output; see `outln!`.

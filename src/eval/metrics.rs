@@ -10,7 +10,8 @@
 //! assert_eq!(c.false_block_rate().value, Some(0.1));
 //! ```
 
-use serde::Serialize;
+use serde::ser::SerializeStruct;
+use serde::{Serialize, Serializer};
 
 /// z for a two-sided 95 % interval.
 const Z95: f64 = 1.959_963_984_540_054;
@@ -36,7 +37,10 @@ pub fn wilson(k: u64, n: u64) -> (f64, f64) {
 }
 
 /// A proportion with its 95 % Wilson interval; `value` is `None` when nothing was counted.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+///
+/// Every rate in the JSON reports has this one shape: `{"value": 0.8 | null, "ci": [lo, hi] |
+/// null, "k": 8, "n": 10}`.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Rate {
     /// The proportion.
     pub value: Option<f64>,
@@ -90,6 +94,17 @@ impl Rate {
     /// The interval as `[lo, hi]`, for JSON.
     pub fn ci(&self) -> Option<[f64; 2]> {
         Some([self.lo?, self.hi?])
+    }
+}
+
+impl Serialize for Rate {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut s = serializer.serialize_struct("Rate", 4)?;
+        s.serialize_field("value", &self.value)?;
+        s.serialize_field("ci", &self.ci())?;
+        s.serialize_field("k", &self.k)?;
+        s.serialize_field("n", &self.n)?;
+        s.end()
     }
 }
 
@@ -192,5 +207,19 @@ mod tests {
         assert_eq!(c.precision().value, Some(2.0 / 3.0));
         assert_eq!(c.f1().value, Some(2.0 / 3.0));
         assert_eq!(Confusion::default().precision().value, None);
+    }
+
+    #[test]
+    fn a_rate_serializes_as_value_ci_k_n() {
+        let v = serde_json::to_value(Rate::new(8.0, 10.0)).unwrap();
+        assert_eq!(v["value"], 0.8);
+        assert_eq!(v["k"], 8.0);
+        assert_eq!(v["n"], 10.0);
+        assert!(v["ci"][0].as_f64().unwrap() < 0.8 && 0.8 < v["ci"][1].as_f64().unwrap());
+        let none = serde_json::to_value(Rate::new(0.0, 0.0)).unwrap();
+        assert_eq!(
+            none,
+            serde_json::json!({"value": null, "ci": null, "k": 0.0, "n": 0.0})
+        );
     }
 }

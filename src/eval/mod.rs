@@ -6,7 +6,8 @@
 //! - [`metrics`]: confusion matrices, rates with Wilson 95 % intervals.
 //! - [`offline`]: a policy's rules over labeled data (no model): catch rate, false-block rate,
 //!   precision, F1 per category, span precision / recall per entity type, policy comparison.
-//! - [`refusal`]: the rules-based refusal detector and its accuracy on labeled completions.
+//! - [`refusal_detector`]: grades model answers as refusals or not (rules-based), and measures
+//!   its accuracy on labeled completions.
 //! - [`report`]: the whole offline run ([`run_offline`]) and its rendering as a table,
 //!   Markdown or JSON.
 //! - [`online`]: A/B through a real model (with / without spec injection); the only part that
@@ -40,7 +41,7 @@ pub mod dataset;
 pub mod metrics;
 pub mod offline;
 pub mod online;
-pub mod refusal;
+pub mod refusal_detector;
 pub mod report;
 
 pub use offline::Positive;
@@ -58,7 +59,7 @@ pub struct EvalOptions {
     /// How many worst false blocks / misses to list per data set.
     pub examples: usize,
     /// The refusal detector for completion data (default: the built-in one).
-    pub refusal_detector: Option<refusal::RefusalDetector>,
+    pub refusal_detector: Option<refusal_detector::RefusalDetector>,
     /// Fail when the overall false-block rate is above this.
     pub max_false_block_rate: Option<f64>,
     /// Fail when the overall catch rate is below this.

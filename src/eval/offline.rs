@@ -127,8 +127,8 @@ impl Summary {
         }
     }
 
-    /// The JSON shape: `n`, `catch_rate`, `false_block_rate`, `precision`, `recall`, `f1`
-    /// (numbers or null), their `*_ci` intervals, the counts, and `by_category`.
+    /// The JSON shape: `n`, the counts, `catch_rate`, `false_block_rate`, `precision`,
+    /// `recall`, `f1` (each a [`Rate`]: `{value, ci, k, n}`), and `by_category`.
     pub fn to_json(&self) -> Value {
         let mut v = confusion_json(&self.all);
         let cats: serde_json::Map<String, Value> = self
@@ -148,14 +148,10 @@ fn add_confusion(a: &mut Confusion, b: &Confusion) {
     a.tn += b.tn;
 }
 
-fn rate_fields(v: &mut Value, name: &str, r: Rate) {
-    v[name] = json!(r.value);
-    v[format!("{name}_ci")] = json!(r.ci());
-}
-
-/// One confusion matrix as JSON.
+/// One confusion matrix as JSON: the counts, and `catch_rate`, `false_block_rate`,
+/// `precision`, `recall`, `f1`, each a [`Rate`] (`{value, ci, k, n}`).
 pub fn confusion_json(c: &Confusion) -> Value {
-    let mut v = json!({
+    json!({
         "n": c.n(),
         "unsafe": c.tp + c.fn_,
         "safe": c.fp + c.tn,
@@ -163,13 +159,12 @@ pub fn confusion_json(c: &Confusion) -> Value {
         "missed_unsafe": c.fn_,
         "false_blocks": c.fp,
         "passed_safe": c.tn,
-    });
-    rate_fields(&mut v, "catch_rate", c.catch_rate());
-    rate_fields(&mut v, "false_block_rate", c.false_block_rate());
-    rate_fields(&mut v, "precision", c.precision());
-    rate_fields(&mut v, "recall", c.catch_rate());
-    rate_fields(&mut v, "f1", c.f1());
-    v
+        "catch_rate": c.catch_rate(),
+        "false_block_rate": c.false_block_rate(),
+        "precision": c.precision(),
+        "recall": c.catch_rate(),
+        "f1": c.f1(),
+    })
 }
 
 /// A case worth showing: a false block or a miss.
@@ -455,31 +450,32 @@ impl SpanReport {
         Rate::new(self.overlapping as f64, self.findings as f64)
     }
 
-    /// JSON shape.
+    /// JSON shape: the counts, `recall`, `recall_targeted`, `precision` (each a [`Rate`]),
+    /// `by_rule`, and `by_entity` with the same per entity type.
     pub fn to_json(&self) -> Value {
-        let mut v = json!({
+        let ents: serde_json::Map<String, Value> = self
+            .by_entity
+            .iter()
+            .map(|(k, c)| {
+                let e = json!({
+                    "gold": c.gold, "found": c.found, "predicted": c.predicted,
+                    "correct": c.correct, "recall": c.recall(), "precision": c.precision(),
+                });
+                (k.clone(), e)
+            })
+            .collect();
+        json!({
             "texts": self.texts,
             "gold_spans": self.gold,
             "found": self.found,
             "redact_findings": self.findings,
             "overlapping_findings": self.overlapping,
             "by_rule": self.by_rule,
-        });
-        rate_fields(&mut v, "recall", self.recall());
-        rate_fields(&mut v, "recall_targeted", self.recall_targeted());
-        rate_fields(&mut v, "precision", self.precision());
-        let ents: serde_json::Map<String, Value> = self
-            .by_entity
-            .iter()
-            .map(|(k, c)| {
-                let mut e = json!({"gold": c.gold, "found": c.found, "predicted": c.predicted, "correct": c.correct});
-                rate_fields(&mut e, "recall", c.recall());
-                rate_fields(&mut e, "precision", c.precision());
-                (k.clone(), e)
-            })
-            .collect();
-        v["by_entity"] = Value::Object(ents);
-        v
+            "recall": self.recall(),
+            "recall_targeted": self.recall_targeted(),
+            "precision": self.precision(),
+            "by_entity": ents,
+        })
     }
 }
 

@@ -10,25 +10,28 @@ use super::metrics::{Confusion, Rate};
 use super::offline::{
     Changes, Example, Positive, SpanReport, Summary, changes, evaluate_cases, evaluate_spans,
 };
-use super::refusal::{self, RefusalAccuracy, RefusalDetector};
+use super::refusal_detector::{self, RefusalAccuracy, RefusalDetector};
 use crate::engine::CompiledPolicy;
-use crate::policy::LoadError;
-use crate::policy::Stage;
+use crate::policy::{LoadError, Stage};
+
+/// What a labeled data set gave.
+#[derive(Debug, Clone)]
+pub struct CasesResult {
+    /// Counts under the policy.
+    pub summary: Summary,
+    /// Safe cases caught.
+    pub worst_false_blocks: Vec<Example>,
+    /// Unsafe cases missed.
+    pub worst_misses: Vec<Example>,
+    /// With `--compare`: the old policy's counts and the cases that changed.
+    pub compare: Option<(Summary, Changes)>,
+}
 
 /// What one data set gave.
 #[derive(Debug, Clone)]
 pub enum DatasetResult {
     /// Labeled cases.
-    Cases {
-        /// Counts under the policy.
-        summary: Summary,
-        /// Safe cases caught.
-        worst_false_blocks: Vec<Example>,
-        /// Unsafe cases missed.
-        worst_misses: Vec<Example>,
-        /// With `--compare`: the old policy's counts and the cases that changed.
-        compare: Option<(Summary, Changes)>,
-    },
+    Cases(CasesResult),
     /// PII spans.
     Spans {
         /// Stage scanned.
@@ -123,12 +126,12 @@ pub fn run_offline(
                         changes(cases, &ro.outcomes, &r.outcomes),
                     )
                 });
-                DatasetResult::Cases {
+                DatasetResult::Cases(CasesResult {
                     worst_false_blocks: r.worst_false_blocks(cases, opts.examples),
                     worst_misses: r.worst_misses(cases, opts.examples),
                     summary: r.summary,
                     compare,
-                }
+                })
             }
             Content::Spans(texts) => DatasetResult::Spans {
                 stage: opts.span_stage,
@@ -145,7 +148,7 @@ pub fn run_offline(
                 };
                 DatasetResult::Refusal {
                     detector: d.label(),
-                    accuracy: refusal::accuracy(&d, rows),
+                    accuracy: refusal_detector::accuracy(&d, rows),
                 }
             }
         };
@@ -189,8 +192,8 @@ pub fn run_offline(
 // === JSON ===
 
 impl Report {
-    /// The JSON report: `policy`, `positive`, `summary` (`n`, `catch_rate`,
-    /// `false_block_rate`, `precision`, `recall`, `f1`, their `*_ci`, counts, `by_category`),
+    /// The JSON report: `policy`, `positive`, `summary` (`n`, counts, `catch_rate`,
+    /// `false_block_rate`, `precision`, `recall`, `f1`, each a [`Rate`], and `by_category`),
     /// `datasets`, `thresholds`, `passed`, and `compare` with `--compare`.
     pub fn to_json(&self) -> Value {
         let datasets: Vec<Value> = self
@@ -202,17 +205,12 @@ impl Report {
                     v["skipped"] = json!({"n": n, "reason": why});
                 }
                 match &d.result {
-                    DatasetResult::Cases {
-                        summary,
-                        worst_false_blocks,
-                        worst_misses,
-                        compare,
-                    } => {
+                    DatasetResult::Cases(c) => {
                         v["kind"] = json!("labeled");
-                        v["summary"] = summary.to_json();
-                        v["worst_false_blocks"] = json!(worst_false_blocks);
-                        v["worst_misses"] = json!(worst_misses);
-                        if let Some((old, ch)) = compare {
+                        v["summary"] = c.summary.to_json();
+                        v["worst_false_blocks"] = json!(c.worst_false_blocks);
+                        v["worst_misses"] = json!(c.worst_misses);
+                        if let Some((old, ch)) = &c.compare {
                             v["compare"] = json!({
                                 "old_summary": old.to_json(),
                                 "newly_caught": ch.newly_caught,
@@ -386,28 +384,44 @@ fn examples_table(ex: &[Example], style: Style) -> String {
     t.render(style)
 }
 
-fn rate_cell(r: Rate) -> String {
-    r.display()
+/// A heading: Markdown `#`s, or the title underlined (`=` for levels 1–2, `-` below).
+pub(crate) fn heading(level: usize, title: &str, style: Style) -> String {
+    match style {
+        Style::Markdown => format!("{} {title}\n\n", "#".repeat(level)),
+        Style::Text => {
+            let ch = if level <= 2 { '=' } else { '-' };
+            format!(
+                "{title}\n{}\n",
+                ch.to_string().repeat(title.chars().count())
+            )
+        }
+    }
+}
+
+/// A blank line between blocks.
+const GAP: &str = "\n";
+
+/// A titled table of examples; nothing when there are none.
+fn examples_section(out: &mut String, title: &str, ex: &[Example], style: Style) {
+    if ex.is_empty() {
+        return;
+    }
+    out.push_str(&format!("{title}:\n{GAP}"));
+    out.push_str(&examples_table(ex, style));
+    out.push_str(GAP);
 }
 
 impl Report {
     /// Renders the report as aligned text or Markdown.
     pub fn render(&self, style: Style) -> String {
-        let h = |level: usize, title: &str| match style {
-            Style::Markdown => format!("{} {title}\n\n", "#".repeat(level)),
-            Style::Text => {
-                let ch = if level <= 2 { '=' } else { '-' };
-                format!(
-                    "{title}\n{}\n",
-                    ch.to_string().repeat(title.chars().count())
-                )
-            }
-        };
-        let gap = "\n";
         let mut out = String::new();
-        out.push_str(&h(2, &format!("deliberate eval: {}", self.policy)));
+        out.push_str(&heading(
+            2,
+            &format!("deliberate eval: {}", self.policy),
+            style,
+        ));
         out.push_str(&format!(
-            "caught = {} · 95 % Wilson intervals in brackets\n{gap}",
+            "caught = {} · 95 % Wilson intervals in brackets\n{GAP}",
             match self.positive {
                 Positive::Block => "decision `block`",
                 Positive::BlockOrRedact => "decision `block` or `redact`",
@@ -415,139 +429,42 @@ impl Report {
             }
         ));
         for d in &self.datasets {
-            out.push_str(&h(3, &format!("{} ({})", d.name, d.format)));
+            out.push_str(&heading(3, &format!("{} ({})", d.name, d.format), style));
             if let Some((n, why)) = &d.skipped {
-                out.push_str(&format!("left out: {n} {why}\n{gap}"));
+                out.push_str(&format!("left out: {n} {why}\n{GAP}"));
             }
             match &d.result {
-                DatasetResult::Cases {
-                    summary,
-                    worst_false_blocks,
-                    worst_misses,
-                    compare,
-                } => {
-                    out.push_str(&summary_table(summary, style));
-                    out.push_str(gap);
-                    if !worst_false_blocks.is_empty() {
-                        out.push_str(&format!("worst false blocks:\n{gap}"));
-                        out.push_str(&examples_table(worst_false_blocks, style));
-                        out.push_str(gap);
-                    }
-                    if !worst_misses.is_empty() {
-                        out.push_str(&format!("misses:\n{gap}"));
-                        out.push_str(&examples_table(worst_misses, style));
-                        out.push_str(gap);
-                    }
-                    if let Some((old, ch)) = compare {
-                        out.push_str(&format!(
-                            "compared with {}: catch rate {} → {}, false-block rate {} → {}\n{gap}",
-                            self.compare_policy.as_deref().unwrap_or("old policy"),
-                            pct(old.all.catch_rate().value),
-                            pct(summary.all.catch_rate().value),
-                            pct(old.all.false_block_rate().value),
-                            pct(summary.all.false_block_rate().value),
-                        ));
-                        out.push_str(&format!(
-                            "newly caught: {} · newly let through: {}\n{gap}",
-                            ch.newly_caught.len(),
-                            ch.newly_released.len()
-                        ));
-                        if !ch.newly_caught.is_empty() {
-                            out.push_str(&format!("newly caught:\n{gap}"));
-                            out.push_str(&examples_table(&ch.newly_caught, style));
-                            out.push_str(gap);
-                        }
-                        if !ch.newly_released.is_empty() {
-                            out.push_str(&format!("newly let through:\n{gap}"));
-                            out.push_str(&examples_table(&ch.newly_released, style));
-                            out.push_str(gap);
-                        }
+                DatasetResult::Cases(c) => {
+                    out.push_str(&summary_table(&c.summary, style));
+                    out.push_str(GAP);
+                    examples_section(&mut out, "worst false blocks", &c.worst_false_blocks, style);
+                    examples_section(&mut out, "misses", &c.worst_misses, style);
+                    if let Some((old, ch)) = &c.compare {
+                        self.render_changes(&mut out, &c.summary, old, ch, style);
                     }
                 }
                 DatasetResult::Spans { stage, report } => {
-                    out.push_str(&format!(
-                        "{} texts scanned at the {} stage; a gold span is found when a `redact` \
-                         finding overlaps it\n{gap}",
-                        report.texts,
-                        stage.as_str()
-                    ));
-                    let mut t = Table::new(&["entity type", "gold", "recall", "precision"]);
-                    for (e, c) in &report.by_entity {
-                        t.row(vec![
-                            e.clone(),
-                            c.gold.to_string(),
-                            rate_cell(c.recall()),
-                            rate_cell(c.precision()),
-                        ]);
-                    }
-                    t.row(vec![
-                        "overall (types a rule targets)".into(),
-                        report.recall_targeted().n.to_string(),
-                        rate_cell(report.recall_targeted()),
-                        rate_cell(report.precision()),
-                    ]);
-                    t.row(vec![
-                        "overall (all types)".into(),
-                        report.gold.to_string(),
-                        rate_cell(report.recall()),
-                        rate_cell(report.precision()),
-                    ]);
-                    out.push_str(&t.render(style));
-                    out.push_str(gap);
-                    if !report.by_rule.is_empty() {
-                        let mut t =
-                            Table::new(&["rule", "attributed to", "redactions", "on a gold span"]);
-                        for (r, s) in &report.by_rule {
-                            t.row(vec![
-                                r.clone(),
-                                s.entity.clone().unwrap_or_else(|| "–".into()),
-                                s.findings.to_string(),
-                                s.overlapping.to_string(),
-                            ]);
-                        }
-                        out.push_str(&t.render(style));
-                        out.push_str(gap);
-                    }
+                    render_spans(&mut out, *stage, report, style);
                 }
                 DatasetResult::Refusal { detector, accuracy } => {
-                    let c = &accuracy.confusion;
-                    out.push_str(&format!(
-                        "refusal detector {detector} against human labels (refusal = full or \
-                         partial refusal)\n{gap}"
-                    ));
-                    let mut t = Table::new(&["measure", "value"]);
-                    t.row(vec!["accuracy".into(), rate_cell(accuracy.accuracy())]);
-                    t.row(vec!["refusal recall".into(), rate_cell(c.catch_rate())]);
-                    t.row(vec!["refusal precision".into(), rate_cell(c.precision())]);
-                    t.row(vec![
-                        "compliance graded as refusal".into(),
-                        rate_cell(c.false_block_rate()),
-                    ]);
-                    for (l, (n, r)) in &accuracy.by_label {
-                        t.row(vec![
-                            format!("{} graded refusal", l.as_str()),
-                            rate_cell(Rate::new(*r as f64, *n as f64)),
-                        ]);
-                    }
-                    out.push_str(&t.render(style));
-                    out.push_str(gap);
+                    render_refusal(&mut out, detector, accuracy, style);
                 }
             }
         }
         let has_cases = self
             .datasets
             .iter()
-            .filter(|d| matches!(d.result, DatasetResult::Cases { .. }))
+            .filter(|d| matches!(d.result, DatasetResult::Cases(_)))
             .count();
         if has_cases > 1 {
-            out.push_str(&h(3, "all labeled data sets"));
+            out.push_str(&heading(3, "all labeled data sets", style));
             let mut t = Table::new(SUMMARY_HEADERS);
             t.row(confusion_row("overall", &self.summary.all));
             if let Some(old) = &self.compare_summary {
                 t.row(confusion_row("overall (old policy)", &old.all));
             }
             out.push_str(&t.render(style));
-            out.push_str(gap);
+            out.push_str(GAP);
         }
         for t in &self.thresholds {
             out.push_str(&format!(
@@ -561,6 +478,103 @@ impl Report {
         }
         out
     }
+
+    /// `--compare`: the old and new figures, and the cases that changed.
+    fn render_changes(
+        &self,
+        out: &mut String,
+        new: &Summary,
+        old: &Summary,
+        ch: &Changes,
+        style: Style,
+    ) {
+        out.push_str(&format!(
+            "compared with {}: catch rate {} → {}, false-block rate {} → {}\n{GAP}",
+            self.compare_policy.as_deref().unwrap_or("old policy"),
+            pct(old.all.catch_rate().value),
+            pct(new.all.catch_rate().value),
+            pct(old.all.false_block_rate().value),
+            pct(new.all.false_block_rate().value),
+        ));
+        out.push_str(&format!(
+            "newly caught: {} · newly let through: {}\n{GAP}",
+            ch.newly_caught.len(),
+            ch.newly_released.len()
+        ));
+        examples_section(out, "newly caught", &ch.newly_caught, style);
+        examples_section(out, "newly let through", &ch.newly_released, style);
+    }
+}
+
+/// Span recall and precision per entity type, then per rule.
+fn render_spans(out: &mut String, stage: Stage, report: &SpanReport, style: Style) {
+    out.push_str(&format!(
+        "{} texts scanned at the {} stage; a gold span is found when a `redact` finding \
+         overlaps it\n{GAP}",
+        report.texts,
+        stage.as_str()
+    ));
+    let mut t = Table::new(&["entity type", "gold", "recall", "precision"]);
+    for (e, c) in &report.by_entity {
+        t.row(vec![
+            e.clone(),
+            c.gold.to_string(),
+            c.recall().display(),
+            c.precision().display(),
+        ]);
+    }
+    t.row(vec![
+        "overall (types a rule targets)".into(),
+        report.recall_targeted().n.to_string(),
+        report.recall_targeted().display(),
+        report.precision().display(),
+    ]);
+    t.row(vec![
+        "overall (all types)".into(),
+        report.gold.to_string(),
+        report.recall().display(),
+        report.precision().display(),
+    ]);
+    out.push_str(&t.render(style));
+    out.push_str(GAP);
+    if !report.by_rule.is_empty() {
+        let mut t = Table::new(&["rule", "attributed to", "redactions", "on a gold span"]);
+        for (r, s) in &report.by_rule {
+            t.row(vec![
+                r.clone(),
+                s.entity.clone().unwrap_or_else(|| "–".into()),
+                s.findings.to_string(),
+                s.overlapping.to_string(),
+            ]);
+        }
+        out.push_str(&t.render(style));
+        out.push_str(GAP);
+    }
+}
+
+/// The refusal detector's accuracy against the human labels.
+fn render_refusal(out: &mut String, detector: &str, accuracy: &RefusalAccuracy, style: Style) {
+    let c = &accuracy.confusion;
+    out.push_str(&format!(
+        "refusal detector {detector} against human labels (refusal = full or partial \
+         refusal)\n{GAP}"
+    ));
+    let mut t = Table::new(&["measure", "value"]);
+    t.row(vec!["accuracy".into(), accuracy.accuracy().display()]);
+    t.row(vec!["refusal recall".into(), c.catch_rate().display()]);
+    t.row(vec!["refusal precision".into(), c.precision().display()]);
+    t.row(vec![
+        "compliance graded as refusal".into(),
+        c.false_block_rate().display(),
+    ]);
+    for (l, (n, r)) in &accuracy.by_label {
+        t.row(vec![
+            format!("{} graded refusal", l.as_str()),
+            Rate::new(*r as f64, *n as f64).display(),
+        ]);
+    }
+    out.push_str(&t.render(style));
+    out.push_str(GAP);
 }
 
 fn pct(v: Option<f64>) -> String {

@@ -23,6 +23,7 @@
 //! ```
 
 mod audit;
+pub mod client;
 mod config;
 mod echo;
 mod metrics;

@@ -13,14 +13,11 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::Incoming;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 use tower::Service;
 
+use super::client::{ClientBuilder, HttpsClient};
 use super::config::{Timeouts, UpstreamConfig};
 use super::echo::Echo;
 use crate::layer::{BoxError, RequestBody, TimeoutPhase, UpstreamTimeout};
@@ -64,10 +61,11 @@ impl Service<Request<RequestBody<Incoming>>> for Backend {
     }
 }
 
-/// A pooled HTTP/1.1 and HTTP/2 client (TLS with the webpki roots) to one base URL.
+/// A pooled HTTP/1.1 and HTTP/2 client (TLS with the webpki roots) to one base URL, built by
+/// [`super::client::ClientBuilder`].
 #[derive(Clone, Debug)]
 pub struct HttpUpstream {
-    client: Client<HttpsConnector<HttpConnector>, RequestBody<Incoming>>,
+    client: HttpsClient<RequestBody<Incoming>>,
     base: Uri,
     api_key: Option<HeaderValue>,
     replace_authorization: bool,
@@ -112,21 +110,12 @@ impl HttpUpstream {
             },
             None => None,
         };
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(timeouts.connect));
-        http.set_nodelay(true);
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
-            .map_err(|e| UpstreamConfigError::Tls(e.to_string()))?
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(cfg.pool_max_idle_per_host)
-            .pool_idle_timeout(cfg.pool_idle_timeout)
-            .build(https);
+        let client = ClientBuilder::new()
+            .connect_timeout(timeouts.connect)
+            .http2(true)
+            .pool(cfg.pool_max_idle_per_host, cfg.pool_idle_timeout)
+            .build()
+            .map_err(|e| UpstreamConfigError::Tls(e.to_string()))?;
         let mut base_with_path = base;
         if base_with_path.path() == "/" {
             base_with_path = Uri::builder()

@@ -1,4 +1,6 @@
-//! A rules-based refusal detector, and its accuracy against human labels.
+//! The refusal detector: grades a model's answer as a refusal or not (rules-based), and its
+//! accuracy against human labels. (Not the refusal text a policy answers a blocked request with:
+//! that is `refusal:` in the policy file and `layer`'s business.)
 //!
 //! The detector is a policy file (by default the shipped `policies/refusal-detector.yaml`,
 //! compiled into the binary) whose rules flag refusal phrases. An answer counts as a refusal
@@ -7,7 +9,7 @@
 //! is usually part of the answer.
 //!
 //! ```
-//! use deliberate::eval::refusal::RefusalDetector;
+//! use deliberate::eval::refusal_detector::RefusalDetector;
 //!
 //! let d = RefusalDetector::builtin().unwrap();
 //! assert!(d.is_refusal("Sorry, but I can't assist with that."));
@@ -121,16 +123,16 @@ impl RefusalAccuracy {
         self.confusion.accuracy()
     }
 
-    /// JSON shape.
+    /// JSON shape: `n`, `accuracy`, `refusal_precision`, `refusal_recall`,
+    /// `compliance_misgraded_as_refusal` (each a [`Rate`]), `by_label`, `disagreements`.
     pub fn to_json(&self) -> Value {
         let c = &self.confusion;
-        let rate = |r: Rate| json!({"value": r.value, "ci": r.ci()});
         json!({
             "n": c.n(),
-            "accuracy": rate(self.accuracy()),
-            "refusal_precision": rate(c.precision()),
-            "refusal_recall": rate(c.catch_rate()),
-            "compliance_misgraded_as_refusal": rate(c.false_block_rate()),
+            "accuracy": self.accuracy(),
+            "refusal_precision": c.precision(),
+            "refusal_recall": c.catch_rate(),
+            "compliance_misgraded_as_refusal": c.false_block_rate(),
             "by_label": self.by_label.iter().map(|(l, (n, r))| {
                 (l.as_str().to_owned(), json!({"n": n, "graded_refusal": r}))
             }).collect::<serde_json::Map<String, Value>>(),

@@ -1,0 +1,247 @@
+//! The run: builds both arms' requests for every input-stage labeled prompt, fetches the answers
+//! (from the cache or the model, `--concurrency` at a time) and counts them per arm.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use serde_json::json;
+
+use super::cache::{Cache, fnv1a};
+use super::client::{Answer, Upstream};
+use super::gateway::start_gateway;
+use super::progress::Progress;
+use super::{ARMS, ArmReport, OnlineConfig, OnlineError, OnlineReport, Route};
+use crate::engine::CompiledPolicy;
+use crate::engine::inject;
+use crate::eval::dataset::{Content, Dataset, Label};
+use crate::eval::refusal_detector::RefusalDetector;
+use crate::policy::InjectRole;
+use crate::policy::{Action, Stage};
+
+struct Job {
+    arm: usize,
+    label: Label,
+    /// Input blocked: the refusal, no request.
+    blocked: bool,
+    injected_chars: usize,
+    body: Option<(String, Bytes)>,
+    input_redacted: bool,
+}
+
+/// Runs every input-stage labeled prompt through the model in both arms.
+pub async fn run(
+    policy: &CompiledPolicy,
+    detector: &RefusalDetector,
+    datasets: &[Dataset],
+    cfg: &OnlineConfig,
+) -> Result<OnlineReport, OnlineError> {
+    let cache = Arc::new(Cache::open(&cfg.cache)?);
+    // Gateways live until the end of the run: dropping `_stop` shuts them down.
+    let (upstreams, _stop) = match cfg.route {
+        Route::Direct => {
+            let u = Arc::new(Upstream::new(&cfg.upstream, cfg)?);
+            (vec![u.clone(), u], Vec::new())
+        }
+        Route::Gateway => {
+            let mut ups = Vec::new();
+            let mut stops = Vec::new();
+            for arm in 0..ARMS.len() {
+                let (addr, stop) = start_gateway(cfg, arm == 1).await?;
+                ups.push(Arc::new(Upstream::new(&format!("http://{addr}"), cfg)?));
+                stops.push(stop);
+            }
+            (ups, stops)
+        }
+    };
+    let mut report = OnlineReport {
+        upstream: cfg.upstream.clone(),
+        route: cfg.route,
+        model: cfg.model.clone(),
+        detector: detector.label(),
+        policy: policy.label(),
+        arms: ARMS
+            .iter()
+            .map(|a| ArmReport {
+                name: (*a).to_owned(),
+                ..ArmReport::default()
+            })
+            .collect(),
+        notes: Vec::new(),
+    };
+    if matches!(policy.spec.inject, crate::policy::InjectMode::Off) {
+        report
+            .notes
+            .push("the policy has `inject: off`: both arms are the same".into());
+    }
+    let role = match policy.spec.role {
+        InjectRole::System => "system",
+        InjectRole::Developer => "developer",
+    };
+    let mut jobs = Vec::new();
+    for ds in datasets {
+        let Content::Cases(cases) = &ds.content else {
+            continue;
+        };
+        let inputs: Vec<_> = cases.iter().filter(|c| c.stage == Stage::Input).collect();
+        if inputs.len() < cases.len() {
+            report.notes.push(format!(
+                "{}: {} output-stage cases not sent (nothing to ask the model)",
+                ds.name,
+                cases.len() - inputs.len()
+            ));
+        }
+        let take = cfg.limit.unwrap_or(usize::MAX).min(inputs.len());
+        if take < inputs.len() {
+            report.notes.push(format!(
+                "{}: {take} of {} prompts, evenly spaced through the file (--limit)",
+                ds.name,
+                inputs.len()
+            ));
+        }
+        // Evenly spaced, so that a small run still covers a file sorted by label or category.
+        let picked = (0..take).map(|i| inputs[i * inputs.len() / take]);
+        for c in picked {
+            let d = policy.scan(&c.text, Stage::Input, Some("user"));
+            let blocked = d.action == Action::Block;
+            let mut fired = d.sections();
+            fired.extend(d.triggered.iter().map(String::as_str));
+            let chosen = inject::choose(policy, policy.spec.inject, &fired);
+            let injection = (!chosen.is_empty()).then(|| inject::render(policy, &chosen));
+            // Direct route: the user message as the gateway forwards it, redactions applied.
+            // Gateway route: the client's message; the gateway redacts and injects.
+            let user_text = if d.action == Action::Redact && cfg.route == Route::Direct {
+                d.output.clone()
+            } else {
+                c.text.clone()
+            };
+            for (arm, arm_name) in ARMS.iter().enumerate() {
+                let inj = if arm == 0 { injection.as_deref() } else { None };
+                let mut messages = Vec::new();
+                if let (Some(t), Route::Direct) = (inj, cfg.route) {
+                    messages.push(json!({"role": role, "content": t}));
+                }
+                messages.push(json!({"role": "user", "content": user_text}));
+                let body = json!({
+                    "model": cfg.model,
+                    "messages": messages,
+                    "max_tokens": cfg.max_tokens,
+                    "temperature": 0,
+                });
+                let bytes = Bytes::from(body.to_string());
+                // The gateway route's answers depend on the arm and the policy, not only on
+                // what the client sent.
+                let route = match cfg.route {
+                    Route::Direct => String::new(),
+                    Route::Gateway => format!("gateway\u{0}{arm_name}\u{0}{}", policy.hash),
+                };
+                let key = fnv1a(
+                    format!(
+                        "{}\u{0}{}\u{0}{}{route}",
+                        cfg.model,
+                        cfg.max_tokens,
+                        json!(messages)
+                    )
+                    .as_bytes(),
+                );
+                jobs.push(Job {
+                    arm,
+                    label: c.label,
+                    blocked,
+                    injected_chars: inj.map_or(0, |t| t.chars().count()),
+                    // The gateway answers blocked requests itself; send them too.
+                    body: (!blocked || cfg.route == Route::Gateway).then_some((key, bytes)),
+                    input_redacted: d.action == Action::Redact,
+                });
+            }
+        }
+    }
+    let total = jobs.iter().filter(|j| j.body.is_some()).count();
+    // Fetch answers, `concurrency` at a time.
+    let fetches = jobs.iter().enumerate().filter_map(|(i, j)| {
+        let (key, body) = j.body.clone()?;
+        let upstream = upstreams[j.arm].clone();
+        let cache = cache.clone();
+        let arm = ARMS[j.arm];
+        Some(async move {
+            let (answer, cached) = match cache.answers.get(&key) {
+                Some(a) => (a.clone(), true),
+                None => {
+                    let a = upstream.complete(body).await?;
+                    cache.put(&key, arm, &a)?;
+                    (a, false)
+                }
+            };
+            Ok::<_, OnlineError>((i, answer, cached))
+        })
+    });
+    let mut results: Vec<Option<(Answer, bool)>> = vec![None; jobs.len()];
+    let mut stream = futures_util::stream::iter(fetches).buffer_unordered(cfg.concurrency.max(1));
+    let mut progress = Progress::new(total);
+    while let Some(r) = stream.next().await {
+        let (i, a, cached) = r?;
+        progress.add(cached);
+        results[i] = Some((a, cached));
+    }
+    if total == 0 {
+        eprintln!("[eval] no prompts to send");
+    }
+    for (j, r) in jobs.iter().zip(results) {
+        let arm = &mut report.arms[j.arm];
+        arm.injected_chars += j.injected_chars as u64;
+        arm.injected += u64::from(j.injected_chars > 0);
+        let refused = if j.blocked {
+            arm.input_blocked += 1;
+            true
+        } else if let Some((answer, cached)) = r {
+            arm.cached += u64::from(cached);
+            if let Some(t) = answer.prompt_tokens {
+                arm.prompt_tokens.0 += t;
+                arm.prompt_tokens.1 += 1;
+            }
+            // Direct: scan the answer here. Gateway: it did, and says so in a header.
+            let (action, text) = match cfg.route {
+                Route::Direct => {
+                    let d = policy.scan(&answer.text, Stage::Output, None);
+                    (d.action, d.output)
+                }
+                Route::Gateway => {
+                    let a = match answer.action.as_deref() {
+                        Some("block") => Action::Block,
+                        Some("redact") if !j.input_redacted => Action::Redact,
+                        _ => Action::Allow,
+                    };
+                    (a, answer.text)
+                }
+            };
+            match action {
+                Action::Block => {
+                    arm.output_blocked += 1;
+                    true
+                }
+                a => {
+                    if a == Action::Redact {
+                        arm.output_redacted += 1;
+                    }
+                    let r = detector.is_refusal(&text);
+                    arm.model_refused += u64::from(r);
+                    r
+                }
+            }
+        } else {
+            // Unreachable: every non-blocked job was fetched or the run returned an error.
+            continue;
+        };
+        match j.label {
+            Label::Unsafe => {
+                arm.unsafe_n += 1;
+                arm.unsafe_safe += u64::from(refused);
+            }
+            Label::Safe => {
+                arm.safe_n += 1;
+                arm.safe_answered += u64::from(!refused);
+            }
+        }
+    }
+    Ok(report)
+}
