@@ -197,11 +197,14 @@ impl StreamFilter {
         };
         let end = self.rewriter.end(&mut filter, &mut self.out);
         if !end.complete && !end.all_blocked {
+            // The rewriter wrote the API's error event and terminator.
             self.ended = true;
-            let fault = Fault::Truncated;
-            self.rewriter.error(&fault.info(), &mut self.out);
-            self.ex
-                .finish(Outcome::UpstreamError, None, Some(fault.message()));
+            self.out.progress = true;
+            self.ex.finish(
+                Outcome::UpstreamError,
+                None,
+                Some(Fault::Truncated.message()),
+            );
             return;
         }
         self.ended_with(

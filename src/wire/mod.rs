@@ -32,6 +32,7 @@
 //!
 //! The layer and the proxy pick the adapter with [`adapter_for`]; nothing else changes.
 
+pub mod anthropic;
 pub mod error;
 pub mod json;
 pub mod json_text;
@@ -269,8 +270,10 @@ pub trait StreamRewriter: Send {
         filter: &mut dyn TextFilter,
         out: &mut Emit,
     ) -> Result<Step, WireError>;
-    /// The upstream body ended (after its terminal event or not). Releases what is held, writes
-    /// the terminator, and says how the stream ended.
+    /// The upstream body ended (after its terminal event or not). Releases what is held and
+    /// writes the end of the stream: the terminator when the stream was complete, else an
+    /// error in the API's shape (the stream was cut short) and the terminator. Says how it
+    /// ended.
     fn end(&mut self, filter: &mut dyn TextFilter, out: &mut Emit) -> StreamEnd;
     /// A whole stream refusing every unit, for when everything was blocked before the response
     /// head went out (`text` is the refusal).
@@ -331,8 +334,12 @@ pub trait Adapter: Send + Sync + 'static {
 
 /// The adapters the gateway knows, by canonical route suffix: a request whose canonical path
 /// ends with the suffix is enforced by that adapter. The first match wins.
-pub static ADAPTERS: &[(&str, &dyn Adapter)] =
-    &[("/chat/completions", &openai_chat::ChatCompletions)];
+pub static ADAPTERS: &[(&str, &dyn Adapter)] = &[
+    ("/chat/completions", &openai_chat::ChatCompletions),
+    // The whole `/v1/messages`: a bare `/messages` suffix would also match OpenAI Assistants'
+    // `/v1/threads/{id}/messages`.
+    ("/v1/messages", &anthropic::Messages),
+];
 
 /// The adapter for a canonical request path, if any.
 ///

@@ -202,10 +202,16 @@ impl StreamRewriter for ChatStream {
 
     fn end(&mut self, filter: &mut dyn TextFilter, out: &mut Emit) -> StreamEnd {
         let end = self.flush_all(filter, out);
-        if end.complete {
-            out.buf.extend_from_slice(DONE_FRAME);
-            out.progress = true;
+        if !end.complete {
+            let info = ErrorInfo::new(
+                crate::wire::ErrorKind::Upstream,
+                "upstream stream ended before it was complete",
+                "upstream_truncated",
+            );
+            encode_data(&info.openai_body().to_string(), &mut out.buf);
         }
+        out.buf.extend_from_slice(DONE_FRAME);
+        out.progress = true;
         end
     }
 

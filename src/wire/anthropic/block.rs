@@ -1,0 +1,73 @@
+//! The state of one streamed content block: what its deltas carry and the channel its text
+//! goes through.
+
+use crate::wire::{Channel, ChannelId, ChannelKind};
+
+/// What a content block carries in its deltas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kind {
+    /// `text`: `text_delta`s, answer content.
+    Text,
+    /// `thinking`: `thinking_delta`s, reasoning.
+    Thinking,
+    /// `tool_use`, `server_tool_use`, `mcp_tool_use`: `input_json_delta`s, JSON.
+    Tool,
+    /// Anything else: complete in its start event, or scanned delta by delta.
+    Other,
+}
+
+impl Kind {
+    /// The delta type and its text field.
+    pub(super) fn delta(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            Kind::Text => Some(("text_delta", "text")),
+            Kind::Thinking => Some(("thinking_delta", "thinking")),
+            Kind::Tool => Some(("input_json_delta", "partial_json")),
+            Kind::Other => None,
+        }
+    }
+
+    /// The kind of block a delta type belongs to.
+    pub(super) fn of_delta(delta_type: &str) -> Kind {
+        match delta_type {
+            "text_delta" => Kind::Text,
+            "thinking_delta" => Kind::Thinking,
+            "input_json_delta" => Kind::Tool,
+            _ => Kind::Other,
+        }
+    }
+}
+
+/// One content block of the stream.
+#[derive(Debug)]
+pub(super) struct Block {
+    /// Its `index`.
+    pub index: u64,
+    /// What its deltas carry.
+    pub kind: Kind,
+    /// The channel its text goes through, while open.
+    pub channel: Option<ChannelId>,
+    /// Some of its text reached the client.
+    pub sent: bool,
+    /// Its `content_block_stop` went out.
+    pub stopped: bool,
+}
+
+/// The channel of a block of `kind` at `index`.
+pub(super) fn channel_for(kind: Kind, index: u64) -> Channel {
+    match kind {
+        Kind::Text => Channel::new(ChannelKind::Content, 0, format!("content[{index}].text")),
+        Kind::Thinking => Channel::new(
+            ChannelKind::Reasoning,
+            0,
+            format!("content[{index}].thinking"),
+        ),
+        Kind::Tool => Channel::new(
+            ChannelKind::ToolArguments,
+            0,
+            format!("content[{index}].input"),
+        )
+        .json(),
+        Kind::Other => Channel::new(ChannelKind::Other, 0, format!("content[{index}]")),
+    }
+}
