@@ -41,3 +41,4 @@ pub mod openai;
 
 pub mod policy;
 pub mod proxy;
+pub mod wire;
