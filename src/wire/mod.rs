@@ -34,6 +34,7 @@
 
 pub mod error;
 pub mod json_text;
+pub mod openai_completions;
 pub mod openai_responses;
 #[cfg(test)]
 mod testing;
@@ -323,13 +324,19 @@ pub trait Adapter: Send + Sync + 'static {
 /// Order matters: `/v1/chat/completions` also ends with `/completions`, so the chat adapter must
 /// come before the legacy completions one. (The chat adapter is registered on the lead's branch;
 /// keep `("/chat/completions", &openai_chat::ChatCompletions)` first when merging.)
-pub static ADAPTERS: &[(&str, &dyn Adapter)] = &[("/responses", &openai_responses::Responses)];
+pub static ADAPTERS: &[(&str, &dyn Adapter)] = &[
+    ("/responses", &openai_responses::Responses),
+    // Keep last: every `/chat/completions` path ends with `/completions` too.
+    ("/completions", &openai_completions::Completions),
+];
 
 /// The adapter for a canonical request path, if any.
 ///
 /// ```
 /// assert_eq!(deliberate::wire::adapter_for("/v1/responses").map(|a| a.name()),
 ///            Some("openai.responses"));
+/// assert_eq!(deliberate::wire::adapter_for("/v1/completions/").map(|a| a.name()),
+///            Some("openai.completions"));
 /// assert!(deliberate::wire::adapter_for("/v1/models").is_none());
 /// ```
 pub fn adapter_for(path: &str) -> Option<&'static dyn Adapter> {

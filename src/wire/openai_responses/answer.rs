@@ -93,6 +93,38 @@ pub(crate) fn fix_output_text(r: &mut Value) {
     }
 }
 
+/// Takes the injected spec out of the `instructions` a response object echoes (the request's,
+/// as forwarded): the client sees its own instructions, not the policy text. Blocks are found
+/// by the markers [`inject::render`](crate::engine::inject::render) writes around them; an
+/// echo left empty becomes `null`. Returns whether anything changed.
+pub(crate) fn hide_spec(r: &mut Value) -> bool {
+    const START: &str = "[deliberate policy ";
+    const END: &str = "[end of deliberate policy ";
+    let Some(Value::String(s)) = r.get_mut("instructions") else {
+        return false;
+    };
+    let mut changed = false;
+    let mut from = 0;
+    while let Some(a) = s.get(from..).and_then(|t| t.find(START)).map(|a| from + a) {
+        let Some(e) = s[a..].find(END).map(|e| a + e) else {
+            break;
+        };
+        let Some(mut stop) = s[e..].find(']').map(|c| e + c + 1) else {
+            break;
+        };
+        if s[stop..].starts_with("\n\n") {
+            stop += 2;
+        }
+        s.replace_range(a..stop, "");
+        changed = true;
+        from = a;
+    }
+    if changed && s.is_empty() {
+        r["instructions"] = Value::Null;
+    }
+    changed
+}
+
 /// Scans and rewrites a buffered answer. See [`Adapter::answer`](crate::wire::Adapter::answer).
 pub(crate) fn answer(body: &Bytes, filter: &mut dyn TextFilter) -> Result<Answer, WireError> {
     let mut r = crate::wire::parse_strict(body)?;
@@ -101,7 +133,7 @@ pub(crate) fn answer(body: &Bytes, filter: &mut dyn TextFilter) -> Result<Answer
             message: "a response is a JSON object".to_owned(),
         });
     }
-    let mut changed = false;
+    let mut changed = hide_spec(&mut r);
     if let ControlFlow::Break(refusal) = rewrite_response(&mut r, filter, &mut changed) {
         let msg = refusal_message(&new_id("msg_"), &refusal, "incomplete");
         mark_blocked(&mut r, vec![msg]);

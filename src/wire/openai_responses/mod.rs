@@ -42,6 +42,8 @@
 //! ```
 
 mod answer;
+#[cfg(test)]
+mod echo_tests;
 mod events;
 mod items;
 mod refusal;

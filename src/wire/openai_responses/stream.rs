@@ -25,8 +25,8 @@ use super::refusal::{
 };
 use crate::wire::walk;
 use crate::wire::{
-    Channel, ChannelKind, Emit, ErrorInfo, SseEvent, Step, StreamEnd, StreamRewriter, TextFilter,
-    Verdict, WireError,
+    Channel, ChannelKind, Emit, ErrorInfo, ErrorKind, SseEvent, Step, StreamEnd, StreamRewriter,
+    TextFilter, Verdict, WireError,
 };
 
 /// An output item the client saw announced (`response.output_item.added`).
@@ -316,6 +316,7 @@ impl ResponsesStream {
         match t.as_str() {
             "response.created" | "response.in_progress" | "response.queued" => {
                 if let Some(r) = v.get_mut("response") {
+                    answer::hide_spec(r);
                     if let std::ops::ControlFlow::Break(b) =
                         answer::rewrite_response(r, filter, &mut false)
                     {
@@ -410,6 +411,7 @@ impl ResponsesStream {
             "response.completed" | "response.incomplete" | "response.failed" => {
                 self.finish_all(filter, None)?;
                 if let Some(r) = v.get_mut("response") {
+                    answer::hide_spec(r);
                     if let Some(Value::Array(output)) = r.get_mut("output") {
                         for (i, item) in output.iter_mut().enumerate() {
                             self.item(filter, Mode::Final, i, item)?;
@@ -563,7 +565,13 @@ impl StreamRewriter for ResponsesStream {
             return self.block(&refusal, out);
         }
         self.flush_pending(out);
-        // No terminal event: the layer reports the truncation in-band with `error`.
+        // No terminal event: the client is told with an `error` event.
+        let e = ErrorInfo::new(
+            ErrorKind::Upstream,
+            "upstream stream ended before it was complete",
+            "upstream_truncated",
+        );
+        self.error(&e, out);
         let end = StreamEnd {
             all_blocked: false,
             complete: false,

@@ -20,7 +20,7 @@ fn message(id: &str, text: &str, status: &str) -> Value {
 }
 
 /// The output items of a response whose channel texts are `t`.
-fn output(t: &[String; 5]) -> Vec<Value> {
+pub(super) fn output(t: &[String; 5]) -> Vec<Value> {
     vec![
         json!({"id": "rs_1", "type": "reasoning", "summary": [{"type": "summary_text", "text": t[0]}]}),
         message("msg_1", &t[1], "completed"),
@@ -31,14 +31,14 @@ fn output(t: &[String; 5]) -> Vec<Value> {
     ]
 }
 
-fn response(status: &str, output: Vec<Value>) -> Value {
+pub(super) fn response(status: &str, output: Vec<Value>) -> Value {
     json!({"id": "resp_1", "object": "response", "created_at": 1, "status": status, "model": "m",
            "output": output, "parallel_tool_calls": true, "tool_choice": "auto", "tools": [],
            "instructions": null, "error": null, "incomplete_details": null, "usage": null})
 }
 
 /// A realistic upstream stream: each channel's text sent as the deltas `pieces[i]`.
-fn stream_body(pieces: &[Vec<String>; 5]) -> Vec<u8> {
+pub(super) fn stream_body(pieces: &[Vec<String>; 5]) -> Vec<u8> {
     let full: [String; 5] = std::array::from_fn(|i| pieces[i].concat());
     let items = output(&full);
     let mut ev = vec![
@@ -197,7 +197,7 @@ fn stream_body(pieces: &[Vec<String>; 5]) -> Vec<u8> {
     out
 }
 
-fn benign() -> [String; 5] {
+pub(super) fn benign() -> [String; 5] {
     [
         "Thinking about the query.".into(),
         "Here is the answer, plainly.".into(),
@@ -532,6 +532,11 @@ fn a_stream_without_its_terminal_event_is_incomplete() {
     assert!(!end.complete && !end.terminal_seen);
     let per = channel_texts(&json_events(&out));
     assert_eq!(per[1].0, b[1], "held text is released at the end");
+    let last = json_events(&out).pop().unwrap();
+    assert_eq!(
+        (last["type"].as_str(), last["code"].as_str()),
+        (Some("error"), Some("upstream_truncated"))
+    );
 }
 
 fn pieces_of(text: &str, cuts: &[prop::sample::Index]) -> Vec<String> {
