@@ -37,7 +37,12 @@ pub mod error;
 pub mod json;
 pub mod json_text;
 pub mod openai_chat;
+pub mod openai_completions;
+pub mod openai_responses;
 pub mod sse;
+#[cfg(test)]
+mod testing;
+mod walk;
 
 use std::fmt;
 
@@ -339,6 +344,9 @@ pub static ADAPTERS: &[(&str, &dyn Adapter)] = &[
     // The whole `/v1/messages`: a bare `/messages` suffix would also match OpenAI Assistants'
     // `/v1/threads/{id}/messages`.
     ("/v1/messages", &anthropic::Messages),
+    ("/responses", &openai_responses::Responses),
+    // Legacy completions: after `/chat/completions`, which also ends in `/completions`.
+    ("/completions", &openai_completions::Completions),
 ];
 
 /// The adapter for a canonical request path, if any.

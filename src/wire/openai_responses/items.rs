@@ -1,0 +1,220 @@
+//! The texts of an output item (`response.output[]`, `response.output_item.*`), by channel:
+//! one walk shared by the buffered answer and the stream, which differ only in where the
+//! edited text comes from (a whole-text scan, or what a streamed channel released).
+
+use std::ops::ControlFlow;
+
+use serde_json::Value;
+
+use crate::wire::walk;
+use crate::wire::{Channel, ChannelKind};
+
+/// Which text of an output item a channel carries.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum Part {
+    /// `content[i].text` of an `output_text` part.
+    Text(usize),
+    /// `content[i].refusal` of a `refusal` part.
+    Refusal(usize),
+    /// A function call's `arguments` (JSON text).
+    Args,
+    /// A custom tool call's `input`.
+    Input,
+    /// `summary[i].text` of a reasoning item.
+    Summary(usize),
+    /// `content[i].text` of a reasoning item.
+    Reasoning(usize),
+    /// A tool call's `name`.
+    Name,
+    /// Any other string ( an annotation, a field of an unknown item): complete
+    /// wherever it appears, scanned whole. Stream deltas of unknown events name theirs by the
+    /// event type (`response.code_interpreter_call_code`).
+    Other(String),
+}
+
+impl Part {
+    /// The channel of this part in output item `oi`.
+    pub(crate) fn channel(&self, oi: usize) -> Channel {
+        let at = |rest: String| format!("output[{oi}].{rest}");
+        match self {
+            Part::Text(i) => {
+                Channel::new(ChannelKind::Content, 0, at(format!("content[{i}].text")))
+            }
+            Part::Refusal(i) => {
+                Channel::new(ChannelKind::Refusal, 0, at(format!("content[{i}].refusal")))
+            }
+            Part::Args => {
+                Channel::new(ChannelKind::ToolArguments, 0, at("arguments".into())).json()
+            }
+            Part::Input => Channel::new(ChannelKind::ToolArguments, 0, at("input".into())),
+            Part::Summary(i) => {
+                Channel::new(ChannelKind::Reasoning, 0, at(format!("summary[{i}].text")))
+            }
+            Part::Reasoning(i) => {
+                Channel::new(ChannelKind::Reasoning, 0, at(format!("content[{i}].text")))
+            }
+            Part::Name => Channel::new(ChannelKind::ToolName, 0, at("name".into())),
+            Part::Other(path) => Channel::new(ChannelKind::Other, 0, at(path.clone())),
+        }
+    }
+}
+
+/// What became of one text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Got {
+    /// It stays (possibly edited in place).
+    Keep,
+    /// Leave it out (stripped reasoning).
+    Strip,
+    /// The answer is blocked: the refusal text.
+    Block(String),
+}
+
+/// Keys of unknown items and parts the generic walk leaves out: the type and identifiers.
+pub(crate) const SKIP: &[&str] = &["type", "id", "call_id", "item_id", "status"];
+
+/// Walks every text of output item `item` (at `output[oi]`), calling `f` with its part, its
+/// channel and the text (which `f` may edit). A stripped summary or reasoning text is removed
+/// from its list; a stripped other text is emptied. Breaks with the refusal on a block.
+pub(crate) fn rewrite_item(
+    item: &mut Value,
+    oi: usize,
+    f: &mut dyn FnMut(&Part, &Channel, &mut String) -> Got,
+) -> ControlFlow<String> {
+    let mut one = |part: Part, s: &mut String| -> ControlFlow<String, bool> {
+        match f(&part, &part.channel(oi), s) {
+            Got::Keep => ControlFlow::Continue(true),
+            Got::Strip => ControlFlow::Continue(false),
+            Got::Block(r) => ControlFlow::Break(r),
+        }
+    };
+    let Value::Object(it) = item else {
+        return ControlFlow::Continue(());
+    };
+    let kind = it
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    match kind.as_str() {
+        "message" => {
+            let Some(Value::Array(parts)) = it.get_mut("content") else {
+                return ControlFlow::Continue(());
+            };
+            for (j, p) in parts.iter_mut().enumerate() {
+                content_part(p, j, &mut one)?;
+            }
+        }
+        "function_call" | "custom_tool_call" => {
+            if let Some(Value::String(s)) = it.get_mut("name") {
+                keep_or_empty(one(Part::Name, s)?, s);
+            }
+            let (key, part) = if kind == "function_call" {
+                ("arguments", Part::Args)
+            } else {
+                ("input", Part::Input)
+            };
+            if let Some(Value::String(s)) = it.get_mut(key) {
+                keep_or_empty(one(part, s)?, s);
+            }
+        }
+        "reasoning" => {
+            for (key, mk) in [
+                ("summary", Part::Summary as fn(usize) -> Part),
+                ("content", Part::Reasoning),
+            ] {
+                let Some(Value::Array(list)) = it.get_mut(key) else {
+                    continue;
+                };
+                let mut keep = Vec::with_capacity(list.len());
+                for (j, e) in list.iter_mut().enumerate() {
+                    let k = match e.get_mut("text") {
+                        Some(Value::String(s)) => one(mk(j), s)?,
+                        _ => true,
+                    };
+                    keep.push(k);
+                }
+                let mut k = keep.into_iter();
+                list.retain(|_| k.next().unwrap_or(true));
+            }
+        }
+        _ => {
+            walk::strings(item, "", SKIP, &mut |s, at| {
+                let k = one(Part::Other(at.to_owned()), s)?;
+                keep_or_empty(k, s);
+                ControlFlow::Continue(())
+            })?;
+        }
+    }
+    ControlFlow::Continue(())
+}
+
+/// One part of a message's `content` (at `content[j]`).
+pub(crate) fn content_part(
+    p: &mut Value,
+    j: usize,
+    one: &mut dyn FnMut(Part, &mut String) -> ControlFlow<String, bool>,
+) -> ControlFlow<String> {
+    let kind = p
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    let (field, part) = match kind.as_str() {
+        "output_text" => ("text", Part::Text(j)),
+        "refusal" => ("refusal", Part::Refusal(j)),
+        "reasoning_text" => ("text", Part::Reasoning(j)),
+        _ => {
+            return walk::strings(p, &format!("content[{j}]"), SKIP, &mut |s, at| {
+                let k = one(Part::Other(at.to_owned()), s)?;
+                keep_or_empty(k, s);
+                ControlFlow::Continue(())
+            });
+        }
+    };
+    if let Some(Value::String(s)) = p.get_mut(field) {
+        let k = one(part, s)?;
+        keep_or_empty(k, s);
+    }
+    if let Some(a) = p.get_mut("annotations") {
+        walk::strings(
+            a,
+            &format!("content[{j}].annotations"),
+            SKIP,
+            &mut |s, at| {
+                let k = one(Part::Other(at.to_owned()), s)?;
+                keep_or_empty(k, s);
+                ControlFlow::Continue(())
+            },
+        )?;
+    }
+    ControlFlow::Continue(())
+}
+
+fn keep_or_empty(keep: bool, s: &mut String) {
+    if !keep {
+        s.clear();
+    }
+}
+
+/// The concatenated `output_text` texts of `output`, what the `output_text` convenience field
+/// holds.
+pub(crate) fn output_text(output: &[Value]) -> String {
+    let mut out = String::new();
+    for item in output {
+        if item.get("type").and_then(Value::as_str) != Some("message") {
+            continue;
+        }
+        let Some(Value::Array(parts)) = item.get("content") else {
+            continue;
+        };
+        for p in parts {
+            if p.get("type").and_then(Value::as_str) == Some("output_text")
+                && let Some(t) = p.get("text").and_then(Value::as_str)
+            {
+                out.push_str(t);
+            }
+        }
+    }
+    out
+}
