@@ -135,25 +135,61 @@ async fn a_trickling_body_gets_408_and_the_connection_closes() {
 }
 
 #[tokio::test]
-async fn the_connection_cap_refuses_beyond_n() {
-    let gw = Gateway::start(None, |c| c.max_connections = 2).await;
-    let a = TcpStream::connect(gw.addr).await.unwrap();
-    let b = TcpStream::connect(gw.addr).await.unwrap();
-    // The admin routes still answer beyond the cap: both idle sockets are in.
+async fn at_the_cap_idle_sockets_make_room_and_busy_ones_refuse() {
+    let done = serde_json::json!({"choices": [{"index": 0, "finish_reason": "stop",
+        "message": {"role": "assistant", "content": "ok"}}]});
+    let up = MockUpstream::start(move |rec| {
+        let mut s = Script::json(200, &done);
+        if rec.json()["messages"].to_string().contains("hold") {
+            s.head_delay = Duration::from_secs(3);
+        }
+        s
+    })
+    .await;
+    let gw = Gateway::start(Some(up.url()), |c| c.max_connections = 2).await;
+    // Accepted in order: a, b, then the normal client, which takes the place of a, the socket
+    // idle the longest.
+    let mut a = TcpStream::connect(gw.addr).await.unwrap();
+    let _b = TcpStream::connect(gw.addr).await.unwrap();
+    served(&gw).await;
     assert!(
-        eventually_async(|| async {
-            get(&gw.url("/metrics"))
-                .await
-                .text()
-                .contains("deliberate_open_connections 2")
-        })
-        .await
+        read_until_closed(&mut a, MARGIN).await.is_ok(),
+        "oldest idle socket kept"
+    );
+
+    // Two requests in progress (the upstream takes 3 s): no room, and nothing to evict.
+    let hold = chat("hold", false).to_string();
+    let send = |hold: String| async move {
+        let mut s = TcpStream::connect(gw.addr).await.unwrap();
+        let head = format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nhost: t\r\ncontent-length: {}\r\n\r\n{hold}",
+            hold.len()
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        s
+    };
+    let (c, d) = (send(hold.clone()).await, send(hold).await);
+    assert!(
+        eventually(|| up.received().len() == 3).await,
+        "held requests not upstream"
     );
     let r = post(&gw.url("/v1/chat/completions"), &chat("hello", false)).await;
     assert_eq!(r.status, 503);
     assert_eq!(r.json()["error"]["code"], "too_many_connections");
     assert_eq!(r.header("retry-after"), "1");
-    drop(a);
+    assert_eq!(r.header("connection"), "close");
+    // The admin routes still answer.
+    let m = get(&gw.url("/metrics")).await.text();
+    assert!(m.contains("deliberate_open_connections 2"), "{m}");
+    assert!(
+        m.contains("deliberate_connections_refused_total{how=\"503\"}"),
+        "{m}"
+    );
+    assert!(
+        m.contains("deliberate_connections_closed_total{reason=\"evicted\"}"),
+        "{m}"
+    );
+    // Once the held requests are answered, their connections are idle again: room.
     assert!(
         eventually_async(|| async {
             post(&gw.url("/v1/chat/completions"), &chat("hello", false))
@@ -162,14 +198,9 @@ async fn the_connection_cap_refuses_beyond_n() {
                 == 200
         })
         .await,
-        "not served after a connection closed"
+        "not served after the held requests ended"
     );
-    let m = get(&gw.url("/metrics")).await.text();
-    assert!(
-        m.contains("deliberate_connections_refused_total{how=\"503\"}"),
-        "{m}"
-    );
-    drop(b);
+    drop((c, d));
     gw.stop().await;
 }
 

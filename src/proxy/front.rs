@@ -1,10 +1,14 @@
 //! The front door: per-connection limits, so idle or slow clients cannot starve normal ones.
 //!
 //! - **Connection cap** ([`FrontDoor::admit`]): at most `limits.max_connections` open client
-//!   connections (lowered at start to what the open-files limit leaves room for). Beyond it a
-//!   connection is answered `503` (`too_many_connections`, `Connection: close`) within a short
-//!   grace — the admin routes still answer there — and at most [`MAX_REFUSING`] such refusals
-//!   run at once; past that the socket is closed at once. Both are counted.
+//!   connections (lowered at start to what the open-files limit leaves room for). At the cap,
+//!   the connection that has been idle the longest (no request in progress: a keep-alive between
+//!   requests, a socket that never sent a byte, a head still arriving) is closed and the new
+//!   one takes its place — so a crowd of idle sockets cannot lock normal clients out. When
+//!   every connection has a request in progress, the new one is answered `503`
+//!   (`too_many_connections`, `Connection: close`) within a short grace — the admin routes
+//!   still answer there — and at most [`MAX_REFUSING`] such refusals run at once; past that
+//!   the socket is closed at once. All of it is counted.
 //! - **Idle connections** ([`ConnActivity`]): a connection with no request in progress for
 //!   `timeouts.client_idle` is closed — a socket that never sends a byte included (hyper's
 //!   `header_read_timeout` only starts once the protocol has been detected).
@@ -14,10 +18,11 @@
 //! - **Accept errors** ([`accept_pause`]): out of file descriptors, the listener backs off
 //!   briefly and keeps serving.
 
+use std::collections::HashMap;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -25,7 +30,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use pin_project_lite::pin_project;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::{Instant, Sleep};
 
 use super::metrics::Metrics;
@@ -45,22 +50,52 @@ const RESERVED_FDS: u64 = 64;
 /// The connection cap and the refusal budget of one listener.
 #[derive(Debug, Clone)]
 pub struct FrontDoor {
-    open: Arc<Semaphore>,
+    inner: Arc<DoorInner>,
     refusing: Arc<Semaphore>,
-    metrics: Arc<Metrics>,
     max: usize,
+}
+
+#[derive(Debug)]
+struct DoorInner {
+    open: AtomicUsize,
+    next_id: AtomicU64,
+    conns: Mutex<HashMap<u64, Entry>>,
+    metrics: Arc<Metrics>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    activity: ConnActivity,
+    evict: Arc<Notify>,
+    /// Its place went to a newer connection: closing it must not free a place.
+    handed_over: Arc<AtomicBool>,
 }
 
 /// An open client connection: holds its place under the cap and the open-connections gauge.
 #[derive(Debug)]
 pub struct Admitted {
-    _permit: OwnedSemaphorePermit,
-    metrics: Arc<Metrics>,
+    id: u64,
+    door: Arc<DoorInner>,
+    evict: Arc<Notify>,
+    handed_over: Arc<AtomicBool>,
+}
+
+impl Admitted {
+    /// Completes when the connection is chosen to make room for a newer one.
+    pub async fn evicted(&self) {
+        self.evict.notified().await;
+    }
 }
 
 impl Drop for Admitted {
     fn drop(&mut self) {
-        self.metrics.connections_open(-1);
+        if let Ok(mut conns) = self.door.conns.lock() {
+            conns.remove(&self.id);
+        }
+        if !self.handed_over.load(Ordering::Acquire) {
+            self.door.open.fetch_sub(1, Ordering::AcqRel);
+            self.door.metrics.connections_open(-1);
+        }
     }
 }
 
@@ -77,9 +112,13 @@ impl FrontDoor {
     pub fn new(max_connections: usize, metrics: Arc<Metrics>) -> FrontDoor {
         let max = clamp_to_fd_limit(max_connections.max(1), open_files_limit());
         FrontDoor {
-            open: Arc::new(Semaphore::new(max)),
+            inner: Arc::new(DoorInner {
+                open: AtomicUsize::new(0),
+                next_id: AtomicU64::new(0),
+                conns: Mutex::new(HashMap::new()),
+                metrics,
+            }),
             refusing: Arc::new(Semaphore::new(MAX_REFUSING)),
-            metrics,
             max,
         }
     }
@@ -89,13 +128,46 @@ impl FrontDoor {
         self.max
     }
 
-    /// A place for a new connection, or `None` at the cap.
-    pub fn admit(&self) -> Option<Admitted> {
-        let permit = self.open.clone().try_acquire_owned().ok()?;
-        self.metrics.connections_open(1);
+    /// A place for a new connection whose requests `activity` tracks: a free one, or the place
+    /// of the connection idle the longest (told to close through [`Admitted::evicted`]);
+    /// `None` when every connection has a request in progress.
+    pub fn admit(&self, activity: &ConnActivity) -> Option<Admitted> {
+        let inner = &self.inner;
+        let mut conns = inner.conns.lock().ok()?;
+        let free = inner
+            .open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max).then_some(n + 1)
+            })
+            .is_ok();
+        if free {
+            inner.metrics.connections_open(1);
+        } else {
+            let victim = conns
+                .iter()
+                .filter_map(|(id, e)| e.activity.idle_since().map(|t| (t, *id)))
+                .min()
+                .map(|(_, id)| id)?;
+            let e = conns.remove(&victim)?;
+            e.handed_over.store(true, Ordering::Release);
+            e.evict.notify_one();
+            inner.metrics.connection_closed("evicted");
+        }
+        let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let (evict, handed_over) = (Arc::new(Notify::new()), Arc::new(AtomicBool::new(false)));
+        conns.insert(
+            id,
+            Entry {
+                activity: activity.clone(),
+                evict: evict.clone(),
+                handed_over: handed_over.clone(),
+            },
+        );
         Some(Admitted {
-            _permit: permit,
-            metrics: self.metrics.clone(),
+            id,
+            door: inner.clone(),
+            evict,
+            handed_over,
         })
     }
 
@@ -103,7 +175,8 @@ impl FrontDoor {
     /// when it should be closed at once.
     pub fn refuse(&self) -> Option<Refusing> {
         let permit = self.refusing.clone().try_acquire_owned().ok();
-        self.metrics
+        self.inner
+            .metrics
             .connection_refused(if permit.is_some() { "503" } else { "closed" });
         permit.map(|p| Refusing { _permit: p })
     }
@@ -194,6 +267,12 @@ impl ConnActivity {
             since: Instant::now(),
         });
         ConnActivity { tx: Arc::new(tx) }
+    }
+
+    /// Since when the connection has had no request in progress; `None` while it has one.
+    pub fn idle_since(&self) -> Option<Instant> {
+        let a = *self.tx.borrow();
+        (a.in_flight == 0).then_some(a.since)
     }
 
     /// Marks a request in progress until the guard is dropped.
@@ -406,12 +485,26 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn admit_stops_at_the_cap() {
+    async fn at_the_cap_the_longest_idle_makes_room() {
         let door = FrontDoor::new(2, Arc::new(Metrics::default()));
-        let (a, b) = (door.admit(), door.admit());
-        assert!(a.is_some() && b.is_some());
-        assert!(door.admit().is_none());
+        let (ca, cb) = (ConnActivity::new(), ConnActivity::new());
+        let a = door.admit(&ca).unwrap();
+        let b = door.admit(&cb).unwrap();
+        // Both idle: the older one (a) goes.
+        let c = door.admit(&ConnActivity::new()).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), a.evicted())
+            .await
+            .unwrap();
         drop(a);
-        assert!(door.admit().is_some());
+        // b and c busy: no room.
+        let _busy_b = cb.start();
+        let cc = ConnActivity::new();
+        let _busy_c = cc.start();
+        drop(c);
+        let c = door.admit(&cc).unwrap();
+        assert!(door.admit(&ConnActivity::new()).is_none());
+        drop(b);
+        assert!(door.admit(&ConnActivity::new()).is_some());
+        drop(c);
     }
 }

@@ -124,7 +124,8 @@ impl Metrics {
         }
     }
 
-    /// Counts a connection the gateway closed: `idle`, `header_read` or `request_body`.
+    /// Counts a connection the gateway closed: `idle`, `evicted`, `header_read` or
+    /// `request_body`.
     pub fn connection_closed(&self, reason: &'static str) {
         if let Ok(mut m) = self.connections_closed.lock() {
             *m.entry(reason).or_default() += 1;
@@ -208,7 +209,7 @@ impl Metrics {
             ),
             (
                 "deliberate_connections_closed_total",
-                "Client connections the gateway closed, by reason (idle, header_read, request_body).",
+                "Client connections the gateway closed, by reason (idle, evicted, header_read, request_body).",
                 "reason",
                 &self.connections_closed,
             ),

@@ -246,11 +246,11 @@ impl Gateway {
                 () = &mut shutdown => break,
             };
             let _ = stream.set_nodelay(true);
-            let Some(admitted) = door.admit() else {
+            let activity = ConnActivity::new();
+            let Some(admitted) = door.admit(&activity) else {
                 self.refuse(stream, &door, &refusals);
                 continue;
             };
-            let activity = ConnActivity::new();
             let svc = GatewayService {
                 state: self.state.clone(),
                 conn: Some(activity.clone()),
@@ -261,8 +261,10 @@ impl Gateway {
             let conn = graceful.watch(conn.into_owned());
             let metrics = self.state.metrics.clone();
             tokio::spawn(async move {
-                let _admitted = admitted;
                 tokio::select! {
+                    () = admitted.evicted() => {
+                        tracing::debug!("closing an idle connection to make room for a new one");
+                    }
                     res = conn => if let Err(e) = res {
                         if e.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_timeout) {
                             metrics.connection_closed("header_read");
