@@ -104,7 +104,7 @@ curl -s "http://127.0.0.1:$gw_port/metrics" >"$OUT/metrics.txt" 2>/dev/null || t
 
 {
     echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
-    echo "gateway: open files $FD_LIMIT, $(grep -m1 'max_connections' "$OUT/deliberate.log" | grep -o 'max_connections=[0-9]*' || true)," \
+    echo "gateway: open files $FD_LIMIT, $(sed 's/\x1b\[[0-9;]*m//g' "$OUT/deliberate.log" | grep -m1 -o 'max_connections=[0-9]*' || true)," \
          "client_idle $CLIENT_IDLE, request_body $REQUEST_BODY, header_read $HEADER_READ"
     printf '| metric | baseline | attack (%s idle + %s slow) |\n|---|---|---|\n' "$IDLE" "$SLOW"
     join -j1 <(sort "$OUT/baseline.txt") <(sort "$OUT/attack.txt") | awk '{printf "| %s | %s | %s |\n", $1, $2, $3}'
