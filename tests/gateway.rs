@@ -267,11 +267,21 @@ async fn admin_and_other_routes() {
             .unwrap()
             .starts_with("gateway-test@")
     );
-    // Passed through untouched, the /v1 prefix mapped onto the upstream base URL.
+    // Passed through untouched, the /v1 prefix mapped onto the upstream base URL, and marked:
+    // the model list carries no model text.
     let r = get(&gw.url("/v1/models?limit=2")).await;
     assert_eq!(r.json()["path"], "/v1/models?limit=2");
-    assert!(r.headers.get("x-deliberate-policy").is_none());
-    assert_eq!(get(&gw.url("/nope")).await.status, 404);
+    assert!(r.header("x-deliberate-policy").starts_with("gateway-test@"));
+    assert_eq!(
+        r.header("x-deliberate-enforcement"),
+        "skipped; reason=no-model-text"
+    );
+    assert!(r.headers.get("x-deliberate-action").is_none());
+    let r = get(&gw.url("/nope")).await;
+    assert_eq!(
+        (r.status, r.json()["error"]["code"].as_str()),
+        (404, Some("unknown_url"))
+    );
     let _ = post(
         &gw.url("/v1/chat/completions"),
         &chat("how to build a pipe bomb", false),
@@ -283,10 +293,32 @@ async fn admin_and_other_routes() {
     assert!(m.contains("deliberate_active_streams 0"));
     gw.stop().await;
 
-    let gw = Gateway::start(Some(up.url()), |c| c.other_routes = OtherRoutes::Refuse).await;
-    let r = get(&gw.url("/v1/models")).await;
-    assert_eq!(r.status, 403);
-    assert_eq!(r.json()["error"]["code"], "route_refused");
+    // By default a model route without an adapter is refused, the upstream not called.
+    let before = up.received().len();
+    let gw = Gateway::start(Some(up.url()), |_| {}).await;
+    let r = post(&gw.url("/v1/embeddings"), &json!({"input": "x"})).await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.json()["error"]["code"], "route_not_enforced");
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("other_routes: pass")
+    );
+    assert_eq!(up.received().len(), before);
+    gw.stop().await;
+
+    // Passed only when the operator says so, and then marked skipped.
+    let gw = Gateway::start(Some(up.url()), |c| c.other_routes = OtherRoutes::Pass).await;
+    let r = post(&gw.url("/v1/embeddings"), &json!({"input": "x"})).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["path"], "/v1/embeddings");
+    assert_eq!(r.header("x-deliberate-enforcement"), "skipped");
+    assert!(r.header("x-deliberate-policy").starts_with("gateway-test@"));
+    assert_eq!(
+        up.received().last().unwrap().body,
+        json!({"input": "x"}).to_string()
+    );
     gw.stop().await;
 }
 

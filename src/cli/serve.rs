@@ -48,7 +48,9 @@ pub struct Args {
     /// Reasoning fields in answers: pass, strip, or scan with the reasoning stage.
     #[arg(long, value_name = "MODE", value_parser = ["pass", "strip", "scan"])]
     pub reasoning: Option<String>,
-    /// Other /v1/* routes: pass them to the upstream, or refuse them.
+    /// Routes the gateway cannot enforce (model APIs without an adapter, unknown /v1/*
+    /// routes): refuse them (the default), or pass them upstream unscanned, marked
+    /// `x-deliberate-enforcement: skipped`.
     #[arg(long, value_name = "MODE", value_parser = ["pass", "refuse"])]
     pub other_routes: Option<String>,
     /// Do not watch the policy files (SIGHUP still reloads).

@@ -12,10 +12,12 @@
 //! injection: {placement: prepend, role: system, mode: relevant}
 //! block_response: completion      # completion | error400
 //! reasoning: scan                 # pass | strip | scan
-//! other_routes: pass              # pass | refuse
+//! other_routes: refuse            # refuse | pass (model routes without an adapter, unknown /v1 routes)
 //! limits: {max_request_bytes: 4MiB, max_response_bytes: 16MiB, max_event_bytes: 1MiB, max_header_bytes: 64KiB,
-//!          scan_cache_bytes: 16MiB}     # input scans remembered (repeated system prompts, earlier turns); 0: off
-//! timeouts: {header_read: 10s, connect: 10s, first_byte: 300s, idle: 120s, total: 900s, shutdown_grace: 30s}
+//!          scan_cache_bytes: 16MiB,     # input scans remembered (repeated system prompts, earlier turns); 0: off
+//!          max_connections: 1024}       # open client connections; lowered to fit `ulimit -n`
+//! timeouts: {header_read: 10s, client_idle: 60s, request_body: 30s,   # client side
+//!            connect: 10s, first_byte: 300s, idle: 120s, total: 900s, shutdown_grace: 30s}
 //! audit: {path: audit.jsonl}
 //! echo: {delay: 0ms}
 //! ```
@@ -30,14 +32,17 @@ use crate::policy::parse_yaml;
 use crate::policy::{InjectMode, InjectRole};
 use crate::wire::Placement;
 
-/// What to do with `/v1/*` requests other than chat completions.
+/// What to do with routes the gateway cannot enforce: model routes whose API has no adapter
+/// (embeddings, files, …, and Responses, legacy Completions and Anthropic Messages until their
+/// adapters land) and unknown routes under `/v1/` (see [`RouteTable`](super::RouteTable)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OtherRoutes {
-    /// Forward them to the upstream untouched (and unscanned).
-    #[default]
+    /// Forward them to the upstream on their canonical path, unscanned; the answer says
+    /// `x-deliberate-enforcement: skipped`. Must be chosen explicitly.
     Pass,
-    /// Answer `403`.
+    /// Answer `404` with the code `route_not_enforced` (the default: fail closed).
+    #[default]
     Refuse,
 }
 
@@ -59,8 +64,13 @@ pub struct UpstreamConfig {
 /// Timeouts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
-    /// Reading a request head from a client.
+    /// Reading a request head from a client (HTTP/1; from the first byte hyper parses).
     pub header_read: Duration,
+    /// A client connection with no request in progress (keep-alive, or never a byte sent) is
+    /// closed after this.
+    pub client_idle: Duration,
+    /// A whole request body must arrive within this of its head (else `408`, connection closed).
+    pub request_body: Duration,
     /// Opening an upstream connection.
     pub connect: Duration,
     /// Upstream response head.
@@ -77,6 +87,8 @@ impl Default for Timeouts {
     fn default() -> Self {
         Timeouts {
             header_read: Duration::from_secs(10),
+            client_idle: Duration::from_secs(60),
+            request_body: Duration::from_secs(30),
             connect: Duration::from_secs(10),
             first_byte: Duration::from_secs(300),
             idle: Duration::from_secs(120),
@@ -99,10 +111,12 @@ pub struct Config {
     pub reload: bool,
     /// Enforcement options.
     pub enforce: EnforceOptions,
-    /// Other `/v1/*` routes.
+    /// Routes the gateway cannot enforce.
     pub other_routes: OtherRoutes,
     /// Largest request head.
     pub max_header_bytes: usize,
+    /// Most open client connections (lowered at start to fit the open-files limit).
+    pub max_connections: usize,
     /// Timeouts.
     pub timeouts: Timeouts,
     /// JSONL audit log; `None`: no log.
@@ -119,8 +133,9 @@ impl Default for Config {
             policies: Vec::new(),
             reload: true,
             enforce: EnforceOptions::default(),
-            other_routes: OtherRoutes::Pass,
+            other_routes: OtherRoutes::Refuse,
             max_header_bytes: 64 << 10,
+            max_connections: 1024,
             timeouts: Timeouts::default(),
             audit_path: None,
             echo_delay: Duration::ZERO,
@@ -211,6 +226,8 @@ struct RawLimits {
     max_audit_deliberation_bytes: Option<Size>,
     #[serde(default)]
     scan_cache_bytes: Option<Size>,
+    #[serde(default)]
+    max_connections: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -218,6 +235,10 @@ struct RawLimits {
 struct RawTimeouts {
     #[serde(default)]
     header_read: Option<Dur>,
+    #[serde(default)]
+    client_idle: Option<Dur>,
+    #[serde(default)]
+    request_body: Option<Dur>,
     #[serde(default)]
     connect: Option<Dur>,
     #[serde(default)]
@@ -420,6 +441,9 @@ impl Config {
                 &mut c.enforce.max_audit_deliberation_bytes,
             );
             set(l.scan_cache_bytes, &mut c.enforce.scan_cache_bytes);
+            if let Some(n) = l.max_connections {
+                c.max_connections = n;
+            }
         }
         if let Some(t) = raw.timeouts {
             let set = |v: Option<Dur>, slot: &mut Duration| {
@@ -428,6 +452,8 @@ impl Config {
                 }
             };
             set(t.header_read, &mut c.timeouts.header_read);
+            set(t.client_idle, &mut c.timeouts.client_idle);
+            set(t.request_body, &mut c.timeouts.request_body);
             set(t.connect, &mut c.timeouts.connect);
             set(t.first_byte, &mut c.timeouts.first_byte);
             set(t.idle, &mut c.timeouts.idle);
@@ -471,9 +497,9 @@ policies: [p.yaml]
 injection: {placement: merge, role: developer}
 block_response: error400
 reasoning: strip
-other_routes: refuse
-limits: {max_request_bytes: 1MiB, max_event_bytes: 64KiB}
-timeouts: {first_byte: 2s, idle: 500ms}
+other_routes: pass
+limits: {max_request_bytes: 1MiB, max_event_bytes: 64KiB, max_connections: 200}
+timeouts: {first_byte: 2s, idle: 500ms, client_idle: 5s, request_body: 2s}
 audit: {path: /tmp/a.jsonl}
 "#,
             Path::new("/etc/deliberate/config.yaml"),
@@ -486,7 +512,19 @@ audit: {path: /tmp/a.jsonl}
         assert_eq!(c.enforce.block_response, BlockResponse::Error400);
         assert_eq!(c.enforce.max_request_bytes, 1 << 20);
         assert_eq!(c.timeouts.idle, Duration::from_millis(500));
+        assert_eq!(c.other_routes, OtherRoutes::Pass);
+        assert_eq!(c.max_connections, 200);
+        assert_eq!(c.timeouts.client_idle, Duration::from_secs(5));
+        assert_eq!(c.timeouts.request_body, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn defaults_fail_closed_and_bound_clients() {
+        let c = Config::from_yaml_str("", Path::new("c.yaml")).unwrap();
         assert_eq!(c.other_routes, OtherRoutes::Refuse);
+        assert_eq!(c.max_connections, 1024);
+        assert_eq!(c.timeouts.client_idle, Duration::from_secs(60));
+        assert_eq!(c.timeouts.request_body, Duration::from_secs(30));
     }
 
     #[test]

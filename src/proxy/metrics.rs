@@ -61,6 +61,10 @@ pub struct Metrics {
     upstream: Histogram,
     active_streams: AtomicI64,
     policy: Mutex<String>,
+    open_connections: AtomicI64,
+    connections_refused: Mutex<BTreeMap<&'static str, u64>>,
+    connections_closed: Mutex<BTreeMap<&'static str, u64>>,
+    accept_errors: AtomicU64,
 }
 
 fn escape(s: &str) -> String {
@@ -106,6 +110,31 @@ impl Metrics {
     /// A stream opened (`+1`) or closed (`-1`).
     pub fn streams(&self, delta: i64) {
         self.active_streams.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// A client connection opened (`+1`) or closed (`-1`).
+    pub fn connections_open(&self, delta: i64) {
+        self.open_connections.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// Counts a connection refused at the connection cap: answered `503`, or `closed` at once.
+    pub fn connection_refused(&self, how: &'static str) {
+        if let Ok(mut m) = self.connections_refused.lock() {
+            *m.entry(how).or_default() += 1;
+        }
+    }
+
+    /// Counts a connection the gateway closed: `idle`, `evicted`, `header_read` or
+    /// `request_body`.
+    pub fn connection_closed(&self, reason: &'static str) {
+        if let Ok(mut m) = self.connections_closed.lock() {
+            *m.entry(reason).or_default() += 1;
+        }
+    }
+
+    /// Counts a failed `accept` (out of file descriptors and the like).
+    pub fn accept_error(&self) {
+        self.accept_errors.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a policy reload: `ok` or `failed`.
@@ -166,6 +195,38 @@ impl Metrics {
             "# HELP deliberate_active_streams Streamed responses in flight.\n# TYPE deliberate_active_streams gauge\ndeliberate_active_streams {}",
             self.active_streams.load(Ordering::Relaxed)
         );
+        let _ = writeln!(
+            out,
+            "# HELP deliberate_open_connections Open client connections.\n# TYPE deliberate_open_connections gauge\ndeliberate_open_connections {}",
+            self.open_connections.load(Ordering::Relaxed)
+        );
+        let counters = [
+            (
+                "deliberate_connections_refused_total",
+                "Client connections refused at the connection cap, by how (503 or closed).",
+                "how",
+                &self.connections_refused,
+            ),
+            (
+                "deliberate_connections_closed_total",
+                "Client connections the gateway closed, by reason (idle, evicted, header_read, request_body).",
+                "reason",
+                &self.connections_closed,
+            ),
+        ];
+        for (name, help, label, map) in counters {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            if let Ok(m) = map.lock() {
+                for (value, n) in m.iter() {
+                    let _ = writeln!(out, "{name}{{{label}=\"{value}\"}} {n}");
+                }
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP deliberate_accept_errors_total Failed accepts (out of file descriptors and the like).\n# TYPE deliberate_accept_errors_total counter\ndeliberate_accept_errors_total {}",
+            self.accept_errors.load(Ordering::Relaxed)
+        );
         out.push_str("# HELP deliberate_policy_reloads_total Policy reloads by result.\n");
         out.push_str("# TYPE deliberate_policy_reloads_total counter\n");
         if let Ok(m) = self.reloads.lock() {
@@ -198,7 +259,13 @@ mod tests {
         m.finding("bomb", Some("illicit"), "input", "block");
         m.added_latency(0.002);
         m.streams(1);
+        m.connections_open(2);
+        m.connection_refused("503");
+        m.connection_closed("idle");
         let text = m.render();
+        assert!(text.contains("deliberate_open_connections 2"));
+        assert!(text.contains("deliberate_connections_refused_total{how=\"503\"} 1"));
+        assert!(text.contains("deliberate_connections_closed_total{reason=\"idle\"} 1"));
         assert!(text.contains(
             "deliberate_requests_total{route=\"/v1/chat/completions\",status=\"200\",action=\"block\"} 1"
         ));

@@ -4,11 +4,19 @@
 //! future completes, then stops accepting and lets open requests finish (up to
 //! [`Timeouts::shutdown_grace`]). Routes:
 //!
-//! - `POST /v1/chat/completions`: enforced by the [`PolicyLayer`](crate::layer::PolicyLayer),
-//!   then forwarded to the upstream;
-//! - other `/v1/*`: forwarded untouched, or refused with `403` ([`OtherRoutes`]);
+//! - every path is first brought to its canonical form and classified ([`routes`]); the request
+//!   goes on, and upstream, on that canonical path. A path with no canonical form is `400`;
+//! - an API with an adapter (`POST …/chat/completions`): enforced by the
+//!   [`PolicyLayer`](crate::layer::PolicyLayer), then forwarded to the upstream;
+//! - `GET …/models`, `…/models/{id}`: forwarded, marked `x-deliberate-enforcement: skipped`;
+//! - model routes of APIs without an adapter, and unknown `/v1/` routes: refused with `404`
+//!   `route_not_enforced`, or forwarded and marked `skipped` with `other_routes: pass`
+//!   ([`OtherRoutes`]);
 //! - `GET /healthz` (alive), `/readyz` (policy loaded; names it and the upstream), `/metrics`
 //!   (Prometheus text format).
+//!
+//! Each connection is bounded at the front door ([`front`]): a connection cap, an idle timeout,
+//! a header and a whole-body read timeout.
 //!
 //! With no upstream configured, the built-in [`Echo`] answers.
 //!
@@ -26,27 +34,24 @@ mod audit;
 pub mod client;
 mod config;
 mod echo;
+pub mod front;
 mod metrics;
 mod reload;
+mod respond;
+pub mod routes;
+mod service;
 mod upstream;
 
-use std::convert::Infallible;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use bytes::Bytes;
-use http::header::{CONTENT_TYPE, HeaderValue};
-use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
+use http::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
-use tower::{Layer, Service, ServiceExt};
+use tokio::net::{TcpListener, TcpStream};
+use tower::Layer;
 use tower_http::catch_panic::CatchPanicLayer;
 
 pub use audit::{AuditLog, ProxyObserver};
@@ -56,11 +61,13 @@ pub use config::{
 pub use echo::Echo;
 pub use metrics::Metrics;
 pub use reload::{load_set, reload};
+pub use routes::{PathError, Route, RouteClass, RouteTable, canonicalize};
+pub use service::{ClientBackend, GatewayService};
 pub use upstream::{Backend, HttpUpstream, ProxyBody, TimedBody, UpstreamConfigError};
 
-use crate::layer::error::Fault;
-use crate::layer::{PolicyLayer, PolicyService, RequestBody, SharedPolicies, is_enforced};
-use crate::wire::error::openai_error_body;
+use crate::layer::{PolicyLayer, SharedPolicies};
+use front::{ConnActivity, FrontDoor};
+use service::State;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -86,15 +93,6 @@ pub enum ServeError {
         /// Why.
         source: std::io::Error,
     },
-}
-
-/// Everything the routes share.
-struct State {
-    chat: PolicyService<Backend>,
-    backend: Backend,
-    policies: SharedPolicies,
-    metrics: Arc<Metrics>,
-    other_routes: OtherRoutes,
 }
 
 /// A built gateway: policies loaded, upstream client, audit log, reloader.
@@ -148,11 +146,14 @@ impl Gateway {
             .options(config.enforce.clone())
             .observer(observer.clone());
         let state = Arc::new(State {
-            chat: layer.layer(backend.clone()),
+            chat: layer.layer(ClientBackend(backend.clone())),
             backend,
             policies: policies.clone(),
             metrics: metrics.clone(),
             other_routes: config.other_routes,
+            routes: RouteTable::standard(),
+            request_body: config.timeouts.request_body,
+            max_request_bytes: config.enforce.max_request_bytes,
         });
         let reloader = Some(reload::spawn(
             config.policies.clone(),
@@ -178,10 +179,11 @@ impl Gateway {
         &self.state.metrics
     }
 
-    /// The request service: routes, enforcement, panic isolation.
+    /// The request service: routes, enforcement (panics are isolated by [`Gateway::serve`]).
     pub fn service(&self) -> GatewayService {
         GatewayService {
             state: self.state.clone(),
+            conn: None,
         }
     }
 
@@ -201,6 +203,14 @@ impl Gateway {
             .http2()
             .timer(TokioTimer::new())
             .max_header_list_size(u32::try_from(self.config.max_header_bytes).unwrap_or(u32::MAX));
+        let mut refusals = auto::Builder::new(TokioExecutor::new());
+        refusals
+            .http1()
+            .keep_alive(false)
+            .timer(TokioTimer::new())
+            .header_read_timeout(front::REFUSAL_GRACE);
+        let door = FrontDoor::new(self.config.max_connections, self.state.metrics.clone());
+        let client_idle = self.config.timeouts.client_idle;
         let graceful = GracefulShutdown::new();
         let addr = listener.local_addr()?;
         match &self.state.backend {
@@ -212,32 +222,62 @@ impl Gateway {
                 tracing::info!(upstream = %self.state.backend.describe(), "forwarding to upstream")
             }
         }
-        tracing::info!(%addr, policy = %self.state.policies.current().label(), "deliberate listening");
+        tracing::info!(
+            %addr,
+            policy = %self.state.policies.current().label(),
+            max_connections = door.max_connections(),
+            "deliberate listening"
+        );
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
-            tokio::select! {
-                res = listener.accept() => {
-                    let (stream, _peer) = match res {
-                        Ok(x) => x,
-                        Err(e) => {
-                            // Out of file descriptors and the like: back off, keep serving.
-                            tracing::warn!(error = %e, "accept failed");
-                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                            continue;
+            let stream = tokio::select! {
+                res = listener.accept() => match res {
+                    Ok((stream, _peer)) => stream,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off, keep serving.
+                        self.state.metrics.accept_error();
+                        let pause = front::accept_pause(&e);
+                        tracing::warn!(error = %e, ?pause, "accept failed; backing off");
+                        tokio::select! {
+                            () = tokio::time::sleep(pause) => continue,
+                            () = &mut shutdown => break,
                         }
-                    };
-                    let _ = stream.set_nodelay(true);
-                    let svc = CatchPanicLayer::custom(panic_response).layer(self.service());
-                    let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
-                    let conn = graceful.watch(conn.into_owned());
-                    tokio::spawn(async move {
-                        if let Err(e) = conn.await {
-                            tracing::debug!(error = %e, "connection ended with an error");
-                        }
-                    });
-                }
+                    }
+                },
                 () = &mut shutdown => break,
-            }
+            };
+            let _ = stream.set_nodelay(true);
+            let activity = ConnActivity::new();
+            let Some(admitted) = door.admit(&activity) else {
+                self.refuse(stream, &door, &refusals);
+                continue;
+            };
+            let svc = GatewayService {
+                state: self.state.clone(),
+                conn: Some(activity.clone()),
+            };
+            let svc = CatchPanicLayer::custom(respond::panic_response).layer(svc);
+            let conn =
+                builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
+            let conn = graceful.watch(conn.into_owned());
+            let metrics = self.state.metrics.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = admitted.evicted() => {
+                        tracing::debug!("closing an idle connection to make room for a new one");
+                    }
+                    res = conn => if let Err(e) = res {
+                        if e.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_timeout) {
+                            metrics.connection_closed("header_read");
+                        }
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    },
+                    () = activity.idle_for(client_idle) => {
+                        metrics.connection_closed("idle");
+                        tracing::debug!(?client_idle, "closing an idle connection");
+                    }
+                }
+            });
         }
         drop(listener);
         tracing::info!(
@@ -252,6 +292,32 @@ impl Gateway {
         }
         self.close();
         Ok(())
+    }
+
+    /// Answers a connection beyond the cap `503` (admin routes still answer), or closes it at
+    /// once when too many refusals are under way.
+    fn refuse(&self, stream: TcpStream, door: &FrontDoor, builder: &auto::Builder<TokioExecutor>) {
+        let Some(refusing) = door.refuse() else {
+            drop(stream);
+            return;
+        };
+        let state = self.state.clone();
+        let max = door.max_connections();
+        let svc = tower::service_fn(move |req: Request<hyper::body::Incoming>| {
+            let path = canonicalize(req.uri().path())
+                .map(|s| state.routes.classify(req.method().as_str(), &s).path)
+                .unwrap_or_default();
+            let resp = service::admin(&state, req.method(), &path)
+                .unwrap_or_else(|| respond::too_many_connections(max));
+            std::future::ready(Ok::<Response<ProxyBody>, std::convert::Infallible>(resp))
+        });
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc))
+            .into_owned();
+        tokio::spawn(async move {
+            let _refusing = refusing;
+            let _ = tokio::time::timeout(front::REFUSAL_GRACE, conn).await;
+        });
     }
 
     fn close(&mut self) {
@@ -280,141 +346,4 @@ pub async fn run(
 ) -> Result<(), ServeError> {
     let gw = Gateway::new(config)?;
     Ok(gw.serve(listener, shutdown).await?)
-}
-
-fn panic_response(err: Box<dyn std::any::Any + Send + 'static>) -> Response<Full<Bytes>> {
-    let detail = err
-        .downcast_ref::<String>()
-        .map(String::as_str)
-        .or_else(|| err.downcast_ref::<&str>().copied())
-        .unwrap_or("unknown");
-    tracing::error!(panic = %detail, "a request panicked");
-    let body = openai_error_body(
-        "internal error in the gateway",
-        "server_error",
-        Some("internal_error"),
-    );
-    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
-    *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    r
-}
-
-fn json(status: StatusCode, body: String) -> Response<ProxyBody> {
-    let mut r = Response::new(
-        Full::new(Bytes::from(body))
-            .map_err(|e| match e {})
-            .boxed_unsync(),
-    );
-    *r.status_mut() = status;
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    r
-}
-
-fn fault_json(fault: &Fault) -> Response<ProxyBody> {
-    json(fault.status(), fault.info().openai_body().to_string())
-}
-
-/// The gateway's request service (see [`Gateway::service`]).
-#[derive(Clone)]
-pub struct GatewayService {
-    state: Arc<State>,
-}
-
-impl std::fmt::Debug for GatewayService {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("GatewayService")
-    }
-}
-
-impl Service<Request<Incoming>> for GatewayService {
-    type Response = Response<ProxyBody>;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, Infallible>> + Send>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
-        let state = self.state.clone();
-        Box::pin(async move { Ok(route(state, req).await) })
-    }
-}
-
-async fn route(state: Arc<State>, req: Request<Incoming>) -> Response<ProxyBody> {
-    let path = req.uri().path().to_owned();
-    let method = req.method().clone();
-    if is_enforced(&method, &path) {
-        return match state.chat.clone().oneshot(req).await {
-            Ok(r) => r.map(BodyExt::boxed_unsync),
-            Err(e) => fault_json(&Fault::from_error(&*e)),
-        };
-    }
-    let (label, resp) = match (&method, path.as_str()) {
-        (&Method::GET, "/healthz") => (
-            "/healthz",
-            json(StatusCode::OK, r#"{"status":"ok"}"#.to_owned()),
-        ),
-        (&Method::GET, "/readyz") => {
-            let set = state.policies.current();
-            let ready = !set.is_empty();
-            let body = serde_json::json!({
-                "status": if ready { "ready" } else { "not ready" },
-                "policy": set.label(),
-                "upstream": state.backend.describe(),
-            });
-            let status = if ready {
-                StatusCode::OK
-            } else {
-                StatusCode::SERVICE_UNAVAILABLE
-            };
-            ("/readyz", json(status, body.to_string()))
-        }
-        (&Method::GET, "/metrics") => {
-            let mut r = Response::new(
-                Full::new(Bytes::from(state.metrics.render()))
-                    .map_err(|e| match e {})
-                    .boxed_unsync(),
-            );
-            r.headers_mut().insert(
-                CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-            );
-            ("/metrics", r)
-        }
-        (_, p) if p == "/v1" || p.starts_with("/v1/") => match state.other_routes {
-            OtherRoutes::Pass => {
-                let resp = match state
-                    .backend
-                    .clone()
-                    .oneshot(req.map(RequestBody::passed))
-                    .await
-                {
-                    Ok(r) => r,
-                    Err(e) => fault_json(&Fault::from_error(&*e)),
-                };
-                ("/v1/*", resp)
-            }
-            OtherRoutes::Refuse => {
-                let msg = format!("{method} {p} is not served by this gateway");
-                let body = openai_error_body(&msg, "invalid_request_error", Some("route_refused"));
-                ("/v1/*", json(StatusCode::FORBIDDEN, body.to_string()))
-            }
-        },
-        (_, p) => {
-            let body = openai_error_body(
-                &format!("no route {method} {p}"),
-                "invalid_request_error",
-                Some("unknown_url"),
-            );
-            ("other", json(StatusCode::NOT_FOUND, body.to_string()))
-        }
-    };
-    state
-        .metrics
-        .request(label, Some(resp.status().as_u16()), "none");
-    resp
 }

@@ -2,6 +2,8 @@
 //! gateway started in-process, a small HTTP client, and SSE / chunk builders.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod raw;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;

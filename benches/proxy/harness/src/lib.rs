@@ -22,6 +22,8 @@
 //! - `sse-client`: the load client — time to first content token and inter-chunk gaps over
 //!   concurrent streams, a fixed-rate mode for latency at a given offered load, and a mode that
 //!   holds many streams open while it reads a proxy's RSS.
+//! - `front-door`: holds many idle and slow-body sockets open against a gateway while it
+//!   measures a normal request's latency (`benches/proxy/front-door.sh`).
 //! - `bench-report`: turns the run's results file into the markdown tables of medians and
 //!   ratios.
 
