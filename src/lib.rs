@@ -7,20 +7,33 @@
 //!
 //! ## Layout
 //!
-//! Dependencies run one way, top to bottom:
+//! Dependencies run one way, top to bottom; nothing imports from a module above it.
 //!
-//! - [`policy`]: the YAML policy format, diagnostics with `file:line:col`, and compilation into
-//!   an immutable [`policy::CompiledPolicy`] (automata built once).
-//! - [`engine`]: text in, findings and decisions out: normalization with an offset map,
-//!   buffered and streaming scans, redaction, spec selection for injection. No HTTP, no tokio.
-//! - [`openai`]: lenient OpenAI wire types, strict JSON parsing, SSE decoding and encoding.
-//! - [`layer`]: the enforcement as a tower `Layer` (request scan, injection, buffered and
-//!   streamed output scan, headers, audit records), usable in any tower / axum app.
-//! - [`proxy`]: the `deliberate serve` server: config, upstream client, echo upstream, routes,
-//!   admin endpoints (`/healthz`, `/readyz`, `/metrics`), audit log, policy reload.
-//! - [`eval`]: `deliberate eval`: dataset readers, metrics with Wilson intervals, reports;
-//!   offline (rules only) and A/B through a real model (the only part that speaks HTTP).
-//! - [`cli`]: the `deliberate` subcommands.
+//! - [`text`]: normalization with its offset map, word boundaries, validators. Depends on
+//!   nothing else in the crate.
+//! - [`policy`]: the file format — strict raw serde types, hardened YAML, includes,
+//!   diagnostics with `file:line:col`, and the shared vocabulary [`Stage`], [`Action`],
+//!   [`Severity`]. Imports only `text`.
+//! - [`engine`]: compiles a policy into the immutable [`CompiledPolicy`] and runs it: matcher,
+//!   buffered scan, [`StreamScanner`], decisions and redaction, spec injection, and the
+//!   split-point checker. No HTTP, no async runtime.
+//! - [`wire`]: one adapter per model API (OpenAI Chat Completions, Responses, legacy
+//!   Completions; Anthropic Messages) behind [`wire::Adapter`]: every text of a request, answer
+//!   and stream event by channel, where the spec goes, the API's refusals, in-band ends and
+//!   errors; strict JSON, SSE and JSON-in-string decoding. The steps to add an API are in its
+//!   docs.
+//! - [`layer`] (feature `layer`): the enforcement as a tower `Layer`, independent of the wire
+//!   format — request scan, injection, buffered and streamed output scan, headers, audit
+//!   records — usable in any tower / axum app.
+//! - [`proxy`] (feature `server`): the `deliberate serve` server: canonical routes, front-door
+//!   limits, config, upstream client (shared with `eval`), echo upstream, admin endpoints
+//!   (`/healthz`, `/readyz`, `/metrics`), audit log, policy reload.
+//! - [`eval`] (feature `eval`): `deliberate eval`: one reader per data-set format, metrics with
+//!   Wilson intervals, reports; offline (rules only) and the A/B through a real model.
+//! - `cli` (feature `cli`, private): the `deliberate` subcommands, one file each; the binary
+//!   calls [`run_cli`].
+//!
+//! With `default-features = false` the crate is `text`, `policy`, `engine` and `wire` alone.
 //!
 //! ## Example
 //!
@@ -33,7 +46,7 @@
 //! ```
 
 #[cfg(feature = "cli")]
-pub mod cli;
+mod cli;
 pub mod engine;
 #[cfg(feature = "eval")]
 pub mod eval;
@@ -46,5 +59,12 @@ pub mod proxy;
 pub mod text;
 pub mod wire;
 
+/// The `deliberate` command line: parses the arguments and runs a subcommand (what the binary
+/// calls).
+#[cfg(feature = "cli")]
+pub use cli::main as run_cli;
 pub use engine::{CompiledPolicy, Decision, Finding, StreamOutput, StreamScanner};
+#[cfg(feature = "layer")]
+pub use layer::{EnforceOptions, PolicyLayer, PolicyService};
 pub use policy::{Action, Diagnostic, LoadError, Severity, Stage};
+pub use wire::{Adapter, Placement};

@@ -1,4 +1,4 @@
-//! The `deliberate` binary: parses the command line and hands over to [`deliberate::cli`].
+//! The `deliberate` binary: parses the command line and hands over to [`deliberate::run_cli`].
 
 use std::process::ExitCode;
 
@@ -11,5 +11,5 @@ use std::process::ExitCode;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    deliberate::cli::main()
+    deliberate::run_cli()
 }

@@ -144,7 +144,7 @@ fn classification_table() {
             "POST",
             "/v1/Responses",
             Some("responses"),
-            NoAdapter,
+            Enforced,
             "/v1/responses",
         ),
         (
@@ -158,14 +158,14 @@ fn classification_table() {
             "POST",
             "/v1/%63ompletions",
             Some("completions"),
-            NoAdapter,
+            Enforced,
             "/v1/completions",
         ),
         (
             "POST",
             "/v1/messages",
             Some("messages"),
-            NoAdapter,
+            Enforced,
             "/v1/messages",
         ),
         (
@@ -329,7 +329,8 @@ fn classification_table() {
 
 #[test]
 fn registering_an_api_enforces_its_routes_only() {
-    let table = RouteTable::standard().enforce("responses");
+    let table =
+        RouteTable::new(STANDARD_ROUTES.to_vec(), &["chat.completions"]).enforce("responses");
     let seg = |p: &str| canonicalize(p).unwrap();
     assert_eq!(
         table.classify("POST", &seg("/v1/responses")).class,
@@ -351,4 +352,26 @@ fn registering_an_api_enforces_its_routes_only() {
             .class,
         RouteClass::Unknown
     );
+}
+
+/// The route table and the wire adapters agree: every enforced API has an adapter for its
+/// route, and every adapter is enforced somewhere (else its route would stay refused, or a
+/// route would be enforced with nobody to read it).
+#[test]
+fn enforced_apis_and_adapters_agree() {
+    let routes = [
+        ("chat.completions", "/v1/chat/completions"),
+        ("responses", "/v1/responses"),
+        ("completions", "/v1/completions"),
+        ("messages", "/v1/messages"),
+    ];
+    assert_eq!(ENFORCED_APIS.len(), routes.len());
+    assert_eq!(crate::wire::ADAPTERS.len(), routes.len());
+    let table = RouteTable::standard();
+    for (api, path) in routes {
+        assert!(ENFORCED_APIS.contains(&api), "{api}");
+        assert!(crate::wire::adapter_for(path).is_some(), "{path}");
+        let c = table.classify("POST", &canonicalize(path).unwrap());
+        assert_eq!(c.class, RouteClass::Enforced, "{path}");
+    }
 }

@@ -20,7 +20,7 @@ use super::error::{ErrorInfo, ErrorKind};
 /// An error reading a JSON body off the wire.
 ///
 /// Each variant carries what a client needs to fix its request; [`WireError::code`] and
-/// [`WireError::error_body`] turn it into an OpenAI-shaped error.
+/// [`WireError::info`] turn it into the error the gateway answers.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum WireError {

@@ -6,9 +6,9 @@
 //!
 //! - the facts of a request ([`RequestFacts`]: streamed?, how many choices, which model);
 //! - every text of a request with its location and provenance ([`InputText`]), written back in
-//!   place when a rule redacts it ([`Adapter::request_texts`]);
+//!   place when a rule redacts it ([`WireRequest::texts`]);
 //! - the instruction texts an earlier injection may sit in, and where the injected spec goes
-//!   ([`Adapter::instructions`], [`Adapter::place_spec`]);
+//!   ([`WireRequest::instructions`], [`WireRequest::place_spec`]);
 //! - every text of a buffered answer ([`Adapter::answer`]) and of each stream event
 //!   ([`StreamRewriter`]), by [`Channel`], handed to a [`TextFilter`] that the layer implements,
 //!   and re-encoded in the format's own shapes;
