@@ -1,6 +1,8 @@
 //! Server-sent events: an incremental decoder and an encoder, following the WHATWG
 //! [event stream interpretation](https://html.spec.whatwg.org/multipage/server-sent-events.html#event-stream-interpretation).
 //!
+//! One concern in one file (over 600 lines with its tests): the event-stream format, both ways.
+//!
 //! The decoder takes bytes as they arrive, split anywhere (inside a line ending, inside a UTF-8
 //! character), and yields [`SseItem`]s in stream order. It differs from the spec in three
 //! deliberate ways, each because a gateway must not guess:
