@@ -33,8 +33,8 @@
 //! assert_eq!(route.path, "/v1/chat/completions");
 //! assert_eq!((route.api, route.class), (Some("chat.completions"), RouteClass::Enforced));
 //!
-//! // Responses has no adapter yet: recognised, and refused by default.
-//! let route = table.classify("POST", &canonicalize("/v1/responses").unwrap());
+//! // Embeddings have no adapter: recognised, and refused by default.
+//! let route = table.classify("POST", &canonicalize("/v1/embeddings").unwrap());
 //! assert_eq!(route.class, RouteClass::NoAdapter);
 //! assert!(canonicalize("/v1/chat/%2563ompletions").is_err());
 //! ```
