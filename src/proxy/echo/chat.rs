@@ -4,30 +4,15 @@
 use http::{Response, StatusCode};
 use serde_json::{Value, json};
 
-use super::{Echo, Frames, json_response, model_of, sse_response, streamed, text_of, words};
+use super::{Echo, Frames, conversation, json_response, model_of, sse_response, streamed, words};
 use crate::proxy::upstream::ProxyBody;
 use crate::wire::openai_chat::refusal::CompletionMeta;
 use crate::wire::sse::DONE_FRAME;
 
 impl Echo {
     pub(super) fn chat(&self, request: &Value) -> Response<ProxyBody> {
-        let messages = request
-            .get("messages")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        let reply = messages
-            .iter()
-            .rev()
-            .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
-            .and_then(|m| m.get("content"))
-            .map(text_of)
-            .unwrap_or_default();
-        let prompt_tokens: usize = messages
-            .iter()
-            .filter_map(|m| m.get("content"))
-            .map(|c| words(&text_of(c)))
-            .sum();
+        let (reply, words_in) = conversation(request);
+        let prompt_tokens = words_in;
         let usage = json!({
             "prompt_tokens": prompt_tokens,
             "completion_tokens": words(&reply),

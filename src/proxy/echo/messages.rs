@@ -3,7 +3,7 @@
 use http::{Response, StatusCode};
 use serde_json::{Value, json};
 
-use super::{Echo, Frames, json_response, sse_response, text_of, words};
+use super::{Echo, Frames, conversation, json_response, sse_response, text_of, words};
 use crate::proxy::upstream::ProxyBody;
 use crate::wire::anthropic::MessageMeta;
 
@@ -11,24 +11,8 @@ impl Echo {
     /// `POST /v1/messages`: the last user message's text as an Anthropic Messages answer,
     /// streamed word by word (`message_start` … `message_stop`) when asked.
     pub(super) fn messages(&self, request: &Value) -> Response<ProxyBody> {
-        let messages = request
-            .get("messages")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        let reply = messages
-            .iter()
-            .rev()
-            .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
-            .and_then(|m| m.get("content"))
-            .map(text_of)
-            .unwrap_or_default();
-        let input_tokens: usize = messages
-            .iter()
-            .filter_map(|m| m.get("content"))
-            .map(|c| words(&text_of(c)))
-            .sum::<usize>()
-            + request.get("system").map_or(0, |s| words(&text_of(s)));
+        let (reply, words_in) = conversation(request);
+        let input_tokens = words_in + request.get("system").map_or(0, |s| words(&text_of(s)));
         let output_tokens = words(&reply);
         let model = request
             .get("model")

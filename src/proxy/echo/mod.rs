@@ -99,6 +99,28 @@ fn text_of(content: &Value) -> String {
     text_of_parts(content, &["text"])
 }
 
+/// The text of the last user message of `request["messages"]`, and the words of all of them.
+fn conversation(request: &Value) -> (String, usize) {
+    let messages = request
+        .get("messages")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let reply = messages
+        .iter()
+        .rev()
+        .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
+        .and_then(|m| m.get("content"))
+        .map(text_of)
+        .unwrap_or_default();
+    let count = messages
+        .iter()
+        .filter_map(|m| m.get("content"))
+        .map(|c| words(&text_of(c)))
+        .sum();
+    (reply, count)
+}
+
 fn words(s: &str) -> usize {
     s.split_whitespace().count()
 }
