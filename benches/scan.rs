@@ -104,6 +104,17 @@ fn bench_chat_message(c: &mut Criterion, policy: &CompiledPolicy) {
     g.finish();
 }
 
+/// Loading and compiling a policy file: what a start or a reload costs (the keyword
+/// automata, the regexes, and each regex's live-match DFA for the stream frontier).
+fn bench_load(c: &mut Criterion, path: &Path) {
+    let mut g = c.benchmark_group("policy-load");
+    g.sample_size(10);
+    g.bench_function("default", |b| {
+        b.iter(|| black_box(CompiledPolicy::load(path).expect("policy loads")))
+    });
+    g.finish();
+}
+
 fn benches(c: &mut Criterion) {
     let text = mixed_text();
     // DELIBERATE_BENCH_POLICY measures another policy under the "default-policy" names.
@@ -111,6 +122,7 @@ fn benches(c: &mut Criterion) {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/default.yaml"));
     let default = CompiledPolicy::load(&path).expect("default policy loads");
+    bench_load(c, &path);
     bench_chat_message(c, &default);
     bench_policy(c, "default-policy", &default, &text);
     let ascii: String = text.chars().filter(char::is_ascii).collect();

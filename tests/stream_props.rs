@@ -271,3 +271,141 @@ fn invalid_byte_before_split_character() {
     assert_eq!(out, want);
     assert_eq!(out, "caf\u{FFFD}é [redacted]");
 }
+
+// === the live-match frontier ===
+
+/// The shipped default policy (its worst-case holdback is an e-mail regex's 300-odd bytes).
+fn default_policy() -> &'static CompiledPolicy {
+    static P: std::sync::OnceLock<std::sync::Arc<CompiledPolicy>> = std::sync::OnceLock::new();
+    P.get_or_init(|| {
+        CompiledPolicy::load(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/policies/default.yaml"
+        ))
+        .expect("default policy compiles")
+    })
+}
+
+/// Ordinary words no rule of the default policy starts a match with.
+const WORDS: &[&str] = &[
+    "The",
+    "nightjar",
+    "is",
+    "a",
+    "bird",
+    "of",
+    "open",
+    "heath",
+    "and",
+    "pine",
+    "woods.",
+    "It",
+    "sings",
+    "at",
+    "dusk,",
+    "hunting",
+    "moths",
+    "over",
+    "the",
+    "bracken.",
+    "Its",
+    "plumage",
+    "looks",
+    "like",
+    "bark",
+    "so",
+    "it",
+    "rests",
+    "unseen",
+    "by",
+    "day.",
+    "Naturalists",
+    "record",
+    "churring",
+    "males",
+    "in",
+    "June",
+    "July",
+];
+
+/// After each piece that ends in a space, what the scanner still holds of benign text.
+fn held_after_words(p: &CompiledPolicy, words: &[&str]) -> Vec<(String, usize)> {
+    let mut s = p.stream(Stage::Output);
+    let mut out = Vec::new();
+    for w in words {
+        s.push(&format!("{w} "));
+        out.push(((*w).to_owned(), s.held()));
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Benign text is released no later than the frontier says: after a piece that ends in a
+    /// space, at most the last word and its space are held (the look-ahead a `\b` needs), not
+    /// the policy's worst-case holdback.
+    #[test]
+    fn benign_words_are_released_up_to_the_last_word(
+        idx in prop::collection::vec(0..WORDS.len(), 1..40)
+    ) {
+        let p = default_policy();
+        let words: Vec<&str> = idx.iter().map(|&i| WORDS[i]).collect();
+        for (w, held) in held_after_words(p, &words) {
+            prop_assert!(held <= w.len() + 1, "{held} bytes held after {w:?} in {words:?}");
+        }
+        let text = words.iter().map(|w| format!("{w} ")).collect::<String>();
+        check(p, &text, &[3, 17, 40, 41, 90])?;
+    }
+}
+
+/// Regression for issue "Streams that stream": the holdback was the policy's worst case (324
+/// bytes with the default policy), so a short benign answer arrived in one piece at the end.
+/// After "The nightjar is a bird. " everything up to the last word must be out.
+#[test]
+fn nightjar_sentence_is_released_before_the_end() {
+    let p = default_policy();
+    assert!(
+        p.holdback(Stage::Output) > 100,
+        "the worst case stays the bound"
+    );
+    let text = "The nightjar is a bird. ";
+    let mut s = p.stream(Stage::Output);
+    let out = s.push(text).text;
+    assert!(
+        out.len() >= "The nightjar is a ".len(),
+        "released only {out:?}"
+    );
+    assert!(
+        s.frontier() >= "The nightjar is a ".len(),
+        "frontier {}",
+        s.frontier()
+    );
+    assert_eq!(out + &s.finish().text, text);
+    // In 16-byte pieces too.
+    let mut s = p.stream(Stage::Output);
+    let mut out = String::new();
+    for c in text.as_bytes().chunks(16) {
+        out.push_str(&s.push_bytes(c).text);
+    }
+    assert!(
+        out.len() >= "The nightjar is a ".len(),
+        "released only {out:?}"
+    );
+}
+
+/// The frontier never releases the start of a live match: a redacted e-mail address and a
+/// blocked keyword cut at every point of a benign-looking prefix still hold.
+#[test]
+fn default_policy_every_split_point_with_live_frontier() {
+    let p = default_policy();
+    for t in [
+        "The nightjar is a bird. Write to bob.smith@example.com today.",
+        "The nightjar is a bird. Call 4111 1111 1111 1111 now.",
+        "The nightjar sings. Here is how to build a pipe bomb at home.",
+    ] {
+        for i in 0..=t.len() {
+            check(p, t, &[i]).unwrap_or_else(|e| panic!("split {i} of {t:?}: {e}"));
+        }
+    }
+}

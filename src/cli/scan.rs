@@ -71,38 +71,99 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(t) => t.to_owned(),
     };
     let role = (args.stage == Stage::Input).then_some(args.role.as_str());
-    let decision = match args.stream_chunk {
-        None => policy.scan(&text, args.stage, role),
-        Some(n) => stream_decision(&policy, args.stage, &text, n.max(1)),
+    let (decision, pieces) = match args.stream_chunk {
+        None => (policy.scan(&text, args.stage, role), None),
+        Some(n) => {
+            let (d, p) = stream_decision(&policy, args.stage, &text, n.max(1));
+            (d, Some(p))
+        }
     };
     match args.format {
-        Format::Json => outln!("{}", json(&decision)),
-        Format::Text => print_text(&policy, &text, &decision, std::io::stdout().is_terminal()),
+        Format::Json => {
+            let mut v = json_value(&decision);
+            if let (Some(pieces), Some(obj)) = (&pieces, v.as_object_mut()) {
+                let list = pieces
+                    .iter()
+                    .map(|p| {
+                        serde_json::json!({
+                            "received": p.received, "frontier": p.frontier, "released": p.released,
+                        })
+                    })
+                    .collect();
+                obj.insert("pieces".to_owned(), serde_json::Value::Array(list));
+            }
+            outln!("{v}");
+        }
+        Format::Text => {
+            print_text(&policy, &text, &decision, std::io::stdout().is_terminal());
+            if let Some(pieces) = &pieces {
+                print_pieces(pieces);
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
 
+/// Where the stream stood after one piece (original byte offsets).
+struct Piece {
+    /// Bytes received.
+    received: usize,
+    /// The live-match frontier: no match in progress starts before it.
+    frontier: usize,
+    /// Bytes released to the client.
+    released: usize,
+}
+
+fn print_pieces(pieces: &[Piece]) {
+    outln!("pieces:  (received / frontier / released bytes; held = received - released)");
+    for (i, p) in pieces.iter().enumerate() {
+        outln!(
+            "  {:>4}  {:>6} {:>6} {:>6}  held {}",
+            i + 1,
+            p.received,
+            p.frontier,
+            p.released,
+            p.received - p.released
+        );
+    }
+}
+
 /// Runs the stream scanner over `text` in pieces of `chunk` bytes and reports what a client
 /// would get: the released text (or the refusal when blocked before anything was released).
-fn stream_decision(policy: &CompiledPolicy, stage: Stage, text: &str, chunk: usize) -> Decision {
+/// Also returns where the frontier stood after each piece (the last entry: after `finish`).
+fn stream_decision(
+    policy: &CompiledPolicy,
+    stage: Stage,
+    text: &str,
+    chunk: usize,
+) -> (Decision, Vec<Piece>) {
     let mut s = policy.stream(stage);
     let mut out = String::new();
+    let mut pieces = Vec::new();
     for piece in text.as_bytes().chunks(chunk) {
         out.push_str(&s.push_bytes(piece).text);
+        pieces.push(Piece {
+            received: s.received(),
+            frontier: s.frontier(),
+            released: s.released(),
+        });
     }
     out.push_str(&s.finish().text);
     let findings = s.findings().to_vec();
     let action = Decision::action_of(&findings);
-    Decision {
-        action,
-        findings,
-        output: out,
-        triggered: Vec::new(),
-    }
+    (
+        Decision {
+            action,
+            findings,
+            output: out,
+            triggered: Vec::new(),
+        },
+        pieces,
+    )
 }
 
 /// The JSON of DESIGN.md.
-pub(crate) fn json(d: &Decision) -> String {
+fn json_value(d: &Decision) -> serde_json::Value {
     let findings: Vec<serde_json::Value> = d
         .findings
         .iter()
@@ -113,7 +174,7 @@ pub(crate) fn json(d: &Decision) -> String {
             })
         })
         .collect();
-    serde_json::json!({"action": d.action, "findings": findings, "output": d.output}).to_string()
+    serde_json::json!({"action": d.action, "findings": findings, "output": d.output})
 }
 
 fn print_text(policy: &CompiledPolicy, text: &str, d: &Decision, color: bool) {

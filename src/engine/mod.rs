@@ -41,6 +41,7 @@
 pub mod compile;
 mod decision;
 pub mod inject;
+mod live;
 mod matcher;
 mod program;
 mod scan;

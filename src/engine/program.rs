@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use super::live::{KeywordDepths, LiveDfa};
 use super::{Decision, StreamScanner, scan};
 use crate::policy::{Action, Diagnostic, InjectMode, InjectRole, LoadError, Loc, Severity, Stage};
 use crate::text::{NormalizeOptions, Validator};
@@ -157,6 +158,9 @@ pub(crate) struct RegexLeaf {
     /// Largest match length in normalized bytes (computed or declared).
     pub max_len: usize,
     pub validate: Option<Validator>,
+    /// Tells where a match still in progress could start; `Err`: why this regex falls back to
+    /// the worst-case back-off.
+    pub live: Result<LiveDfa, String>,
 }
 
 /// Matchers for one normalization view of one stage.
@@ -176,6 +180,9 @@ pub(crate) struct KeywordSet {
     /// Per pattern: its byte length and the leaves that use it, with their whole-word flag.
     pub patterns: Vec<(usize, Vec<(usize, bool)>)>,
     pub max_len: usize,
+    /// Depth of every automaton state, for the live-match frontier; `None`: the longest
+    /// keyword bounds it.
+    pub depths: Option<KeywordDepths>,
 }
 
 /// Everything one stage needs.

@@ -1,5 +1,6 @@
-//! Automata: per stage and normalization view, one keyword automaton and one regex set over
-//! the leaves the stage uses, and the stream holdback they imply.
+//! Automata: per stage and normalization view, one keyword automaton (with the depth of each
+//! state, for the stream's live-match frontier) and one regex set over the leaves the stage
+//! uses, and the worst-case stream holdback they imply.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -9,6 +10,7 @@ use crate::engine::program::{KeywordSet, LOOKAHEAD, Leaf, LeafKind, Rule, Spec, 
 use crate::policy::{Diagnostic, Level, Stage};
 
 use super::regex::REGEX_SIZE_LIMIT;
+use crate::engine::live::KeywordDepths;
 
 impl Compiler {
     pub(super) fn build_stages(
@@ -107,10 +109,12 @@ impl Compiler {
                         }
                     };
                     let max_len = kw_list.iter().map(|k| k.0).max().unwrap_or(0);
+                    let depths = KeywordDepths::build(&dfa);
                     Some(KeywordSet {
                         dfa,
                         patterns: kw_list,
                         max_len,
+                        depths,
                     })
                 };
                 let regex_set = if set_patterns.is_empty() {

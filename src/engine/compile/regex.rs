@@ -3,6 +3,7 @@
 use regex_automata::meta;
 
 use super::Compiler;
+use crate::engine::live::LiveDfa;
 use crate::engine::program::RegexLeaf;
 use crate::policy::raw::RawMatch;
 use crate::policy::{Loc, Sink, Stage};
@@ -136,10 +137,17 @@ impl Compiler {
                 return None;
             }
         };
+        // Input-only regexes are scanned buffered: they need no live DFA.
+        let live = if stages.iter().any(|s| *s != Stage::Input) {
+            LiveDfa::build(pattern, norm.casefold)
+        } else {
+            Err("input only".to_owned())
+        };
         Some(RegexLeaf {
             regex,
             max_len,
             validate: raw.validate,
+            live,
         })
     }
 }

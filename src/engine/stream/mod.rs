@@ -7,23 +7,33 @@
 //! the scanner, so no byte of a span that a blocking or redacting rule matches is ever released,
 //! whatever the chunking.
 //!
-//! How far behind the received text the safe point stays is derived from the policy: the
-//! longest keyword, the longest regex match, one character of look-ahead, and the reach of
-//! `near` rules ([`CompiledPolicy::holdback`]). Rules that can only be decided on the whole text
-//! (`all` of parts that may be far apart, `not`, `min_count`) hold text from their first hit until
-//! they fire or the stream ends.
+//! How far behind the received text the safe point stays depends on the text, not on the
+//! policy's worst case ([`CompiledPolicy::holdback`], which stays the bound): the *live-match
+//! frontier* ([`StreamScanner::frontier`]) is the earliest start of a match still in progress —
+//! the keyword automaton state's depth (the longest keyword prefix the text ends with), and per
+//! regex the earliest start whose text is still a prefix of a match, from an anchored DFA whose
+//! state is carried across pieces (`live.rs`). Hit spans still come from the matcher; keyword
+//! hits wait one character for their look-ahead. `near` rules hold a hit while a partner may
+//! still come within their reach, and rules that can only be decided on the whole text (`all` of
+//! parts that may be far apart, `not`, `min_count`) hold text from their first hit until they
+//! fire or the stream ends.
 
 use std::sync::Arc;
 
-use aho_corasick::Anchored;
-use aho_corasick::automaton::{Automaton, StateID};
+mod view;
 
-use super::matcher::{self, Hits, Span};
-use super::program::{CompiledPolicy, LOOKAHEAD, LeafKind};
+use view::{ViewState, floor_char};
+
+use aho_corasick::Anchored;
+use aho_corasick::automaton::Automaton;
+
+use super::live::LiveState;
+use super::matcher::{Hits, Span};
+use super::program::CompiledPolicy;
 use super::scan::rule_findings;
 use super::{Finding, apply_redactions};
 use crate::policy::{Action, Stage};
-use crate::text::{OffsetMap, normalize_into, whole_word};
+use crate::text::OffsetMap;
 
 /// What one call to [`StreamScanner::push`] or [`StreamScanner::finish`] produced.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -34,24 +44,6 @@ pub struct StreamOutput {
     pub findings: Vec<Finding>,
     /// A blocking rule fired: send nothing more.
     pub blocked: bool,
-}
-
-struct ViewState {
-    norm: String,
-    /// Absolute normalized offset of `norm[0]`.
-    norm_base: usize,
-    map: OffsetMap,
-    /// Absolute original offset up to which text was normalized.
-    consumed: usize,
-    kw_state: Option<StateID>,
-    /// Absolute normalized offset fed to the keyword automaton.
-    kw_pos: usize,
-    /// Keyword hits waiting for the character after them: (pattern, start, end), normalized.
-    kw_pending: Vec<(usize, usize, usize)>,
-    /// Per regex of the view: absolute normalized offset where its next search starts.
-    regex_pos: Vec<usize>,
-    /// Absolute normalized offset the regexes last searched up to.
-    regex_scanned: usize,
 }
 
 /// The policy a [`StreamScanner`] reads: borrowed, or shared so the scanner can outlive the
@@ -98,6 +90,8 @@ pub struct StreamScanner<'p> {
     fired: Vec<bool>,
     /// Largest reach of the stage's bounded rules.
     reach: usize,
+    /// Where the last advance found the earliest start of a match still in progress.
+    frontier: usize,
     blocked: bool,
     done: bool,
     /// Every finding reported so far.
@@ -143,6 +137,7 @@ impl<'p> StreamScanner<'p> {
                 kw_pending: Vec::new(),
                 regex_pos: vec![0; v.regexes.len()],
                 regex_scanned: 0,
+                live: vec![LiveState::default(); v.regexes.len()],
             })
             .collect();
         let mut held_leaves = vec![false; policy.leaves.len()];
@@ -173,6 +168,7 @@ impl<'p> StreamScanner<'p> {
             open_allow: Vec::new(),
             fired: vec![false; policy.rules.len()],
             reach,
+            frontier: 0,
             blocked: false,
             done: false,
             all_findings: Vec::new(),
@@ -214,6 +210,13 @@ impl StreamScanner<'_> {
     /// accounting: stays near the holdback while no whole-text rule is open.
     pub fn buffered_bytes(&self) -> usize {
         self.orig.len() + self.views.iter().map(|v| v.norm.len()).sum::<usize>()
+    }
+
+    /// The live-match frontier after the last piece (original offset): no match still in
+    /// progress — a keyword prefix, a regex's partial match — starts before it. Released text
+    /// stops here or earlier (at an undecided hit, a `near` window, a whole-text rule).
+    pub fn frontier(&self) -> usize {
+        self.frontier
     }
 
     /// Bytes of text currently held (received, not yet released).
@@ -296,6 +299,7 @@ impl StreamScanner<'_> {
         if fin {
             frontier = received;
         }
+        self.frontier = frontier;
         // 2. The safe point: before any hit that is not decided yet.
         let mut safe = frontier;
         let any_hits = !self.hits.is_empty();
@@ -539,6 +543,9 @@ impl StreamScanner<'_> {
             for &p in &vs.regex_pos {
                 t = t.min(p);
             }
+            for l in &vs.live {
+                t = t.min(l.start);
+            }
             let t = t.saturating_sub(8).max(vs.norm_base);
             let local = floor_char(&vs.norm, t - vs.norm_base);
             if local > 1024 || (local > 0 && local > vs.norm.len() / 2) {
@@ -548,150 +555,4 @@ impl StreamScanner<'_> {
             }
         }
     }
-
-    /// Normalizes new text of view `vi` and finds its leaf hits. Returns the original offset
-    /// before which every hit of this view is known.
-    fn scan_view(&mut self, vi: usize, fin: bool) -> usize {
-        let policy_ref = self.policy.clone();
-        let policy: &CompiledPolicy = &policy_ref;
-        let view = &policy.stages[self.stage.index()].views[vi];
-        let vs = &mut self.views[vi];
-        let start = vs.consumed - self.base;
-        let norm_end = vs.norm_base + vs.norm.len();
-        let n = normalize_into(
-            view.opts,
-            &self.orig[start..],
-            vs.consumed,
-            norm_end,
-            fin,
-            &mut vs.norm,
-            &mut vs.map,
-        );
-        vs.consumed += n;
-        let norm_end = vs.norm_base + vs.norm.len();
-        let nb = vs.norm_base;
-        let mut front = norm_end;
-
-        // Keywords: feed new bytes to the automaton.
-        if let (Some(kw), Some(mut sid)) = (&view.keywords, vs.kw_state) {
-            let bytes = vs.norm.as_bytes();
-            for pos in vs.kw_pos..norm_end {
-                sid = kw.dfa.next_state(Anchored::No, sid, bytes[pos - nb]);
-                if kw.dfa.is_match(sid) {
-                    for i in 0..kw.dfa.match_len(sid) {
-                        let pid = kw.dfa.match_pattern(sid, i).as_usize();
-                        let len = kw.patterns[pid].0;
-                        vs.kw_pending.push((pid, pos + 1 - len, pos + 1));
-                    }
-                }
-            }
-            vs.kw_state = Some(sid);
-            vs.kw_pos = norm_end;
-            let hay = vs.norm.as_str();
-            let hits = &mut self.hits;
-            let map = &vs.map;
-            vs.kw_pending.retain(|&(pid, s, e)| {
-                if e >= norm_end && !fin {
-                    return true;
-                }
-                for &(leaf, word) in &kw.patterns[pid].1 {
-                    if !word || whole_word(hay, s - nb, e - nb) {
-                        hits.push((leaf, map.orig_span(s, e)));
-                    }
-                }
-                false
-            });
-            front = front.min((norm_end + 1).saturating_sub(kw.max_len.max(1)));
-            for &(_, s, _) in &vs.kw_pending {
-                front = front.min(s);
-            }
-        }
-
-        // Regexes: search from each regex's position; accept hits that more text cannot change.
-        // A search runs on every piece that brings new text, so text is released piece by
-        // piece (a stream's rhythm reaches the client unchanged); each search re-reads up to a
-        // regex's longest match behind the end, the price of not carrying DFA state across
-        // pieces.
-        let regex_due = fin || norm_end > vs.regex_scanned;
-        if view.regex_set.is_some() && !regex_due {
-            for &p in &vs.regex_pos {
-                front = front.min(p);
-            }
-        }
-        if let Some(set) = view.regex_set.as_ref().filter(|_| regex_due) {
-            vs.regex_scanned = norm_end;
-            let min_pos = vs.regex_pos.iter().copied().min().unwrap_or(norm_end);
-            let hay = vs.norm.as_str();
-            let matching = if min_pos < norm_end {
-                set.matches_at(hay, min_pos - nb)
-            } else {
-                set.matches_at(hay, hay.len())
-            };
-            let limit = if fin {
-                None
-            } else {
-                Some(hay.len().saturating_sub(LOOKAHEAD))
-            };
-            for (ri, &leaf) in view.regexes.iter().enumerate() {
-                let LeafKind::Regex(r) = &policy.leaves[leaf].kind else {
-                    continue;
-                };
-                let mut pos = vs.regex_pos[ri] - nb;
-                if !matching.matched(ri) {
-                    pos = if fin {
-                        hay.len()
-                    } else {
-                        pos.max(back_off(hay, r.max_len))
-                    };
-                } else {
-                    loop {
-                        match matcher::next_regex_hit(r, hay, pos, limit) {
-                            Ok(Some(((s, e), ok))) => {
-                                if ok {
-                                    self.hits.push((leaf, vs.map.orig_span(s + nb, e + nb)));
-                                }
-                                pos = e;
-                            }
-                            Ok(None) => {
-                                pos = if fin {
-                                    hay.len()
-                                } else {
-                                    pos.max(back_off(hay, r.max_len))
-                                };
-                                break;
-                            }
-                            Err(s) => {
-                                pos = pos.max(floor_char(hay, s.min(back_off(hay, r.max_len))));
-                                break;
-                            }
-                        }
-                    }
-                }
-                vs.regex_pos[ri] = pos + nb;
-                front = front.min(pos + nb);
-            }
-        }
-        // The frontier must fall on a character of the normalized text, or it would map
-        // into the middle of an original character.
-        let front = nb + floor_char(&vs.norm, front.min(norm_end).saturating_sub(nb));
-        if front >= norm_end {
-            vs.consumed
-        } else {
-            vs.map.orig_start(front).unwrap_or(vs.consumed)
-        }
-    }
-}
-
-/// The position `max_len + LOOKAHEAD` bytes before the end of `hay`, on a character boundary:
-/// no hit can start before it once the search found nothing.
-fn back_off(hay: &str, max_len: usize) -> usize {
-    floor_char(hay, hay.len().saturating_sub(max_len + LOOKAHEAD))
-}
-
-fn floor_char(hay: &str, mut i: usize) -> usize {
-    i = i.min(hay.len());
-    while !hay.is_char_boundary(i) {
-        i -= 1;
-    }
-    i
 }

@@ -1,0 +1,254 @@
+//! The live-match frontier: where a match still in progress could start.
+//!
+//! The stream scanner releases text only up to the earliest start of a match that more text
+//! could still complete. For the keyword automaton that is the depth of its current state
+//! ([`KeywordDepths`]): the longest keyword prefix that is a suffix of the text so far. For a
+//! regex it is the earliest start whose text so far is still a prefix of some match
+//! ([`LiveDfa`], an anchored forward DFA run from that start and carried across pieces).
+//!
+//! Both are computed once at compile time and only *move the release frontier*: hits still
+//! come from the matcher (`matcher.rs`), so what a rule means cannot change.
+
+use aho_corasick::automaton::{Automaton as _, StateID as KwState};
+use regex_automata::dfa::{Automaton as _, StartKind, dense};
+use regex_automata::util::primitives::StateID;
+use regex_automata::util::start;
+use regex_automata::{Anchored, MatchKind};
+
+// === keywords ===
+
+/// Per state of a keyword automaton, its depth: the length of the longest keyword prefix that
+/// is a suffix of the text fed so far. Sorted state ids with their depths (8 bytes a state;
+/// looked up once per piece, not per byte).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct KeywordDepths {
+    ids: Vec<u32>,
+    depths: Vec<u32>,
+}
+
+impl KeywordDepths {
+    /// Breadth-first search from the unanchored start state over every byte: the distance of
+    /// a state is its trie depth (the shortest text that reaches an Aho-Corasick state is the
+    /// prefix it stands for, and every text reaching it ends with that prefix). `None` when
+    /// the automaton has no unanchored start or more states than a `u32` counts.
+    pub(crate) fn build(dfa: &aho_corasick::dfa::DFA) -> Option<KeywordDepths> {
+        let start = dfa.start_state(aho_corasick::Anchored::No).ok()?;
+        let mut seen: std::collections::HashMap<KwState, u32> = std::collections::HashMap::new();
+        let mut queue = std::collections::VecDeque::new();
+        seen.insert(start, 0);
+        queue.push_back(start);
+        while let Some(sid) = queue.pop_front() {
+            let d = *seen.get(&sid)?;
+            for b in 0..=255u8 {
+                let next = dfa.next_state(aho_corasick::Anchored::No, sid, b);
+                if let std::collections::hash_map::Entry::Vacant(e) = seen.entry(next) {
+                    e.insert(d.checked_add(1)?);
+                    queue.push_back(next);
+                }
+            }
+        }
+        let mut pairs: Vec<(u32, u32)> = seen
+            .into_iter()
+            .map(|(s, d)| u32::try_from(s.as_usize()).map(|s| (s, d)))
+            .collect::<Result<_, _>>()
+            .ok()?;
+        pairs.sort_unstable();
+        Some(KeywordDepths {
+            ids: pairs.iter().map(|p| p.0).collect(),
+            depths: pairs.iter().map(|p| p.1).collect(),
+        })
+    }
+
+    /// The depth of `sid`; `None` for a state the search did not reach.
+    pub(crate) fn depth(&self, sid: KwState) -> Option<usize> {
+        let id = u32::try_from(sid.as_usize()).ok()?;
+        let i = self.ids.binary_search(&id).ok()?;
+        self.depths.get(i).map(|&d| d as usize)
+    }
+
+    /// Heap bytes of the table.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn memory_usage(&self) -> usize {
+        (self.ids.capacity() + self.depths.capacity()) * 4
+    }
+}
+
+// === regexes ===
+
+/// Determinization and size limit of one live DFA: larger regexes fall back to the worst-case
+/// back-off.
+pub(crate) const LIVE_DFA_SIZE_LIMIT: usize = 1 << 20;
+
+/// An anchored forward DFA of one regex that says whether a text is still a prefix of some
+/// match. Built with [`MatchKind::All`], so it goes dead only when no continuation of the text
+/// can match (leftmost-first would stop early after a preferred match), and with the
+/// Unicode word-boundary heuristic: it *quits* on a non-ASCII byte where `\b` needs Unicode,
+/// and a quit counts as alive (the worst-case back-off then decides).
+#[derive(Debug, Clone)]
+pub(crate) struct LiveDfa {
+    dfa: dense::DFA<Vec<u32>>,
+}
+
+/// Why a regex has no [`LiveDfa`] and falls back to the worst-case back-off.
+pub(crate) type FallbackReason = String;
+
+impl LiveDfa {
+    /// Builds the live DFA of `pattern` with the same syntax options the regex leaf uses.
+    pub(crate) fn build(pattern: &str, casefold: bool) -> Result<LiveDfa, FallbackReason> {
+        let dfa = dense::Builder::new()
+            .syntax(
+                regex_automata::util::syntax::Config::new()
+                    .case_insensitive(casefold)
+                    .nest_limit(64),
+            )
+            .configure(
+                dense::Config::new()
+                    .start_kind(StartKind::Anchored)
+                    .match_kind(MatchKind::All)
+                    .unicode_word_boundary(true)
+                    .minimize(false)
+                    .dfa_size_limit(Some(LIVE_DFA_SIZE_LIMIT))
+                    .determinize_size_limit(Some(LIVE_DFA_SIZE_LIMIT)),
+            )
+            .build(pattern)
+            .map_err(|e| e.to_string())?;
+        Ok(LiveDfa { dfa })
+    }
+
+    /// Heap bytes of the DFA.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn memory_usage(&self) -> usize {
+        self.dfa.memory_usage()
+    }
+}
+
+/// Per stream and regex: the earliest start that may still begin a match, and the DFA state
+/// after reading the text from there to `at`.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct LiveState {
+    /// Absolute normalized offset of the candidate start.
+    pub start: usize,
+    /// DFA state after `norm[start..at]`; `None` before the first run from `start`.
+    sid: Option<StateID>,
+    /// Absolute normalized offset read up to.
+    at: usize,
+}
+
+impl LiveState {
+    /// Advances over `hay` (normalized text whose first byte is at absolute offset `nb`, ending
+    /// at the end of what was received) and returns the new candidate start: no match of the
+    /// regex can start before it, whatever text comes next. `floor` is a start before which no
+    /// match can begin anyway (the worst-case back-off); runs never begin before it, so each
+    /// byte is read at most the regex's longest match times (in practice once or twice: runs
+    /// die within a word).
+    pub(crate) fn advance(&mut self, live: &LiveDfa, hay: &str, nb: usize, floor: usize) -> usize {
+        let bytes = hay.as_bytes();
+        let end = nb + bytes.len();
+        if floor > self.start {
+            self.start = floor;
+            self.sid = None;
+        }
+        // The text from `start` on must still be there; `prune` keeps it, and should it be
+        // gone the start counts as alive.
+        if self.start < nb || (self.sid.is_some() && self.at < nb) {
+            return self.start;
+        }
+        let dfa = &live.dfa;
+        loop {
+            if self.start >= end {
+                self.start = end;
+                self.sid = None;
+                self.at = end;
+                return end;
+            }
+            let mut sid = match self.sid {
+                Some(s) => s,
+                None => {
+                    // The byte before the start decides look-behind assertions (`\b`); the
+                    // scanner keeps it (`prune` keeps bytes before every live start). Should
+                    // it be gone, the start counts as alive.
+                    let behind = if self.start == 0 {
+                        None
+                    } else if self.start > nb {
+                        Some(bytes[self.start - 1 - nb])
+                    } else {
+                        return self.start;
+                    };
+                    // An error means the DFA cannot say (a look-behind it quits on): alive.
+                    let cfg = start::Config::new()
+                        .anchored(Anchored::Yes)
+                        .look_behind(behind);
+                    match dfa.start_state(&cfg) {
+                        Ok(s) => {
+                            self.at = self.start;
+                            s
+                        }
+                        Err(_) => return self.start,
+                    }
+                }
+            };
+            if dfa.is_quit_state(sid) {
+                self.sid = Some(sid);
+                return self.start;
+            }
+            let mut dead = dfa.is_dead_state(sid);
+            while !dead && self.at < end {
+                sid = dfa.next_state(sid, bytes[self.at - nb]);
+                self.at += 1;
+                if dfa.is_quit_state(sid) {
+                    self.sid = Some(sid);
+                    return self.start;
+                }
+                dead = dfa.is_dead_state(sid);
+            }
+            if !dead {
+                self.sid = Some(sid);
+                return self.start;
+            }
+            // No match can start here: try the next position.
+            self.start += 1;
+            self.sid = None;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::engine::CompiledPolicy;
+    use crate::engine::program::LeafKind;
+    use crate::policy::Stage;
+
+    /// Prints which regexes of the shipped default policy fall back (run with --nocapture).
+    #[test]
+    fn default_policy_fallbacks() {
+        let t = std::time::Instant::now();
+        let p = CompiledPolicy::load("policies/default.yaml").unwrap();
+        eprintln!("load {:?}", t.elapsed());
+        let mut mem = 0;
+        for (i, l) in p.leaves.iter().enumerate() {
+            if let LeafKind::Regex(r) = &l.kind {
+                match &r.live {
+                    Ok(d) => mem += d.memory_usage(),
+                    Err(e) => eprintln!("leaf {i} falls back: {}", e.lines().next().unwrap_or("")),
+                }
+            }
+        }
+        eprintln!("live dfa memory {mem}");
+        let kw: usize = p.stages[Stage::Output.index()]
+            .views
+            .iter()
+            .filter_map(|v| v.keywords.as_ref()?.depths.as_ref())
+            .map(|d| d.memory_usage())
+            .sum();
+        eprintln!("keyword depth tables {kw}");
+        let mut s = p.stream(Stage::Output);
+        let text = "The nightjar is a bird. ";
+        let o = s.push(text);
+        eprintln!(
+            "released {:?} frontier {} held {}",
+            o.text,
+            s.frontier(),
+            s.held()
+        );
+    }
+}

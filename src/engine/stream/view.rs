@@ -1,0 +1,192 @@
+//! One normalization view of a stream: its text, its automata's states carried across pieces,
+//! and the live-match frontier they give (`scan_view`).
+
+use aho_corasick::Anchored;
+use aho_corasick::automaton::{Automaton, StateID};
+
+use super::StreamScanner;
+use crate::engine::live::LiveState;
+use crate::engine::matcher;
+use crate::engine::program::{CompiledPolicy, LOOKAHEAD, LeafKind};
+use crate::text::{OffsetMap, normalize_into, whole_word};
+
+/// Per normalization view: the normalized text kept and the automata's states.
+pub(super) struct ViewState {
+    pub norm: String,
+    /// Absolute normalized offset of `norm[0]`.
+    pub norm_base: usize,
+    pub map: OffsetMap,
+    /// Absolute original offset up to which text was normalized.
+    pub consumed: usize,
+    pub kw_state: Option<StateID>,
+    /// Absolute normalized offset fed to the keyword automaton.
+    pub kw_pos: usize,
+    /// Keyword hits waiting for the character after them: (pattern, start, end), normalized.
+    pub kw_pending: Vec<(usize, usize, usize)>,
+    /// Per regex of the view: absolute normalized offset where its next search starts.
+    pub regex_pos: Vec<usize>,
+    /// Absolute normalized offset the regexes last searched up to.
+    pub regex_scanned: usize,
+    /// Per regex of the view: its live partial matches (the earliest start still alive).
+    pub live: Vec<LiveState>,
+}
+
+// === impl StreamScanner: views ===
+
+impl StreamScanner<'_> {
+    /// Normalizes new text of view `vi` and finds its leaf hits. Returns the original offset
+    /// before which every hit of this view is known.
+    pub(super) fn scan_view(&mut self, vi: usize, fin: bool) -> usize {
+        let policy_ref = self.policy.clone();
+        let policy: &CompiledPolicy = &policy_ref;
+        let view = &policy.stages[self.stage.index()].views[vi];
+        let vs = &mut self.views[vi];
+        let start = vs.consumed - self.base;
+        let norm_end = vs.norm_base + vs.norm.len();
+        let n = normalize_into(
+            view.opts,
+            &self.orig[start..],
+            vs.consumed,
+            norm_end,
+            fin,
+            &mut vs.norm,
+            &mut vs.map,
+        );
+        vs.consumed += n;
+        let norm_end = vs.norm_base + vs.norm.len();
+        let nb = vs.norm_base;
+        let mut front = norm_end;
+
+        // Keywords: feed new bytes to the automaton.
+        if let (Some(kw), Some(mut sid)) = (&view.keywords, vs.kw_state) {
+            let bytes = vs.norm.as_bytes();
+            for pos in vs.kw_pos..norm_end {
+                sid = kw.dfa.next_state(Anchored::No, sid, bytes[pos - nb]);
+                if kw.dfa.is_match(sid) {
+                    for i in 0..kw.dfa.match_len(sid) {
+                        let pid = kw.dfa.match_pattern(sid, i).as_usize();
+                        let len = kw.patterns[pid].0;
+                        vs.kw_pending.push((pid, pos + 1 - len, pos + 1));
+                    }
+                }
+            }
+            vs.kw_state = Some(sid);
+            vs.kw_pos = norm_end;
+            let hay = vs.norm.as_str();
+            let hits = &mut self.hits;
+            let map = &vs.map;
+            vs.kw_pending.retain(|&(pid, s, e)| {
+                if e >= norm_end && !fin {
+                    return true;
+                }
+                for &(leaf, word) in &kw.patterns[pid].1 {
+                    if !word || whole_word(hay, s - nb, e - nb) {
+                        hits.push((leaf, map.orig_span(s, e)));
+                    }
+                }
+                false
+            });
+            // A keyword match still in progress started `depth` bytes back (the longest keyword
+            // prefix the text ends with); never earlier than the longest keyword allows.
+            let bound = (norm_end + 1).saturating_sub(kw.max_len.max(1));
+            let live = kw
+                .depths
+                .as_ref()
+                .and_then(|d| d.depth(sid))
+                .map_or(bound, |d| norm_end.saturating_sub(d));
+            front = front.min(live.max(bound));
+            for &(_, s, _) in &vs.kw_pending {
+                front = front.min(s);
+            }
+        }
+
+        // Regexes: search from each regex's position; accept hits that more text cannot change.
+        // A search runs on every piece that brings new text, so text is released piece by
+        // piece (a stream's rhythm reaches the client unchanged); each search re-reads up to a
+        // regex's longest match behind the end, the price of not carrying DFA state across
+        // pieces.
+        let regex_due = fin || norm_end > vs.regex_scanned;
+        if view.regex_set.is_some() && !regex_due {
+            for &p in &vs.regex_pos {
+                front = front.min(p);
+            }
+        }
+        if let Some(set) = view.regex_set.as_ref().filter(|_| regex_due) {
+            vs.regex_scanned = norm_end;
+            let min_pos = vs.regex_pos.iter().copied().min().unwrap_or(norm_end);
+            let hay = vs.norm.as_str();
+            let matching = if min_pos < norm_end {
+                set.matches_at(hay, min_pos - nb)
+            } else {
+                set.matches_at(hay, hay.len())
+            };
+            let limit = if fin {
+                None
+            } else {
+                Some(hay.len().saturating_sub(LOOKAHEAD))
+            };
+            for (ri, &leaf) in view.regexes.iter().enumerate() {
+                let LeafKind::Regex(r) = &policy.leaves[leaf].kind else {
+                    continue;
+                };
+                // The earliest start a match still in progress may have: from the regex's live
+                // DFA, never before the worst-case back-off (or that, for regexes without one).
+                let worst = back_off(hay, r.max_len);
+                let live = match &r.live {
+                    Ok(dfa) if !fin => {
+                        let s = vs.live[ri].advance(dfa, hay, nb, worst + nb);
+                        floor_char(hay, s.saturating_sub(nb)).max(worst)
+                    }
+                    _ => worst,
+                };
+                let mut pos = vs.regex_pos[ri] - nb;
+                if !matching.matched(ri) {
+                    pos = if fin { hay.len() } else { pos.max(live) };
+                } else {
+                    loop {
+                        match matcher::next_regex_hit(r, hay, pos, limit) {
+                            Ok(Some(((s, e), ok))) => {
+                                if ok {
+                                    self.hits.push((leaf, vs.map.orig_span(s + nb, e + nb)));
+                                }
+                                pos = e;
+                            }
+                            Ok(None) => {
+                                pos = if fin { hay.len() } else { pos.max(live) };
+                                break;
+                            }
+                            Err(s) => {
+                                pos = pos.max(floor_char(hay, s.min(live)));
+                                break;
+                            }
+                        }
+                    }
+                }
+                vs.regex_pos[ri] = pos + nb;
+                front = front.min(pos + nb);
+            }
+        }
+        // The frontier must fall on a character of the normalized text, or it would map
+        // into the middle of an original character.
+        let front = nb + floor_char(&vs.norm, front.min(norm_end).saturating_sub(nb));
+        if front >= norm_end {
+            vs.consumed
+        } else {
+            vs.map.orig_start(front).unwrap_or(vs.consumed)
+        }
+    }
+}
+
+/// The position `max_len + LOOKAHEAD` bytes before the end of `hay`, on a character boundary:
+/// no hit can start before it once the search found nothing.
+fn back_off(hay: &str, max_len: usize) -> usize {
+    floor_char(hay, hay.len().saturating_sub(max_len + LOOKAHEAD))
+}
+
+pub(super) fn floor_char(hay: &str, mut i: usize) -> usize {
+    i = i.min(hay.len());
+    while !hay.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
