@@ -54,6 +54,11 @@ pub enum NormalizeStep {
     /// Reading `0`, `1`, `3`, `4`, `5`, `7`, `8`, `@`, `$` as the letters they stand for
     /// (opt-in; for keyword rules).
     Leetspeak,
+    /// Removal of diacritical marks (`é` → `e`, combining accents put on letters to evade).
+    StripMarks,
+    /// Reading any run of white space, control characters, `-`, `_` and `.` as one space
+    /// (on by default for keywords; opt-in for regexes).
+    Separators,
 }
 
 /// How much of the spec to inject.

@@ -13,12 +13,13 @@
 //! ```
 
 mod normalize;
+mod tables;
 mod validate;
 mod words;
 
 pub use normalize::{
-    NormText, NormalizeOptions, OffsetMap, fold_confusable, is_invisible, normalize,
-    normalize_into, normalize_str,
+    NormText, NormalizeOptions, OffsetMap, normalize, normalize_into, normalize_str,
 };
+pub use tables::{fold_confusable, is_invisible, is_separator, is_strippable_mark};
 pub use validate::{Validator, iban, luhn};
 pub use words::{is_unspaced, is_word_char, whole_word};

@@ -22,8 +22,15 @@
 
 use std::sync::OnceLock;
 
-use unicode_normalization::char::{canonical_combining_class, decompose_compatible};
+use unicode_normalization::char::{
+    canonical_combining_class, decompose_canonical, decompose_compatible,
+};
 use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfkc_quick};
+
+use super::tables::{
+    fold_confusable, has_mark, is_invisible, is_separator, is_simple, is_strippable_mark,
+    simple_table,
+};
 
 /// The most characters one segment may hold before it is cut regardless (a guard against
 /// endless runs of combining marks).
@@ -57,10 +64,18 @@ pub struct NormalizeOptions {
     /// `4`→a, `5`→s, `7`→t, `8`→b, `@`→a, `$`→s). Off by default: it would break patterns
     /// over numbers; turn it on for keyword rules.
     pub leetspeak: bool,
+    /// Drop diacritical marks (`é`→e, `p\u{0301}ipe`→pipe, stacked "Zalgo" marks); marks that
+    /// spell a script (Indic vowel signs, Hebrew points, Arabic harakat) stay.
+    pub strip_marks: bool,
+    /// Read any run of white space, control characters, `-`, `_`, `.` and dashes as one space,
+    /// so that a keyword `pipe bomb` also matches `pipe-bomb`, `pipe\tbomb`, `pipe  bomb` and
+    /// `pipe\u{0}bomb`. Runs are cut every 32 characters (a bounded look-ahead for streams).
+    pub separators: bool,
 }
 
 impl NormalizeOptions {
-    /// Every step on: the default.
+    /// The default steps: NFKC, case folding, invisible characters, look-alikes and diacritical
+    /// marks (leetspeak and separators are opt-in; keyword leaves get separators by default).
     pub const fn all() -> Self {
         NormalizeOptions {
             nfkc: true,
@@ -68,7 +83,23 @@ impl NormalizeOptions {
             strip_invisible: true,
             confusables: true,
             leetspeak: false,
+            strip_marks: true,
+            separators: false,
         }
+    }
+
+    /// The default for keyword leaves: [`all`](Self::all) plus [`separators`](Self::separators).
+    pub const fn keywords() -> Self {
+        let mut o = Self::all();
+        o.separators = true;
+        o
+    }
+
+    /// Longest run of original characters that one normalized unit may still be waiting for:
+    /// a segment of combining marks or a run of separators. A stream scanner holds back at
+    /// most this many characters (4 bytes each) that the normalizer has not consumed yet.
+    pub const fn max_pending_chars(self) -> usize {
+        MAX_SEGMENT_CHARS
     }
 
     /// No step: matching on the raw text.
@@ -79,6 +110,8 @@ impl NormalizeOptions {
             strip_invisible: false,
             confusables: false,
             leetspeak: false,
+            strip_marks: false,
+            separators: false,
         }
     }
 }
@@ -245,6 +278,17 @@ pub fn normalize_into(
         while end < bytes.len() {
             let b = bytes[end];
             if b.is_ascii() {
+                if opts.separators && is_ascii_separator(b) {
+                    // A lone space between two other characters stays as it is.
+                    let lone = b == b' '
+                        && end > i
+                        && bytes
+                            .get(end + 1)
+                            .is_some_and(|&n| !is_ascii_separator(n) && n.is_ascii());
+                    if !lone {
+                        break;
+                    }
+                }
                 end += 1;
                 continue;
             }
@@ -289,6 +333,26 @@ pub fn normalize_into(
                 break;
             }
         }
+        if opts.separators
+            && let Some(c) = orig[i..].chars().next()
+            && is_separator(c)
+        {
+            // A run of separators becomes one space.
+            let Some(run_end) = separator_run_end(opts, orig, i, finish) else {
+                break;
+            };
+            let n = norm_at(out);
+            out.push(' ');
+            map.push(Piece {
+                norm: n,
+                orig: orig_base + i,
+                norm_len: 1,
+                orig_len: run_end - i,
+                identity: &orig[i..run_end] == " ",
+            });
+            i = run_end;
+            continue;
+        }
         // A segment starting at `i`.
         let seg_end = match segment_end(opts, orig, i) {
             Some(e) => e,
@@ -315,6 +379,38 @@ pub fn normalize_into(
     i
 }
 
+/// Whether the ASCII byte `b` is a separator (see [`NormalizeOptions::separators`]).
+fn is_ascii_separator(b: u8) -> bool {
+    b.is_ascii_whitespace() || b.is_ascii_control() || matches!(b, b'-' | b'_' | b'.')
+}
+
+/// The end of the separator run that starts at `start` (invisible characters inside it count
+/// as part of it when they are stripped), or `None` when the text ends before the run is known
+/// to be complete. Runs are cut after [`MAX_SEGMENT_CHARS`] characters.
+fn separator_run_end(
+    opts: NormalizeOptions,
+    orig: &str,
+    start: usize,
+    finish: bool,
+) -> Option<usize> {
+    let mut count = 0;
+    for (off, c) in orig[start..].char_indices() {
+        if count >= MAX_SEGMENT_CHARS {
+            return Some(start + off);
+        }
+        let part = is_separator(c) || (opts.strip_invisible && is_invisible(c));
+        if !part {
+            return Some(start + off);
+        }
+        count += 1;
+    }
+    if finish || count >= MAX_SEGMENT_CHARS {
+        Some(orig.len())
+    } else {
+        None
+    }
+}
+
 /// The end of the segment that starts at `start`, or `None` when the text ends before the
 /// segment is known to be complete.
 fn segment_end(opts: NormalizeOptions, orig: &str, start: usize) -> Option<usize> {
@@ -339,7 +435,7 @@ fn segment_end(opts: NormalizeOptions, orig: &str, start: usize) -> Option<usize
 
 /// Whether normalization may cut the text just before `c`: `c` is a starter that nothing
 /// before it can compose with, and its decomposition starts with such a starter.
-fn is_boundary(c: char) -> bool {
+pub(super) fn is_boundary(c: char) -> bool {
     if c.is_ascii() {
         return true;
     }
@@ -351,7 +447,7 @@ fn is_boundary(c: char) -> bool {
 }
 
 /// Whether NFKC leaves `c` alone (quick check says yes).
-fn nfkc_inert(c: char) -> bool {
+pub(super) fn nfkc_inert(c: char) -> bool {
     let cp = c as usize;
     if cp < 0x10000 {
         return char_props()[cp] & NFKC_INERT != 0;
@@ -432,6 +528,23 @@ fn push_segment(opts: NormalizeOptions, seg: &str, out: &mut String) {
 }
 
 fn push_folded(opts: NormalizeOptions, c: char, out: &mut String) {
+    if opts.strip_marks && !c.is_ascii() {
+        if is_strippable_mark(c) {
+            return;
+        }
+        if has_mark(c) {
+            decompose_canonical(c, |d| {
+                if !is_strippable_mark(d) {
+                    push_char(opts, d, out);
+                }
+            });
+            return;
+        }
+    }
+    push_char(opts, c, out);
+}
+
+fn push_char(opts: NormalizeOptions, c: char, out: &mut String) {
     let c = if opts.confusables && !c.is_ascii() {
         fold_confusable(c)
     } else {
@@ -469,200 +582,6 @@ fn fold_ascii(opts: NormalizeOptions, c: char) -> char {
     }
 }
 
-// === tables ===
-
-/// Tables derived once from the Unicode data of `unicode-security` (UTS #39).
-struct Tables {
-    /// Default-ignorable code points, as sorted ranges.
-    invisible: Vec<(char, char)>,
-    /// Non-ASCII characters whose UTS #39 prototype is one ASCII letter, sorted by source.
-    confusable: Vec<(char, char)>,
-}
-
-fn tables() -> &'static Tables {
-    static TABLES: OnceLock<Tables> = OnceLock::new();
-    TABLES.get_or_init(build_tables)
-}
-
-fn build_tables() -> Tables {
-    let mut invisible: Vec<(char, char)> = Vec::new();
-    let mut confusable = Vec::new();
-    let planes = [(0x80u32, 0x2_FFFFu32), (0xE_0000, 0xE_0FFF)];
-    let mut buf = [0u8; 4];
-    for (lo, hi) in planes {
-        for cp in lo..=hi {
-            let Some(c) = char::from_u32(cp) else {
-                continue;
-            };
-            let s: &str = c.encode_utf8(&mut buf);
-            let mut sk = unicode_security::skeleton(s);
-            match (sk.next(), sk.next()) {
-                // The skeleton drops default-ignorable code points only.
-                (None, _) if is_nfkc_quick(std::iter::once(c)) != IsNormalized::Maybe => {
-                    match invisible.last_mut() {
-                        Some(last) if last.1 as u32 + 1 == cp => last.1 = c,
-                        _ => invisible.push((c, c)),
-                    }
-                }
-                (Some(p), None) if p.is_ascii_alphabetic() && p != c => {
-                    // UTS #39 folds `I` to `l`; an upper-case look-alike of I stays I.
-                    let p = if p == 'l' && c.is_uppercase() { 'I' } else { p };
-                    confusable.push((c, p));
-                }
-                _ => {}
-            }
-        }
-    }
-    Tables {
-        invisible,
-        confusable,
-    }
-}
-
-/// Bit set over the Basic Multilingual Plane: characters that normalization with some options
-/// leaves unchanged and that stand alone as a segment.
-type SimpleTable = Vec<u64>;
-
-fn simple_table(opts: NormalizeOptions) -> &'static SimpleTable {
-    static TABLES: [OnceLock<SimpleTable>; 16] = [const { OnceLock::new() }; 16];
-    let key = usize::from(opts.nfkc)
-        | usize::from(opts.casefold) << 1
-        | usize::from(opts.strip_invisible) << 2
-        | usize::from(opts.confusables) << 3;
-    TABLES[key].get_or_init(|| {
-        let mut bits = vec![0u64; 0x10000 / 64];
-        for cp in 0x80u32..0x10000 {
-            let Some(c) = char::from_u32(cp) else {
-                continue;
-            };
-            let unchanged = !(opts.strip_invisible && is_invisible(c))
-                && (!opts.nfkc || (is_boundary(c) && nfkc_inert(c)))
-                && (!opts.confusables || fold_confusable(c) == c)
-                && (!opts.casefold || {
-                    let mut l = c.to_lowercase();
-                    l.next() == Some(c) && l.next().is_none()
-                });
-            if unchanged {
-                bits[cp as usize / 64] |= 1 << (cp % 64);
-            }
-        }
-        bits
-    })
-}
-
-fn is_simple(table: &SimpleTable, c: char) -> bool {
-    let cp = c as usize;
-    cp < 0x10000 && table[cp / 64] & (1 << (cp % 64)) != 0
-}
-
-/// Whether `c` is invisible: a default-ignorable code point (zero-width characters, soft
-/// hyphen, bidi controls, tag characters, variation selectors, fillers).
-pub fn is_invisible(c: char) -> bool {
-    if c.is_ascii() {
-        return false;
-    }
-    let t = &tables().invisible;
-    let idx = t.partition_point(|&(_, hi)| hi < c);
-    t.get(idx).is_some_and(|&(lo, _)| lo <= c)
-}
-
-/// Folds a look-alike of a Latin letter (Cyrillic `а`, Greek `ο`, …) to that letter.
-pub fn fold_confusable(c: char) -> char {
-    let t = &tables().confusable;
-    match t.binary_search_by_key(&c, |&(from, _)| from) {
-        Ok(i) => t[i].1,
-        Err(_) => c,
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn n(s: &str) -> String {
-        normalize(NormalizeOptions::all(), s).text
-    }
-
-    #[test]
-    fn table() {
-        let cases = [
-            ("Hello", "hello"),
-            ("ＢＯＭＢ", "bomb"),
-            ("bo\u{200B}mb", "bomb"),
-            ("b\u{00AD}omb", "bomb"),
-            ("bоmb", "bomb"),          // Cyrillic о
-            ("ΒΟΜΒ", "bomb"),          // Greek capitals
-            ("\u{202E}bomb", "bomb"),  // bidi override
-            ("bomb\u{E0041}", "bomb"), // tag character
-            ("e\u{0301}", "é"),
-            ("ﬁre", "fire"),
-            ("日本語", "日本語"),
-            ("Straße", "straße"),
-        ];
-        for (input, want) in cases {
-            assert_eq!(n(input), want, "input {input:?}");
-        }
-    }
-
-    #[test]
-    fn offsets_point_into_original() {
-        let text = "xx ＢＯ\u{200B}МB yy";
-        let nt = normalize(NormalizeOptions::all(), text);
-        let at = nt.text.find("bomb").expect("normalized");
-        let (s, e) = nt.map.orig_span(at, at + 4);
-        assert_eq!(&text[s..e], "ＢＯ\u{200B}МB");
-    }
-
-    #[test]
-    fn incremental_equals_whole() {
-        let text = "ab\u{0301}c ＡＢ é\u{0323}\u{0301} 漢字 ok";
-        let whole = normalize(NormalizeOptions::all(), text);
-        for split in 0..=text.len() {
-            if !text.is_char_boundary(split) {
-                continue;
-            }
-            let mut out = String::new();
-            let mut map = OffsetMap::default();
-            let first = normalize_into(
-                NormalizeOptions::all(),
-                &text[..split],
-                0,
-                0,
-                false,
-                &mut out,
-                &mut map,
-            );
-            let nb = out.len();
-            let rest = normalize_into(
-                NormalizeOptions::all(),
-                &text[first..],
-                first,
-                nb,
-                true,
-                &mut out,
-                &mut map,
-            );
-            assert_eq!(first + rest, text.len());
-            assert_eq!(out, whole.text, "split at {split}");
-        }
-    }
-
-    #[test]
-    fn leetspeak_is_opt_in_and_keeps_offsets() {
-        let text = "P1PE B0MB, ＢＯＭ８";
-        assert_eq!(n(text), "p1pe b0mb, bom8");
-        let leet = NormalizeOptions {
-            leetspeak: true,
-            ..NormalizeOptions::all()
-        };
-        let nt = normalize(leet, text);
-        assert_eq!(nt.text, "pipe bomb, bomb");
-        assert_eq!(nt.map.orig_span(0, 9), (0, 9));
-    }
-
-    #[test]
-    fn raw_options_leave_text_alone() {
-        let text = "ＢＯ\u{200B}МB";
-        assert_eq!(normalize(NormalizeOptions::none(), text).text, text);
-    }
-}
+#[path = "normalize_tests.rs"]
+mod tests;

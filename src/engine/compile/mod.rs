@@ -70,6 +70,9 @@ enum PendingLeaf {
 
 #[derive(Default)]
 struct Compiler {
+    /// Whether the match being compiled uses the default normalization (no `normalize:` in
+    /// its rule or file): keyword leaves then also read separators as spaces.
+    implicit_norm: bool,
     views: Vec<NormalizeOptions>,
     leaves: Vec<(usize, PendingLeaf)>,
 }
@@ -162,6 +165,7 @@ impl Compiler {
                 if sec.text.trim().is_empty() {
                     sink.warn(loc, None, format!("section `{}` has no text", sec.id.value));
                 }
+                self.implicit_norm = unit.raw.normalize.is_none();
                 let trigger = sec.triggers.as_ref().and_then(|t| {
                     let info = self.node(t, default_norm, &[Stage::Input], None, &mut sink)?;
                     Some(info.node)
@@ -187,6 +191,7 @@ impl Compiler {
                     file: &unit.path,
                     out: &mut *diags,
                 };
+                self.implicit_norm = unit.raw.normalize.is_none() && r.value.normalize.is_none();
                 if let Some(rule) = self.rule(r, default_norm, &section_ids, &mut sink) {
                     if rule_ids.contains_key(&rule.id) {
                         sink.error(

@@ -31,11 +31,24 @@ pub(super) fn norm_opts(
                     NormalizeStep::StripInvisible => o.strip_invisible = true,
                     NormalizeStep::Confusables => o.confusables = true,
                     NormalizeStep::Leetspeak => o.leetspeak = true,
+                    NormalizeStep::StripMarks => o.strip_marks = true,
+                    NormalizeStep::Separators => o.separators = true,
                 }
             }
             o
         }
     }
+}
+
+/// The joined form of a normalized phrase of two or three words of at least four letters
+/// each (`pipe bomb` → `pipebomb`), or `None`.
+fn joined_form(phrase: &str) -> Option<String> {
+    let words: Vec<&str> = phrase.split(' ').collect();
+    let ok = (2..=3).contains(&words.len())
+        && words
+            .iter()
+            .all(|w| w.chars().count() >= 4 && w.chars().all(char::is_alphabetic));
+    ok.then(|| words.concat())
 }
 
 /// What compiling a match tree learned about it.
@@ -219,6 +232,8 @@ impl Compiler {
             misplaced(sink, "within", "near");
         }
         let mut info = if let Some(words) = &raw.keywords {
+            let mut norm = norm;
+            norm.separators |= self.implicit_norm;
             let mut normalized: Vec<String> = Vec::new();
             for w in words {
                 let n = normalize_str(norm, w);
@@ -246,6 +261,20 @@ impl Compiler {
                         rule,
                         format!("keyword {long:?} is shadowed by {short:?}, which matches wherever it does"),
                     );
+                }
+            }
+            if norm.separators {
+                // `pipe bomb` also as `pipebomb`: joined forms of short phrases whose words
+                // are long enough not to join into other words by chance.
+                let joined: Vec<String> = normalized
+                    .iter()
+                    .filter_map(|n| joined_form(n))
+                    .filter(|j| !normalized.contains(j))
+                    .collect();
+                for j in joined {
+                    if !normalized.contains(&j) {
+                        normalized.push(j);
+                    }
                 }
             }
             let view = self.view(norm);
