@@ -57,7 +57,10 @@ fn text_in_start_blocks_goes_through_the_filter() {
     .concat();
     let (out, end) = run(&evs);
     assert!(end.all_blocked);
-    assert_eq!(text_of(&accumulate(&decode(&out))), refusal());
+    // The scanner may release the safe text before the blocked phrase ("a "): the refusal is
+    // shown in its place only when nothing was sent; never any byte of the phrase.
+    let text = text_of(&accumulate(&decode(&out)));
+    assert!(text == refusal() || "a ".starts_with(&text), "{text}");
 
     let tool = json!({"type": "tool_use", "id": "t", "name": "n", "input": {"k": "secret-1234"}});
     let evs = [
