@@ -5,51 +5,11 @@
 //! otherwise.
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+#[path = "common/serve_bin.rs"]
+mod serve_bin;
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `deliberate serve` on 127.0.0.1:0 and returns it with its base URL.
-fn serve(extra: &[&str]) -> (Server, String) {
-    let policy = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/gateway.yaml");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_deliberate"))
-        .args([
-            "serve",
-            "--policy",
-            policy,
-            "--listen",
-            "127.0.0.1:0",
-            "--no-reload",
-        ])
-        .args(extra)
-        .env("DELIBERATE_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let url = loop {
-        let line = lines
-            .next()
-            .expect("serve exited before listening")
-            .unwrap();
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
-    // Keep draining stderr so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (Server(child), format!("{url}/v1"))
-}
+use serve_bin::serve;
+use std::process::Command;
 
 #[test]
 fn official_sdks_read_responses_completions_and_messages() {
