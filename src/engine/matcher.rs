@@ -50,7 +50,12 @@ pub(crate) fn next_regex_hit(
     mut pos: usize,
     limit: Option<usize>,
 ) -> Result<Option<(Span, bool)>, usize> {
-    let re = &leaf.regex;
+    let re = match leaf.regex.get() {
+        Ok(re) => re,
+        // Fail closed: a regex that cannot be compiled matches the rest of the text.
+        Err(_) if pos < hay.len() => return Ok(Some(((pos, hay.len()), true))),
+        Err(_) => return Ok(None),
+    };
     loop {
         if pos >= hay.len() {
             return Ok(None);

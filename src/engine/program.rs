@@ -154,7 +154,9 @@ pub(crate) enum LeafKind {
 
 #[derive(Debug, Clone)]
 pub(crate) struct RegexLeaf {
-    pub regex: regex_automata::meta::Regex,
+    /// The leaf's own regex, for the spans of its hits: compiled the first time a scan needs
+    /// them (the view's [`RegexSet`] says which leaves match at all, so most scans never do).
+    pub regex: LeafRegex,
     /// Largest match length in normalized bytes (computed or declared).
     pub max_len: usize,
     pub validate: Option<Validator>,
@@ -170,8 +172,86 @@ pub(crate) struct View {
     pub keywords: Option<KeywordSet>,
     /// Regex leaves of this view.
     pub regexes: Vec<usize>,
-    /// One pass that tells which regexes match at all.
-    pub regex_set: Option<regex::RegexSet>,
+    /// One pass that tells which regexes match at all; shared by the stages whose views have
+    /// the same regexes.
+    pub regex_set: Option<Arc<RegexSet>>,
+}
+
+/// A multi-pattern regex that reports every pattern matching a text (`MatchKind::All`),
+/// pattern `i` being `View::regexes[i]`.
+#[derive(Debug)]
+pub(crate) struct RegexSet {
+    pub regex: regex_automata::meta::Regex,
+}
+
+impl RegexSet {
+    /// Which patterns match `hay[start..]` (with `hay[..start]` as look-behind context).
+    pub(crate) fn matches_at(&self, hay: &str, start: usize) -> SetMatches {
+        let mut set = regex_automata::PatternSet::new(self.regex.pattern_len());
+        self.regex
+            .which_overlapping_matches(&regex_automata::Input::new(hay).range(start..), &mut set);
+        SetMatches(set)
+    }
+}
+
+/// The patterns of a [`RegexSet`] that matched.
+#[derive(Debug, Clone)]
+pub(crate) struct SetMatches(regex_automata::PatternSet);
+
+impl SetMatches {
+    /// Whether pattern `i` matched.
+    pub(crate) fn matched(&self, i: usize) -> bool {
+        self.0.contains(regex_automata::PatternID::new_unchecked(i))
+    }
+
+    /// The patterns that matched, in order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        self.0.iter().map(|p| p.as_usize())
+    }
+}
+
+/// A regex compiled on first use from its parsed form. The policy loader has already compiled
+/// the same pattern inside its stage's [`RegexSet`] under the same size limit, so the lazy
+/// build cannot run out of limits a load accepted; should it fail anyway, the scan fails
+/// closed (`matcher::next_regex_hit` reports the rest of the text as a hit).
+#[derive(Debug, Clone)]
+pub(crate) struct LeafRegex {
+    pub hir: regex_syntax::hir::Hir,
+    cell: std::sync::OnceLock<Result<regex_automata::meta::Regex, String>>,
+}
+
+impl LeafRegex {
+    /// A regex to be compiled from `hir` when first used.
+    pub(crate) fn new(hir: regex_syntax::hir::Hir) -> Self {
+        LeafRegex {
+            hir,
+            cell: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The compiled regex, compiling it now if no scan has yet.
+    pub(crate) fn get(&self) -> Result<&regex_automata::meta::Regex, &str> {
+        self.cell
+            .get_or_init(|| {
+                regex_automata::meta::Builder::new()
+                    .configure(set_config())
+                    .build_from_hir(&self.hir)
+                    .map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(String::as_str)
+    }
+}
+
+/// The regex engine's limits for a view's set and for each leaf regex (the same, so that a
+/// leaf that fits in its set fits alone).
+pub(crate) fn set_config() -> regex_automata::meta::Config {
+    let limit = crate::engine::compile::REGEX_SIZE_LIMIT * 8;
+    regex_automata::meta::Config::new()
+        .nfa_size_limit(Some(limit))
+        .onepass_size_limit(Some(limit))
+        .dfa_size_limit(Some(limit))
+        .hybrid_cache_capacity(limit)
 }
 
 #[derive(Debug, Clone)]

@@ -83,7 +83,10 @@ fn leaf_hits(
     for view in &st.views {
         let nt = normalize(view.opts, text);
         keyword_hits(view, &nt, &mut hits);
-        let matching = view.regex_set.as_ref().map(|set| set.matches(&nt.text));
+        let matching = view
+            .regex_set
+            .as_ref()
+            .map(|set| set.matches_at(&nt.text, 0));
         if let Some(m) = &matching {
             for i in m.iter() {
                 may[view.regexes[i]] = true;

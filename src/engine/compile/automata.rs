@@ -4,12 +4,14 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::sync::Arc;
 
 use super::{Compiler, PendingLeaf};
-use crate::engine::program::{KeywordSet, LOOKAHEAD, Leaf, LeafKind, Rule, Spec, StageIndex, View};
+use crate::engine::program::{
+    KeywordSet, LOOKAHEAD, Leaf, LeafKind, RegexSet, Rule, Spec, StageIndex, View, set_config,
+};
 use crate::policy::{Diagnostic, Level, Stage};
 
-use super::regex::REGEX_SIZE_LIMIT;
 use crate::engine::live::KeywordDepths;
 
 impl Compiler {
@@ -20,25 +22,9 @@ impl Compiler {
         main: &Path,
         diags: &mut Vec<Diagnostic>,
     ) -> Option<(Vec<Leaf>, [StageIndex; 3])> {
-        let mut patterns: Vec<Option<String>> = Vec::new();
-        let mut leaves = Vec::new();
-        for (_, pending) in &self.leaves {
-            match pending {
-                PendingLeaf::Keywords { .. } => {
-                    leaves.push(Leaf {
-                        kind: LeafKind::Keywords,
-                    });
-                    patterns.push(None);
-                }
-                PendingLeaf::Regex(r, p) => {
-                    leaves.push(Leaf {
-                        kind: LeafKind::Regex(r.clone()),
-                    });
-                    patterns.push(Some(p.clone()));
-                }
-            }
-        }
         let mut stages: [StageIndex; 3] = Default::default();
+        // Views of different stages with the same regexes share one set.
+        let mut sets: HashMap<Vec<usize>, Arc<RegexSet>> = HashMap::new();
         for stage in Stage::ALL {
             let mut used: HashSet<usize> = HashSet::new();
             let rule_idx: Vec<usize> = (0..rules.len())
@@ -61,7 +47,6 @@ impl Compiler {
                 let mut kw_list: Vec<(usize, Vec<(usize, bool)>)> = Vec::new();
                 let mut kw_strings: Vec<String> = Vec::new();
                 let mut regexes = Vec::new();
-                let mut set_patterns = Vec::new();
                 let mut max_regex_len = 0;
                 for (li, (v, pending)) in self.leaves.iter().enumerate() {
                     if *v != vi || !used.contains(&li) {
@@ -78,9 +63,8 @@ impl Compiler {
                                 kw_list[pid].1.push((li, *word));
                             }
                         }
-                        PendingLeaf::Regex(r, p) => {
+                        PendingLeaf::Regex(r) => {
                             regexes.push(li);
-                            set_patterns.push(p.clone());
                             max_regex_len = max_regex_len.max(r.max_len);
                         }
                     }
@@ -109,7 +93,7 @@ impl Compiler {
                         }
                     };
                     let max_len = kw_list.iter().map(|k| k.0).max().unwrap_or(0);
-                    let depths = KeywordDepths::build(&dfa);
+                    let depths = KeywordDepths::build(&dfa, &kw_strings);
                     Some(KeywordSet {
                         dfa,
                         patterns: kw_list,
@@ -117,16 +101,33 @@ impl Compiler {
                         depths,
                     })
                 };
-                let regex_set = if set_patterns.is_empty() {
+                let regex_set = if regexes.is_empty() {
                     None
+                } else if let Some(set) = sets.get(&regexes) {
+                    Some(Arc::clone(set))
                 } else {
-                    match regex::RegexSetBuilder::new(&set_patterns)
-                        .case_insensitive(opts.casefold)
-                        .size_limit(REGEX_SIZE_LIMIT * 8)
-                        .dfa_size_limit(REGEX_SIZE_LIMIT * 8)
-                        .build()
-                    {
-                        Ok(s) => Some(s),
+                    let hirs: Vec<&regex_syntax::hir::Hir> = regexes
+                        .iter()
+                        .filter_map(|&li| match &self.leaves[li].1 {
+                            PendingLeaf::Regex(r) => Some(&r.regex.hir),
+                            PendingLeaf::Keywords { .. } => None,
+                        })
+                        .collect();
+                    let built = regex_automata::meta::Builder::new()
+                        .configure(
+                            set_config()
+                                .match_kind(regex_automata::MatchKind::All)
+                                .which_captures(
+                                    regex_automata::nfa::thompson::WhichCaptures::Implicit,
+                                ),
+                        )
+                        .build_many_from_hir(&hirs);
+                    match built {
+                        Ok(regex) => {
+                            let set = Arc::new(RegexSet { regex });
+                            sets.insert(regexes.clone(), Arc::clone(&set));
+                            Some(set)
+                        }
                         Err(e) => {
                             diags.push(Diagnostic {
                                 level: Level::Error,
@@ -134,7 +135,7 @@ impl Compiler {
                                 line: 0,
                                 column: 0,
                                 rule: None,
-                                message: format!("the {} regexes of this policy do not compile together within limits: {e}", set_patterns.len()),
+                                message: format!("the {} regexes of this policy do not compile together within limits: {e}", hirs.len()),
                             });
                             return None;
                         }
@@ -161,6 +162,16 @@ impl Compiler {
                 holdback,
             };
         }
+        let leaves = self
+            .leaves
+            .into_iter()
+            .map(|(_, pending)| Leaf {
+                kind: match pending {
+                    PendingLeaf::Keywords { .. } => LeafKind::Keywords,
+                    PendingLeaf::Regex(r) => LeafKind::Regex(r),
+                },
+            })
+            .collect();
         Some((leaves, stages))
     }
 }

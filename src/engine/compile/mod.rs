@@ -65,7 +65,7 @@ fn finish(
 /// Keywords or regex of one leaf before the automata are built.
 enum PendingLeaf {
     Keywords { words: Vec<String>, word: bool },
-    Regex(Box<RegexLeaf>, String),
+    Regex(Box<RegexLeaf>),
 }
 
 #[derive(Default)]
@@ -75,7 +75,14 @@ struct Compiler {
     implicit_norm: bool,
     views: Vec<NormalizeOptions>,
     leaves: Vec<(usize, PendingLeaf)>,
+    /// Regex leaves already compiled, by what decides their meaning (view, pattern, declared
+    /// bound, validator, whether a stream reads them): a pattern reused through a YAML anchor
+    /// is compiled and scanned once, whichever rules share it.
+    regex_leaves: HashMap<RegexKey, usize>,
 }
+
+/// What makes two regex leaves the same leaf.
+type RegexKey = (usize, String, Option<u32>, Option<String>, bool);
 
 impl Compiler {
     fn view(&mut self, opts: NormalizeOptions) -> usize {

@@ -1,10 +1,11 @@
 //! Regex leaves: a pattern → a size-limited, linear-time regex with a bounded match length.
 
-use regex_automata::meta;
+use regex_automata::nfa::thompson;
+use regex_syntax::hir::{Class, Hir, HirKind};
 
 use super::Compiler;
 use crate::engine::live::LiveDfa;
-use crate::engine::program::RegexLeaf;
+use crate::engine::program::{LeafRegex, RegexLeaf};
 use crate::policy::raw::RawMatch;
 use crate::policy::{Loc, Sink, Stage};
 use crate::text::NormalizeOptions;
@@ -112,42 +113,52 @@ impl Compiler {
                  (scans can fall below 1 MB/s); use `(?-u:\\b)` or keywords",
             );
         }
-        let regex = meta::Builder::new()
-            .syntax(
-                regex_automata::util::syntax::Config::new()
-                    .case_insensitive(norm.casefold)
-                    .nest_limit(64),
-            )
-            .configure(
-                meta::Config::new()
-                    .nfa_size_limit(Some(REGEX_SIZE_LIMIT))
-                    .onepass_size_limit(Some(REGEX_SIZE_LIMIT))
-                    .dfa_size_limit(Some(REGEX_SIZE_LIMIT))
-                    .hybrid_cache_capacity(4 * REGEX_SIZE_LIMIT),
-            )
-            .build(pattern);
-        let regex = match regex {
-            Ok(r) => r,
-            Err(e) => {
-                sink.error(
-                    loc,
-                    rule,
-                    format!("regex does not compile within limits: {e}"),
-                );
-                return None;
-            }
-        };
+        // The leaf's own regex is compiled lazily (`LeafRegex`), and its stage's set checks
+        // the limits of all regexes together; one that may be large on its own is checked
+        // alone here, so the error points at it.
+        if hir_weight(&hir) > 4096
+            && let Err(e) = thompson::Compiler::new()
+                .configure(thompson::Config::new().nfa_size_limit(Some(REGEX_SIZE_LIMIT)))
+                .build_from_hir(&hir)
+        {
+            sink.error(
+                loc,
+                rule,
+                format!("regex does not compile within limits: {e}"),
+            );
+            return None;
+        }
         // Input-only regexes are scanned buffered: they need no live DFA.
         let live = if stages.iter().any(|s| *s != Stage::Input) {
-            LiveDfa::build(pattern, norm.casefold)
+            LiveDfa::build(&hir)
         } else {
             Err("input only".to_owned())
         };
         Some(RegexLeaf {
-            regex,
+            regex: LeafRegex::new(hir),
             max_len,
             validate: raw.validate,
             live,
         })
+    }
+}
+
+/// A rough size of the automaton `hir` compiles to: nodes, class ranges, repetitions
+/// multiplied out (saturating). Cheap; only says whether a regex is worth checking alone.
+fn hir_weight(hir: &Hir) -> usize {
+    match hir.kind() {
+        HirKind::Empty | HirKind::Look(_) => 1,
+        HirKind::Literal(l) => l.0.len(),
+        HirKind::Class(Class::Unicode(c)) => c.ranges().len().saturating_mul(4),
+        HirKind::Class(Class::Bytes(c)) => c.ranges().len(),
+        HirKind::Repetition(r) => {
+            let times = r.max.unwrap_or(r.min).max(r.min).max(1) as usize;
+            hir_weight(&r.sub).saturating_mul(times)
+        }
+        HirKind::Capture(c) => hir_weight(&c.sub),
+        HirKind::Concat(subs) | HirKind::Alternation(subs) => subs
+            .iter()
+            .map(hir_weight)
+            .fold(1usize, |a, b| a.saturating_add(b)),
     }
 }

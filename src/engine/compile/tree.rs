@@ -292,12 +292,25 @@ impl Compiler {
                 positive: true,
             }
         } else if let Some(pattern) = &raw.regex {
-            let leaf = self.regex(pattern, raw, norm, stages, rule, loc, sink)?;
             let view = self.view(norm);
-            self.leaves
-                .push((view, PendingLeaf::Regex(Box::new(leaf), pattern.clone())));
+            let key = (
+                view,
+                pattern.clone(),
+                raw.max_len,
+                raw.validate.as_ref().map(|v| format!("{v:?}")),
+                stages.iter().any(|s| *s != Stage::Input),
+            );
+            let index = match self.regex_leaves.get(&key) {
+                Some(&i) => i,
+                None => {
+                    let leaf = self.regex(pattern, raw, norm, stages, rule, loc, sink)?;
+                    self.leaves.push((view, PendingLeaf::Regex(Box::new(leaf))));
+                    self.regex_leaves.insert(key, self.leaves.len() - 1);
+                    self.leaves.len() - 1
+                }
+            };
             NodeInfo {
-                node: Node::Leaf(self.leaves.len() - 1),
+                node: Node::Leaf(index),
                 reach: Some(0),
                 has_not: false,
                 positive: true,
