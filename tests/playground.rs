@@ -377,3 +377,25 @@ async fn gateway_serves_the_playground_only_when_configured() {
     assert_eq!(r.status, 404, "{}", r.text());
     off.stop().await;
 }
+
+#[tokio::test]
+async fn gateway_refuses_the_playground_on_a_public_address_unless_allowed() {
+    let config = |allow: bool| deliberate::proxy::Config {
+        policies: vec![POLICY.into()],
+        reload: false,
+        playground: true,
+        playground_allow_remote: allow,
+        ..deliberate::proxy::Config::default()
+    };
+    let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let gw = deliberate::proxy::Gateway::new(config(false)).unwrap();
+    let err = gw
+        .serve(listener, std::future::pending())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("playground_allow_remote"), "{err}");
+    // Allowed: it serves (stopped at once).
+    let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let gw = deliberate::proxy::Gateway::new(config(true)).unwrap();
+    gw.serve(listener, async {}).await.unwrap();
+}
