@@ -43,8 +43,8 @@
 //! ```
 //! use deliberate::playground::Playground;
 //!
-//! let pg = Playground::new(vec!["policies/default.yaml".into()]);
-//! let body = br#"{"policy": {"path": "policies/default.yaml"}, "text": "mail bob@example.com", "stage": "output"}"#;
+//! let pg = Playground::new(vec!["policies/pii.yaml".into()]);
+//! let body = br#"{"policy": {"path": "policies/pii.yaml"}, "text": "mail bob@example.com", "stage": "output"}"#;
 //! let answer = pg.scan(body).unwrap();
 //! assert_eq!(answer["action"], "redact");
 //! ```
