@@ -304,4 +304,33 @@ mod tests {
             "&lt;a&gt; <mark class=\"block\" title=\"block\">bomb</mark>"
         );
     }
+
+    #[test]
+    fn ab_arms_stand_side_by_side() {
+        let arm = |name: &str, safe: u64| crate::eval::online::ArmReport {
+            name: name.into(),
+            unsafe_n: 10,
+            unsafe_safe: safe,
+            safe_n: 10,
+            safe_answered: 9,
+            ..Default::default()
+        };
+        let on = OnlineReport {
+            upstream: "http://127.0.0.1:1/v1".into(),
+            arms: vec![arm("spec", 8), arm("no-spec", 3)],
+            ..Default::default()
+        };
+        let mut o = String::new();
+        arms(&mut o, &on);
+        let spec = o.find("arm <code>spec</code>").expect("spec arm");
+        let plain = o.find("arm <code>no-spec</code>").expect("no-spec arm");
+        assert!(
+            spec < plain && o.starts_with("<h2>") && o.contains("class=\"arms\""),
+            "{o}"
+        );
+        assert!(
+            o.contains("width:80.0%") && o.contains("width:30.0%"),
+            "{o}"
+        );
+    }
 }

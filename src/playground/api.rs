@@ -321,7 +321,8 @@ impl Playground {
     }
 
     /// `POST /playground/api/test`: `deliberate test` for one policy: its rules' examples and
-    /// the cases of the test files beside it (`tests/*.yaml` naming this policy).
+    /// the cases of the test files beside it (`tests/*.yaml` naming this policy, or naming none
+    /// when it is the playground's only policy).
     pub fn test(&self, body: &[u8]) -> Result<Value, ApiError> {
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
@@ -343,7 +344,9 @@ impl Playground {
                 }
             };
             match parse_yaml::<RawTestFile>(&src) {
-                Ok(raw) if names_policy(&raw, &tf, path) => cases.extend(file_cases(&raw, &label)),
+                Ok(raw) if names_policy(&raw, &tf, path, self.files.len() == 1) => {
+                    cases.extend(file_cases(&raw, &label))
+                }
                 Ok(_) => {}
                 Err((loc, msg)) => {
                     problems.push(format!("{label}:{}:{}: {msg}", loc.line, loc.column))
@@ -457,10 +460,11 @@ fn test_files_for(policy: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// Whether test file `tf` runs against `policy` (its `policy:` names that file).
-fn names_policy(raw: &RawTestFile, tf: &Path, policy: &Path) -> bool {
+/// Whether test file `tf` runs against `policy`: its `policy:` names that file, or it names
+/// none and `policy` is the only one (as `deliberate test` decides).
+fn names_policy(raw: &RawTestFile, tf: &Path, policy: &Path, only: bool) -> bool {
     let Some(named) = &raw.policy else {
-        return false;
+        return only;
     };
     let named = tf.parent().unwrap_or(Path::new(".")).join(named);
     match (named.canonicalize(), policy.canonicalize()) {
