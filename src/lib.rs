@@ -25,6 +25,9 @@
 //! - [`layer`] (feature `layer`): the enforcement as a tower `Layer`, independent of the wire
 //!   format — request scan, injection, buffered and streamed output scan, headers, audit
 //!   records — usable in any tower / axum app.
+//! - [`playground`] (feature `server`): the policy playground — one embedded web page and the
+//!   JSON API behind it, each endpoint calling the engine functions the CLI calls; served by
+//!   `deliberate playground` and, when configured, at `/playground` on `deliberate serve`.
 //! - [`proxy`] (feature `server`): the `deliberate serve` server: canonical routes, front-door
 //!   limits, config, upstream client (shared with `eval`), echo upstream, admin endpoints
 //!   (`/healthz`, `/readyz`, `/metrics`), audit log, policy reload.
@@ -53,6 +56,8 @@ pub mod eval;
 #[cfg(feature = "layer")]
 pub mod layer;
 
+#[cfg(feature = "server")]
+pub mod playground;
 pub mod policy;
 #[cfg(feature = "server")]
 pub mod proxy;

@@ -1,4 +1,4 @@
-//! `deliberate eval --policy FILE --dataset FILE... [--format table|json|markdown]
+//! `deliberate eval --policy FILE --dataset FILE... [--format table|json|markdown|html]
 //! [--compare OLD_POLICY] [--max-false-block-rate X] [--min-catch-rate Y]
 //! [--upstream URL [--model NAME]]`
 //!
@@ -32,6 +32,9 @@ pub enum Format {
     Json,
     /// GitHub Markdown tables (for READMEs and CI summaries).
     Markdown,
+    /// One self-contained HTML page: bars with intervals, highlighted examples, A/B arms,
+    /// `--compare` flips (the playground's report view opens it).
+    Html,
 }
 
 /// Arguments of `eval`.
@@ -222,6 +225,12 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
                 v["online"] = o.to_json();
             }
             outln!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        Format::Html => {
+            out!(
+                "{}",
+                crate::eval::html::render(&report, online_report.as_ref(), &policy, old.as_deref())
+            );
         }
         Format::Table | Format::Markdown => {
             let style = if args.format == Format::Markdown {

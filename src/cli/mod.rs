@@ -23,6 +23,7 @@ macro_rules! out {
 
 mod check;
 mod eval;
+mod playground;
 mod scan;
 mod serve;
 mod test;
@@ -56,6 +57,9 @@ pub enum Command {
     /// Measure a policy on labeled data sets (catch rate, false blocks, spans), optionally A/B
     /// through a real model.
     Eval(eval::Args),
+    /// Open the policy playground: a web page to try texts, streams, injection, tests, edits
+    /// and diffs of a policy (loopback only unless --allow-remote).
+    Playground(playground::Args),
 }
 
 /// Parses the command line and runs it.
@@ -68,6 +72,7 @@ pub fn main() -> ExitCode {
         Command::Test(a) => test::run(a),
         Command::Serve(a) => serve::run(a),
         Command::Eval(a) => eval::run(a),
+        Command::Playground(a) => playground::run(a),
     };
     match result {
         Ok(code) => code,

@@ -8,6 +8,7 @@ use anyhow::Context;
 
 use crate::engine::CompiledPolicy;
 use crate::engine::Decision;
+use crate::engine::trace::{Piece, stream_trace};
 use crate::policy::{Action, Stage};
 
 /// Output formats of `scan`.
@@ -74,8 +75,8 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (decision, pieces) = match args.stream_chunk {
         None => (policy.scan(&text, args.stage, role), None),
         Some(n) => {
-            let (d, p) = stream_decision(&policy, args.stage, &text, n.max(1));
-            (d, Some(p))
+            let t = stream_trace(&policy, args.stage, &text, n);
+            (t.decision, Some(t.pieces))
         }
     };
     match args.format {
@@ -104,16 +105,6 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Where the stream stood after one piece (original byte offsets).
-struct Piece {
-    /// Bytes received.
-    received: usize,
-    /// The live-match frontier: no match in progress starts before it.
-    frontier: usize,
-    /// Bytes released to the client.
-    released: usize,
-}
-
 fn print_pieces(pieces: &[Piece]) {
     outln!("pieces:  (received / frontier / released bytes; held = received - released)");
     for (i, p) in pieces.iter().enumerate() {
@@ -126,40 +117,6 @@ fn print_pieces(pieces: &[Piece]) {
             p.received - p.released
         );
     }
-}
-
-/// Runs the stream scanner over `text` in pieces of `chunk` bytes and reports what a client
-/// would get: the released text (or the refusal when blocked before anything was released).
-/// Also returns where the frontier stood after each piece (the last entry: after `finish`).
-fn stream_decision(
-    policy: &CompiledPolicy,
-    stage: Stage,
-    text: &str,
-    chunk: usize,
-) -> (Decision, Vec<Piece>) {
-    let mut s = policy.stream(stage);
-    let mut out = String::new();
-    let mut pieces = Vec::new();
-    for piece in text.as_bytes().chunks(chunk) {
-        out.push_str(&s.push_bytes(piece).text);
-        pieces.push(Piece {
-            received: s.received(),
-            frontier: s.frontier(),
-            released: s.released(),
-        });
-    }
-    out.push_str(&s.finish().text);
-    let findings = s.findings().to_vec();
-    let action = Decision::action_of(&findings);
-    (
-        Decision {
-            action,
-            findings,
-            output: out,
-            triggered: Vec::new(),
-        },
-        pieces,
-    )
 }
 
 /// The JSON of DESIGN.md.

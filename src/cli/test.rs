@@ -10,10 +10,10 @@ use std::process::ExitCode;
 
 use serde::Serialize;
 
-use crate::engine::splits::check_every_split;
-use crate::engine::{CompiledPolicy, Decision};
-use crate::policy::raw::{RawExpectAction, RawStage, RawTestFile};
-use crate::policy::{Action, Stage, parse_yaml};
+use crate::engine::CompiledPolicy;
+use crate::engine::cases::{Case, example_cases, file_cases, run_case as judge};
+use crate::policy::parse_yaml;
+use crate::policy::raw::RawTestFile;
 
 /// Output formats of `test`.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -51,26 +51,6 @@ pub struct CaseResult {
     pub passed: bool,
     /// Why not.
     pub failure: Option<String>,
-}
-
-struct Case {
-    name: String,
-    text: String,
-    stage: Stage,
-    role: Option<String>,
-    expect: Expect,
-}
-
-enum Expect {
-    /// The rule fires (or not).
-    Rule { rule: String, fires: bool },
-    /// A whole-decision expectation from a test file.
-    Decision {
-        action: Action,
-        rules: Option<Vec<String>>,
-        output: Option<String>,
-        spans: Option<Vec<[usize; 2]>>,
-    },
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -170,40 +150,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         for rule in &policy.rules {
             all_rules.insert((label.clone(), rule.id.clone()));
         }
-        for (i, c) in raw.cases.iter().enumerate() {
-            let loc = c.referenced;
-            let c = &c.value;
-            let stage = match c.stage.unwrap_or(RawStage::Input) {
-                RawStage::Input => Stage::Input,
-                RawStage::Output => Stage::Output,
-                RawStage::Reasoning => Stage::Reasoning,
-            };
-            let case = Case {
-                name: format!(
-                    "{}:{}: {}",
-                    tf.display(),
-                    loc.line(),
-                    c.name.clone().unwrap_or_else(|| format!("case {}", i + 1))
-                ),
-                text: c.text.clone(),
-                stage,
-                role: if stage == Stage::Input {
-                    Some(c.role.clone().unwrap_or_else(|| "user".into()))
-                } else {
-                    None
-                },
-                expect: Expect::Decision {
-                    action: match c.expect {
-                        RawExpectAction::Allow => Action::Allow,
-                        RawExpectAction::Flag => Action::Flag,
-                        RawExpectAction::Redact => Action::Redact,
-                        RawExpectAction::Block => Action::Block,
-                    },
-                    rules: c.rules.clone(),
-                    output: c.output.clone(),
-                    spans: c.spans.clone(),
-                },
-            };
+        for case in file_cases(&raw, &tf.display().to_string()) {
             results.push(run_case(&policy, &case, &label, &mut covered));
         }
     }
@@ -257,132 +204,24 @@ fn looks_like_test_file(p: &Path) -> bool {
         .is_some_and(|n| n == "tests")
 }
 
-fn example_cases(policy: &CompiledPolicy) -> Vec<Case> {
-    let mut out = Vec::new();
-    for rule in &policy.rules {
-        let stage = rule.stages.first().copied().unwrap_or(Stage::Input);
-        let role = (stage == Stage::Input)
-            .then(|| rule.roles.first().cloned().unwrap_or_else(|| "user".into()));
-        for (texts, fires) in [
-            (&rule.examples.should_match, true),
-            (&rule.examples.no_match, false),
-        ] {
-            for t in texts {
-                out.push(Case {
-                    name: format!(
-                        "{} {} {:?}",
-                        rule.id,
-                        if fires { "matches" } else { "does not match" },
-                        t
-                    ),
-                    text: t.clone(),
-                    stage,
-                    role: role.clone(),
-                    expect: Expect::Rule {
-                        rule: rule.id.clone(),
-                        fires,
-                    },
-                });
-            }
-        }
-    }
-    out
-}
-
 fn run_case(
     policy: &CompiledPolicy,
     case: &Case,
     label: &str,
     covered: &mut BTreeSet<(String, String)>,
 ) -> CaseResult {
-    let d = policy.scan(&case.text, case.stage, case.role.as_deref());
-    let mut failure = check_expectation(case, &d);
-    if failure.is_none() {
-        // Streams are scanned with every rule of the stage (no role), so a role-filtered input
-        // case is compared with the role-less buffered scan of the same text.
-        let reference = match case.role {
-            Some(_) => policy.scan(&case.text, case.stage, None),
-            None => d.clone(),
-        };
-        failure = check_every_split(policy, case.stage, &case.text, &reference)
-            .err()
-            .map(|e| e.to_string());
-    }
-    if failure.is_none() {
-        for f in &d.findings {
-            covered.insert((label.to_owned(), f.rule.clone()));
+    let o = judge(policy, case);
+    if o.passed {
+        for rule in o.fired {
+            covered.insert((label.to_owned(), rule));
         }
     }
     CaseResult {
         policy: label.to_owned(),
         name: case.name.clone(),
-        passed: failure.is_none(),
-        failure,
+        passed: o.passed,
+        failure: o.failure,
     }
-}
-
-fn check_expectation(case: &Case, d: &Decision) -> Option<String> {
-    let fired: Vec<&str> = d.findings.iter().map(|f| f.rule.as_str()).collect();
-    match &case.expect {
-        Expect::Rule { rule, fires } => {
-            let did = fired.contains(&rule.as_str());
-            if did != *fires {
-                return Some(format!(
-                    "expected rule {rule} {}; findings: {}",
-                    if *fires { "to fire" } else { "not to fire" },
-                    describe(d)
-                ));
-            }
-            None
-        }
-        Expect::Decision {
-            action,
-            rules,
-            output,
-            spans,
-        } => {
-            if d.action != *action {
-                return Some(format!(
-                    "expected {}, got {}; findings: {}",
-                    action.as_str(),
-                    d.action.as_str(),
-                    describe(d)
-                ));
-            }
-            if let Some(rules) = rules {
-                for r in rules {
-                    if !fired.contains(&r.as_str()) {
-                        return Some(format!("expected rule {r} among findings: {}", describe(d)));
-                    }
-                }
-            }
-            if let Some(o) = output
-                && &d.output != o
-            {
-                return Some(format!("expected output {o:?}, got {:?}", d.output));
-            }
-            if let Some(spans) = spans {
-                let got: Vec<[usize; 2]> = d.findings.iter().map(|f| [f.start, f.end]).collect();
-                for s in spans {
-                    if !got.contains(s) {
-                        return Some(format!("expected span {s:?} among {got:?}"));
-                    }
-                }
-            }
-            None
-        }
-    }
-}
-
-fn describe(d: &Decision) -> String {
-    if d.findings.is_empty() {
-        return "none".into();
-    }
-    d.findings
-        .iter()
-        .map(|f| format!("{}@{}..{}", f.rule, f.start, f.end))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 fn print_junit(results: &[CaseResult], failed: usize) {

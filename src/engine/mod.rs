@@ -6,7 +6,9 @@
 //! arrives in pieces and releases only what no blocking or redacting rule can still cover. Both
 //! find leaf hits and evaluate match trees with the same matcher (`matcher.rs`), so they give
 //! the same decisions for the same text, whatever the chunking; [`splits`] checks that at every
-//! split point. [`inject`] chooses and renders the spec sections shown to the model. The engine
+//! split point. [`inject`] chooses and renders the spec sections shown to the model. [`explain`] says why a
+//! finding fired, [`trace`] records a stream scan piece by piece, [`cases`] runs a policy's
+//! test cases (what `deliberate test` and the playground show). The engine
 //! knows nothing of HTTP or JSON.
 //!
 //! ```
@@ -38,8 +40,10 @@
 //! assert_eq!(out, "pay with [card] now");
 //! ```
 
+pub mod cases;
 pub mod compile;
 mod decision;
+pub mod explain;
 pub mod inject;
 mod live;
 mod matcher;
@@ -47,6 +51,7 @@ mod program;
 mod scan;
 pub mod splits;
 mod stream;
+pub mod trace;
 
 pub use decision::{Decision, Finding, apply_redactions};
 pub use program::{CompiledPolicy, Rule, RuleExamples, Section, Spec};

@@ -38,6 +38,7 @@
 //! ```
 
 pub mod dataset;
+pub mod html;
 pub mod metrics;
 pub mod offline;
 pub mod online;

@@ -20,6 +20,8 @@
 //!            connect: 10s, first_byte: 300s, idle: 120s, total: 900s, shutdown_grace: 30s}
 //! audit: {path: audit.jsonl}
 //! echo: {delay: 0ms}
+//! playground: false               # true: the policy playground at /playground (loopback only)
+//! playground_allow_remote: false  # true: also when listening on a non-loopback address
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -123,6 +125,10 @@ pub struct Config {
     pub audit_path: Option<PathBuf>,
     /// Delay between the words the echo upstream streams.
     pub echo_delay: Duration,
+    /// Serve the policy playground at `/playground` (over the policies above).
+    pub playground: bool,
+    /// Serve it even when listening on a non-loopback address.
+    pub playground_allow_remote: bool,
 }
 
 impl Default for Config {
@@ -139,6 +145,8 @@ impl Default for Config {
             timeouts: Timeouts::default(),
             audit_path: None,
             echo_delay: Duration::ZERO,
+            playground: false,
+            playground_allow_remote: false,
         }
     }
 }
@@ -184,6 +192,10 @@ struct RawConfig {
     audit: Option<RawAudit>,
     #[serde(default)]
     echo: Option<RawEcho>,
+    #[serde(default)]
+    playground: Option<bool>,
+    #[serde(default)]
+    playground_allow_remote: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -468,6 +480,8 @@ impl Config {
         {
             c.echo_delay = d;
         }
+        c.playground = raw.playground.unwrap_or(false);
+        c.playground_allow_remote = raw.playground_allow_remote.unwrap_or(false);
         Ok(c)
     }
 
@@ -516,6 +530,14 @@ audit: {path: /tmp/a.jsonl}
         assert_eq!(c.max_connections, 200);
         assert_eq!(c.timeouts.client_idle, Duration::from_secs(5));
         assert_eq!(c.timeouts.request_body, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn playground_is_off_unless_asked() {
+        let c = Config::from_yaml_str("", Path::new("c.yaml")).unwrap();
+        assert!(!c.playground && !c.playground_allow_remote);
+        let c = Config::from_yaml_str("playground: true\n", Path::new("c.yaml")).unwrap();
+        assert!(c.playground && !c.playground_allow_remote);
     }
 
     #[test]

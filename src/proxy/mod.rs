@@ -13,7 +13,9 @@
 //!   `route_not_enforced`, or forwarded and marked `skipped` with `other_routes: pass`
 //!   ([`OtherRoutes`]);
 //! - `GET /healthz` (alive), `/readyz` (policy loaded; names it and the upstream), `/metrics`
-//!   (Prometheus text format).
+//!   (Prometheus text format);
+//! - with `playground: true`, the [policy playground](crate::playground) at `/playground`
+//!   (refused at start on a non-loopback address unless `playground_allow_remote: true`).
 //!
 //! Each connection is bounded at the front door ([`front`]): a connection cap, an idle timeout,
 //! a header and a whole-body read timeout.
@@ -154,6 +156,9 @@ impl Gateway {
             routes: RouteTable::standard(),
             request_body: config.timeouts.request_body,
             max_request_bytes: config.enforce.max_request_bytes,
+            playground: config
+                .playground
+                .then(|| Arc::new(crate::playground::Playground::new(config.policies.clone()))),
         });
         let reloader = Some(reload::spawn(
             config.policies.clone(),
@@ -213,6 +218,15 @@ impl Gateway {
         let client_idle = self.config.timeouts.client_idle;
         let graceful = GracefulShutdown::new();
         let addr = listener.local_addr()?;
+        if self.state.playground.is_some() {
+            if !addr.ip().is_loopback() && !self.config.playground_allow_remote {
+                return Err(std::io::Error::other(format!(
+                    "`playground: true` on {addr}, which is not a loopback address: the playground \
+                     runs any policy it is sent; set `playground_allow_remote: true` to serve it there"
+                )));
+            }
+            tracing::info!("policy playground at http://{addr}/playground");
+        }
         match &self.state.backend {
             Backend::Echo(_) => tracing::warn!(
                 "NO UPSTREAM CONFIGURED: answering with the built-in ECHO upstream (replies repeat \

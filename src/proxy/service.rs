@@ -36,6 +36,8 @@ pub(crate) struct State {
     pub(crate) routes: RouteTable,
     pub(crate) request_body: Duration,
     pub(crate) max_request_bytes: usize,
+    /// The policy playground at `/playground`, when configured.
+    pub(crate) playground: Option<Arc<crate::playground::Playground>>,
 }
 
 /// The [`Backend`] behind the policy layer: the layer hands it the (edited) body it read whole;
@@ -167,6 +169,17 @@ async fn route(state: Arc<State>, req: Request<Incoming>) -> Response<ProxyBody>
     let route = state.routes.classify(method.as_str(), &segments);
     if let Some(r) = admin(&state, &method, &route.path) {
         return r;
+    }
+    if let Some(pg) = &state.playground
+        && (route.path == "/playground" || route.path.starts_with("/playground/"))
+    {
+        // The same whole-body read timeout as every other route.
+        let body = ClientBody::new(req.into_body(), state.request_body);
+        let resp = crate::playground::handle(pg.clone(), &method, &route.path, body).await;
+        state
+            .metrics
+            .request("playground", Some(resp.status().as_u16()), "none");
+        return resp.map(|b| b.map_err(|e| match e {}).boxed_unsync());
     }
     let (mut parts, body) = req.into_parts();
     match with_path(&parts.uri, &route.path) {
