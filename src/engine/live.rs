@@ -233,8 +233,9 @@ impl LiveState {
 
 /// A byte-level regex whose language contains every match of `hir` (and of each prefix):
 /// look-around assertions (`\b`, `^`, `$`) are dropped — a dropped assertion only allows
-/// more — and a class keeps its ASCII members exactly while any non-ASCII member becomes
-/// "any multi-byte UTF-8 character" (a lead byte and one to three continuation bytes).
+/// more —, a class keeps its ASCII members exactly while any non-ASCII member becomes
+/// "any multi-byte UTF-8 character" (a lead byte and one to three continuation bytes), and
+/// repetitions counted past four are unbounded.
 /// Literals, repetitions, concatenations and alternations are kept as they are, so the
 /// widened language stays as narrow as the regex on ASCII text.
 pub(crate) fn widen(hir: &Hir) -> Hir {
@@ -263,6 +264,16 @@ pub(crate) fn widen(hir: &Hir) -> Hir {
                 _ => Hir::alternation(alts),
             }
         }
+        // A counted repetition makes the DFA count (`[a-z0-9.-]{1,190}` then `\.[a-z]{2,24}`
+        // multiplies into thousands of states, past the size limit); past a few it becomes
+        // unbounded. Only a run longer than the count could tell the two apart, and the
+        // worst-case back-off (the regex's longest match) still bounds the frontier.
+        HirKind::Repetition(r) if r.max.is_none_or(|m| m > 4) => Hir::repetition(Repetition {
+            min: r.min.min(1),
+            max: None,
+            greedy: r.greedy,
+            sub: Box::new(widen(&r.sub)),
+        }),
         HirKind::Repetition(r) => Hir::repetition(Repetition {
             min: r.min,
             max: r.max,
@@ -348,6 +359,10 @@ mod tests {
             (r"[^\s]{3,12}\s{1,3}bomb", "ДЕТОНАТОР  bomb"),
             (r"(?i)\bsk-[a-z0-9]{8}", "key SK-ab12cd34 here"),
             (r"\p{Greek}{2,6}", "text αβγδ end"),
+            (
+                r"[a-z0-9._%+-]{1,64}@[a-z0-9.-]{1,190}\.[a-z]{2,24}",
+                "mail bob@example.com now",
+            ),
         ];
         for &(pat, text) in cases {
             let hir = regex_syntax::ParserBuilder::new()
@@ -374,5 +389,40 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A long counted regex (an e-mail pattern) still gets a live DFA, so benign text before
+    /// an address is released as it arrives, and the address itself is redacted whole.
+    #[test]
+    fn counted_regex_releases_benign_text() {
+        let p = CompiledPolicy::from_yaml_str(
+            "policy: em\nrules:\n  - id: email\n    stages: [output]\n    match: {regex: '[a-z0-9._%+-]{1,64}@[a-z0-9.-]{1,190}\\.[a-z]{2,24}'}\n    action: redact\n    replacement: '[email]'\n",
+            "em.yaml",
+        )
+        .unwrap();
+        for l in &p.leaves {
+            if let LeafKind::Regex(r) = &l.kind {
+                assert!(r.live.is_ok(), "{:?}", r.live.as_ref().err());
+            }
+        }
+        let mut s = p.stream(Stage::Output);
+        let mut out = String::new();
+        for piece in [
+            "The nightjar is a bird ",
+            "that sings. Mail bob@exa",
+            "mple.com now.",
+        ] {
+            let o = s.push(piece);
+            out.push_str(&o.text);
+            if piece.starts_with("The") {
+                assert!(
+                    o.text.starts_with("The nightjar is a"),
+                    "released {:?}",
+                    o.text
+                );
+            }
+        }
+        out.push_str(&s.finish().text);
+        assert_eq!(out, "The nightjar is a bird that sings. Mail [email] now.");
     }
 }
