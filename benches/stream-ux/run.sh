@@ -8,7 +8,7 @@
 # default target/ci-venv/bin/python, the venv .ci/run makes). Not part of CI.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-: "${UX_UPSTREAM:?set UX_UPSTREAM to the model server's /v1 base URL}"
+: "${UX_UPSTREAM:?set UX_UPSTREAM to the /v1 base URL of the model server}"
 UX_MODEL=${UX_MODEL:-qwen}
 UX_N=${UX_N:-12}
 UX_POLICY=${UX_POLICY:-policies/default.yaml}
