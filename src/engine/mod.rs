@@ -41,6 +41,7 @@
 pub mod compile;
 mod decision;
 pub mod inject;
+pub mod judge;
 mod live;
 mod matcher;
 mod program;
