@@ -73,11 +73,14 @@ mod audit;
 mod body;
 mod cache;
 mod chain;
+mod checkpoint;
 mod deliberation;
 pub(crate) mod error;
 mod exchange;
 mod filter;
 mod future;
+pub mod judge;
+mod judging;
 #[allow(clippy::module_inception)]
 mod layer;
 mod options;
@@ -95,8 +98,11 @@ pub use audit::{
 pub use body::{RequestBody, ResponseBody};
 pub use deliberation::DeliberationStripper;
 pub use error::{BoxError, TimeoutPhase, UpstreamTimeout};
-pub use exchange::{ACTION_HEADER, ENFORCEMENT_HEADER, POLICY_HEADER, REQUEST_ID_HEADER};
+pub use exchange::{
+    ACTION_HEADER, ENFORCEMENT_HEADER, JUDGE_HEADER, POLICY_HEADER, REQUEST_ID_HEADER,
+};
 pub use future::ResponseFuture;
+pub use judge::{Judge, JudgeError, JudgeFuture, JudgeReason, JudgeRecord, Judged};
 pub use layer::PolicyLayer;
 pub use options::{BlockResponse, EnforceOptions, ReasoningMode};
 pub use policies::{PolicySet, SharedPolicies};
