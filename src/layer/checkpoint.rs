@@ -1,12 +1,12 @@
 //! Streams judged in `checkpoint` mode: the text the rules release is held, window by window,
-//! until the judge allows it. A window closes at a sentence boundary once it is at least the
-//! policy's `checkpoint_bytes` long (or at four times that without one, or at the end of the
+//! until the judge allows it. A window closes once it holds a sentence boundary at or past the
+//! policy's `checkpoint_bytes` (or at four times that without one, or at the end of the
 //! stream); the judge reads everything released so far, so each verdict has the context. While
 //! one window is judged, the next one fills (and stays held). A refusal drops whatever is held
 //! and ends the stream in-band with an error event: no byte of a judged-unsafe window is sent.
 //!
 //! Windows close at event edges: the text of one upstream event is never split, so a window
-//! can run past its sentence boundary by the rest of that event.
+//! runs past its sentence boundary by the rest of the text released with it.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -49,12 +49,13 @@ impl Checkpoint {
     }
 }
 
-/// Whether `text` (a window) closes: long enough and at a sentence boundary, or long enough
-/// without one.
+/// Whether a window closes: it has a sentence boundary at or past `min` bytes, or is four
+/// times that long without one.
 fn closes(window: &str, min: usize) -> bool {
-    let t = window.trim_end_matches([' ', '\t']);
-    let boundary = t.ends_with(['.', '!', '?', '\n', '。', '！', '？']) || window.ends_with('\n');
-    (window.len() >= min && boundary) || window.len() >= 4 * min
+    window.len() >= 4 * min
+        || window.char_indices().any(|(i, c)| {
+            i + c.len_utf8() >= min && matches!(c, '.' | '!' | '?' | '\n' | '。' | '！' | '？')
+        })
 }
 
 /// [`poll_next`](super::stream::poll_next) for a checkpointed stream.
@@ -175,5 +176,18 @@ fn queue(filter: &mut StreamFilter, text: &str) {
             rules: Vec::new(),
             text: text.to_owned(),
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::closes;
+
+    #[test]
+    fn windows_close_at_a_boundary_past_the_minimum() {
+        assert!(!closes("Short. ", 20));
+        assert!(closes("This is long enough. And more", 20));
+        assert!(!closes("This has no boundary at all", 20));
+        assert!(closes(&"x".repeat(80), 20));
     }
 }

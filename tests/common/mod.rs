@@ -24,6 +24,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
 pub mod layer_run;
+pub mod mock_judge;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
