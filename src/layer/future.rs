@@ -21,17 +21,15 @@ use super::audit::Outcome;
 use super::body::{RequestBody, ResponseBody};
 use super::error::{BoxError, Fault};
 use super::exchange::Exchange;
-use super::judge::JudgeReason;
-use super::judging::{JudgeBatch, JudgeJob};
+use super::judging::{JudgeBatch, queue_answer, stream_judging};
 use super::request::{self, Input};
 use super::respond::{
-    bad_request, blocked_input, done_response, fault_response, relay_error, too_large,
-    upstream_error,
+    bad_request, blocked_input, buffered_answer, done_response, fault_response, relay_error,
+    too_large, upstream_error,
 };
 use super::response;
 use super::stream::{StreamFilter, poll_next, poll_start};
-use crate::engine::judge::{JudgeMode, StreamJudgeMode, stable_hash};
-use crate::policy::Stage;
+use crate::engine::judge::StreamJudgeMode;
 use crate::wire::{ErrorInfo, ErrorKind};
 
 pin_project! {
@@ -470,7 +468,9 @@ where
 
 /// What follows the upstream's answer (the old `Calling` step): a fault or an upstream error
 /// head answered at once (`Err`), or the state that reads the body.
-#[allow(clippy::type_complexity)]
+// The `Err` side is the response itself, returned at once by the caller: boxing it would
+// only add an allocation.
+#[allow(clippy::type_complexity, clippy::result_large_err)]
 fn answered<S, ReqB, ResB, E>(
     res: Result<Response<ResB>, E>,
     mut ex: Box<Exchange>,
@@ -550,71 +550,6 @@ where
             error: false,
         })
     }
-}
-
-/// How a streamed answer of this exchange is judged: `None` when no policy judges output
-/// unprompted (or no judge is configured); else the strictest mode among the policies that do
-/// (`hold` over `checkpoint` over `monitor`). `sampled` streams are sampled by request id.
-fn stream_judging(ex: &Exchange) -> Option<StreamJudgeMode> {
-    ex.shared.judge.as_ref()?;
-    let rank = |m: StreamJudgeMode| match m {
-        StreamJudgeMode::Hold => 2,
-        StreamJudgeMode::Checkpoint => 1,
-        StreamJudgeMode::Monitor => 0,
-    };
-    ex.set
-        .policies()
-        .iter()
-        .filter(|p| {
-            p.judge
-                .judges_unprompted(Stage::Output, stable_hash(&[&ex.record.id]))
-        })
-        .map(|p| p.judge.stream)
-        .max_by_key(|m| rank(*m))
-}
-
-/// Queues the judge jobs for a whole streamed answer (`hold`): each policy that judges
-/// output unprompted.
-fn queue_answer(ex: &mut Exchange, text: &str) {
-    let set = ex.set.clone();
-    for (pi, p) in set.policies().iter().enumerate() {
-        if p.judge.mode(Stage::Output) == JudgeMode::Off || text.trim().is_empty() {
-            continue;
-        }
-        ex.judge_jobs.push(JudgeJob {
-            pi,
-            stage: Stage::Output,
-            reason: if p.judge.mode(Stage::Output) == JudgeMode::Always {
-                JudgeReason::Always
-            } else {
-                JudgeReason::Sampled
-            },
-            sections: p.judge.sections.clone(),
-            rules: Vec::new(),
-            text: text.to_owned(),
-        });
-    }
-}
-
-/// A buffered answer going out: headers, the audit record, the body.
-fn buffered_answer<B>(
-    ex: &mut Exchange,
-    mut parts: http::response::Parts,
-    out: Bytes,
-    all_blocked: bool,
-) -> Response<ResponseBody<B>> {
-    parts.headers.remove(TRANSFER_ENCODING);
-    parts
-        .headers
-        .insert(CONTENT_LENGTH, HeaderValue::from(out.len()));
-    ex.set_headers(&mut parts.headers);
-    let outcome = if all_blocked {
-        Outcome::BlockedOutput
-    } else {
-        Outcome::Completed
-    };
-    ex.finish(outcome, Some(parts.status.as_u16()), None);
-    Response::from_parts(parts, ResponseBody::full(out))
 }
 
 /// Whether a response head announces server-sent events.

@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use super::exchange::Exchange;
 use super::judge::{JudgeError, JudgeFuture, JudgeReason, JudgeRecord, Judged, resolve};
 use crate::engine::CompiledPolicy;
-use crate::engine::judge::{Escalation, judge_prompt, stable_hash};
+use crate::engine::judge::{Escalation, JudgeMode, StreamJudgeMode, judge_prompt, stable_hash};
 use crate::policy::{Action, Stage};
 
 /// A text waiting for the judge.
@@ -61,6 +61,50 @@ impl JudgeJob {
             rules: Vec::new(),
             text: text.to_owned(),
         })
+    }
+}
+
+/// How a streamed answer of this exchange is judged: `None` when no policy judges output
+/// unprompted (or no judge is configured); else the strictest mode among the policies that do
+/// (`hold` over `checkpoint` over `monitor`). `sampled` streams are sampled by request id.
+pub(crate) fn stream_judging(ex: &Exchange) -> Option<StreamJudgeMode> {
+    ex.shared.judge.as_ref()?;
+    let rank = |m: StreamJudgeMode| match m {
+        StreamJudgeMode::Hold => 2,
+        StreamJudgeMode::Checkpoint => 1,
+        StreamJudgeMode::Monitor => 0,
+    };
+    ex.set
+        .policies()
+        .iter()
+        .filter(|p| {
+            p.judge
+                .judges_unprompted(Stage::Output, stable_hash(&[&ex.record.id]))
+        })
+        .map(|p| p.judge.stream)
+        .max_by_key(|m| rank(*m))
+}
+
+/// Queues the judge jobs for a whole streamed answer (`hold`): each policy that judges
+/// output unprompted.
+pub(crate) fn queue_answer(ex: &mut Exchange, text: &str) {
+    let set = ex.set.clone();
+    for (pi, p) in set.policies().iter().enumerate() {
+        if p.judge.mode(Stage::Output) == JudgeMode::Off || text.trim().is_empty() {
+            continue;
+        }
+        ex.judge_jobs.push(JudgeJob {
+            pi,
+            stage: Stage::Output,
+            reason: if p.judge.mode(Stage::Output) == JudgeMode::Always {
+                JudgeReason::Always
+            } else {
+                JudgeReason::Sampled
+            },
+            sections: p.judge.sections.clone(),
+            rules: Vec::new(),
+            text: text.to_owned(),
+        });
     }
 }
 

@@ -87,7 +87,11 @@ fn prompt_has_the_safeguard_layout() {
         at += found + part.len();
     }
     // The output format is stated twice; only input examples appear at the input stage.
-    assert_eq!(s.matches("\"rule_ids\"").count() >= 2, true, "{s}");
+    assert_eq!(
+        s.matches("Answer with exactly one JSON object").count(),
+        2,
+        "{s}"
+    );
     assert!(!s.contains("Here is how to wire it"), "{s}");
     assert!(jp.user.contains("a bomb shelter"));
     assert_eq!(jp.sections, ["weapons"]);
