@@ -551,3 +551,89 @@ async fn monitor_releases_at_once_and_audits_the_verdict_later() {
     assert_eq!(late.outcome, "violation");
     assert_eq!(record(&s).judge[0].outcome, "monitored");
 }
+
+/// Time to first content byte and to the end, per stream mode, with a judge that takes 100 ms
+/// and a model streaming 10 pieces 20 ms apart. `cargo test --test judge -- --ignored
+/// --nocapture stream_mode_costs` prints the figures the README quotes; the assertions only
+/// check their order.
+#[tokio::test]
+#[ignore = "a measurement: prints time to first byte per stream mode"]
+async fn stream_mode_costs() {
+    let j = MockJudge::start(Duration::from_millis(100)).await;
+    let mut figures = Vec::new();
+    for (name, block) in [
+        ("no judge", "judge: {input: off, output: off}"),
+        (
+            "monitor",
+            "judge: {input: off, output: always, stream: monitor}",
+        ),
+        (
+            "checkpoint",
+            "judge: {input: off, output: always, stream: checkpoint, checkpoint_bytes: 60}",
+        ),
+        ("hold", "judge: {input: off, output: always, stream: hold}"),
+    ] {
+        let mut first = Vec::new();
+        let mut total = Vec::new();
+        for _ in 0..5 {
+            let (f, t) = time_stream(policy(block), http(&j, 4), stream_pieces(None)).await;
+            first.push(f);
+            total.push(t);
+        }
+        first.sort();
+        total.sort();
+        figures.push((name, first[2], total[2]));
+    }
+    for (name, f, t) in &figures {
+        println!("{name:>10}: first content byte {f:>4} ms, whole answer {t:>4} ms (median of 5)");
+    }
+    assert!(figures[3].1 >= figures[0].1, "hold waits for the verdict");
+}
+
+/// Milliseconds to the first frame that carries content, and to the end of the body.
+async fn time_stream(
+    policy: CompiledPolicy,
+    judge: Option<Arc<dyn Judge>>,
+    pieces: Vec<String>,
+) -> (u128, u128) {
+    let inner = service_fn(move |_r: Request<RequestBody<Full<Bytes>>>| {
+        let pieces = pieces.clone();
+        async move {
+            let mut frames = vec![frame(&role_chunk(0))];
+            frames.extend(pieces.iter().map(|p| frame(&content_chunk(0, p))));
+            frames.push(frame(&finish_chunk(0, "stop")));
+            frames.push(b"data: [DONE]\n\n".to_vec());
+            let body = StreamBody::new(stream::unfold(frames.into_iter(), |mut it| async move {
+                let f = it.next()?;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                Some((Ok::<_, BoxError>(Frame::data(Bytes::from(f))), it))
+            }));
+            let mut r = Response::new(BoxBody::new(body));
+            r.headers_mut()
+                .insert("content-type", "text/event-stream".parse().unwrap());
+            Ok::<_, BoxError>(r)
+        }
+    });
+    let mut layer = PolicyLayer::new(policy);
+    if let Some(j) = judge {
+        layer = layer.judge(j);
+    }
+    let svc = layer.layer(inner);
+    let req = Request::post("/v1/chat/completions")
+        .body(Full::new(Bytes::from(chat("hello", true).to_string())))
+        .unwrap();
+    let t = Instant::now();
+    let resp = svc.oneshot(req).await.map_err(|_| "inner error").unwrap();
+    let mut body = resp.into_body();
+    let mut first = None;
+    while let Some(f) = body.frame().await {
+        let f = f.unwrap();
+        if let Ok(d) = f.into_data()
+            && first.is_none()
+            && String::from_utf8_lossy(&d).contains("Sentence")
+        {
+            first = Some(t.elapsed().as_millis());
+        }
+    }
+    (first.unwrap_or(0), t.elapsed().as_millis())
+}
