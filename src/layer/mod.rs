@@ -8,7 +8,9 @@
 //! [`ResponseFuture`] (`future.rs`, which only moves between states), the bodies (`body.rs`),
 //! every response the layer makes itself (`respond.rs`), the request and answer enforcement
 //! (`request.rs`, `response.rs`, `stream.rs`) through the layer's side of the seam
-//! (`filter.rs`), the per-request state (`exchange.rs`), the audit record (`audit.rs`).
+//! (`filter.rs`), the per-request state (`exchange.rs`), the audit record (`audit.rs`), the
+//! judge seam ([`Judge`], `judge.rs`), the calls in flight (`judging.rs`) and the
+//! checkpointed streams (`checkpoint.rs`).
 //!
 //! For each enforced request (shown here for Chat Completions) the [`PolicyService`]:
 //!
