@@ -77,6 +77,8 @@ enum Model {
     Answer(String, Duration),
     /// A stream of these pieces, `gap` apart.
     Stream(Vec<String>, Duration),
+    /// A stream of these SSE frames.
+    Frames(Vec<Vec<u8>>),
 }
 
 struct Setup {
@@ -132,11 +134,18 @@ async fn send(
                         .insert("content-type", "application/json".parse().unwrap());
                     r
                 }
-                Model::Stream(pieces, gap) => {
-                    let mut frames = vec![frame(&role_chunk(0))];
-                    frames.extend(pieces.iter().map(|p| frame(&content_chunk(0, p))));
-                    frames.push(frame(&finish_chunk(0, "stop")));
-                    frames.push(b"data: [DONE]\n\n".to_vec());
+                Model::Stream(..) | Model::Frames(_) => {
+                    let (frames, gap) = match model {
+                        Model::Frames(f) => (f, Duration::ZERO),
+                        Model::Stream(pieces, gap) => {
+                            let mut frames = vec![frame(&role_chunk(0))];
+                            frames.extend(pieces.iter().map(|p| frame(&content_chunk(0, p))));
+                            frames.push(frame(&finish_chunk(0, "stop")));
+                            frames.push(b"data: [DONE]\n\n".to_vec());
+                            (frames, gap)
+                        }
+                        Model::Answer(..) => unreachable!(),
+                    };
                     let body = StreamBody::new(stream::unfold(
                         frames.into_iter(),
                         move |mut it| async move {
@@ -459,6 +468,44 @@ impl Lenient for Reply {
             .filter_map(|d| serde_json::from_str(d).ok())
             .collect()
     }
+}
+
+/// Regression: stream rewriters scan some whole strings (unknown fields, tool names) through
+/// the buffered path; an escalation there was set aside with nobody waiting for the judge.
+/// In streams, escalating rules keep their fallback.
+#[tokio::test]
+async fn a_streamed_escalation_keeps_its_fallback() {
+    let j = MockJudge::start(Duration::ZERO).await;
+    let p = CompiledPolicy::from_yaml_str(
+        r#"
+policy: streamed
+judge: {input: off, output: escalation}
+spec:
+  sections:
+    - {id: weapons, text: No weapons.}
+rules:
+  - id: sword
+    section: weapons
+    stages: [output]
+    match: {keywords: [swordfish]}
+    action: escalate
+    tests: {match: ["swordfish"], no_match: ["sword"]}
+"#,
+        "streamed.yaml",
+    )
+    .unwrap();
+    let mut note = content_chunk(0, "hello ");
+    note["x_note"] = json!("the swordfish plan");
+    let frames = vec![
+        frame(&role_chunk(0)),
+        frame(&note),
+        frame(&content_chunk(0, "and the swordfish")),
+        frame(&finish_chunk(0, "stop")),
+        b"data: [DONE]\n\n".to_vec(),
+    ];
+    let (r, _) = send(p, http(&j, 4), Model::Frames(frames), chat("hi", true)).await;
+    assert!(!r.text().contains("swordfish"), "{}", r.text());
+    assert_eq!(j.calls(), 0, "nothing waits for a verdict in a stream");
 }
 
 #[tokio::test]

@@ -30,11 +30,22 @@ pub(crate) struct FilterState {
     refuse_all: bool,
     /// Whether released content text is kept for the judge (judged streams).
     pub collect: bool,
+    /// The answer is a stream: escalations are not judged here (nothing would wait for the
+    /// verdict), so escalating rules act as their fallback.
+    pub streaming: bool,
     /// Released content text, per unit (choice), when `collect` is set.
     pub collected: Vec<(u32, String)>,
 }
 
 impl FilterState {
+    /// The state of a streamed answer.
+    pub fn streaming() -> Self {
+        FilterState {
+            streaming: true,
+            ..Default::default()
+        }
+    }
+
     /// A state in which every unit is already refused with `refusal`: running an answer
     /// through it re-encodes each unit as the refusal (a judge's block of a buffered answer).
     pub fn refusing(refusal: String) -> Self {
@@ -305,7 +316,9 @@ impl TextFilter for OutputFilter<'_> {
             visible.clone()
         };
         let set = self.ex.set.clone();
-        let judging = self.ex.shared.judge.is_some();
+        // A stream event's whole-string fields (tool names, unknown fields) are scanned here
+        // too: there, nothing waits for a verdict, so escalating rules keep their fallback.
+        let judging = self.ex.shared.judge.is_some() && !self.state.streaming;
         let d = chain::scan(&set, &view, stage, None, judging);
         for f in &d.findings {
             self.ex.finding(f, || channel.location.clone());

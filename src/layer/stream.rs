@@ -130,7 +130,7 @@ impl StreamFilter {
             items: Vec::new(),
             out: Emit::default(),
             rewriter,
-            state: FilterState::default(),
+            state: FilterState::streaming(),
             committed: false,
             ended: false,
             fault: None,
