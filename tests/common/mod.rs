@@ -23,6 +23,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
+pub mod judge_run;
 pub mod layer_run;
 pub mod mock_judge;
 
