@@ -15,8 +15,9 @@
 //!   diagnostics with `file:line:col`, and the shared vocabulary [`Stage`], [`Action`],
 //!   [`Severity`]. Imports only `text`.
 //! - [`engine`]: compiles a policy into the immutable [`CompiledPolicy`] and runs it: matcher,
-//!   buffered scan, [`StreamScanner`], decisions and redaction, spec injection, and the
-//!   split-point checker. No HTTP, no async runtime.
+//!   buffered scan, [`StreamScanner`], decisions and redaction, spec injection, the judge's
+//!   policy-as-prompt and strict verdict parser with the escalation cascade
+//!   ([`engine::judge`]), and the split-point checker. No HTTP, no async runtime.
 //! - [`wire`]: one adapter per model API (OpenAI Chat Completions, Responses, legacy
 //!   Completions; Anthropic Messages) behind [`wire::Adapter`]: every text of a request, answer
 //!   and stream event by channel, where the spec goes, the API's refusals, in-band ends and
@@ -24,13 +25,16 @@
 //!   docs.
 //! - [`layer`] (feature `layer`): the enforcement as a tower `Layer`, independent of the wire
 //!   format — request scan, injection, buffered and streamed output scan, headers, audit
-//!   records — usable in any tower / axum app.
+//!   records, the judge seam ([`layer::Judge`]: input judged beside the upstream call,
+//!   answers before release, streams in `hold` / `checkpoint` / `monitor` mode) — usable in
+//!   any tower / axum app.
 //! - [`playground`] (feature `server`): the policy playground — one embedded web page and the
 //!   JSON API behind it, each endpoint calling the engine functions the CLI calls; served by
 //!   `deliberate playground` and, when configured, at `/playground` on `deliberate serve`.
 //! - [`proxy`] (feature `server`): the `deliberate serve` server: canonical routes, front-door
 //!   limits, config, upstream client (shared with `eval`), echo upstream, admin endpoints
-//!   (`/healthz`, `/readyz`, `/metrics`), audit log, policy reload.
+//!   (`/healthz`, `/readyz`, `/metrics`), audit log, policy reload, the judge client
+//!   ([`proxy::judge::HttpJudge`]).
 //! - [`eval`] (feature `eval`): `deliberate eval`: one reader per data-set format, metrics with
 //!   Wilson intervals, reports; offline (rules only) and the A/B through a real model.
 //! - `cli` (feature `cli`, private): the `deliberate` subcommands, one file each; the binary

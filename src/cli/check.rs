@@ -70,6 +70,51 @@ fn probe(p: &CompiledPolicy, file: &std::path::Path) -> bool {
     slow
 }
 
+/// One line on the policy's judge readiness: which sections a judge can classify against,
+/// how many rules escalate, how each stage is judged. `None` for a policy without judge
+/// fields.
+fn judge_summary(p: &CompiledPolicy) -> Option<String> {
+    let ready: Vec<&str> = p
+        .spec
+        .sections
+        .iter()
+        .filter(|s| s.judge.as_ref().is_some_and(|j| j.is_ready()))
+        .map(|s| s.id.as_str())
+        .collect();
+    let examples: usize = p
+        .spec
+        .sections
+        .iter()
+        .filter_map(|s| s.judge.as_ref())
+        .map(|j| j.examples.len())
+        .sum();
+    let escalating = p.rules.iter().filter(|r| r.escalate).count();
+    if escalating == 0 && p.spec.sections.iter().all(|s| s.judge.is_none()) {
+        return None;
+    }
+    let modes: Vec<String> = Stage::ALL
+        .iter()
+        .map(|s| format!("{} {:?}", s.as_str(), p.judge.mode(*s)).to_lowercase())
+        .collect();
+    let line = format!(
+        "{} of {} sections judge-ready ({}), {examples} labeled examples, {escalating} escalating \
+         rules; {}; streams {:?}, budget {} ms, fail {:?}",
+        ready.len(),
+        p.spec.sections.len(),
+        if ready.is_empty() {
+            "none".to_owned()
+        } else {
+            ready.join(", ")
+        },
+        modes.join(", "),
+        p.judge.stream,
+        p.judge.budget.as_millis(),
+        p.judge.on_error,
+    )
+    .to_lowercase();
+    Some(line)
+}
+
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let files = super::policy_files(&args.policies)?;
     if files.is_empty() {
@@ -94,6 +139,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
                     p.holdback(Stage::Output),
                     p.holdback(Stage::Reasoning),
                 );
+                if let Some(j) = judge_summary(&p) {
+                    outln!("{}: judge: {j}", file.display());
+                }
                 if args.probe {
                     let slow = probe(&p, &file);
                     failed |= args.deny_warnings && slow;

@@ -4,6 +4,7 @@
 //!
 //! Offline (the default): the policy's rules over labeled data sets; see
 //! [`crate::eval::dataset`] for the formats and [`crate::eval::offline`] for the figures.
+//! With `--judge URL`: rules alone, judge alone and the cascade ([`crate::eval::cascade`]).
 //! With `--upstream`: every labeled prompt also goes to a real model in two arms, with and
 //! without spec injection; see [`crate::eval::online`].
 //!
@@ -122,6 +123,12 @@ pub struct Args {
     /// API key sent as `Authorization: Bearer` (or set DELIBERATE_EVAL_API_KEY).
     #[arg(long, env = "DELIBERATE_EVAL_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+
+    // --- judge ---
+    /// With `--judge URL`: the rules alone, the judge alone and the cascade on the labeled
+    /// texts (catch rate, false blocks, precision, judge calls and seconds per 100 texts).
+    #[command(flatten)]
+    pub judge: super::judge_opts::JudgeArgs,
 }
 
 fn load_policy(path: &PathBuf) -> anyhow::Result<std::sync::Arc<CompiledPolicy>> {
@@ -217,12 +224,41 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
+    let cascade = match args.judge.config() {
+        Some(_) => {
+            let cases: Vec<dataset::Case> = datasets
+                .iter()
+                .filter_map(|d| match &d.content {
+                    dataset::Content::Cases(c) => Some(c.clone()),
+                    _ => None,
+                })
+                .flatten()
+                .collect();
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the tokio runtime")?;
+            let _guard = rt.enter();
+            let judge = args.judge.client()?.context("no judge")?;
+            Some(rt.block_on(crate::eval::cascade::run_cascade(
+                &policy,
+                &judge,
+                args.judge.judge_timeout,
+                &cases,
+                args.judge.judge_concurrency,
+            )))
+        }
+        None => None,
+    };
 
     match args.format {
         Format::Json => {
             let mut v = report.to_json();
             if let Some(o) = &online_report {
                 v["online"] = o.to_json();
+            }
+            if let Some(c) = &cascade {
+                v["cascade"] = c.to_json();
             }
             outln!("{}", serde_json::to_string_pretty(&v)?);
         }
@@ -242,6 +278,11 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             if let Some(o) = &online_report {
                 outln!();
                 out!("{}", o.render(style));
+            }
+            if let Some(c) = &cascade {
+                outln!();
+                outln!("Rules, judge and cascade on the labeled texts:");
+                out!("{}", c.to_markdown());
             }
         }
     }

@@ -23,6 +23,8 @@ macro_rules! out {
 
 mod check;
 mod eval;
+mod judge_examples;
+mod judge_opts;
 mod playground;
 mod scan;
 mod serve;

@@ -40,6 +40,10 @@ pub struct Args {
     pub stream_chunk: Option<usize>,
     /// The text; `-` or nothing reads standard input.
     pub text: Option<String>,
+    /// Also ask a judge model (`--judge URL`) and explain its verdict and what the cascade
+    /// decides.
+    #[command(flatten)]
+    pub judge: super::judge_opts::JudgeArgs,
 }
 
 impl clap::ValueEnum for Stage {
@@ -79,9 +83,16 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             (t.decision, Some(t.pieces))
         }
     };
+    let judged = match args.judge.config() {
+        Some(_) => Some(explain_judge(&args, &policy, &text, &decision)?),
+        None => None,
+    };
     match args.format {
         Format::Json => {
             let mut v = json_value(&decision);
+            if let (Some(j), Some(obj)) = (&judged, v.as_object_mut()) {
+                obj.insert("judge".to_owned(), j.clone());
+            }
             if let (Some(pieces), Some(obj)) = (&pieces, v.as_object_mut()) {
                 let list = pieces
                     .iter()
@@ -100,9 +111,87 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             if let Some(pieces) = &pieces {
                 print_pieces(pieces);
             }
+            if let Some(j) = &judged {
+                print_judge(j);
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Asks the judge about `text`: against the escalated sections when the rules escalate, else
+/// against the policy's judged sections. Returns the explanation as JSON.
+fn explain_judge(
+    args: &Args,
+    policy: &CompiledPolicy,
+    text: &str,
+    d: &Decision,
+) -> anyhow::Result<serde_json::Value> {
+    let rt = super::judge_opts::runtime()?;
+    let _guard = rt.enter();
+    let Some(judge) = args.judge.client()? else {
+        anyhow::bail!("no judge");
+    };
+    let escalation = policy.escalation(d);
+    let sections = escalation
+        .as_ref()
+        .map(|e| e.sections.clone())
+        .unwrap_or_default();
+    let (asked, res) = super::judge_opts::judge_blocking(
+        &rt,
+        &judge,
+        policy,
+        args.stage,
+        &sections,
+        text,
+        args.judge.judge_timeout,
+    );
+    let plain_block = escalation.is_none() && d.action == Action::Block;
+    let cascade = if plain_block {
+        "block (a rule blocks on its own; the gateway would not ask the judge)"
+    } else {
+        match &res {
+            Ok(j) if j.verdict.violation => "block (the judge found a violation)",
+            Ok(_) if escalation.is_some() => "the escalated rules are set aside (no violation)",
+            Ok(_) => "as the rules decided (no violation)",
+            Err(_) => match policy.judge.on_error {
+                crate::engine::judge::FailMode::Closed => "block (the judge failed; fail closed)",
+                crate::engine::judge::FailMode::Open => "allow (the judge failed; fail open)",
+            },
+        }
+    };
+    Ok(serde_json::json!({
+        "url": judge.url(),
+        "sections": asked,
+        "escalated_rules": escalation.map(|e| e.rules).unwrap_or_default(),
+        "verdict": res.as_ref().ok().map(|j| &j.verdict),
+        "error": res.as_ref().err().map(ToString::to_string),
+        "seconds": res.as_ref().map_or(0.0, |j| j.elapsed.as_secs_f64()),
+        "cascade": cascade,
+    }))
+}
+
+fn print_judge(j: &serde_json::Value) {
+    let s = |k: &str| j[k].as_str().unwrap_or("").to_owned();
+    outln!("judge:   {} (sections: {})", s("url"), j["sections"]);
+    if let Some(r) = j["escalated_rules"].as_array().filter(|a| !a.is_empty()) {
+        outln!("escalated by: {}", serde_json::Value::Array(r.clone()));
+    }
+    match j["verdict"].as_object() {
+        Some(v) => {
+            outln!(
+                "verdict: violation={} section={} rule_ids={} confidence={} ({:.2} s)",
+                v["violation"],
+                v["section"],
+                v["rule_ids"],
+                v["confidence"],
+                j["seconds"].as_f64().unwrap_or(0.0)
+            );
+            outln!("rationale: {}", v["rationale"].as_str().unwrap_or(""));
+        }
+        None => outln!("verdict: none: {}", s("error")),
+    }
+    outln!("cascade: {}", s("cascade"));
 }
 
 fn print_pieces(pieces: &[Piece]) {

@@ -56,6 +56,9 @@ pub struct Args {
     /// Do not watch the policy files (SIGHUP still reloads).
     #[arg(long)]
     pub no_reload: bool,
+    /// A judge model (`--judge URL`): escalating rules and judged stages go to it.
+    #[command(flatten)]
+    pub judge: super::judge_opts::JudgeArgs,
 }
 
 /// Builds the configuration: file, then flags.
@@ -92,6 +95,9 @@ pub fn config(a: &Args) -> anyhow::Result<Config> {
     }
     if let Some(p) = &a.audit {
         c.audit_path = Some(p.clone());
+    }
+    if let Some(j) = a.judge.config() {
+        c.judge = Some(j);
     }
     if let Some(b) = &a.block_response {
         c.enforce.block_response = if b == "error400" {

@@ -2,7 +2,8 @@
 //!
 //! Runs each rule's inline examples and every case of the test files, buffered and streamed:
 //! split in two at every character boundary, and fed byte by byte. A case passes only if all
-//! of these agree with the expectation.
+//! of these agree with the expectation. The spec sections' judge examples run too
+//! (`judge_examples.rs`: against the rules, recorded verdicts, or a live `--judge`).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -38,6 +39,13 @@ pub struct Args {
     /// List rules that no passing case made fire.
     #[arg(long)]
     pub coverage: bool,
+    /// With `--judge URL`: write the verdicts on the spec's judge examples to
+    /// `tests/<policy>.verdicts.json`, which later runs replay without a model.
+    #[arg(long, requires = "judge")]
+    pub record: bool,
+    /// Judge the spec's labeled examples with a judge model (`--judge URL`).
+    #[command(flatten)]
+    pub judge: super::judge_opts::JudgeArgs,
 }
 
 /// One test case's result.
@@ -101,6 +109,13 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             let r = run_case(&policy, &case, &label, &mut covered);
             results.push(r);
         }
+        results.extend(super::judge_examples::run(
+            &policy,
+            file,
+            &label,
+            &args.judge,
+            args.record,
+        )?);
     }
     // Test files.
     for tf in &test_files {

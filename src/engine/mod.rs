@@ -45,6 +45,7 @@ pub mod compile;
 mod decision;
 pub mod explain;
 pub mod inject;
+pub mod judge;
 mod live;
 mod matcher;
 mod program;

@@ -41,6 +41,8 @@ pub struct Section {
     pub text: String,
     /// Always injected.
     pub always: bool,
+    /// What a judge model needs to classify against this section.
+    pub judge: Option<super::judge::SectionJudge>,
     pub(crate) trigger: Option<Node>,
 }
 
@@ -66,8 +68,10 @@ pub struct Rule {
     pub stages: Vec<Stage>,
     /// Input roles it reads.
     pub roles: Vec<String>,
-    /// Action.
+    /// Action (for an `escalate` rule: its fallback, what it does without a judge).
     pub action: Action,
+    /// Whether the rule escalates to the judge instead of deciding.
+    pub escalate: bool,
     /// Replacement for redactions.
     pub replacement: String,
     /// Severity.
@@ -292,6 +296,8 @@ pub struct CompiledPolicy {
     pub rules: Vec<Rule>,
     /// Refusal template.
     pub refusal: String,
+    /// When and how a judge model classifies texts (used only when one is configured).
+    pub judge: super::judge::JudgePolicy,
     /// Source files, the main one first.
     pub sources: Vec<PathBuf>,
     /// Warnings found while compiling.

@@ -37,6 +37,7 @@
 //! assert_eq!(report.summary.all.catch_rate().value, Some(1.0));
 //! ```
 
+pub mod cascade;
 pub mod dataset;
 pub mod html;
 pub mod metrics;

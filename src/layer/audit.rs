@@ -20,6 +20,11 @@ pub trait Observer: Send + Sync + 'static {
     fn stream_opened(&self) {}
     /// A streamed response ended (completed, failed or cancelled).
     fn stream_closed(&self) {}
+    /// A judge call finished after its request's record was written (stream `monitor` mode);
+    /// `id` is the request id.
+    fn judged_late(&self, id: &str, judged: &super::judge::JudgeRecord) {
+        let _ = (id, judged);
+    }
 }
 
 /// How an enforced request ended.
@@ -173,6 +178,9 @@ pub struct AuditRecord {
     pub latency: Latency,
     /// What went wrong, for failed outcomes.
     pub error: Option<String>,
+    /// Judge calls: verdicts with their rationale (kept here, never sent to the client).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub judge: Vec<super::judge::JudgeRecord>,
 }
 
 impl AuditRecord {
@@ -195,6 +203,7 @@ impl AuditRecord {
             deliberation: Vec::new(),
             latency: Latency::default(),
             error: None,
+            judge: Vec::new(),
         }
     }
 }

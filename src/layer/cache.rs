@@ -151,6 +151,8 @@ mod tests {
             output: text.to_owned(),
             block: None,
             triggered: Vec::new(),
+            escalations: Vec::new(),
+            escalated: Vec::new(),
         }
     }
 

@@ -1,5 +1,6 @@
 //! Scanning with every policy of a [`PolicySet`], one after the other.
 
+use crate::engine::judge::{Escalation, JudgeMode};
 use crate::engine::{Finding, StreamScanner};
 use crate::policy::{Action, Stage};
 
@@ -21,20 +22,49 @@ pub(crate) struct ChainDecision {
     pub block: Option<PolicyFinding>,
     /// Input scans: `(policy index, section id)` of section triggers that matched.
     pub triggered: Vec<(usize, String)>,
+    /// Decisions that went to the judge instead of standing (only when scanned with
+    /// `judging`): the policy, what it escalates, and the text that policy read.
+    pub escalations: Vec<(usize, Escalation, String)>,
+    /// The findings of the escalated rules (not in `findings`: they decide nothing until the
+    /// judge has spoken).
+    pub escalated: Vec<PolicyFinding>,
 }
 
 /// Scans `text` at `stage` with each policy in turn; a policy sees the text the previous one
-/// redacted. Stops at the first block.
-pub(crate) fn scan(set: &PolicySet, text: &str, stage: Stage, role: Option<&str>) -> ChainDecision {
+/// redacted. Stops at the first block. With `judging` (a judge is configured), a policy's
+/// decision that escalates (and whose stage the policy judges) is replaced by what it is
+/// without the escalated rules, and the escalation is listed for the judge.
+pub(crate) fn scan(
+    set: &PolicySet,
+    text: &str,
+    stage: Stage,
+    role: Option<&str>,
+    judging: bool,
+) -> ChainDecision {
     let mut out = ChainDecision {
         action: Action::Allow,
         findings: Vec::new(),
         output: text.to_owned(),
         block: None,
         triggered: Vec::new(),
+        escalations: Vec::new(),
+        escalated: Vec::new(),
     };
     for (pi, policy) in set.policies().iter().enumerate() {
-        let d = policy.scan(&out.output, stage, role);
+        let mut d = policy.scan(&out.output, stage, role);
+        if judging
+            && policy.judge.mode(stage) != JudgeMode::Off
+            && let Some(esc) = policy.escalation(&d)
+        {
+            let kept = policy.without_escalated(&out.output, &d);
+            for f in &d.findings {
+                if !kept.findings.contains(f) {
+                    out.escalated.push((pi, f.clone()));
+                }
+            }
+            out.escalations.push((pi, esc, out.output.clone()));
+            d = kept;
+        }
         out.action = out.action.max(d.action);
         let block = d.blocking_finding().cloned();
         out.findings.extend(d.findings.into_iter().map(|f| (pi, f)));

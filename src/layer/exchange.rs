@@ -21,6 +21,9 @@ pub const POLICY_HEADER: HeaderName = HeaderName::from_static("x-deliberate-poli
 pub const ACTION_HEADER: HeaderName = HeaderName::from_static("x-deliberate-action");
 /// `x-deliberate-enforcement`: `full`, or `partial; reason="…"`.
 pub const ENFORCEMENT_HEADER: HeaderName = HeaderName::from_static("x-deliberate-enforcement");
+/// `x-deliberate-judge`: what the judge said, per stage (`input=no_violation`,
+/// `output=timeout`, …); absent when the judge was not asked.
+pub const JUDGE_HEADER: HeaderName = HeaderName::from_static("x-deliberate-judge");
 /// `x-deliberate-request-id`: the id of the audit record.
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-deliberate-request-id");
 
@@ -37,6 +40,13 @@ pub(crate) struct Exchange {
     /// Facts about the request (defaults until it was parsed).
     pub facts: RequestFacts,
     partial: Vec<&'static str>,
+    /// Texts waiting for the judge (filled by the scans, taken by the response future).
+    pub judge_jobs: Vec<super::judging::JudgeJob>,
+    /// `stage=outcome` of each judge call, for the judge header.
+    judge_notes: Vec<String>,
+    /// While set, [`finish`](Exchange::finish) keeps the record back (a verdict is pending).
+    hold_record: bool,
+    deferred: Option<(Outcome, Option<u16>, Option<String>)>,
     stream_open: bool,
     done: bool,
 }
@@ -72,8 +82,73 @@ impl Exchange {
                 ..Default::default()
             },
             partial: Vec::new(),
+            judge_jobs: Vec::new(),
+            judge_notes: Vec::new(),
+            hold_record: false,
+            deferred: None,
             stream_open: false,
             done: false,
+        }
+    }
+
+    /// Records a finding of an escalated rule: audited, but it decides nothing (the judge
+    /// does), so the action is not raised.
+    pub fn escalated_finding(
+        &mut self,
+        (pi, f): &PolicyFinding,
+        location: impl FnOnce() -> String,
+    ) {
+        let label = self
+            .set
+            .policies()
+            .get(*pi)
+            .map(|p| p.label())
+            .unwrap_or_default();
+        self.record
+            .findings
+            .push(AuditFinding::new(&label, f, location()));
+    }
+
+    /// Records a judge call, for the audit record and the judge header.
+    pub fn judged(&mut self, rec: super::judge::JudgeRecord) {
+        let note = format!("{}={}", rec.stage.as_str(), rec.outcome);
+        if !self.judge_notes.contains(&note) {
+            self.judge_notes.push(note);
+        }
+        if matches!(rec.outcome, "timeout" | "error" | "malformed" | "skipped") {
+            self.partial_judge(rec.outcome);
+        }
+        self.record.judge.push(rec);
+    }
+
+    fn partial_judge(&mut self, outcome: &'static str) {
+        let reason = match outcome {
+            "timeout" => "judge timed out",
+            "error" => "judge error",
+            "malformed" => "judge answer malformed",
+            _ => "judge skipped",
+        };
+        self.partial(reason);
+    }
+
+    /// Keeps the audit record back until [`release_record`](Exchange::release_record): a
+    /// verdict on the whole answer is still to come.
+    pub fn hold_record(&mut self) {
+        self.hold_record = true;
+    }
+
+    /// Changes the outcome of a record kept back (a judge refused the answer).
+    pub fn override_outcome(&mut self, outcome: Outcome) {
+        if let Some(d) = self.deferred.as_mut() {
+            d.0 = outcome;
+        }
+    }
+
+    /// Writes the record kept back, if the exchange ended meanwhile.
+    pub fn release_record(&mut self) {
+        self.hold_record = false;
+        if let Some((o, s, e)) = self.deferred.take() {
+            self.finish(o, s, e);
         }
     }
 
@@ -121,6 +196,9 @@ impl Exchange {
             HeaderValue::from_static(self.record.action.as_str()),
         );
         headers.insert(ENFORCEMENT_HEADER, header_value(&self.enforcement()));
+        if !self.judge_notes.is_empty() {
+            headers.insert(JUDGE_HEADER, header_value(&self.judge_notes.join(", ")));
+        }
         headers.insert(REQUEST_ID_HEADER, header_value(&self.record.id));
     }
 
@@ -157,6 +235,12 @@ impl Exchange {
         if self.done {
             return;
         }
+        if self.hold_record {
+            if self.deferred.is_none() {
+                self.deferred = Some((outcome, status, error));
+            }
+            return;
+        }
         self.done = true;
         self.record.outcome = outcome;
         if status.is_some() {
@@ -190,6 +274,10 @@ impl Exchange {
 
 impl Drop for Exchange {
     fn drop(&mut self) {
+        self.hold_record = false;
+        if let Some((o, s, e)) = self.deferred.take() {
+            self.finish(o, s, e);
+        }
         if !self.done {
             self.finish(
                 Outcome::Cancelled,

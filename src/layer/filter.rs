@@ -9,6 +9,7 @@ use super::audit::Deliberation;
 use super::chain::{self, ChainDecision, ChainScanner, PolicyFinding};
 use super::deliberation::DeliberationStripper;
 use super::exchange::Exchange;
+use super::judging::JudgeJob;
 use super::options::ReasoningMode;
 use super::policies::PolicySet;
 use crate::engine::apply_redactions;
@@ -25,6 +26,60 @@ pub(crate) struct FilterState {
     blocked: Vec<u32>,
     /// The refusal of the first block.
     pub refusal: Option<String>,
+    /// Every unit is refused (see [`FilterState::refusing`]).
+    refuse_all: bool,
+    /// Whether released content text is kept for the judge (judged streams).
+    pub collect: bool,
+    /// The answer is a stream: escalations are not judged here (nothing would wait for the
+    /// verdict), so escalating rules act as their fallback.
+    pub streaming: bool,
+    /// Released content text, per unit (choice), when `collect` is set.
+    pub collected: Vec<(u32, String)>,
+}
+
+impl FilterState {
+    /// The state of a streamed answer.
+    pub fn streaming() -> Self {
+        FilterState {
+            streaming: true,
+            ..Default::default()
+        }
+    }
+
+    /// A state in which every unit is already refused with `refusal`: running an answer
+    /// through it re-encodes each unit as the refusal (a judge's block of a buffered answer).
+    pub fn refusing(refusal: String) -> Self {
+        FilterState {
+            refuse_all: true,
+            refusal: Some(refusal),
+            ..Default::default()
+        }
+    }
+
+    fn is_refused(&self, unit: u32) -> bool {
+        self.refuse_all || self.blocked.contains(&unit)
+    }
+
+    /// Released content text of all units, for the judge.
+    pub fn collected_text(&self) -> String {
+        let mut parts: Vec<&(u32, String)> = self.collected.iter().collect();
+        parts.sort_by_key(|(u, _)| *u);
+        parts
+            .iter()
+            .map(|(_, t)| t.as_str())
+            .collect::<Vec<_>>()
+            .join("\n\n")
+    }
+
+    fn keep(&mut self, unit: u32, text: &str) {
+        if !self.collect || text.is_empty() {
+            return;
+        }
+        match self.collected.iter_mut().find(|(u, _)| *u == unit) {
+            Some((_, t)) => t.push_str(text),
+            None => self.collected.push((unit, text.to_owned())),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -133,13 +188,19 @@ impl OutputFilter<'_> {
             text = raw;
         }
         let unit = st.channel.unit;
+        let content = st.channel.kind == ChannelKind::Content;
         let location = st.channel.location.clone();
         for f in &o.findings {
             self.ex.finding(f, || location.clone());
         }
         match o.block {
             Some(b) => self.blocked(unit, &b, text),
-            None => Verdict::Send(text),
+            None => {
+                if content {
+                    self.state.keep(unit, &text);
+                }
+                Verdict::Send(text)
+            }
         }
     }
 }
@@ -169,7 +230,7 @@ impl TextFilter for OutputFilter<'_> {
         };
         let unit = st.channel.unit;
         if let Some(refusal) = self.state.refusal.clone()
-            && self.state.blocked.contains(&unit)
+            && (self.state.refuse_all || self.state.blocked.contains(&unit))
         {
             return Verdict::Block {
                 refusal,
@@ -197,7 +258,7 @@ impl TextFilter for OutputFilter<'_> {
         };
         let unit = st.channel.unit;
         if let Some(refusal) = self.state.refusal.clone()
-            && self.state.blocked.contains(&unit)
+            && (self.state.refuse_all || self.state.blocked.contains(&unit))
         {
             return Verdict::Block {
                 refusal,
@@ -227,7 +288,7 @@ impl TextFilter for OutputFilter<'_> {
 
     fn scan(&mut self, channel: &Channel, text: &str) -> Verdict {
         if let Some(refusal) = self.state.refusal.clone()
-            && self.state.blocked.contains(&channel.unit)
+            && self.state.is_refused(channel.unit)
         {
             return Verdict::Block {
                 refusal,
@@ -255,12 +316,26 @@ impl TextFilter for OutputFilter<'_> {
             visible.clone()
         };
         let set = self.ex.set.clone();
-        let d = chain::scan(&set, &view, stage, None);
+        // A stream event's whole-string fields (tool names, unknown fields) are scanned here
+        // too: there, nothing waits for a verdict, so escalating rules keep their fallback.
+        let judging = self.ex.shared.judge.is_some() && !self.state.streaming;
+        let d = chain::scan(&set, &view, stage, None, judging);
         for f in &d.findings {
             self.ex.finding(f, || channel.location.clone());
         }
         if let Some(b) = &d.block {
             return self.blocked(channel.unit, b, String::new());
+        }
+        if judging {
+            queue_jobs(
+                self.ex,
+                &set,
+                &d,
+                stage,
+                &view,
+                channel.kind == ChannelKind::Content,
+                &|| channel.location.clone(),
+            );
         }
         if d.action == Action::Redact && d.output != *view {
             if !channel.json {
@@ -289,7 +364,38 @@ impl TextFilter for OutputFilter<'_> {
     }
 
     fn is_blocked(&self, unit: u32) -> bool {
-        self.state.blocked.contains(&unit)
+        self.state.is_refused(unit)
+    }
+}
+
+/// Queues the judge jobs of one scanned text: its escalations, and (when `unprompted` is
+/// allowed for this text) the policies that judge the stage `always` or `sampled`.
+fn queue_jobs(
+    ex: &mut Exchange,
+    set: &PolicySet,
+    d: &ChainDecision,
+    stage: Stage,
+    text: &str,
+    unprompted: bool,
+    location: &dyn Fn() -> String,
+) {
+    for f in &d.escalated {
+        ex.escalated_finding(f, location);
+    }
+    for (pi, esc, read) in &d.escalations {
+        ex.judge_jobs
+            .push(JudgeJob::escalation(*pi, stage, esc.clone(), read.clone()));
+    }
+    if !unprompted {
+        return;
+    }
+    for (pi, p) in set.policies().iter().enumerate() {
+        if d.escalations.iter().any(|(e, _, _)| *e == pi) {
+            continue;
+        }
+        if let Some(job) = JudgeJob::unprompted(pi, p, stage, text) {
+            ex.judge_jobs.push(job);
+        }
     }
 }
 
@@ -334,7 +440,8 @@ impl<'a> InputScan<'a> {
 
     /// The input scan of `text` for `role`, from the layer's scan cache when it has it.
     fn scan(&self, text: &str, role: Option<&str>) -> Arc<ChainDecision> {
-        let scan = || chain::scan(&self.set, text, Stage::Input, role);
+        let judging = self.ex.shared.judge.is_some();
+        let scan = || chain::scan(&self.set, text, Stage::Input, role, judging);
         match &self.ex.shared.scan_cache {
             // A text with no known role is keyed apart from every role name.
             Some(cache) => cache.get_or_scan(self.set.id(), role.unwrap_or("\0any"), text, scan),
@@ -367,6 +474,29 @@ impl RequestSink for InputScan<'_> {
         if let Some(b) = &d.block {
             self.block = Some(b.clone());
             return Flow::Stop;
+        }
+        if self.ex.shared.judge.is_some() {
+            // Escalated sections are relevant: the model reads them too.
+            for (pi, esc, _) in &d.escalations {
+                for s in &esc.sections {
+                    if !self.fired[*pi].contains(s) {
+                        self.fired[*pi].push(s.clone());
+                    }
+                }
+            }
+            let set = self.set.clone();
+            // Instructions (system, developer) and the model's own turns are not judged
+            // unprompted; what users and tools say is.
+            let judged_role = t.role.is_none_or(|r| r == "user" || r == "tool");
+            queue_jobs(
+                self.ex,
+                &set,
+                &d,
+                Stage::Input,
+                &view,
+                judged_role,
+                t.location,
+            );
         }
         // Section triggers came out of the same scan: no second pass to choose sections.
         for (pi, section) in &d.triggered {

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::header::{
     CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, TRANSFER_ENCODING,
 };
@@ -21,13 +21,15 @@ use super::audit::Outcome;
 use super::body::{RequestBody, ResponseBody};
 use super::error::{BoxError, Fault};
 use super::exchange::Exchange;
+use super::judging::{JudgeBatch, queue_answer, stream_judging};
 use super::request::{self, Input};
 use super::respond::{
-    bad_request, blocked_input, done_response, fault_response, relay_error, too_large,
-    upstream_error,
+    bad_request, blocked_input, buffered_answer, done_response, fault_response, relay_error,
+    too_large, upstream_error,
 };
 use super::response;
-use super::stream::{StreamFilter, poll_start};
+use super::stream::{StreamFilter, poll_next, poll_start};
+use crate::engine::judge::StreamJudgeMode;
 use crate::wire::{ErrorInfo, ErrorKind};
 
 pin_project! {
@@ -62,7 +64,35 @@ pin_project! {
             parts: Option<http::request::Parts>,
             ex: Option<Box<Exchange>>,
         },
-        Calling { #[pin] fut: S::Future, ex: Option<Box<Exchange>> },
+        Calling {
+            #[pin] fut: S::Future,
+            ex: Option<Box<Exchange>>,
+            // The input judge, running beside the upstream call.
+            judge: Option<JudgeBatch>,
+        },
+        // The upstream answered; the input judge has not.
+        Held {
+            response: Option<Response<ResB>>,
+            ex: Option<Box<Exchange>>,
+            judge: Option<JudgeBatch>,
+        },
+        // A buffered answer the rules passed, waiting for the output judge.
+        JudgingAnswer {
+            parts: Option<http::response::Parts>,
+            upstream: Bytes,
+            out: Bytes,
+            all_blocked: bool,
+            ex: Option<Box<Exchange>>,
+            judge: Option<JudgeBatch>,
+        },
+        // A stream judged in `hold` mode: filtered to the end, nothing sent yet.
+        Holding {
+            body: Option<Pin<Box<ResB>>>,
+            parts: Option<http::response::Parts>,
+            filter: Option<Box<StreamFilter>>,
+            held: BytesMut,
+            judge: Option<JudgeBatch>,
+        },
         Buffering {
             #[pin] collect: Collect<Limited<ResB>>,
             parts: Option<http::response::Parts>,
@@ -207,66 +237,143 @@ where
                                 http::header::ACCEPT_ENCODING,
                                 HeaderValue::from_static("identity"),
                             );
+                            // Judged texts go to the judge while the upstream works.
+                            let judge = JudgeBatch::start(&mut ex);
                             ex.upstream_called();
                             let fut =
                                 inner.call(Request::from_parts(parts, RequestBody::full(bytes)));
-                            State::Calling { fut, ex: Some(ex) }
+                            State::Calling {
+                                fut,
+                                ex: Some(ex),
+                                judge,
+                            }
                         }
                     }
                 }
-                StateProj::Calling { fut, ex } => {
+                StateProj::Calling { fut, ex, judge } => {
+                    if let (Some(b), Some(e)) = (judge.as_mut(), ex.as_mut()) {
+                        match b.poll(e, cx) {
+                            Poll::Ready(Some(block)) => {
+                                let Some(mut ex) = ex.take() else {
+                                    return Poll::Ready(Ok(done_response()));
+                                };
+                                let r = blocked_input(&mut ex, &block.refusal);
+                                // Dropping the upstream call cancels it.
+                                this.state.set(State::Ready { response: None });
+                                return Poll::Ready(Ok(r));
+                            }
+                            Poll::Ready(None) => *judge = None,
+                            Poll::Pending => {}
+                        }
+                    }
                     let res = ready!(fut.poll(cx));
-                    let Some(mut ex) = ex.take() else {
+                    let Some(ex) = ex.take() else {
                         return Poll::Ready(Ok(done_response()));
                     };
-                    let resp = match res {
-                        Ok(r) => r,
-                        Err(e) => {
-                            let e: BoxError = e.into();
-                            let fault = Fault::from_error(&*e);
-                            return Poll::Ready(Ok(fault_response(&mut ex, &fault)));
+                    match res {
+                        Ok(r) if judge.is_some() => State::Held {
+                            response: Some(r),
+                            ex: Some(ex),
+                            judge: judge.take(),
+                        },
+                        res => match answered(res, ex) {
+                            Ok(state) => state,
+                            Err(r) => return Poll::Ready(Ok(r)),
+                        },
+                    }
+                }
+                StateProj::Held {
+                    response,
+                    ex,
+                    judge,
+                } => {
+                    let (Some(e), Some(b)) = (ex.as_mut(), judge.as_mut()) else {
+                        return Poll::Ready(Ok(done_response()));
+                    };
+                    let verdict = ready!(b.poll(e, cx));
+                    let (Some(mut ex), Some(resp)) = (ex.take(), response.take()) else {
+                        return Poll::Ready(Ok(done_response()));
+                    };
+                    match verdict {
+                        Some(block) => {
+                            drop(resp);
+                            return Poll::Ready(Ok(blocked_input(&mut ex, &block.refusal)));
+                        }
+                        None => match answered(Ok::<_, S::Error>(resp), ex) {
+                            Ok(state) => state,
+                            Err(r) => return Poll::Ready(Ok(r)),
+                        },
+                    }
+                }
+                StateProj::JudgingAnswer {
+                    parts,
+                    upstream,
+                    out,
+                    all_blocked,
+                    ex,
+                    judge,
+                } => {
+                    let (Some(e), Some(b)) = (ex.as_mut(), judge.as_mut()) else {
+                        return Poll::Ready(Ok(done_response()));
+                    };
+                    let verdict = ready!(b.poll(e, cx));
+                    let (Some(mut ex), Some(parts)) = (ex.take(), parts.take()) else {
+                        return Poll::Ready(Ok(done_response()));
+                    };
+                    let (body, blocked) = match verdict {
+                        None => (std::mem::take(out), *all_blocked),
+                        Some(block) => match ex
+                            .timed(|ex| response::refuse(upstream, ex, block.refusal))
+                        {
+                            Ok(a) => (a.body, true),
+                            Err(fault) => return Poll::Ready(Ok(fault_response(&mut ex, &fault))),
+                        },
+                    };
+                    return Poll::Ready(Ok(buffered_answer(&mut ex, parts, body, blocked)));
+                }
+                StateProj::Holding {
+                    body,
+                    parts,
+                    filter,
+                    held,
+                    judge,
+                } => {
+                    let (Some(b), Some(f)) = (body.as_mut(), filter.as_mut()) else {
+                        return Poll::Ready(Ok(done_response()));
+                    };
+                    if judge.is_none() {
+                        // Filter the whole stream, keeping what it releases.
+                        while let Some(bytes) = ready!(poll_next(b.as_mut(), f, cx)) {
+                            held.extend_from_slice(&bytes);
+                        }
+                        if let Some(fault) = f.take_fault() {
+                            f.ex.release_record();
+                            return Poll::Ready(Ok(fault_response(&mut f.ex, &fault)));
+                        }
+                        let text = f.collected_text();
+                        queue_answer(&mut f.ex, &text);
+                        *judge = JudgeBatch::start(&mut f.ex);
+                    }
+                    let verdict = match judge.as_mut() {
+                        Some(j) => ready!(j.poll(&mut f.ex, cx)),
+                        None => None,
+                    };
+                    let (Some(mut parts), Some(mut filter)) = (parts.take(), filter.take()) else {
+                        return Poll::Ready(Ok(done_response()));
+                    };
+                    let out = match verdict {
+                        None => held.split().freeze(),
+                        Some(block) => {
+                            filter.ex.override_outcome(Outcome::BlockedOutput);
+                            filter.refusal_bytes(&block.refusal)
                         }
                     };
-                    let (parts, body) = resp.into_parts();
-                    ex.upstream_answered(parts.status.as_u16());
-                    if let Some(enc) = parts.headers.get(CONTENT_ENCODING)
-                        && !enc.as_bytes().eq_ignore_ascii_case(b"identity")
-                    {
-                        let fault = Fault::Protocol(format!(
-                            "upstream sent a compressed body ({enc:?}) the gateway cannot scan"
-                        ));
-                        // An error body the gateway cannot read may quote text it never
-                        // scanned: the client gets the status with a body of the gateway's own.
-                        return Poll::Ready(Ok(if parts.status.is_success() {
-                            fault_response(&mut ex, &fault)
-                        } else {
-                            upstream_error(&mut ex, parts, &fault)
-                        }));
-                    }
-                    let limit = ex.shared.opts.max_response_bytes;
-                    if !parts.status.is_success() {
-                        // Upstream errors are passed on with their status, `Retry-After` and
-                        // the rest of the head; their body is scanned (it may quote text).
-                        State::Buffering {
-                            collect: Limited::new(body, limit).collect(),
-                            parts: Some(parts),
-                            ex: Some(ex),
-                            error: true,
-                        }
-                    } else if is_event_stream(&parts.headers) {
-                        State::Starting {
-                            body: Some(Box::pin(body)),
-                            parts: Some(parts),
-                            filter: Some(Box::new(StreamFilter::new(*ex))),
-                        }
-                    } else {
-                        State::Buffering {
-                            collect: Limited::new(body, limit).collect(),
-                            parts: Some(parts),
-                            ex: Some(ex),
-                            error: false,
-                        }
-                    }
+                    parts.headers.remove(CONTENT_LENGTH);
+                    parts.headers.remove(TRANSFER_ENCODING);
+                    filter.ex.set_headers(&mut parts.headers);
+                    filter.ex.sent(parts.status.as_u16());
+                    filter.ex.release_record();
+                    return Poll::Ready(Ok(Response::from_parts(parts, ResponseBody::full(out))));
                 }
                 StateProj::Buffering {
                     collect,
@@ -275,7 +382,7 @@ where
                     error,
                 } => {
                     let res = ready!(collect.poll(cx));
-                    let (Some(mut ex), Some(mut parts)) = (ex.take(), parts.take()) else {
+                    let (Some(mut ex), Some(parts)) = (ex.take(), parts.take()) else {
                         return Poll::Ready(Ok(done_response()));
                     };
                     let bytes = match res {
@@ -298,24 +405,26 @@ where
                     }
                     match ex.timed(|ex| response::enforce(&bytes, ex)) {
                         Err(fault) => return Poll::Ready(Ok(fault_response(&mut ex, &fault))),
-                        Ok(answer) => {
-                            let out = answer.body;
-                            parts.headers.remove(TRANSFER_ENCODING);
-                            parts
-                                .headers
-                                .insert(CONTENT_LENGTH, HeaderValue::from(out.len()));
-                            ex.set_headers(&mut parts.headers);
-                            let outcome = if answer.all_blocked {
-                                Outcome::BlockedOutput
-                            } else {
-                                Outcome::Completed
-                            };
-                            ex.finish(outcome, Some(parts.status.as_u16()), None);
-                            return Poll::Ready(Ok(Response::from_parts(
-                                parts,
-                                ResponseBody::full(out),
-                            )));
-                        }
+                        Ok(answer) => match JudgeBatch::start(&mut ex) {
+                            // Judged before release.
+                            Some(judge) => State::JudgingAnswer {
+                                parts: Some(parts),
+                                upstream: bytes,
+                                out: answer.body,
+                                all_blocked: answer.all_blocked,
+                                ex: Some(ex),
+                                judge: Some(judge),
+                            },
+                            None => {
+                                let r = buffered_answer(
+                                    &mut ex,
+                                    parts,
+                                    answer.body,
+                                    answer.all_blocked,
+                                );
+                                return Poll::Ready(Ok(r));
+                            }
+                        },
                     }
                 }
                 StateProj::Starting {
@@ -326,7 +435,11 @@ where
                     let (Some(b), Some(f)) = (body.as_mut(), filter.as_mut()) else {
                         return Poll::Ready(Ok(done_response()));
                     };
-                    ready!(poll_start(b.as_mut(), f, cx));
+                    // A checkpointed stream sends its head at once: what it releases waits
+                    // for the judge in the body.
+                    if !f.is_checkpoint() {
+                        ready!(poll_start(b.as_mut(), f, cx));
+                    }
                     if let Some(fault) = f.take_fault() {
                         return Poll::Ready(Ok(fault_response(&mut f.ex, &fault)));
                     }
@@ -350,6 +463,92 @@ where
             };
             this.state.set(next);
         }
+    }
+}
+
+/// What follows the upstream's answer (the old `Calling` step): a fault or an upstream error
+/// head answered at once (`Err`), or the state that reads the body.
+// The `Err` side is the response itself, returned at once by the caller: boxing it would
+// only add an allocation.
+#[allow(clippy::type_complexity, clippy::result_large_err)]
+fn answered<S, ReqB, ResB, E>(
+    res: Result<Response<ResB>, E>,
+    mut ex: Box<Exchange>,
+) -> Result<State<S, ReqB, ResB>, Response<ResponseBody<ResB>>>
+where
+    S: Service<Request<RequestBody<ReqB>>, Response = Response<ResB>>,
+    ReqB: Body,
+    ReqB::Error: Into<BoxError>,
+    ResB: Body,
+    ResB::Error: Into<BoxError>,
+    E: Into<BoxError>,
+{
+    let resp = match res {
+        Ok(r) => r,
+        Err(e) => {
+            let e: BoxError = e.into();
+            let fault = Fault::from_error(&*e);
+            return Err(fault_response(&mut ex, &fault));
+        }
+    };
+    let (parts, body) = resp.into_parts();
+    ex.upstream_answered(parts.status.as_u16());
+    if let Some(enc) = parts.headers.get(CONTENT_ENCODING)
+        && !enc.as_bytes().eq_ignore_ascii_case(b"identity")
+    {
+        let fault = Fault::Protocol(format!(
+            "upstream sent a compressed body ({enc:?}) the gateway cannot scan"
+        ));
+        // An error body the gateway cannot read may quote text it never scanned: the client
+        // gets the status with a body of the gateway's own.
+        return Err(if parts.status.is_success() {
+            fault_response(&mut ex, &fault)
+        } else {
+            upstream_error(&mut ex, parts, &fault)
+        });
+    }
+    let limit = ex.shared.opts.max_response_bytes;
+    if !parts.status.is_success() {
+        // Upstream errors are passed on with their status, `Retry-After` and the rest of the
+        // head; their body is scanned (it may quote text).
+        Ok(State::Buffering {
+            collect: Limited::new(body, limit).collect(),
+            parts: Some(parts),
+            ex: Some(ex),
+            error: true,
+        })
+    } else if is_event_stream(&parts.headers) {
+        let mode = stream_judging(&ex);
+        let mut filter = Box::new(StreamFilter::new(*ex));
+        match mode {
+            Some(StreamJudgeMode::Hold) => {
+                filter.collect(false);
+                // The record waits for the verdict.
+                filter.ex.hold_record();
+                return Ok(State::Holding {
+                    body: Some(Box::pin(body)),
+                    parts: Some(parts),
+                    filter: Some(filter),
+                    held: BytesMut::new(),
+                    judge: None,
+                });
+            }
+            Some(StreamJudgeMode::Monitor) => filter.collect(true),
+            Some(StreamJudgeMode::Checkpoint) => filter.checkpoint(),
+            None => {}
+        }
+        Ok(State::Starting {
+            body: Some(Box::pin(body)),
+            parts: Some(parts),
+            filter: Some(filter),
+        })
+    } else {
+        Ok(State::Buffering {
+            collect: Limited::new(body, limit).collect(),
+            parts: Some(parts),
+            ex: Some(ex),
+            error: false,
+        })
     }
 }
 

@@ -6,6 +6,7 @@ use tower::Layer;
 
 use super::audit::Observer;
 use super::cache::ScanCache;
+use super::judge::Judge;
 use super::options::EnforceOptions;
 use super::policies::SharedPolicies;
 use super::service::PolicyService;
@@ -49,6 +50,7 @@ impl PolicyLayer {
                 observer: None,
                 scan_cache: ScanCache::new(EnforceOptions::default().scan_cache_bytes)
                     .map(Arc::new),
+                judge: None,
             }),
         }
     }
@@ -66,6 +68,13 @@ impl PolicyLayer {
     /// Sets the observer that receives audit records.
     pub fn observer(mut self, observer: Arc<dyn Observer>) -> Self {
         Arc::make_mut(&mut self.shared).observer = Some(observer);
+        self
+    }
+
+    /// Sets the judge model: `escalate` rules send their texts to it instead of applying their
+    /// fallback, and the stages the policy judges `always` / `sampled` are classified by it.
+    pub fn judge(mut self, judge: Arc<dyn Judge>) -> Self {
+        Arc::make_mut(&mut self.shared).judge = Some(judge);
         self
     }
 

@@ -8,7 +8,9 @@
 //! [`ResponseFuture`] (`future.rs`, which only moves between states), the bodies (`body.rs`),
 //! every response the layer makes itself (`respond.rs`), the request and answer enforcement
 //! (`request.rs`, `response.rs`, `stream.rs`) through the layer's side of the seam
-//! (`filter.rs`), the per-request state (`exchange.rs`), the audit record (`audit.rs`).
+//! (`filter.rs`), the per-request state (`exchange.rs`), the audit record (`audit.rs`), the
+//! judge seam ([`Judge`], `judge.rs`), the calls in flight (`judging.rs`) and the
+//! checkpointed streams (`checkpoint.rs`).
 //!
 //! For each enforced request (shown here for Chat Completions) the [`PolicyService`]:
 //!
@@ -73,11 +75,14 @@ mod audit;
 mod body;
 mod cache;
 mod chain;
+mod checkpoint;
 mod deliberation;
 pub(crate) mod error;
 mod exchange;
 mod filter;
 mod future;
+pub mod judge;
+mod judging;
 #[allow(clippy::module_inception)]
 mod layer;
 mod options;
@@ -95,8 +100,11 @@ pub use audit::{
 pub use body::{RequestBody, ResponseBody};
 pub use deliberation::DeliberationStripper;
 pub use error::{BoxError, TimeoutPhase, UpstreamTimeout};
-pub use exchange::{ACTION_HEADER, ENFORCEMENT_HEADER, POLICY_HEADER, REQUEST_ID_HEADER};
+pub use exchange::{
+    ACTION_HEADER, ENFORCEMENT_HEADER, JUDGE_HEADER, POLICY_HEADER, REQUEST_ID_HEADER,
+};
 pub use future::ResponseFuture;
+pub use judge::{Judge, JudgeError, JudgeFuture, JudgeReason, JudgeRecord, Judged};
 pub use layer::PolicyLayer;
 pub use options::{BlockResponse, EnforceOptions, ReasoningMode};
 pub use policies::{PolicySet, SharedPolicies};

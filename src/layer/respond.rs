@@ -2,7 +2,7 @@
 //! place, in the shapes of the request's API (its adapter renders bodies).
 
 use bytes::Bytes;
-use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, TRANSFER_ENCODING};
 use http::{Response, StatusCode};
 
 use super::audit::Outcome;
@@ -141,4 +141,25 @@ pub(crate) fn relay_error<B>(
     let status = parts.status.as_u16();
     ex.finish(Outcome::UpstreamStatus, Some(status), None);
     Response::from_parts(parts, ResponseBody::full(body))
+}
+
+/// A buffered answer going out: headers, the audit record, the body.
+pub(crate) fn buffered_answer<B>(
+    ex: &mut Exchange,
+    mut parts: http::response::Parts,
+    out: Bytes,
+    all_blocked: bool,
+) -> Response<ResponseBody<B>> {
+    parts.headers.remove(TRANSFER_ENCODING);
+    parts
+        .headers
+        .insert(CONTENT_LENGTH, HeaderValue::from(out.len()));
+    ex.set_headers(&mut parts.headers);
+    let outcome = if all_blocked {
+        Outcome::BlockedOutput
+    } else {
+        Outcome::Completed
+    };
+    ex.finish(outcome, Some(parts.status.as_u16()), None);
+    Response::from_parts(parts, ResponseBody::full(out))
 }

@@ -23,6 +23,21 @@ pub(crate) fn enforce(body: &Bytes, ex: &mut Exchange) -> Result<Answer, Fault> 
         .map_err(|e| Fault::Protocol(format!("response body: {e}")))
 }
 
+/// Re-encodes an upstream answer with every unit replaced by `refusal` (the judge refused
+/// it after the rules let it pass).
+pub(crate) fn refuse(body: &Bytes, ex: &mut Exchange, refusal: String) -> Result<Answer, Fault> {
+    let adapter = ex.adapter;
+    let facts = ex.facts.clone();
+    let mut state = FilterState::refusing(refusal);
+    let mut filter = OutputFilter {
+        ex,
+        state: &mut state,
+    };
+    adapter
+        .answer(body, &facts, &mut filter)
+        .map_err(|e| Fault::Protocol(format!("response body: {e}")))
+}
+
 /// The body of an upstream error status. Its strings may quote the request or the model's
 /// text, so each is scanned like output; a redaction rewrites it, a block (or a body that
 /// cannot be read as text) replaces the whole body with the gateway's own error.
@@ -45,14 +60,18 @@ pub(crate) fn enforce_error(body: &Bytes, ex: &mut Exchange) -> Bytes {
         filter.ex.partial("upstream error body withheld");
         Bytes::from(adapter.error_body(&info).to_string())
     };
+    // An escalation in an error body is not judged: the body is withheld instead.
+    let escalated = |filter: &mut OutputFilter<'_>| !filter.ex.judge_jobs.is_empty();
     match crate::wire::parse_strict(body) {
         Ok(mut v) => match scan_value(&mut filter, "error", &mut v) {
+            _ if escalated(&mut filter) => withheld(&mut filter),
             None => body.clone(),
             Some(false) => Bytes::from(v.to_string()),
             Some(true) => withheld(&mut filter),
         },
         Err(_) => match std::str::from_utf8(body) {
             Ok(text) => match filter.scan(&Channel::new(ChannelKind::Other, 0, "error"), text) {
+                _ if escalated(&mut filter) => withheld(&mut filter),
                 Verdict::Send(t) if t == text => body.clone(),
                 Verdict::Send(t) => Bytes::from(t),
                 Verdict::Strip | Verdict::Block { .. } => withheld(&mut filter),

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::audit::Observer;
 use super::cache::ScanCache;
+use super::judge::Judge;
 use super::options::EnforceOptions;
 use super::policies::SharedPolicies;
 
@@ -18,4 +19,6 @@ pub(crate) struct Shared {
     pub observer: Option<Arc<dyn Observer>>,
     /// Decisions of input scans, `None` when `opts.scan_cache_bytes` is 0.
     pub scan_cache: Option<Arc<ScanCache>>,
+    /// The judge model, when one is configured: escalations and judged stages go to it.
+    pub judge: Option<Arc<dyn Judge>>,
 }

@@ -30,6 +30,10 @@ pub(crate) struct StreamFilter {
     committed: bool,
     ended: bool,
     fault: Option<Fault>,
+    /// Judge the released text after the stream ended (`monitor` mode).
+    monitor: bool,
+    /// `checkpoint` mode: what is held until the judge allows it.
+    pub(crate) checkpoint: Option<Box<super::checkpoint::Checkpoint>>,
 }
 
 impl std::fmt::Debug for StreamFilter {
@@ -42,7 +46,11 @@ impl std::fmt::Debug for StreamFilter {
 }
 
 /// Polls one frame of `inner` into `filter` (data, error or end); pending if none is ready.
-fn feed<B>(inner: Pin<&mut B>, filter: &mut StreamFilter, cx: &mut Context<'_>) -> Poll<()>
+pub(crate) fn feed<B>(
+    inner: Pin<&mut B>,
+    filter: &mut StreamFilter,
+    cx: &mut Context<'_>,
+) -> Poll<()>
 where
     B: Body<Data = Bytes>,
     B::Error: Into<BoxError>,
@@ -73,6 +81,9 @@ where
     B: Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
+    if filter.checkpoint.is_some() {
+        return super::checkpoint::poll(inner, filter, cx);
+    }
     loop {
         if let Some(b) = filter.take_output() {
             return Poll::Ready(Some(b));
@@ -119,11 +130,71 @@ impl StreamFilter {
             items: Vec::new(),
             out: Emit::default(),
             rewriter,
-            state: FilterState::default(),
+            state: FilterState::streaming(),
             committed: false,
             ended: false,
             fault: None,
+            monitor: false,
+            checkpoint: None,
         }
+    }
+
+    /// Judges the released text window by window (`checkpoint` mode): nothing is sent before
+    /// the judge allowed it; the head goes out at once.
+    pub fn checkpoint(&mut self) {
+        self.state.collect = true;
+        let min = self
+            .ex
+            .set
+            .policies()
+            .iter()
+            .map(|p| p.judge.checkpoint_bytes)
+            .min()
+            .unwrap_or(200);
+        self.checkpoint = Some(Box::new(super::checkpoint::Checkpoint::new(min)));
+        // The record waits for the last verdict.
+        self.ex.hold_record();
+    }
+
+    /// Whether the stream is judged in `checkpoint` mode.
+    pub fn is_checkpoint(&self) -> bool {
+        self.checkpoint.is_some()
+    }
+
+    pub(crate) fn is_ended_upstream(&self) -> bool {
+        self.ended
+    }
+
+    /// Ends the stream in-band after a judge refused a window: what is held is dropped, an
+    /// error event in the API's shape ends the stream.
+    pub(crate) fn refuse_in_band(&mut self, refusal: &str) {
+        self.out.buf.clear();
+        let info = crate::wire::ErrorInfo::new(
+            crate::wire::ErrorKind::PolicyViolation,
+            refusal,
+            "content_policy_violation",
+        );
+        self.rewriter.error(&info, &mut self.out);
+        self.ended = true;
+        self.ex.override_outcome(Outcome::BlockedOutput);
+        self.ex.finish(Outcome::BlockedOutput, None, None);
+    }
+
+    /// Keeps the released content text for the judge; with `monitor`, judges it in the
+    /// background once the stream ended.
+    pub fn collect(&mut self, monitor: bool) {
+        self.state.collect = true;
+        self.monitor = monitor;
+    }
+
+    /// The released content text (when collecting).
+    pub fn collected_text(&self) -> String {
+        self.state.collected_text()
+    }
+
+    /// A whole stream refusing every unit with `text`.
+    pub fn refusal_bytes(&self, text: &str) -> Bytes {
+        self.rewriter.refusal(text)
     }
 
     /// Headers are going out: from now on faults are reported in-band.
@@ -250,6 +321,10 @@ impl StreamFilter {
     fn ended_with(&mut self, end: StreamEnd, no_terminal: Option<&str>) {
         self.ended = true;
         self.out.progress = true;
+        if self.monitor && !end.all_blocked {
+            let text = self.state.collected_text();
+            super::judging::monitor(&mut self.ex, text);
+        }
         if end.all_blocked && !self.committed {
             let text = self.state.refusal.clone().unwrap_or_default();
             self.out.buf = BytesMut::from(&self.rewriter.refusal(&text)[..]);

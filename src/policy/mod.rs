@@ -30,6 +30,7 @@
 mod diag;
 mod include;
 pub mod raw;
+pub mod raw_judge;
 mod yaml;
 
 pub use diag::{Diagnostic, Level, LoadError, Loc, Sink};

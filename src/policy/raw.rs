@@ -36,6 +36,10 @@ pub struct RawPolicy {
     /// Refusal template; `{section}`, `{rule}` and `{title}` are filled in.
     #[serde(default)]
     pub refusal: Option<String>,
+    /// When a judge model classifies texts against the spec (used only when the operator
+    /// configures a judge).
+    #[serde(default)]
+    pub judge: Option<Spanned<super::raw_judge::RawJudgePolicy>>,
 }
 
 /// One normalization step.
@@ -124,6 +128,10 @@ pub struct RawSection {
     /// Extra match that makes the section relevant (besides its input rules firing).
     #[serde(default)]
     pub triggers: Option<Spanned<RawMatch>>,
+    /// What a judge model needs to classify against this section: definitions, what
+    /// violates, what is safe, labeled examples.
+    #[serde(default)]
+    pub judge: Option<Spanned<super::raw_judge::RawSectionJudge>>,
 }
 
 /// Which stage a rule applies to.
@@ -150,6 +158,9 @@ pub enum RawAction {
     Flag,
     /// Exempt overlapping matches of other rules.
     Allow,
+    /// Send the text to the judge model, which decides; without a judge the rule's
+    /// `fallback` applies (default `block`).
+    Escalate,
 }
 
 /// Severity, used to order findings and pick the refusal's section.
@@ -190,6 +201,10 @@ pub struct RawRule {
     pub matcher: Spanned<RawMatch>,
     /// The action.
     pub action: RawAction,
+    /// For `escalate` rules: the action without a judge (or when it fails closed):
+    /// `block` (default), `redact` or `flag`.
+    #[serde(default)]
+    pub fallback: Option<Spanned<RawAction>>,
     /// Replacement text for `redact`.
     #[serde(default)]
     pub replacement: Option<String>,

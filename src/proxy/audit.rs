@@ -54,7 +54,19 @@ impl AuditLog {
 
     /// Queues a record.
     pub fn write(&self, record: &AuditRecord) {
-        match serde_json::to_string(record) {
+        self.write_line(serde_json::to_string(record));
+    }
+
+    /// Queues a late judge verdict (stream `monitor` mode) for request `id`: a line
+    /// `{"id": …, "judged_late": {…}}`.
+    pub fn write_judged(&self, id: &str, judged: &crate::layer::JudgeRecord) {
+        self.write_line(serde_json::to_string(
+            &serde_json::json!({"id": id, "judged_late": judged}),
+        ));
+    }
+
+    fn write_line(&self, line: serde_json::Result<String>) {
+        match line {
             Ok(line) => {
                 if let Some(tx) = &self.tx
                     && tx.send(line).is_err()
@@ -115,6 +127,14 @@ impl Observer for ProxyObserver {
 
     fn stream_opened(&self) {
         self.metrics.streams(1);
+    }
+
+    fn judged_late(&self, id: &str, judged: &crate::layer::JudgeRecord) {
+        if let Some(log) = &self.log
+            && let Ok(log) = log.lock()
+        {
+            log.write_judged(id, judged);
+        }
     }
 
     fn stream_closed(&self) {

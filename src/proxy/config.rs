@@ -22,6 +22,8 @@
 //! echo: {delay: 0ms}
 //! playground: false               # true: the policy playground at /playground (loopback only)
 //! playground_allow_remote: false  # true: also when listening on a non-loopback address
+//! judge: {url: http://127.0.0.1:8081/v1, model: judge, api_key_env: JUDGE_API_KEY,
+//!         timeout: 5s, max_concurrency: 4, cache_entries: 10000}   # absent: no judge
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -129,6 +131,8 @@ pub struct Config {
     pub playground: bool,
     /// Serve it even when listening on a non-loopback address.
     pub playground_allow_remote: bool,
+    /// The judge model; `None`: escalating rules apply their fallback.
+    pub judge: Option<super::judge::JudgeConfig>,
 }
 
 impl Default for Config {
@@ -147,6 +151,7 @@ impl Default for Config {
             echo_delay: Duration::ZERO,
             playground: false,
             playground_allow_remote: false,
+            judge: None,
         }
     }
 }
@@ -196,6 +201,28 @@ struct RawConfig {
     playground: Option<bool>,
     #[serde(default)]
     playground_allow_remote: Option<bool>,
+    #[serde(default)]
+    judge: Option<RawJudge>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJudge {
+    url: String,
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    api_key_env: Option<String>,
+    #[serde(default)]
+    timeout: Option<Dur>,
+    #[serde(default)]
+    max_concurrency: Option<usize>,
+    #[serde(default)]
+    cache_entries: Option<usize>,
+    #[serde(default)]
+    max_tokens: Option<u32>,
+    #[serde(default)]
+    json_mode: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -406,6 +433,17 @@ impl Config {
         let mut c = Config::default();
         if let Some(l) = raw.listen {
             c.listen = l;
+        }
+        if let Some(j) = raw.judge {
+            let mut jc = super::judge::JudgeConfig::new(j.url);
+            jc.model = j.model.unwrap_or(jc.model);
+            jc.api_key_env = j.api_key_env;
+            jc.timeout = j.timeout.map_or(jc.timeout, |d| d.0);
+            jc.max_concurrency = j.max_concurrency.unwrap_or(jc.max_concurrency);
+            jc.cache_entries = j.cache_entries.unwrap_or(jc.cache_entries);
+            jc.max_tokens = j.max_tokens.unwrap_or(jc.max_tokens);
+            jc.json_mode = j.json_mode.unwrap_or(jc.json_mode);
+            c.judge = Some(jc);
         }
         if let Some(u) = raw.upstream {
             c.upstream = Some(UpstreamConfig {

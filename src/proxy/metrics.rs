@@ -65,6 +65,10 @@ pub struct Metrics {
     connections_refused: Mutex<BTreeMap<&'static str, u64>>,
     connections_closed: Mutex<BTreeMap<&'static str, u64>>,
     accept_errors: AtomicU64,
+    judge_verdicts: Mutex<BTreeMap<&'static str, u64>>,
+    judge_errors: Mutex<BTreeMap<&'static str, u64>>,
+    judge_cache_hits: AtomicU64,
+    judge_latency: Histogram,
 }
 
 fn escape(s: &str) -> String {
@@ -141,6 +145,26 @@ impl Metrics {
     pub fn reload(&self, result: &'static str) {
         if let Ok(mut m) = self.reloads.lock() {
             *m.entry(result).or_default() += 1;
+        }
+    }
+
+    /// Counts a judge verdict (`violation` / `no_violation`); `seconds` is the call time
+    /// (cache hits count as hits and are not timed).
+    pub fn judge_verdict(&self, verdict: &'static str, cached: bool, seconds: f64) {
+        if let Ok(mut m) = self.judge_verdicts.lock() {
+            *m.entry(verdict).or_default() += 1;
+        }
+        if cached {
+            self.judge_cache_hits.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.judge_latency.observe(seconds);
+        }
+    }
+
+    /// Counts a judge failure by kind (`timeout`, `error`, `malformed`).
+    pub fn judge_error(&self, kind: &'static str) {
+        if let Ok(mut m) = self.judge_errors.lock() {
+            *m.entry(kind).or_default() += 1;
         }
     }
 
@@ -226,6 +250,38 @@ impl Metrics {
             out,
             "# HELP deliberate_accept_errors_total Failed accepts (out of file descriptors and the like).\n# TYPE deliberate_accept_errors_total counter\ndeliberate_accept_errors_total {}",
             self.accept_errors.load(Ordering::Relaxed)
+        );
+        self.judge_latency.render(
+            &mut out,
+            "deliberate_judge_latency_seconds",
+            "Judge call time (cache hits excluded).",
+        );
+        let judge = [
+            (
+                "deliberate_judge_verdicts_total",
+                "Judge verdicts by verdict (violation, no_violation), cache hits included.",
+                "verdict",
+                &self.judge_verdicts,
+            ),
+            (
+                "deliberate_judge_errors_total",
+                "Judge calls without a verdict, by kind (timeout, error, malformed).",
+                "kind",
+                &self.judge_errors,
+            ),
+        ];
+        for (name, help, label, map) in judge {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            if let Ok(m) = map.lock() {
+                for (value, n) in m.iter() {
+                    let _ = writeln!(out, "{name}{{{label}=\"{value}\"}} {n}");
+                }
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP deliberate_judge_cache_hits_total Verdicts served from the judge cache.\n# TYPE deliberate_judge_cache_hits_total counter\ndeliberate_judge_cache_hits_total {}",
+            self.judge_cache_hits.load(Ordering::Relaxed)
         );
         out.push_str("# HELP deliberate_policy_reloads_total Policy reloads by result.\n");
         out.push_str("# TYPE deliberate_policy_reloads_total counter\n");

@@ -37,6 +37,7 @@ pub mod client;
 mod config;
 mod echo;
 pub mod front;
+pub mod judge;
 mod metrics;
 mod reload;
 mod respond;
@@ -87,6 +88,9 @@ pub enum ServeError {
     /// Serving failed (the listener).
     #[error("serving failed: {0}")]
     Io(#[from] std::io::Error),
+    /// The judge endpoint is unusable.
+    #[error(transparent)]
+    Judge(#[from] judge::JudgeConfigError),
     /// The audit log cannot be opened.
     #[error("cannot open the audit log {path}: {source}")]
     Audit {
@@ -144,9 +148,13 @@ impl Gateway {
                 delay: config.echo_delay,
             }),
         };
-        let layer = PolicyLayer::new(policies.clone())
+        let mut layer = PolicyLayer::new(policies.clone())
             .options(config.enforce.clone())
             .observer(observer.clone());
+        if let Some(j) = &config.judge {
+            let judge = judge::HttpJudge::new(j.clone(), Some(metrics.clone()))?;
+            layer = layer.judge(Arc::new(judge));
+        }
         let state = Arc::new(State {
             chat: layer.layer(ClientBackend(backend.clone())),
             backend,

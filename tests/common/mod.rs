@@ -23,7 +23,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
+pub mod judge_run;
 pub mod layer_run;
+pub mod mock_judge;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

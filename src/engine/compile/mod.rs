@@ -7,6 +7,7 @@
 //! every diagnostic they can emit, with its `line:col`.
 
 mod automata;
+mod judge;
 mod lints;
 mod regex;
 mod tree;
@@ -118,6 +119,7 @@ impl Compiler {
         let mut section_ids: HashMap<String, ()> = HashMap::new();
         let mut spec_settings = None;
         let mut refusal = None;
+        let mut judge_block = None;
         for unit in &units {
             let default_norm = norm_opts(&unit.raw.normalize, NormalizeOptions::all());
             let mut sink = Sink {
@@ -133,6 +135,9 @@ impl Compiler {
             }
             if let Some(r) = &unit.raw.refusal {
                 refusal = Some(r.clone());
+            }
+            if let Some(j) = &unit.raw.judge {
+                judge_block = Some((j, unit.path.clone()));
             }
             let Some(spec) = &unit.raw.spec else { continue };
             spec_settings = Some((
@@ -177,7 +182,12 @@ impl Compiler {
                     let info = self.node(t, default_norm, &[Stage::Input], None, &mut sink)?;
                     Some(info.node)
                 });
+                let section_judge = sec
+                    .judge
+                    .as_ref()
+                    .map(|j| judge::section(j, &sec.id.value, &mut sink));
                 sections.push(Section {
+                    judge: section_judge,
                     id: sec.id.value.clone(),
                     title: sec.title.clone().unwrap_or_else(|| sec.id.value.clone()),
                     text: sec.text.trim_end().to_owned(),
@@ -235,6 +245,28 @@ impl Compiler {
             rules[idx].overrides = Some(list);
         }
 
+        let ready: HashMap<String, bool> = sections
+            .iter()
+            .map(|s: &Section| {
+                let ready = s
+                    .judge
+                    .as_ref()
+                    .is_some_and(crate::engine::judge::SectionJudge::is_ready);
+                (s.id.clone(), ready)
+            })
+            .collect();
+        let judge_policy = judge_block.map_or_else(Default::default, |(j, file)| {
+            judge::policy(
+                j,
+                &ready,
+                &mut Sink {
+                    file: &file,
+                    out: &mut *diags,
+                },
+            )
+        });
+
+        judge::escalation_warnings(&rules, &ready, diags);
         if diags.iter().any(|d| d.level == Level::Error) {
             return None;
         }
@@ -260,6 +292,7 @@ impl Compiler {
             spec,
             rules,
             refusal: refusal.unwrap_or_else(|| DEFAULT_REFUSAL.to_owned()),
+            judge: judge_policy,
             sources,
             warnings: Vec::new(),
             leaves,

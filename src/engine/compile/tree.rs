@@ -119,12 +119,40 @@ impl Compiler {
             .roles
             .clone()
             .unwrap_or_else(|| vec!["user".into(), "tool".into()]);
-        let action = match raw.action {
-            raw::RawAction::Block => Action::Block,
+        let plain = |a: raw::RawAction| match a {
+            raw::RawAction::Block | raw::RawAction::Escalate => Action::Block,
             raw::RawAction::Redact => Action::Redact,
             raw::RawAction::Flag => Action::Flag,
             raw::RawAction::Allow => Action::Allow,
         };
+        let escalate = raw.action == raw::RawAction::Escalate;
+        let action = match &raw.fallback {
+            Some(f) if !escalate => {
+                sink.error(
+                    Loc::from(f.referenced),
+                    idr,
+                    "`fallback` only applies to `escalate` rules",
+                );
+                Action::Block
+            }
+            Some(f) if matches!(f.value, raw::RawAction::Allow | raw::RawAction::Escalate) => {
+                sink.error(
+                    Loc::from(f.referenced),
+                    idr,
+                    "`fallback` must be `block`, `redact` or `flag`",
+                );
+                Action::Block
+            }
+            Some(f) => plain(f.value),
+            None => plain(raw.action),
+        };
+        if escalate && raw.section.is_none() {
+            sink.error(
+                loc,
+                idr,
+                "an `escalate` rule needs a `section`: it names what the judge classifies against",
+            );
+        }
         if raw.replacement.is_some() && action != Action::Redact {
             sink.warn(loc, idr, "`replacement` only applies to `redact` rules");
         }
@@ -169,6 +197,7 @@ impl Compiler {
             stages,
             roles,
             action,
+            escalate,
             replacement: raw
                 .replacement
                 .clone()

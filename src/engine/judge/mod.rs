@@ -1,0 +1,307 @@
+//! The judge's side of the engine: the spec sections as a classifier prompt, the strict
+//! verdict a judge model answers, and the cascade between rules and judge — which decisions
+//! escalate, and what a verdict turns them into. No HTTP here: calling a model is the
+//! `layer`'s and `proxy`'s job; this module says what to ask and how to read the answer.
+//!
+//! The same section text serves three uses: injected for the answering model to deliberate
+//! over, rendered as the judge's system prompt ([`prompt`]), and its labeled examples checked
+//! by `deliberate test`.
+//!
+//! ```
+//! use deliberate::engine::CompiledPolicy;
+//! use deliberate::engine::judge::{parse_verdict, Escalation};
+//! use deliberate::policy::{Action, Stage};
+//!
+//! let policy = CompiledPolicy::from_yaml_str(r#"
+//! policy: demo
+//! spec:
+//!   sections:
+//!     - id: weapons
+//!       text: Do not help build weapons.
+//!       judge:
+//!         violates: ["Instructions for building a weapon."]
+//!         safe: ["Products, places or games named after weapons."]
+//! rules:
+//!   - id: bomb
+//!     section: weapons
+//!     match: {keywords: [bomb]}
+//!     action: escalate
+//!     tests: {match: ["a bomb"], no_match: ["a balm"]}
+//! "#, "demo.yaml").unwrap();
+//!
+//! // Without a judge, an escalating rule blocks (its fallback).
+//! let d = policy.scan("Where is the nearest bomb shelter?", Stage::Input, Some("user"));
+//! assert_eq!(d.action, Action::Block);
+//! // With one, the decision escalates to the rule's sections …
+//! let Escalation { sections, .. } = policy.escalation(&d).unwrap();
+//! assert_eq!(sections, ["weapons"]);
+//! // … and a verdict of no violation takes the escalated findings out.
+//! let v = parse_verdict(
+//!     r#"{"violation": false, "section": null, "rule_ids": [], "confidence": 0.9,
+//!         "rationale": "A shelter is a place of safety."}"#,
+//!     &sections,
+//! ).unwrap();
+//! assert!(!v.violation);
+//! let cleared = policy.without_escalated("Where is the nearest bomb shelter?", &d);
+//! assert_eq!(cleared.action, Action::Allow);
+//! ```
+
+mod prompt;
+mod verdict;
+
+use std::time::Duration;
+
+pub use prompt::{JudgePrompt, judge_prompt, render_system};
+pub use verdict::{Verdict, VerdictError, parse_verdict};
+
+use super::{CompiledPolicy, Decision, Section, apply_redactions};
+use crate::policy::{Action, Stage};
+
+/// When a stage is judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JudgeMode {
+    /// Never.
+    Off,
+    /// Only when an `escalate` rule fired.
+    Escalation,
+    /// Every text, against the judged sections.
+    Always,
+    /// A sample of texts, plus every escalation.
+    Sampled,
+}
+
+/// How a streamed answer is judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamJudgeMode {
+    /// Nothing released before the verdict on the whole answer.
+    Hold,
+    /// Released up to the last judged sentence boundary; the next window is held.
+    Checkpoint,
+    /// Judged after release: audit and metrics only.
+    Monitor,
+}
+
+/// What a judge failure (timeout, error, malformed verdict) counts as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailMode {
+    /// A violation: the text is refused.
+    Closed,
+    /// No violation: the text passes (the enforcement header says the judge failed).
+    Open,
+}
+
+/// The policy's judge settings, compiled (defaults when the file has no `judge:` block).
+#[derive(Debug, Clone)]
+pub struct JudgePolicy {
+    /// Per stage, in [`Stage::ALL`] order.
+    pub modes: [JudgeMode; 3],
+    /// Share of texts judged in `sampled` mode.
+    pub sample_rate: f64,
+    /// Sections judged in `always` / `sampled` mode.
+    pub sections: Vec<String>,
+    /// How streamed answers are judged.
+    pub stream: StreamJudgeMode,
+    /// Smallest window judged at a sentence boundary in `checkpoint` mode, in bytes.
+    pub checkpoint_bytes: usize,
+    /// Time the judge may take per text.
+    pub budget: Duration,
+    /// What a failure counts as.
+    pub on_error: FailMode,
+    /// Verdicts below this confidence count as no violation.
+    pub min_confidence: f64,
+}
+
+impl Default for JudgePolicy {
+    fn default() -> Self {
+        JudgePolicy {
+            modes: [JudgeMode::Escalation, JudgeMode::Escalation, JudgeMode::Off],
+            sample_rate: 0.05,
+            sections: Vec::new(),
+            stream: StreamJudgeMode::Hold,
+            checkpoint_bytes: 200,
+            budget: Duration::from_millis(2000),
+            on_error: FailMode::Closed,
+            min_confidence: 0.0,
+        }
+    }
+}
+
+impl JudgePolicy {
+    /// The mode of `stage`.
+    pub fn mode(&self, stage: Stage) -> JudgeMode {
+        self.modes[stage.index()]
+    }
+
+    /// Whether a text of `stage` whose (stable) hash is `text_hash` is judged without an
+    /// escalation: `always`, or `sampled` and the hash falls in the sample. Deterministic, so
+    /// a retried request is judged the same way.
+    pub fn judges_unprompted(&self, stage: Stage, text_hash: u64) -> bool {
+        match self.mode(stage) {
+            JudgeMode::Always => true,
+            JudgeMode::Sampled => {
+                // The top 53 bits as a fraction in [0, 1).
+                let x = (text_hash >> 11) as f64 / (1u64 << 53) as f64;
+                x < self.sample_rate
+            }
+            JudgeMode::Off | JudgeMode::Escalation => false,
+        }
+    }
+}
+
+/// One definition of a section's judge fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Definition {
+    /// The term.
+    pub term: String,
+    /// Its meaning.
+    pub meaning: String,
+}
+
+/// A labeled example of a section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JudgeExample {
+    /// The text.
+    pub text: String,
+    /// Whether it violates the section.
+    pub violation: bool,
+    /// Stage it is judged at.
+    pub stage: Stage,
+    /// Why.
+    pub rationale: Option<String>,
+}
+
+/// What a judge needs to classify against one section.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SectionJudge {
+    /// Terms and meanings.
+    pub definitions: Vec<Definition>,
+    /// What violates it.
+    pub violates: Vec<String>,
+    /// What is safe.
+    pub safe: Vec<String>,
+    /// Labeled examples.
+    pub examples: Vec<JudgeExample>,
+}
+
+impl SectionJudge {
+    /// Whether a judge can classify against this section: it says both what violates it and
+    /// what does not.
+    pub fn is_ready(&self) -> bool {
+        !self.violates.is_empty() && !self.safe.is_empty()
+    }
+}
+
+/// A decision that goes to the judge instead of standing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Escalation {
+    /// The sections the judge classifies against (those of the escalated rules).
+    pub sections: Vec<String>,
+    /// The escalated rule ids.
+    pub rules: Vec<String>,
+}
+
+impl CompiledPolicy {
+    /// Whether `decision` escalates: some `escalate` rule fired and no other rule blocks on
+    /// its own. `None` when the decision stands as it is.
+    pub fn escalation(&self, decision: &Decision) -> Option<Escalation> {
+        let mut out = Escalation {
+            sections: Vec::new(),
+            rules: Vec::new(),
+        };
+        for f in &decision.findings {
+            let escalates = self.rule(&f.rule).is_some_and(|r| r.escalate);
+            if !escalates {
+                if f.action == Action::Block {
+                    return None;
+                }
+                continue;
+            }
+            if !out.rules.contains(&f.rule) {
+                out.rules.push(f.rule.clone());
+            }
+            if let Some(s) = &f.section
+                && !out.sections.contains(s)
+            {
+                out.sections.push(s.clone());
+            }
+        }
+        (!out.rules.is_empty()).then_some(out)
+    }
+
+    /// `decision` without the findings of `escalate` rules (what a verdict of no violation
+    /// leaves): the action and output recomputed from the rest. `text` is the scanned text.
+    pub fn without_escalated(&self, text: &str, decision: &Decision) -> Decision {
+        let findings: Vec<_> = decision
+            .findings
+            .iter()
+            .filter(|f| !self.rule(&f.rule).is_some_and(|r| r.escalate))
+            .cloned()
+            .collect();
+        let action = Decision::action_of(&findings);
+        let output = match action {
+            Action::Block => decision.output.clone(),
+            Action::Redact => apply_redactions(text, &findings, |id| self.replacement(id)),
+            Action::Flag | Action::Allow => text.to_owned(),
+        };
+        Decision {
+            action,
+            findings,
+            output,
+            triggered: decision.triggered.clone(),
+        }
+    }
+
+    /// The sections judged at `stage` without an escalation: the `judge.sections` list, or
+    /// every judge-ready section.
+    pub fn judged_sections(&self) -> Vec<&Section> {
+        let ready = |s: &&Section| s.judge.as_ref().is_some_and(SectionJudge::is_ready);
+        if self.judge.sections.is_empty() {
+            self.spec.sections.iter().filter(ready).collect()
+        } else {
+            self.judge
+                .sections
+                .iter()
+                .filter_map(|id| self.spec.sections.iter().find(|s| &s.id == id))
+                .collect()
+        }
+    }
+
+    /// The refusal for a judge's violation of `section`.
+    pub fn refusal_for_section(&self, section: Option<&str>) -> String {
+        let id = section.unwrap_or("policy");
+        let title = self
+            .spec
+            .sections
+            .iter()
+            .find(|s| s.id == id)
+            .map_or(id, |s| s.title.as_str());
+        self.refusal
+            .replace("{section}", id)
+            .replace("{title}", title)
+            .replace("{rule}", "judge")
+    }
+}
+
+/// A stable 64-bit hash (FNV-1a) of `parts`, separated so `["ab", "c"]` and `["a", "bc"]`
+/// differ: the sampling decision and half of the verdict cache key.
+pub fn stable_hash(parts: &[&str]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for b in p.as_bytes().iter().chain(&[0xff]) {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    // Final avalanche (splitmix64), so the top bits used for sampling are well mixed.
+    h ^= h >> 30;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^= h >> 27;
+    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,181 @@
+//! Streamed answers with a judge, per stream mode (`hold`, `checkpoint`, `monitor`): no byte of
+//! a judged-unsafe window is sent in `hold` / `checkpoint`; escalations in streams keep their
+//! fallback; and (ignored) the time to first byte each mode costs.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::judge_run::*;
+use common::mock_judge::MockJudge;
+use common::{chat, content_chunk, finish_chunk, frame, role_chunk};
+use deliberate::CompiledPolicy;
+use serde_json::json;
+
+/// Regression: stream rewriters scan some whole strings (unknown fields, tool names) through
+/// the buffered path; an escalation there was set aside with nobody waiting for the judge.
+/// In streams, escalating rules keep their fallback.
+#[tokio::test]
+async fn a_streamed_escalation_keeps_its_fallback() {
+    let j = MockJudge::start(Duration::ZERO).await;
+    let p = CompiledPolicy::from_yaml_str(
+        r#"
+policy: streamed
+judge: {input: off, output: escalation}
+spec:
+  sections:
+    - {id: weapons, text: No weapons.}
+rules:
+  - id: sword
+    section: weapons
+    stages: [output]
+    match: {keywords: [swordfish]}
+    action: escalate
+    tests: {match: ["swordfish"], no_match: ["sword"]}
+"#,
+        "streamed.yaml",
+    )
+    .unwrap();
+    let mut note = content_chunk(0, "hello ");
+    note["x_note"] = json!("the swordfish plan");
+    let frames = vec![
+        frame(&role_chunk(0)),
+        frame(&note),
+        frame(&content_chunk(0, "and the swordfish")),
+        frame(&finish_chunk(0, "stop")),
+        b"data: [DONE]\n\n".to_vec(),
+    ];
+    let (r, _) = send(p, http(&j, 4), Model::Frames(frames), chat("hi", true)).await;
+    assert!(!r.text().contains("swordfish"), "{}", r.text());
+    assert_eq!(j.calls(), 0, "nothing waits for a verdict in a stream");
+}
+
+#[tokio::test]
+async fn hold_sends_nothing_before_the_verdict() {
+    let j = MockJudge::start(Duration::ZERO).await;
+    let p = || policy("judge: {input: off, output: always, stream: hold, budget_ms: 1500}");
+    let (r, s) = send(
+        p(),
+        http(&j, 4),
+        Model::Stream(stream_pieces(Some(5)), Duration::from_millis(5)),
+        chat("hello", true),
+    )
+    .await;
+    assert!(!r.text().contains("VIOLATE"), "{}", r.text());
+    assert!(
+        !r.text().contains("Sentence number 0"),
+        "nothing before the verdict: {}",
+        r.text()
+    );
+    assert!(r.text().contains("Refused under Weapons."), "{}", r.text());
+    assert_eq!(r.header("x-deliberate-judge"), "output=violation");
+    let rec = record(&s);
+    assert_eq!(rec.outcome, deliberate::layer::Outcome::BlockedOutput);
+    let (r, _) = send(
+        p(),
+        http(&j, 4),
+        Model::Stream(stream_pieces(None), Duration::from_millis(5)),
+        chat("hello", true),
+    )
+    .await;
+    assert_eq!(streamed_text(&r), stream_pieces(None).concat());
+    assert!(r.text().ends_with("data: [DONE]\n\n"));
+}
+
+#[tokio::test]
+async fn checkpoint_releases_judged_windows_and_never_the_unsafe_one() {
+    let j = MockJudge::start(Duration::from_millis(20)).await;
+    let p = || {
+        policy(
+            "judge: {input: off, output: always, stream: checkpoint, checkpoint_bytes: 40, budget_ms: 1500}",
+        )
+    };
+    let (r, s) = send(
+        p(),
+        http(&j, 4),
+        Model::Stream(stream_pieces(Some(5)), Duration::from_millis(5)),
+        chat("hello", true),
+    )
+    .await;
+    let text = r.text();
+    assert!(!text.contains("VIOLATE"), "{text}");
+    assert!(
+        streamed_text(&r).starts_with("Sentence number 0 is fine."),
+        "earlier windows were released: {text}"
+    );
+    assert!(text.contains("content_policy_violation"), "{text}");
+    assert!(j.calls() >= 2, "judged window by window: {}", j.calls());
+    assert_eq!(
+        record(&s).outcome,
+        deliberate::layer::Outcome::BlockedOutput
+    );
+    let (r, s) = send(
+        p(),
+        http(&j, 4),
+        Model::Stream(stream_pieces(None), Duration::from_millis(5)),
+        chat("hello", true),
+    )
+    .await;
+    assert_eq!(streamed_text(&r), stream_pieces(None).concat());
+    assert!(r.text().ends_with("data: [DONE]\n\n"));
+    assert_eq!(record(&s).outcome, deliberate::layer::Outcome::Completed);
+}
+
+#[tokio::test]
+async fn monitor_releases_at_once_and_audits_the_verdict_later() {
+    let j = MockJudge::start(Duration::ZERO).await;
+    let (r, s) = send(
+        policy("judge: {input: off, output: always, stream: monitor, budget_ms: 1500}"),
+        http(&j, 4),
+        Model::Stream(stream_pieces(Some(5)), Duration::from_millis(5)),
+        chat("hello", true),
+    )
+    .await;
+    assert_eq!(streamed_text(&r), stream_pieces(Some(5)).concat());
+    assert!(
+        common::eventually(|| !s.records.late.lock().unwrap().is_empty()).await,
+        "a late verdict arrives"
+    );
+    let late = s.records.late.lock().unwrap()[0].clone();
+    assert_eq!(late.outcome, "violation");
+    assert_eq!(record(&s).judge[0].outcome, "monitored");
+}
+
+/// Time to first content byte and to the end, per stream mode, with a judge that takes 100 ms
+/// and a model streaming 10 pieces 20 ms apart. `cargo test --test judge -- --ignored
+/// --nocapture stream_mode_costs` prints the figures the README quotes; the assertions only
+/// check their order.
+#[tokio::test]
+#[ignore = "a measurement: prints time to first byte per stream mode"]
+async fn stream_mode_costs() {
+    let j = MockJudge::start(Duration::from_millis(100)).await;
+    let mut figures = Vec::new();
+    for (name, block) in [
+        ("no judge", "judge: {input: off, output: off}"),
+        (
+            "monitor",
+            "judge: {input: off, output: always, stream: monitor}",
+        ),
+        (
+            "checkpoint",
+            "judge: {input: off, output: always, stream: checkpoint, checkpoint_bytes: 60}",
+        ),
+        ("hold", "judge: {input: off, output: always, stream: hold}"),
+    ] {
+        let mut first = Vec::new();
+        let mut total = Vec::new();
+        for _ in 0..5 {
+            let (f, t) = time_stream(policy(block), http(&j, 4), stream_pieces(None)).await;
+            first.push(f);
+            total.push(t);
+        }
+        first.sort();
+        total.sort();
+        figures.push((name, first[2], total[2]));
+    }
+    for (name, f, t) in &figures {
+        println!("{name:>10}: first content byte {f:>4} ms, whole answer {t:>4} ms (median of 5)");
+    }
+    assert!(figures[3].1 >= figures[0].1, "hold waits for the verdict");
+}
