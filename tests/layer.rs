@@ -302,6 +302,32 @@ async fn usage_chunks_and_unknown_fields_pass() {
     );
 }
 
+/// A piece held back whole (`pi` may begin `pipe bomb`) is not sent as an empty delta.
+#[tokio::test]
+async fn held_pieces_send_no_empty_deltas() {
+    let mut sse = frame(&role_chunk(0));
+    for piece in ["Hello ", "pi", "zza time"] {
+        sse.extend(frame(&content_chunk(0, piece)));
+    }
+    sse.extend(frame(&finish_chunk(0, "stop")));
+    sse.extend_from_slice(DONE);
+    let r = run(opts(), &chat("hi", true), true, vec![sse]).await;
+    let chunks = r.reply.chunks();
+    for c in &chunks {
+        // (The upstream's own role chunk carries an empty content and goes on as it is.)
+        for ch in c["choices"].as_array().into_iter().flatten() {
+            if ch["delta"]["role"].is_string() {
+                continue;
+            }
+            assert_ne!(ch["delta"]["content"], json!(""), "empty delta sent: {c}");
+        }
+    }
+    assert_eq!(
+        stream_text(&chunks, 0),
+        ("Hello pizza time".to_owned(), Some("stop".to_owned()))
+    );
+}
+
 fn tool_chunk(call: Value) -> Value {
     json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
            "choices": [{"index": 0, "delta": {"tool_calls": [call]}, "finish_reason": null}]})

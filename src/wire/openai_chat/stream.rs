@@ -131,7 +131,13 @@ impl ChatStream {
             }
         }
         let has_usage = chunk.extra.get("usage").is_some_and(|u| !u.is_null());
-        if !had_choices || !kept.is_empty() || has_usage {
+        // Fields of the chunk itself that the format does not define go on even when every
+        // choice in it is held back.
+        let has_own_fields = chunk
+            .extra
+            .iter()
+            .any(|(k, v)| !CHUNK_META.contains(&k.as_str()) && !v.is_null());
+        if !had_choices || !kept.is_empty() || has_usage || has_own_fields {
             out.progress |= !had_choices || kept.iter().any(has_payload);
             chunk.choices = kept;
             emit(out, &chunk);
@@ -689,7 +695,13 @@ fn finalize(
     }
     if has_payload(&choice) {
         st.sent_payload = true;
+        return Some(choice);
     }
-    // Sent even when its text is held back, so every upstream chunk (and its fields) goes on.
-    Some(choice)
+    // A choice whose text is all held back and that carries nothing else (no role, no fields
+    // beyond null ones) is not sent: an empty `content: ""` delta tells the client nothing.
+    let d = &choice.delta;
+    let bare = d.role.get().is_none()
+        && d.extra.values().all(Value::is_null)
+        && choice.extra.values().all(Value::is_null);
+    if bare { None } else { Some(choice) }
 }

@@ -202,6 +202,20 @@ impl CompletionsStream {
             st.sent = true;
         }
         out.progress |= !text.is_empty() || st.finished;
+        // Text all held back and nothing else in the choice: not sent (an empty `text` tells
+        // the client nothing).
+        let bare = text.is_empty()
+            && !upstream.is_empty()
+            && !st.finished
+            && c.as_object().is_some_and(|o| {
+                o.iter().all(|(k, v)| {
+                    matches!(k.as_str(), "index" | "text" | "logprobs" | "finish_reason")
+                        || v.is_null()
+                })
+            });
+        if bare {
+            return None;
+        }
         c["text"] = Value::String(text);
         Some(c)
     }
