@@ -143,8 +143,10 @@ impl Exchange {
         out
     }
 
+    /// Counts the stream as open. An exchange that already ended (the whole stream was decided
+    /// before its head went out) is not counted: nothing would close it again.
     pub fn open_stream(&mut self) {
-        if !self.stream_open {
+        if !self.stream_open && !self.done {
             self.stream_open = true;
             if let Some(o) = &self.shared.observer {
                 o.stream_opened();
