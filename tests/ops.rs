@@ -4,7 +4,10 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::*;
+use serde_json::Value;
 
 /// Regression: a stream decided whole before its head went out (short answers: everything is
 /// still held back when the upstream ends) was counted open after its exchange had ended, so
@@ -22,5 +25,174 @@ async fn active_streams_returns_to_zero_for_streams_that_end_before_their_first_
     }
     let m = get(&gw.url("/metrics")).await.text();
     assert!(m.contains("deliberate_active_streams 0"), "{m}");
+    gw.stop().await;
+}
+
+/// `/readyz` follows the upstream probe: not ready while the upstream refuses connections,
+/// ready once something listens there.
+#[tokio::test]
+async fn readyz_is_not_ready_while_the_upstream_is_unreachable() {
+    // A port nothing listens on (bound, then released).
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let gw = Gateway::start(Some(format!("http://127.0.0.1:{port}/v1")), |c| {
+        c.health.upstream_probe = Duration::from_millis(100);
+        c.health.probe_timeout = Duration::from_millis(500);
+    })
+    .await;
+    let r = get(&gw.url("/readyz")).await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["upstream_probe"]["state"], "unreachable", "{v}");
+    assert!(
+        v["reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("upstream unreachable")
+    );
+    // Liveness is not readiness: the process is fine.
+    assert_eq!(get(&gw.url("/healthz")).await.status, 200);
+
+    // The upstream comes up on that port.
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let accept = tokio::spawn(async move {
+        loop {
+            let _ = listener.accept().await;
+        }
+    });
+    let url = gw.url("/readyz");
+    let mut ready = false;
+    for _ in 0..100 {
+        if get(&url).await.status == 200 {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ready, "never became ready: {}", get(&url).await.text());
+    accept.abort();
+    gw.stop().await;
+}
+
+/// Probing off: the upstream counts as reachable and no connection is made.
+#[tokio::test]
+async fn readyz_without_probe_is_ready_at_once() {
+    let gw = Gateway::start(Some("http://127.0.0.1:9/v1".to_owned()), |c| {
+        c.health.upstream_probe = Duration::ZERO;
+    })
+    .await;
+    let r = get(&gw.url("/readyz")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["upstream_probe"]["state"], "off");
+    gw.stop().await;
+}
+
+const V1: &str =
+    "policy: live\nrules:\n  - id: a\n    match: {keywords: [apple]}\n    action: block\n";
+const BROKEN: &str = "policy: live\nrules: [{id: x, match: {regex: '('}, action: block}]\n";
+
+/// Waits until `f` is true of the `/readyz` body (5 s at most).
+async fn readyz_until(gw: &Gateway, f: impl Fn(&Value) -> bool) -> Value {
+    let url = gw.url("/readyz");
+    let mut last = Value::Null;
+    for _ in 0..100 {
+        last = get(&url).await.json();
+        if f(&last) {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("condition never held; last /readyz: {last}");
+}
+
+/// Lays out `dir` the way the kubelet mounts a ConfigMap: `..<timestamp>/` holds the files,
+/// `..data` links to it, and each key is a link `key -> ..data/key`. Returns the new
+/// timestamped directory.
+fn configmap_write(dir: &std::path::Path, generation: u32, files: &[(&str, &str)]) {
+    use std::os::unix::fs::symlink;
+    let stamp = format!("..2026_12_01_12_00_0{generation}.{generation}");
+    let ts = dir.join(&stamp);
+    std::fs::create_dir(&ts).unwrap();
+    for (k, v) in files {
+        std::fs::write(ts.join(k), v).unwrap();
+    }
+    // The atomic swap: a new link under a temporary name, renamed over `..data`.
+    let tmp = dir.join("..data_tmp");
+    symlink(&stamp, &tmp).unwrap();
+    let old = std::fs::read_link(dir.join("..data")).ok();
+    std::fs::rename(&tmp, dir.join("..data")).unwrap();
+    for (k, _) in files {
+        let link = dir.join(k);
+        if std::fs::symlink_metadata(&link).is_err() {
+            symlink(format!("..data/{k}"), &link).unwrap();
+        }
+    }
+    if let Some(old) = old {
+        std::fs::remove_dir_all(dir.join(old)).unwrap();
+    }
+}
+
+/// Kubernetes updates a mounted ConfigMap by swapping the `..data` symlink to a new directory;
+/// the file the config names (`policies/p.yaml -> ..data/p.yaml`) never changes itself. The
+/// reloader sees the swap, puts the new policy in force, and keeps it when a later version is
+/// broken — with the error on `/readyz`, still ready.
+#[tokio::test]
+async fn configmap_symlink_swap_reloads_and_a_broken_version_keeps_the_last_good() {
+    let dir = tempfile::tempdir().unwrap();
+    configmap_write(dir.path(), 1, &[("p.yaml", V1)]);
+    let path = dir.path().join("p.yaml");
+    let gw = Gateway::start(None, move |c| {
+        c.policies = vec![path];
+        c.reload = true;
+    })
+    .await;
+    let url = gw.url("/v1/chat/completions");
+    assert_eq!(
+        post(&url, &chat("an apple", false))
+            .await
+            .header("x-deliberate-action"),
+        "block"
+    );
+    let first = get(&gw.url("/readyz")).await.json()["policy"].clone();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    configmap_write(dir.path(), 2, &[("p.yaml", &V1.replace("apple", "pear"))]);
+    let v = readyz_until(&gw, |v| v["policy"] != first).await;
+    assert_eq!(v["status"], "ready");
+    let r = post(&url, &chat("an apple and a pear", false)).await;
+    assert_eq!(r.header("x-deliberate-action"), "block");
+    assert_eq!(r.json()["choices"][0]["finish_reason"], "content_filter");
+    assert_eq!(
+        post(&url, &chat("an apple", false))
+            .await
+            .header("x-deliberate-action"),
+        "allow"
+    );
+
+    // A second swap to a broken version: the pear policy stays, the error is shown.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    configmap_write(dir.path(), 3, &[("p.yaml", BROKEN)]);
+    let v = readyz_until(&gw, |v| !v["last_reload_error"].is_null()).await;
+    assert_eq!(v["status"], "ready", "{v}");
+    assert!(
+        v["last_reload_error"].as_str().unwrap().contains("p.yaml"),
+        "{v}"
+    );
+    assert_eq!(
+        post(&url, &chat("a pear", false))
+            .await
+            .header("x-deliberate-action"),
+        "block"
+    );
+
+    // And a fixed version clears it.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    configmap_write(dir.path(), 4, &[("p.yaml", V1)]);
+    let v = readyz_until(&gw, |v| v["last_reload_error"].is_null()).await;
+    assert_eq!(v["status"], "ready");
     gw.stop().await;
 }

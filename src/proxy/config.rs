@@ -19,6 +19,7 @@
 //! timeouts: {header_read: 10s, client_idle: 60s, request_body: 30s,   # client side
 //!            connect: 10s, first_byte: 300s, idle: 120s, total: 900s, shutdown_grace: 30s}
 //! audit: {path: audit.jsonl}
+//! health: {upstream_probe: 10s, probe_timeout: 2s}   # /readyz: TCP connect to the upstream; 0s: off
 //! echo: {delay: 0ms}
 //! ```
 
@@ -123,6 +124,26 @@ pub struct Config {
     pub audit_path: Option<PathBuf>,
     /// Delay between the words the echo upstream streams.
     pub echo_delay: Duration,
+    /// The readiness probe of the upstream.
+    pub health: HealthConfig,
+}
+
+/// How `/readyz` probes the upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HealthConfig {
+    /// Time between two probes; zero: no probe (the upstream counts as reachable).
+    pub upstream_probe: Duration,
+    /// How long one probe (a TCP connect) may take.
+    pub probe_timeout: Duration,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            upstream_probe: Duration::from_secs(10),
+            probe_timeout: Duration::from_secs(2),
+        }
+    }
 }
 
 impl Default for Config {
@@ -139,6 +160,7 @@ impl Default for Config {
             timeouts: Timeouts::default(),
             audit_path: None,
             echo_delay: Duration::ZERO,
+            health: HealthConfig::default(),
         }
     }
 }
@@ -184,6 +206,17 @@ struct RawConfig {
     audit: Option<RawAudit>,
     #[serde(default)]
     echo: Option<RawEcho>,
+    #[serde(default)]
+    health: Option<RawHealth>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHealth {
+    #[serde(default)]
+    upstream_probe: Option<Dur>,
+    #[serde(default)]
+    probe_timeout: Option<Dur>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -468,6 +501,14 @@ impl Config {
         {
             c.echo_delay = d;
         }
+        if let Some(h) = raw.health {
+            if let Some(Dur(d)) = h.upstream_probe {
+                c.health.upstream_probe = d;
+            }
+            if let Some(Dur(d)) = h.probe_timeout {
+                c.health.probe_timeout = d;
+            }
+        }
         Ok(c)
     }
 
@@ -501,6 +542,7 @@ other_routes: pass
 limits: {max_request_bytes: 1MiB, max_event_bytes: 64KiB, max_connections: 200}
 timeouts: {first_byte: 2s, idle: 500ms, client_idle: 5s, request_body: 2s}
 audit: {path: /tmp/a.jsonl}
+health: {upstream_probe: 3s, probe_timeout: 250ms}
 "#,
             Path::new("/etc/deliberate/config.yaml"),
         )
@@ -516,6 +558,8 @@ audit: {path: /tmp/a.jsonl}
         assert_eq!(c.max_connections, 200);
         assert_eq!(c.timeouts.client_idle, Duration::from_secs(5));
         assert_eq!(c.timeouts.request_body, Duration::from_secs(2));
+        assert_eq!(c.health.upstream_probe, Duration::from_secs(3));
+        assert_eq!(c.health.probe_timeout, Duration::from_millis(250));
     }
 
     #[test]

@@ -12,7 +12,8 @@
 //! - model routes of APIs without an adapter, and unknown `/v1/` routes: refused with `404`
 //!   `route_not_enforced`, or forwarded and marked `skipped` with `other_routes: pass`
 //!   ([`OtherRoutes`]);
-//! - `GET /healthz` (alive), `/readyz` (policy loaded; names it and the upstream), `/metrics`
+//! - `GET /healthz` (alive), `/readyz` (every policy set loaded and the upstream reachable at
+//!   the last probe; names the policies, the last reload error, see [`Health`]), `/metrics`
 //!   (Prometheus text format).
 //!
 //! Each connection is bounded at the front door ([`front`]): a connection cap, an idle timeout,
@@ -35,6 +36,7 @@ pub mod client;
 mod config;
 mod echo;
 pub mod front;
+mod health;
 mod metrics;
 mod reload;
 mod respond;
@@ -56,16 +58,21 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 pub use audit::{AuditLog, ProxyObserver};
 pub use config::{
-    Config, ConfigError, OtherRoutes, Timeouts, UpstreamConfig, parse_duration, parse_size,
+    Config, ConfigError, HealthConfig, OtherRoutes, Timeouts, UpstreamConfig, parse_duration,
+    parse_size,
 };
 pub use echo::Echo;
+pub use health::{Health, Probe, ReloadError, SetHealth};
 pub use metrics::Metrics;
-pub use reload::{load_set, reload};
+pub use reload::{SetSource, load_set, reload};
 pub use routes::{PathError, Route, RouteClass, RouteTable, canonicalize};
 pub use service::{ClientBackend, GatewayService};
 pub use upstream::{Backend, HttpUpstream, ProxyBody, TimedBody, UpstreamConfigError};
 
 use crate::layer::{PolicyLayer, SharedPolicies};
+
+/// The name of the policy set of the config's top-level `policies:`.
+pub const DEFAULT_SET: &str = "default";
 use front::{ConnActivity, FrontDoor};
 use service::State;
 
@@ -101,6 +108,7 @@ pub struct Gateway {
     observer: Arc<ProxyObserver>,
     config: Config,
     reloader: Option<tokio::task::JoinHandle<()>>,
+    probe: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -122,6 +130,9 @@ impl Gateway {
         let set = load_set(&config.policies).map_err(ServeError::Policy)?;
         let metrics = Arc::new(Metrics::default());
         metrics.set_policy(set.label());
+        let probing = config.upstream.is_some() && !config.health.upstream_probe.is_zero();
+        let health = Arc::new(Health::new([DEFAULT_SET], probing));
+        health.loaded(DEFAULT_SET, set.label());
         let policies = SharedPolicies::new(set);
         let log = match &config.audit_path {
             Some(p) => Some(std::sync::Mutex::new(AuditLog::open(p).map_err(
@@ -145,8 +156,19 @@ impl Gateway {
         let layer = PolicyLayer::new(policies.clone())
             .options(config.enforce.clone())
             .observer(observer.clone());
+        let probe = match &backend {
+            Backend::Http(h) if probing => Some(health::spawn_probe(
+                health.clone(),
+                h.authority(),
+                config.health.upstream_probe,
+                config.health.probe_timeout,
+            )),
+            _ => None,
+        };
         let state = Arc::new(State {
             chat: layer.layer(ClientBackend(backend.clone())),
+            health: health.clone(),
+            probe_timeout: config.health.probe_timeout,
             backend,
             policies: policies.clone(),
             metrics: metrics.clone(),
@@ -156,9 +178,13 @@ impl Gateway {
             max_request_bytes: config.enforce.max_request_bytes,
         });
         let reloader = Some(reload::spawn(
-            config.policies.clone(),
-            policies,
+            SetSource {
+                name: DEFAULT_SET.to_owned(),
+                paths: config.policies.clone(),
+                policies,
+            },
             metrics,
+            health,
             config.reload,
         ));
         Ok(Gateway {
@@ -166,12 +192,18 @@ impl Gateway {
             observer,
             config,
             reloader,
+            probe,
         })
     }
 
     /// The policies in force (reload them with [`SharedPolicies::replace`] or [`reload`]).
     pub fn policies(&self) -> &SharedPolicies {
         &self.state.policies
+    }
+
+    /// What `/readyz` reports.
+    pub fn health(&self) -> &Arc<Health> {
+        &self.state.health
     }
 
     /// The metrics.
@@ -323,6 +355,9 @@ impl Gateway {
     fn close(&mut self) {
         if let Some(r) = self.reloader.take() {
             r.abort();
+        }
+        if let Some(p) = self.probe.take() {
+            p.abort();
         }
         if let Some(log) = &self.observer.log
             && let Ok(mut log) = log.lock()

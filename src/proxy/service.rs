@@ -19,6 +19,7 @@ use tower::{Service, ServiceExt};
 
 use super::config::OtherRoutes;
 use super::front::{ClientBody, ConnActivity, RequestBodyTimeout, Tracked};
+use super::health::Health;
 use super::metrics::Metrics;
 use super::respond;
 use super::routes::{Route, RouteClass, RouteTable, canonicalize};
@@ -36,6 +37,9 @@ pub(crate) struct State {
     pub(crate) routes: RouteTable,
     pub(crate) request_body: Duration,
     pub(crate) max_request_bytes: usize,
+    pub(crate) health: Arc<Health>,
+    /// How long `/readyz` waits for the first upstream probe.
+    pub(crate) probe_timeout: Duration,
 }
 
 /// The [`Backend`] behind the policy layer: the layer hands it the (edited) body it read whole;
@@ -107,13 +111,8 @@ pub(crate) fn admin(state: &State, method: &Method, path: &str) -> Option<Respon
     let resp = match path {
         "/healthz" => respond::json(StatusCode::OK, r#"{"status":"ok"}"#.to_owned()),
         "/readyz" => {
-            let set = state.policies.current();
-            let ready = !set.is_empty();
-            let body = serde_json::json!({
-                "status": if ready { "ready" } else { "not ready" },
-                "policy": set.label(),
-                "upstream": state.backend.describe(),
-            });
+            let (ready, body) = state.health.report(&state.backend.describe());
+            let ready = ready && !state.policies.current().is_empty();
             let status = if ready {
                 StatusCode::OK
             } else {
@@ -165,6 +164,9 @@ async fn route(state: Arc<State>, req: Request<Incoming>) -> Response<ProxyBody>
         }
     };
     let route = state.routes.classify(method.as_str(), &segments);
+    if route.path == "/readyz" {
+        state.health.first_probe(state.probe_timeout).await;
+    }
     if let Some(r) = admin(&state, &method, &route.path) {
         return r;
     }
