@@ -196,3 +196,56 @@ async fn configmap_symlink_swap_reloads_and_a_broken_version_keeps_the_last_good
     assert_eq!(v["status"], "ready");
     gw.stop().await;
 }
+
+/// The configs shipped in `deploy/` parse, name policies that compile, and drain within the
+/// pod's grace period.
+#[test]
+fn deploy_configs_parse_and_shutdown_fits_the_grace_period() {
+    use deliberate::proxy::Config;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let image = Config::from_file(&root.join("deploy/config.yaml")).unwrap();
+    assert_eq!(image.listen, "0.0.0.0:8080");
+    // Inside the image the policies sit beside the config.
+    assert_eq!(
+        image.policies,
+        [root.join("deploy/policies/default.yaml")],
+        "deploy/Dockerfile copies policies/ to /etc/deliberate/policies"
+    );
+    let deployment: Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(root.join("deploy/kubernetes/base/deployment.yaml")).unwrap(),
+    )
+    .unwrap();
+    let mut compiled = std::collections::BTreeSet::new();
+    let spec = &deployment["spec"]["template"]["spec"];
+    let grace = spec["terminationGracePeriodSeconds"].as_u64().unwrap();
+    let pre_stop = spec["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"]
+        .as_u64()
+        .unwrap();
+    for (cfg, policies) in [
+        ("deploy/kubernetes/base", vec!["default.yaml"]),
+        (
+            "deploy/kubernetes/overlays/example",
+            vec!["default.yaml", "pii.yaml"],
+        ),
+    ] {
+        let c = Config::from_file(&root.join(cfg).join("config.yaml")).unwrap();
+        let drain = c.timeouts.shutdown_grace.as_secs();
+        assert!(
+            pre_stop + drain < grace,
+            "{cfg}: {pre_stop} + {drain} >= {grace}"
+        );
+        let names: Vec<String> = c
+            .policies
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, policies, "{cfg}");
+        for p in &c.policies {
+            assert!(p.starts_with("/etc/deliberate/policies"), "{}", p.display());
+            let local = root.join("policies").join(p.file_name().unwrap());
+            if compiled.insert(local.clone()) {
+                deliberate::CompiledPolicy::load(&local).unwrap();
+            }
+        }
+    }
+}

@@ -23,6 +23,7 @@ macro_rules! out {
 
 mod check;
 mod eval;
+mod health;
 mod scan;
 mod serve;
 mod test;
@@ -56,6 +57,9 @@ pub enum Command {
     /// Measure a policy on labeled data sets (catch rate, false blocks, spans), optionally A/B
     /// through a real model.
     Eval(eval::Args),
+    /// Ask a running gateway's `/healthz` or `/readyz` (exit 0 on 200): the container
+    /// health check.
+    Health(health::Args),
 }
 
 /// Parses the command line and runs it.
@@ -68,6 +72,7 @@ pub fn main() -> ExitCode {
         Command::Test(a) => test::run(a),
         Command::Serve(a) => serve::run(a),
         Command::Eval(a) => eval::run(a),
+        Command::Health(a) => health::run(a),
     };
     match result {
         Ok(code) => code,
