@@ -3,6 +3,8 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+#[path = "common/serve_bin.rs"]
+mod serve_bin;
 
 use std::time::Duration;
 
@@ -248,4 +250,56 @@ fn deploy_configs_parse_and_shutdown_fits_the_grace_period() {
             }
         }
     }
+}
+
+/// Kubernetes stops a pod with SIGTERM: the server stops accepting, lets the stream under way
+/// finish whole, and exits 0 — within `timeouts.shutdown_grace`, which the Deployment's
+/// `terminationGracePeriodSeconds` covers.
+#[test]
+fn sigterm_drains_the_open_stream_then_exits_zero() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.yaml");
+    std::fs::write(
+        &cfg,
+        "echo: {delay: 40ms}\ntimeouts: {shutdown_grace: 20s}\n",
+    )
+    .unwrap();
+    let (mut server, url) = serve_bin::serve(&["--config", cfg.to_str().unwrap()]);
+    let authority = url
+        .trim_start_matches("http://")
+        .trim_end_matches("/v1")
+        .to_owned();
+    let words = "one two three four five six seven eight nine ten ".repeat(4);
+    let body = chat(&words, true).to_string();
+    let mut s = std::net::TcpStream::connect(&authority).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        s,
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: {authority}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut first = [0u8; 512];
+    let n = s.read(&mut first).unwrap();
+    assert!(String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"));
+
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &server.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).unwrap();
+    let text = String::from_utf8_lossy(&rest);
+    assert!(text.contains("data: [DONE]"), "stream cut short: {text}");
+    assert!(text.contains("ten"), "{text}");
+    let status = server
+        .wait_exit(Duration::from_secs(10))
+        .expect("still running after the drain");
+    assert!(status.success(), "{status:?}");
+    assert!(
+        std::net::TcpStream::connect(&authority).is_err(),
+        "still accepting"
+    );
 }
