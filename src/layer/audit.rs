@@ -173,6 +173,23 @@ pub struct AuditRecord {
     pub latency: Latency,
     /// What went wrong, for failed outcomes.
     pub error: Option<String>,
+    /// The tenant label, when the server selects policies per tenant ([`AuditLabels`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// The policy set enforced, when the server selects among several ([`AuditLabels`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_set: Option<String>,
+}
+
+/// Labels a server puts on a request (as an `http::Extensions` entry) for the layer to copy
+/// into its audit record: the tenant and the policy set it selected. Keep both bounded: they
+/// become metric labels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditLabels {
+    /// The tenant label.
+    pub tenant: String,
+    /// The policy set's name.
+    pub set: String,
 }
 
 impl AuditRecord {
@@ -195,6 +212,8 @@ impl AuditRecord {
             deliberation: Vec::new(),
             latency: Latency::default(),
             error: None,
+            tenant: None,
+            policy_set: None,
         }
     }
 }

@@ -90,7 +90,8 @@ mod shared;
 mod stream;
 
 pub use audit::{
-    AuditFinding, AuditRecord, Deliberation, Injection, Latency, Observer, Outcome, mask, rfc3339,
+    AuditFinding, AuditLabels, AuditRecord, Deliberation, Injection, Latency, Observer, Outcome,
+    mask, rfc3339,
 };
 pub use body::{RequestBody, ResponseBody};
 pub use deliberation::DeliberationStripper;

@@ -102,6 +102,13 @@ impl Observer for ProxyObserver {
                 f.action.as_str(),
             );
         }
+        if let (Some(tenant), Some(set)) = (&r.tenant, &r.policy_set) {
+            self.metrics.tenant_request(tenant, set, r.action.as_str());
+            for f in &r.findings {
+                self.metrics
+                    .tenant_finding(tenant, set, &f.rule, f.action.as_str());
+            }
+        }
         self.metrics.added_latency(r.latency.gateway_ms / 1000.0);
         if let Some(u) = r.latency.upstream_ms {
             self.metrics.upstream_latency(u / 1000.0);

@@ -20,6 +20,9 @@
 //!            connect: 10s, first_byte: 300s, idle: 120s, total: 900s, shutdown_grace: 30s}
 //! audit: {path: audit.jsonl}
 //! health: {upstream_probe: 10s, probe_timeout: 2s}   # /readyz: TCP connect to the upstream; 0s: off
+//! tenant_header: x-tenant         # policy selection: see `tenants` (sets, select)
+//! sets: {team-a: {policies: [team-a.yaml]}}
+//! select: [{tenant: team-a, set: team-a}]
 //! echo: {delay: 0ms}
 //! ```
 
@@ -28,6 +31,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::tenants::{RawSelect, RawSet, Selection};
 use crate::layer::{BlockResponse, EnforceOptions, ReasoningMode};
 use crate::policy::parse_yaml;
 use crate::policy::{InjectMode, InjectRole};
@@ -126,6 +130,10 @@ pub struct Config {
     pub echo_delay: Duration,
     /// The readiness probe of the upstream.
     pub health: HealthConfig,
+    /// Which policy set a request is enforced with.
+    pub selection: Selection,
+    /// The configuration file, when read from one.
+    pub file: Option<PathBuf>,
 }
 
 /// How `/readyz` probes the upstream.
@@ -161,6 +169,8 @@ impl Default for Config {
             audit_path: None,
             echo_delay: Duration::ZERO,
             health: HealthConfig::default(),
+            selection: Selection::default(),
+            file: None,
         }
     }
 }
@@ -208,6 +218,12 @@ struct RawConfig {
     echo: Option<RawEcho>,
     #[serde(default)]
     health: Option<RawHealth>,
+    #[serde(default)]
+    tenant_header: Option<String>,
+    #[serde(default)]
+    sets: Option<std::collections::BTreeMap<String, serde_saphyr::Spanned<RawSet>>>,
+    #[serde(default)]
+    select: Option<Vec<serde_saphyr::Spanned<RawSelect>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -424,7 +440,11 @@ impl Config {
         };
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let rel = |p: PathBuf| if p.is_absolute() { p } else { dir.join(p) };
-        let mut c = Config::default();
+        let mut c = Config {
+            file: Some(path.to_path_buf()),
+            ..Config::default()
+        };
+        c.selection = Selection::from_raw(path, raw.tenant_header, raw.sets, raw.select, &rel)?;
         if let Some(l) = raw.listen {
             c.listen = l;
         }

@@ -65,6 +65,10 @@ pub struct Metrics {
     connections_refused: Mutex<BTreeMap<&'static str, u64>>,
     connections_closed: Mutex<BTreeMap<&'static str, u64>>,
     accept_errors: AtomicU64,
+    /// (tenant, set, action): requests by the labels of policy selection.
+    tenant_requests: Mutex<BTreeMap<(String, String, String), u64>>,
+    /// (tenant, set, rule, action).
+    tenant_findings: Mutex<BTreeMap<(String, String, String, String), u64>>,
 }
 
 fn escape(s: &str) -> String {
@@ -91,6 +95,28 @@ impl Metrics {
                 rule.to_owned(),
                 section.unwrap_or("").to_owned(),
                 stage.to_owned(),
+                action.to_owned(),
+            );
+            *m.entry(key).or_default() += 1;
+        }
+    }
+
+    /// Counts a request of `tenant` enforced with policy set `set` (bounded labels: the
+    /// tenants and sets the config names).
+    pub fn tenant_request(&self, tenant: &str, set: &str, action: &str) {
+        if let Ok(mut m) = self.tenant_requests.lock() {
+            *m.entry((tenant.to_owned(), set.to_owned(), action.to_owned()))
+                .or_default() += 1;
+        }
+    }
+
+    /// Counts a finding on a request of `tenant` enforced with `set`.
+    pub fn tenant_finding(&self, tenant: &str, set: &str, rule: &str, action: &str) {
+        if let Ok(mut m) = self.tenant_findings.lock() {
+            let key = (
+                tenant.to_owned(),
+                set.to_owned(),
+                rule.to_owned(),
                 action.to_owned(),
             );
             *m.entry(key).or_default() += 1;
@@ -177,6 +203,29 @@ impl Metrics {
                     "deliberate_findings_total{{rule=\"{}\",section=\"{}\",stage=\"{stage}\",action=\"{action}\"}} {n}",
                     escape(rule),
                     escape(section)
+                );
+            }
+        }
+        out.push_str("# HELP deliberate_tenant_requests_total Enforced requests by tenant, policy set and action.\n# TYPE deliberate_tenant_requests_total counter\n");
+        if let Ok(m) = self.tenant_requests.lock() {
+            for ((tenant, set, action), n) in m.iter() {
+                let _ = writeln!(
+                    out,
+                    "deliberate_tenant_requests_total{{tenant=\"{}\",set=\"{}\",action=\"{action}\"}} {n}",
+                    escape(tenant),
+                    escape(set)
+                );
+            }
+        }
+        out.push_str("# HELP deliberate_tenant_findings_total Rule findings by tenant, policy set, rule and action.\n# TYPE deliberate_tenant_findings_total counter\n");
+        if let Ok(m) = self.tenant_findings.lock() {
+            for ((tenant, set, rule, action), n) in m.iter() {
+                let _ = writeln!(
+                    out,
+                    "deliberate_tenant_findings_total{{tenant=\"{}\",set=\"{}\",rule=\"{}\",action=\"{action}\"}} {n}",
+                    escape(tenant),
+                    escape(set),
+                    escape(rule)
                 );
             }
         }

@@ -38,10 +38,12 @@ mod echo;
 pub mod front;
 mod health;
 mod metrics;
+pub mod overlay;
 mod reload;
 mod respond;
 pub mod routes;
 mod service;
+pub mod tenants;
 mod upstream;
 
 use std::future::Future;
@@ -107,7 +109,7 @@ pub struct Gateway {
     state: Arc<State>,
     observer: Arc<ProxyObserver>,
     config: Config,
-    reloader: Option<tokio::task::JoinHandle<()>>,
+    reloaders: Vec<tokio::task::JoinHandle<()>>,
     probe: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -131,7 +133,9 @@ impl Gateway {
         let metrics = Arc::new(Metrics::default());
         metrics.set_policy(set.label());
         let probing = config.upstream.is_some() && !config.health.upstream_probe.is_zero();
-        let health = Arc::new(Health::new([DEFAULT_SET], probing));
+        let names = std::iter::once(DEFAULT_SET)
+            .chain(config.selection.sets.iter().map(|s| s.name.as_str()));
+        let health = Arc::new(Health::new(names, probing));
         health.loaded(DEFAULT_SET, set.label());
         let policies = SharedPolicies::new(set);
         let log = match &config.audit_path {
@@ -165,7 +169,45 @@ impl Gateway {
             )),
             _ => None,
         };
+        let mut sources = vec![SetSource {
+            name: DEFAULT_SET.to_owned(),
+            paths: config.policies.clone(),
+            policies: policies.clone(),
+        }];
+        let mut sets = Vec::new();
+        for s in &config.selection.sets {
+            let paths = s.paths(&config.policies);
+            // A set that does not load yet starts empty: requests selecting it are refused
+            // (503) and /readyz says not ready until a reload succeeds.
+            let set = match load_set(&paths) {
+                Ok(set) => {
+                    health.loaded(&s.name, set.label());
+                    set
+                }
+                Err(e) => {
+                    tracing::error!(set = %s.name, "policy set does not load; refusing its requests until it does:\n{e}");
+                    health.failed(&s.name, &e);
+                    crate::layer::PolicySet::new(Vec::new())
+                }
+            };
+            let shared = SharedPolicies::new(set);
+            let layer = PolicyLayer::new(shared.clone())
+                .options(config.enforce.clone())
+                .observer(observer.clone());
+            sets.push(service::SetRuntime {
+                name: s.name.clone(),
+                policies: shared.clone(),
+                service: layer.layer(ClientBackend(backend.clone())),
+            });
+            sources.push(SetSource {
+                name: s.name.clone(),
+                paths,
+                policies: shared,
+            });
+        }
         let state = Arc::new(State {
+            sets,
+            selection: config.selection.clone(),
             chat: layer.layer(ClientBackend(backend.clone())),
             health: health.clone(),
             probe_timeout: config.health.probe_timeout,
@@ -177,21 +219,15 @@ impl Gateway {
             request_body: config.timeouts.request_body,
             max_request_bytes: config.enforce.max_request_bytes,
         });
-        let reloader = Some(reload::spawn(
-            SetSource {
-                name: DEFAULT_SET.to_owned(),
-                paths: config.policies.clone(),
-                policies,
-            },
-            metrics,
-            health,
-            config.reload,
-        ));
+        let reloaders = sources
+            .into_iter()
+            .map(|s| reload::spawn(s, metrics.clone(), health.clone(), config.reload))
+            .collect();
         Ok(Gateway {
             state,
             observer,
             config,
-            reloader,
+            reloaders,
             probe,
         })
     }
@@ -353,7 +389,7 @@ impl Gateway {
     }
 
     fn close(&mut self) {
-        if let Some(r) = self.reloader.take() {
+        for r in self.reloaders.drain(..) {
             r.abort();
         }
         if let Some(p) = self.probe.take() {

@@ -70,7 +70,9 @@ pub fn reload(set: &SetSource, metrics: &Metrics, health: &Health) -> bool {
             } else {
                 tracing::info!(policy = %set.label(), "policy reloaded (unchanged)");
             }
-            metrics.set_policy(set.label());
+            if name == super::DEFAULT_SET {
+                metrics.set_policy(set.label());
+            }
             health.loaded(&name, set.label());
             policies.replace(set);
             metrics.reload("ok");
