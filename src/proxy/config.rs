@@ -31,6 +31,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use super::health::HealthConfig;
 use super::tenants::{RawSelect, RawSet, Selection};
 use crate::layer::{BlockResponse, EnforceOptions, ReasoningMode};
 use crate::policy::parse_yaml;
@@ -134,24 +135,6 @@ pub struct Config {
     pub selection: Selection,
     /// The configuration file, when read from one.
     pub file: Option<PathBuf>,
-}
-
-/// How `/readyz` probes the upstream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HealthConfig {
-    /// Time between two probes; zero: no probe (the upstream counts as reachable).
-    pub upstream_probe: Duration,
-    /// How long one probe (a TCP connect) may take.
-    pub probe_timeout: Duration,
-}
-
-impl Default for HealthConfig {
-    fn default() -> Self {
-        HealthConfig {
-            upstream_probe: Duration::from_secs(10),
-            probe_timeout: Duration::from_secs(2),
-        }
-    }
 }
 
 impl Default for Config {

@@ -16,6 +16,24 @@ use tokio::sync::watch;
 
 use crate::layer::rfc3339;
 
+/// How `/readyz` probes the upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HealthConfig {
+    /// Time between two probes; zero: no probe (the upstream counts as reachable).
+    pub upstream_probe: Duration,
+    /// How long one probe (a TCP connect) may take.
+    pub probe_timeout: Duration,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            upstream_probe: Duration::from_secs(10),
+            probe_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
 /// What the last upstream probe found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
