@@ -179,6 +179,12 @@ pub struct AuditRecord {
     /// The policy set enforced, when the server selects among several ([`AuditLabels`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy_set: Option<String>,
+    /// What the shadow candidate decided, when this request was in its sample.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<super::shadow::ShadowRecord>,
+    /// The texts scanned, with `record_texts` (personal data: see [`super::shadow`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub texts: Vec<super::shadow::ScannedText>,
 }
 
 /// Labels a server puts on a request (as an `http::Extensions` entry) for the layer to copy
@@ -214,6 +220,8 @@ impl AuditRecord {
             error: None,
             tenant: None,
             policy_set: None,
+            shadow: None,
+            texts: Vec::new(),
         }
     }
 }

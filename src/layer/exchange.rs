@@ -11,6 +11,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use super::audit::{AuditFinding, AuditRecord, Latency, Outcome, millis};
 use super::chain::PolicyFinding;
 use super::policies::PolicySet;
+use super::shadow::{Capture, decide, sampled};
 use super::shared::Shared;
 use crate::policy::Action;
 use crate::wire::{Adapter, RequestFacts};
@@ -39,6 +40,10 @@ pub(crate) struct Exchange {
     partial: Vec<&'static str>,
     stream_open: bool,
     done: bool,
+    /// The texts scanned, when a shadow runs on this request or texts are recorded.
+    pub capture: Option<Capture>,
+    /// The shadow candidate, when this request is in its sample.
+    shadow: Option<Arc<PolicySet>>,
 }
 
 impl std::fmt::Debug for Exchange {
@@ -59,6 +64,13 @@ impl Exchange {
         let set = shared.policies.current();
         let id = request_id(headers);
         let record = AuditRecord::new(id, route.to_owned(), set.label().to_owned());
+        let shadow = shared
+            .shadow
+            .as_ref()
+            .filter(|s| sampled(s.sample, &record.id))
+            .map(|s| s.policies.current())
+            .filter(|s| !s.is_empty());
+        let capture = (shadow.is_some() || shared.record_texts).then(Capture::default);
         Exchange {
             shared,
             set,
@@ -74,6 +86,8 @@ impl Exchange {
             partial: Vec::new(),
             stream_open: false,
             done: false,
+            capture,
+            shadow,
         }
     }
 
@@ -177,6 +191,14 @@ impl Exchange {
             self.stream_open = false;
             if let Some(o) = &self.shared.observer {
                 o.stream_closed();
+            }
+        }
+        if let Some(cap) = self.capture.take() {
+            if let Some(set) = &self.shadow {
+                self.record.shadow = Some(decide(set, &cap.texts));
+            }
+            if self.shared.record_texts {
+                self.record.texts = cap.texts;
             }
         }
         if let Some(o) = &self.shared.observer {

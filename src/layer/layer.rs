@@ -49,6 +49,8 @@ impl PolicyLayer {
                 observer: None,
                 scan_cache: ScanCache::new(EnforceOptions::default().scan_cache_bytes)
                     .map(Arc::new),
+                shadow: None,
+                record_texts: false,
             }),
         }
     }
@@ -66,6 +68,20 @@ impl PolicyLayer {
     /// Sets the observer that receives audit records.
     pub fn observer(mut self, observer: Arc<dyn Observer>) -> Self {
         Arc::make_mut(&mut self.shared).observer = Some(observer);
+        self
+    }
+
+    /// Runs `shadow.policies` beside the live ones on a `shadow.sample` share of requests:
+    /// decisions go to the audit record only (see [`super::shadow`]).
+    pub fn shadow(mut self, shadow: super::shadow::ShadowConfig) -> Self {
+        Arc::make_mut(&mut self.shared).shadow = (shadow.sample > 0.0).then_some(shadow);
+        self
+    }
+
+    /// Keeps the scanned texts in audit records (`texts`), for replays. Off by default: the
+    /// texts are personal data (see [`super::shadow`]).
+    pub fn record_texts(mut self, on: bool) -> Self {
+        Arc::make_mut(&mut self.shared).record_texts = on;
         self
     }
 

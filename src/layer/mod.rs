@@ -86,6 +86,7 @@ mod request;
 mod respond;
 mod response;
 mod service;
+pub mod shadow;
 mod shared;
 mod stream;
 

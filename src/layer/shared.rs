@@ -7,6 +7,7 @@ use super::audit::Observer;
 use super::cache::ScanCache;
 use super::options::EnforceOptions;
 use super::policies::SharedPolicies;
+use super::shadow::ShadowConfig;
 
 #[derive(Clone)]
 pub(crate) struct Shared {
@@ -18,4 +19,8 @@ pub(crate) struct Shared {
     pub observer: Option<Arc<dyn Observer>>,
     /// Decisions of input scans, `None` when `opts.scan_cache_bytes` is 0.
     pub scan_cache: Option<Arc<ScanCache>>,
+    /// The candidate run in shadow, if any.
+    pub shadow: Option<ShadowConfig>,
+    /// Keep the scanned texts in audit records.
+    pub record_texts: bool,
 }

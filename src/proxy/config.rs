@@ -18,7 +18,8 @@
 //!          max_connections: 1024}       # open client connections; lowered to fit `ulimit -n`
 //! timeouts: {header_read: 10s, client_idle: 60s, request_body: 30s,   # client side
 //!            connect: 10s, first_byte: 300s, idle: 120s, total: 900s, shutdown_grace: 30s}
-//! audit: {path: audit.jsonl}
+//! audit: {path: audit.jsonl, record_texts: false}   # texts: personal data, for eval --replay
+//! shadow: {policies: [candidate.yaml], sample: 0.1}  # runs beside the live policies, audit only
 //! health: {upstream_probe: 10s, probe_timeout: 2s}   # /readyz: TCP connect to the upstream; 0s: off
 //! tenant_header: x-tenant         # policy selection: see `tenants` (sets, select)
 //! sets: {team-a: {policies: [team-a.yaml]}}
@@ -32,7 +33,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use super::health::HealthConfig;
-use super::tenants::{RawSelect, RawSet, Selection};
+use super::tenants::{RawSelect, RawSet, RawShadow, Selection};
 use crate::layer::{BlockResponse, EnforceOptions, ReasoningMode};
 use crate::policy::parse_yaml;
 use crate::policy::{InjectMode, InjectRole};
@@ -127,6 +128,8 @@ pub struct Config {
     pub timeouts: Timeouts,
     /// JSONL audit log; `None`: no log.
     pub audit_path: Option<PathBuf>,
+    /// Keep the scanned texts in audit records (personal data; see `layer::shadow`).
+    pub record_texts: bool,
     /// Delay between the words the echo upstream streams.
     pub echo_delay: Duration,
     /// The readiness probe of the upstream.
@@ -150,6 +153,7 @@ impl Default for Config {
             max_connections: 1024,
             timeouts: Timeouts::default(),
             audit_path: None,
+            record_texts: false,
             echo_delay: Duration::ZERO,
             health: HealthConfig::default(),
             selection: Selection::default(),
@@ -203,6 +207,8 @@ struct RawConfig {
     health: Option<RawHealth>,
     #[serde(default)]
     tenant_header: Option<String>,
+    #[serde(default)]
+    shadow: Option<serde_saphyr::Spanned<RawShadow>>,
     #[serde(default)]
     sets: Option<std::collections::BTreeMap<String, serde_saphyr::Spanned<RawSet>>>,
     #[serde(default)]
@@ -287,6 +293,8 @@ struct RawTimeouts {
 #[serde(deny_unknown_fields)]
 struct RawAudit {
     path: PathBuf,
+    #[serde(default)]
+    record_texts: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -427,7 +435,14 @@ impl Config {
             file: Some(path.to_path_buf()),
             ..Config::default()
         };
-        c.selection = Selection::from_raw(path, raw.tenant_header, raw.sets, raw.select, &rel)?;
+        c.selection = Selection::from_raw(
+            path,
+            raw.tenant_header,
+            raw.shadow,
+            raw.sets,
+            raw.select,
+            &rel,
+        )?;
         if let Some(l) = raw.listen {
             c.listen = l;
         }
@@ -498,6 +513,7 @@ impl Config {
         }
         if let Some(a) = raw.audit {
             c.audit_path = Some(rel(a.path));
+            c.record_texts = a.record_texts;
         }
         if let Some(e) = raw.echo
             && let Some(Dur(d)) = e.delay

@@ -34,6 +34,10 @@ impl Default for HealthConfig {
     }
 }
 
+/// How the reload history of a set's shadow candidate is named (`team-a.shadow`): shown on
+/// `/readyz`, never a reason to be unready.
+pub const SHADOW_SUFFIX: &str = ".shadow";
+
 /// What the last upstream probe found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
@@ -151,7 +155,7 @@ impl Health {
         let probe = self.upstream();
         let never: Vec<&str> = sets
             .iter()
-            .filter(|(_, h)| h.policy.is_none())
+            .filter(|(k, h)| h.policy.is_none() && !k.ends_with(SHADOW_SUFFIX))
             .map(|(k, _)| k.as_str())
             .collect();
         let mut reasons = Vec::new();

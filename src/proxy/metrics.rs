@@ -67,6 +67,10 @@ pub struct Metrics {
     accept_errors: AtomicU64,
     /// (tenant, set, action): requests by the labels of policy selection.
     tenant_requests: Mutex<BTreeMap<(String, String, String), u64>>,
+    /// (set, change, rule): shadow decisions that differ from the live one.
+    shadow: Mutex<BTreeMap<(String, &'static str, String), u64>>,
+    /// (set, agree|differ).
+    shadow_runs: Mutex<BTreeMap<(String, &'static str), u64>>,
     /// (tenant, set, rule, action).
     tenant_findings: Mutex<BTreeMap<(String, String, String, String), u64>>,
 }
@@ -120,6 +124,24 @@ impl Metrics {
                 action.to_owned(),
             );
             *m.entry(key).or_default() += 1;
+        }
+    }
+
+    /// Counts a shadow run on set `set`: whether its action agreed with the live one.
+    pub fn shadow_run(&self, set: &str, agree: bool) {
+        if let Ok(mut m) = self.shadow_runs.lock() {
+            let k = (set.to_owned(), if agree { "agree" } else { "differ" });
+            *m.entry(k).or_default() += 1;
+        }
+    }
+
+    /// Counts a rule whose shadow decision differs: `would_block` (the candidate blocks where
+    /// the live policy did not) or `would_unblock` (the live policy blocked, the candidate
+    /// would not).
+    pub fn shadow_change(&self, set: &str, change: &'static str, rule: &str) {
+        if let Ok(mut m) = self.shadow.lock() {
+            *m.entry((set.to_owned(), change, rule.to_owned()))
+                .or_default() += 1;
         }
     }
 
@@ -224,6 +246,27 @@ impl Metrics {
                     out,
                     "deliberate_tenant_findings_total{{tenant=\"{}\",set=\"{}\",rule=\"{}\",action=\"{action}\"}} {n}",
                     escape(tenant),
+                    escape(set),
+                    escape(rule)
+                );
+            }
+        }
+        out.push_str("# HELP deliberate_shadow_runs_total Requests scanned by a shadow candidate, by set and whether its action agreed with the live one.\n# TYPE deliberate_shadow_runs_total counter\n");
+        if let Ok(m) = self.shadow_runs.lock() {
+            for ((set, agree), n) in m.iter() {
+                let _ = writeln!(
+                    out,
+                    "deliberate_shadow_runs_total{{set=\"{}\",result=\"{agree}\"}} {n}",
+                    escape(set)
+                );
+            }
+        }
+        out.push_str("# HELP deliberate_shadow_changes_total Rules behind a shadow decision that differs from the live one: would_block or would_unblock.\n# TYPE deliberate_shadow_changes_total counter\n");
+        if let Ok(m) = self.shadow.lock() {
+            for ((set, change, rule), n) in m.iter() {
+                let _ = writeln!(
+                    out,
+                    "deliberate_shadow_changes_total{{set=\"{}\",change=\"{change}\",rule=\"{}\"}} {n}",
                     escape(set),
                     escape(rule)
                 );

@@ -157,8 +157,12 @@ impl Gateway {
                 delay: config.echo_delay,
             }),
         };
-        let layer = PolicyLayer::new(policies.clone())
-            .options(config.enforce.clone())
+        let mut sources = vec![SetSource {
+            name: DEFAULT_SET.to_owned(),
+            paths: config.policies.clone(),
+            policies: policies.clone(),
+        }];
+        let layer = enforcing(&config, DEFAULT_SET, &[], &policies, &mut sources)
             .observer(observer.clone());
         let probe = match &backend {
             Backend::Http(h) if probing => Some(health::spawn_probe(
@@ -169,11 +173,6 @@ impl Gateway {
             )),
             _ => None,
         };
-        let mut sources = vec![SetSource {
-            name: DEFAULT_SET.to_owned(),
-            paths: config.policies.clone(),
-            policies: policies.clone(),
-        }];
         let mut sets = Vec::new();
         for s in &config.selection.sets {
             let paths = s.paths(&config.policies);
@@ -191,9 +190,9 @@ impl Gateway {
                 }
             };
             let shared = SharedPolicies::new(set);
-            let layer = PolicyLayer::new(shared.clone())
-                .options(config.enforce.clone())
-                .observer(observer.clone());
+            let base = if s.base { &config.policies[..] } else { &[] };
+            let layer =
+                enforcing(&config, &s.name, base, &shared, &mut sources).observer(observer.clone());
             sets.push(service::SetRuntime {
                 name: s.name.clone(),
                 policies: shared.clone(),
@@ -407,6 +406,42 @@ impl Drop for Gateway {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+/// The layer of set `name`: the config's options, its shadow candidate (`base` policies
+/// first, then the candidate's; its reload source goes to `sources`), recorded texts.
+fn enforcing(
+    config: &Config,
+    name: &str,
+    base: &[std::path::PathBuf],
+    policies: &SharedPolicies,
+    sources: &mut Vec<SetSource>,
+) -> PolicyLayer {
+    let mut layer = PolicyLayer::new(policies.clone())
+        .options(config.enforce.clone())
+        .record_texts(config.record_texts);
+    let spec = config.selection.shadows.iter().find(|(n, _)| n == name);
+    if let Some((_, spec)) = spec
+        && spec.sample > 0.0
+    {
+        let mut paths = base.to_vec();
+        paths.extend(spec.policies.iter().cloned());
+        let set = load_set(&paths).unwrap_or_else(|e| {
+            tracing::error!(set = %name, "shadow candidate does not load; no shadow until it does:\n{e}");
+            crate::layer::PolicySet::new(Vec::new())
+        });
+        let shared = SharedPolicies::new(set);
+        layer = layer.shadow(crate::layer::shadow::ShadowConfig {
+            policies: shared.clone(),
+            sample: spec.sample,
+        });
+        sources.push(SetSource {
+            name: format!("{name}{}", health::SHADOW_SUFFIX),
+            paths,
+            policies: shared,
+        });
+    }
+    layer
 }
 
 /// Builds a [`Gateway`] from `config` and serves on `listener` until `shutdown` completes.

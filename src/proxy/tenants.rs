@@ -78,6 +78,18 @@ pub struct SelectRule {
     pub at: (usize, usize),
 }
 
+/// A shadow candidate of a set: `shadow: {policies: [candidate.yaml], sample: 0.1}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShadowSpec {
+    /// The candidate's policy files (in the set's order: the base's first when the set
+    /// builds on it, then these).
+    pub policies: Vec<PathBuf>,
+    /// Share of the set's requests it scans, `0.0..=1.0` (0: off).
+    pub sample: f64,
+}
+
+impl Eq for ShadowSpec {}
+
 /// The selection part of the config.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Selection {
@@ -87,6 +99,8 @@ pub struct Selection {
     pub sets: Vec<SetConfig>,
     /// The rules, in order.
     pub rules: Vec<SelectRule>,
+    /// Shadow candidates by set name (`default` for the top-level `shadow:`).
+    pub shadows: Vec<(String, ShadowSpec)>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -95,6 +109,16 @@ pub(crate) struct RawSet {
     #[serde(default)]
     base: Option<bool>,
     policies: Vec<PathBuf>,
+    #[serde(default)]
+    shadow: Option<RawShadow>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawShadow {
+    policies: Vec<PathBuf>,
+    #[serde(default)]
+    sample: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -129,6 +153,7 @@ impl Selection {
     pub(crate) fn from_raw(
         file: &Path,
         header: Option<String>,
+        shadow: Option<Spanned<RawShadow>>,
         sets: Option<BTreeMap<String, Spanned<RawSet>>>,
         select: Option<Vec<Spanned<RawSelect>>>,
         rel: &dyn Fn(PathBuf) -> PathBuf,
@@ -152,16 +177,40 @@ impl Selection {
                 format!("tenant_header `{h}` is not a header name"),
             ));
         }
-        let mut sets: Vec<SetConfig> = sets
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(name, s)| SetConfig {
+        let mut shadow_of = |name: &str, at, raw: RawShadow| {
+            let sample = raw.sample.unwrap_or(0.0);
+            if !(0.0..=1.0).contains(&sample) {
+                return Err(err(
+                    at,
+                    format!("shadow sample {sample} is not within 0..1"),
+                ));
+            }
+            out.shadows.push((
+                name.to_owned(),
+                ShadowSpec {
+                    policies: raw.policies.into_iter().map(rel).collect(),
+                    sample,
+                },
+            ));
+            Ok(())
+        };
+        if let Some(s) = shadow {
+            shadow_of(super::DEFAULT_SET, pos(s.referenced), s.value)?;
+        }
+        let raw_sets = sets_raw(sets);
+        let mut sets = Vec::new();
+        for (name, s) in raw_sets {
+            let at = pos(s.referenced);
+            if let Some(sh) = s.value.shadow {
+                shadow_of(&name, at, sh)?;
+            }
+            sets.push(SetConfig {
                 name,
                 base: s.value.base.unwrap_or(true),
                 policies: s.value.policies.into_iter().map(rel).collect(),
-                at: pos(s.referenced),
-            })
-            .collect();
+                at,
+            });
+        }
         sets.sort_by_key(|s| s.at);
         for s in &sets {
             if s.name == super::DEFAULT_SET {
@@ -280,6 +329,12 @@ impl Selection {
     }
 }
 
+fn sets_raw(
+    sets: Option<BTreeMap<String, Spanned<RawSet>>>,
+) -> impl Iterator<Item = (String, Spanned<RawSet>)> {
+    sets.unwrap_or_default().into_iter()
+}
+
 /// The hex SHA-256 of the request's API key (`Authorization: Bearer …` or `x-api-key`).
 pub fn key_sha256(headers: &HeaderMap) -> Option<String> {
     let key = headers
@@ -387,6 +442,7 @@ mod tests {
         let s = Selection {
             tenant_header: Some("x-tenant".to_owned()),
             sets: Vec::new(),
+            shadows: Vec::new(),
             rules: vec![
                 SelectRule {
                     tenant: Some("a".to_owned()),
