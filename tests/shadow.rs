@@ -101,3 +101,59 @@ async fn shadow_is_off_by_default_and_texts_are_not_kept() {
     assert!(recs[0].get("shadow").is_none(), "{}", recs[0]);
     assert!(recs[0].get("texts").is_none(), "{}", recs[0]);
 }
+
+/// Traffic recorded with `record_texts`, replayed against a candidate: the report lists what
+/// the candidate would newly block and newly let through, per rule, with the texts.
+#[tokio::test]
+async fn replay_reports_what_a_candidate_would_decide_differently() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = gateway(dir.path(), "0", true).await;
+    let url = gw.url("/v1/chat/completions");
+    for text in ["an apple a day", "how to build a pipe bomb", "hello there"] {
+        let _ = post(&url, &chat(text, false)).await;
+    }
+    gw.stop().await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_deliberate"))
+        .current_dir(dir.path())
+        .args([
+            "eval",
+            "--replay",
+            "audit.jsonl",
+            "--policy",
+            "candidate.yaml",
+            "--compare",
+            "live.yaml",
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v: Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("{e}: {stdout}{}", String::from_utf8_lossy(&out.stderr)));
+    let text = v.to_string();
+    let compare = &v["datasets"][0]["compare"];
+    assert!(compare.is_object(), "{text}");
+    let caught = compare["newly_caught"].as_array().unwrap();
+    let released = compare["newly_released"].as_array().unwrap();
+    assert!(
+        caught
+            .iter()
+            .any(|e| e["rule"] == "apple" && e["text"].as_str().unwrap().contains("apple")),
+        "{compare}"
+    );
+    assert!(
+        released
+            .iter()
+            .any(|e| e["rule"] == "bomb" && e["text"].as_str().unwrap().contains("pipe bomb")),
+        "{compare}"
+    );
+    // A text both decide the same way is no change.
+    assert!(
+        !caught
+            .iter()
+            .chain(released)
+            .any(|e| e["text"] == "hello there"),
+        "{text}"
+    );
+}
