@@ -435,14 +435,8 @@ impl Config {
             file: Some(path.to_path_buf()),
             ..Config::default()
         };
-        c.selection = Selection::from_raw(
-            path,
-            raw.tenant_header,
-            raw.shadow,
-            raw.sets,
-            raw.select,
-            &rel,
-        )?;
+        let (th, sh, sets, sel) = (raw.tenant_header, raw.shadow, raw.sets, raw.select);
+        c.selection = Selection::from_raw(path, th, sh, sets, sel, &rel)?;
         if let Some(l) = raw.listen {
             c.listen = l;
         }
