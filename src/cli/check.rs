@@ -19,8 +19,12 @@ const SLOW_MIB_S: f64 = 20.0;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Policy files, or directories of them.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "config")]
     pub policies: Vec<PathBuf>,
+    /// A `deliberate serve` config: compile every policy set it names and prove that no set
+    /// removes or weakens a `block` or `redact` rule of the base set.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Treat warnings as errors.
     #[arg(long)]
     pub deny_warnings: bool,
@@ -115,7 +119,79 @@ fn judge_summary(p: &CompiledPolicy) -> Option<String> {
     Some(line)
 }
 
+/// `check --config FILE`: every set compiles and keeps the base's blocks and redactions.
+fn run_config(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let config = match crate::proxy::Config::from_file(path) {
+        Ok(c) => c,
+        Err(e) => {
+            outln!("{e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    if config.policies.is_empty() {
+        outln!(
+            "{}:0:0: error: no `policies:`: the base set is empty",
+            path.display()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    let mut failed = false;
+    let sets = std::iter::once((
+        crate::proxy::DEFAULT_SET.to_owned(),
+        config.policies.clone(),
+    ))
+    .chain(
+        config
+            .selection
+            .sets
+            .iter()
+            .map(|s| (s.name.clone(), s.paths(&config.policies))),
+    );
+    for (name, paths) in sets {
+        match crate::proxy::load_set(&paths) {
+            Ok(set) => outln!("{}: set `{name}`: ok: {}", path.display(), set.label()),
+            Err(e) => {
+                failed = true;
+                outln!("{e}");
+                outln!("{}: set `{name}`: failed to compile", path.display());
+            }
+        }
+    }
+    for r in &config.selection.rules {
+        outln!(
+            "{}:{}:{}: select → set `{}`",
+            path.display(),
+            r.at.0,
+            r.at.1,
+            r.set
+        );
+    }
+    let diags = crate::proxy::overlay::check_sets(&config);
+    for d in &diags {
+        outln!("{d}");
+    }
+    failed |= diags.iter().any(|d| d.level == Level::Error);
+    if !failed {
+        outln!(
+            "{}: ok: every request selects one of {} set(s), and each keeps every base block and redact rule",
+            path.display(),
+            config.selection.sets.len() + 1
+        );
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if let Some(c) = &args.config {
+        let code = run_config(c)?;
+        if args.policies.is_empty() || code != ExitCode::SUCCESS {
+            return Ok(code);
+        }
+    }
     let files = super::policy_files(&args.policies)?;
     if files.is_empty() {
         anyhow::bail!("no policy files found in {:?}", args.policies);

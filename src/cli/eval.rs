@@ -46,8 +46,14 @@ pub struct Args {
     pub policy: PathBuf,
     /// Data set files: JSONL, CSV/TSV, BIG-bench task.json, XSTest prompts or completions,
     /// presidio span data, JailbreakBench artifacts (detected by name and shape).
-    #[arg(long, num_args = 1.., required = true)]
+    #[arg(long, num_args = 1.., required_unless_present = "replay")]
     pub dataset: Vec<PathBuf>,
+    /// An audit log written with `audit: {record_texts: true}`: every recorded text is a case
+    /// labeled by what the live policy did to it, so the report (with `--compare live.yaml`:
+    /// the texts newly blocked or let through, per rule) says what the candidate would have
+    /// decided differently.
+    #[arg(long, value_name = "AUDIT_JSONL")]
+    pub replay: Vec<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
@@ -175,6 +181,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut datasets = Vec::new();
     for path in &dataset_files(&args.dataset)? {
         datasets.extend(dataset::read(path, &opts)?);
+    }
+    for path in &args.replay {
+        datasets.push(dataset::read_audit(path)?);
     }
     let detector = match &args.refusal_detector {
         Some(p) => Some(RefusalDetector::load(p).map_err(|e| {

@@ -23,6 +23,7 @@ macro_rules! out {
 
 mod check;
 mod eval;
+mod health;
 mod judge_examples;
 mod judge_opts;
 mod playground;
@@ -62,6 +63,9 @@ pub enum Command {
     /// Open the policy playground: a web page to try texts, streams, injection, tests, edits
     /// and diffs of a policy (loopback only unless --allow-remote).
     Playground(playground::Args),
+    /// Ask a running gateway's `/healthz` or `/readyz` (exit 0 on 200): the container
+    /// health check.
+    Health(health::Args),
 }
 
 /// Parses the command line and runs it.
@@ -75,6 +79,7 @@ pub fn main() -> ExitCode {
         Command::Serve(a) => serve::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Playground(a) => playground::run(a),
+        Command::Health(a) => health::run(a),
     };
     match result {
         Ok(code) => code,

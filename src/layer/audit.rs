@@ -181,6 +181,29 @@ pub struct AuditRecord {
     /// Judge calls: verdicts with their rationale (kept here, never sent to the client).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub judge: Vec<super::judge::JudgeRecord>,
+    /// The tenant label, when the server selects policies per tenant ([`AuditLabels`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// The policy set enforced, when the server selects among several ([`AuditLabels`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_set: Option<String>,
+    /// What the shadow candidate decided, when this request was in its sample.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<super::shadow::ShadowRecord>,
+    /// The texts scanned, with `record_texts` (personal data: see [`super::shadow`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub texts: Vec<super::shadow::ScannedText>,
+}
+
+/// Labels a server puts on a request (as an `http::Extensions` entry) for the layer to copy
+/// into its audit record: the tenant and the policy set it selected. Keep both bounded: they
+/// become metric labels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditLabels {
+    /// The tenant label.
+    pub tenant: String,
+    /// The policy set's name.
+    pub set: String,
 }
 
 impl AuditRecord {
@@ -204,6 +227,10 @@ impl AuditRecord {
             latency: Latency::default(),
             error: None,
             judge: Vec::new(),
+            tenant: None,
+            policy_set: None,
+            shadow: None,
+            texts: Vec::new(),
         }
     }
 }

@@ -11,6 +11,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use super::audit::{AuditFinding, AuditRecord, Latency, Outcome, millis};
 use super::chain::PolicyFinding;
 use super::policies::PolicySet;
+use super::shadow::{Capture, decide, sampled};
 use super::shared::Shared;
 use crate::policy::Action;
 use crate::wire::{Adapter, RequestFacts};
@@ -49,6 +50,10 @@ pub(crate) struct Exchange {
     deferred: Option<(Outcome, Option<u16>, Option<String>)>,
     stream_open: bool,
     done: bool,
+    /// The texts scanned, when a shadow runs on this request or texts are recorded.
+    pub capture: Option<Capture>,
+    /// The shadow candidate, when this request is in its sample.
+    shadow: Option<Arc<PolicySet>>,
 }
 
 impl std::fmt::Debug for Exchange {
@@ -69,6 +74,13 @@ impl Exchange {
         let set = shared.policies.current();
         let id = request_id(headers);
         let record = AuditRecord::new(id, route.to_owned(), set.label().to_owned());
+        let shadow = shared
+            .shadow
+            .as_ref()
+            .filter(|s| sampled(s.sample, &record.id))
+            .map(|s| s.policies.current())
+            .filter(|s| !s.is_empty());
+        let capture = (shadow.is_some() || shared.record_texts).then(Capture::default);
         Exchange {
             shared,
             set,
@@ -88,6 +100,8 @@ impl Exchange {
             deferred: None,
             stream_open: false,
             done: false,
+            capture,
+            shadow,
         }
     }
 
@@ -221,8 +235,10 @@ impl Exchange {
         out
     }
 
+    /// Counts the stream as open. An exchange that already ended (the whole stream was decided
+    /// before its head went out) is not counted: nothing would close it again.
     pub fn open_stream(&mut self) {
-        if !self.stream_open {
+        if !self.stream_open && !self.done {
             self.stream_open = true;
             if let Some(o) = &self.shared.observer {
                 o.stream_opened();
@@ -259,6 +275,14 @@ impl Exchange {
             self.stream_open = false;
             if let Some(o) = &self.shared.observer {
                 o.stream_closed();
+            }
+        }
+        if let Some(cap) = self.capture.take() {
+            if let Some(set) = &self.shadow {
+                self.record.shadow = Some(decide(set, &cap.texts));
+            }
+            if self.shared.record_texts {
+                self.record.texts = cap.texts;
             }
         }
         if let Some(o) = &self.shared.observer {

@@ -162,6 +162,18 @@ impl OutputFilter<'_> {
         Verdict::Block { refusal, released }
     }
 
+    /// Keeps a scanned piece of channel `i` for the shadow and the record.
+    fn capture(&mut self, i: usize, piece: &str) {
+        let Some(st) = self.state.channels.get(i) else {
+            return;
+        };
+        if let Some(stage) = self.stage_of(st.channel.kind)
+            && let Some(c) = self.ex.capture.as_mut()
+        {
+            c.piece(i, stage, &st.channel.location, piece);
+        }
+    }
+
     /// Runs a piece (or, with `fin`, the end) of channel `i` through its chain.
     fn run(&mut self, i: usize, view: &str, fin: bool) -> Verdict {
         let Some(st) = self.state.channels.get_mut(i) else {
@@ -249,6 +261,7 @@ impl TextFilter for OutputFilter<'_> {
             dec.push(&visible, &mut view);
             visible = view;
         }
+        self.capture(id.0, &visible);
         self.run(id.0, &visible, false)
     }
 
@@ -283,6 +296,7 @@ impl TextFilter for OutputFilter<'_> {
             tail = view;
         }
         self.record_deliberation(unit, &strippers);
+        self.capture(id.0, &tail);
         self.run(id.0, &tail, true)
     }
 
@@ -315,6 +329,9 @@ impl TextFilter for OutputFilter<'_> {
         } else {
             visible.clone()
         };
+        if let Some(c) = self.ex.capture.as_mut() {
+            c.text(stage, None, channel.location.clone(), &view);
+        }
         let set = self.ex.set.clone();
         // A stream event's whole-string fields (tool names, unknown fields) are scanned here
         // too: there, nothing waits for a verdict, so escalating rules keep their fallback.
@@ -469,6 +486,9 @@ impl RequestSink for InputScan<'_> {
         } else {
             std::borrow::Cow::Borrowed(t.text.as_str())
         };
+        if let Some(c) = self.ex.capture.as_mut() {
+            c.text(Stage::Input, t.role, (t.location)(), &view);
+        }
         let d = self.scan(&view, t.role);
         self.note(&d.findings, t.location);
         if let Some(b) = &d.block {

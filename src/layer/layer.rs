@@ -51,6 +51,8 @@ impl PolicyLayer {
                 scan_cache: ScanCache::new(EnforceOptions::default().scan_cache_bytes)
                     .map(Arc::new),
                 judge: None,
+                shadow: None,
+                record_texts: false,
             }),
         }
     }
@@ -75,6 +77,20 @@ impl PolicyLayer {
     /// fallback, and the stages the policy judges `always` / `sampled` are classified by it.
     pub fn judge(mut self, judge: Arc<dyn Judge>) -> Self {
         Arc::make_mut(&mut self.shared).judge = Some(judge);
+        self
+    }
+
+    /// Runs `shadow.policies` beside the live ones on a `shadow.sample` share of requests:
+    /// decisions go to the audit record only (see [`super::shadow`]).
+    pub fn shadow(mut self, shadow: super::shadow::ShadowConfig) -> Self {
+        Arc::make_mut(&mut self.shared).shadow = (shadow.sample > 0.0).then_some(shadow);
+        self
+    }
+
+    /// Keeps the scanned texts in audit records (`texts`), for replays. Off by default: the
+    /// texts are personal data (see [`super::shadow`]).
+    pub fn record_texts(mut self, on: bool) -> Self {
+        Arc::make_mut(&mut self.shared).record_texts = on;
         self
     }
 

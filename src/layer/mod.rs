@@ -91,11 +91,13 @@ mod request;
 mod respond;
 mod response;
 mod service;
+pub mod shadow;
 mod shared;
 mod stream;
 
 pub use audit::{
-    AuditFinding, AuditRecord, Deliberation, Injection, Latency, Observer, Outcome, mask, rfc3339,
+    AuditFinding, AuditLabels, AuditRecord, Deliberation, Injection, Latency, Observer, Outcome,
+    mask, rfc3339,
 };
 pub use body::{RequestBody, ResponseBody};
 pub use deliberation::DeliberationStripper;

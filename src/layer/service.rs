@@ -77,6 +77,10 @@ where
             req.uri().path(),
             req.headers(),
         );
+        if let Some(l) = req.extensions().get::<super::audit::AuditLabels>() {
+            ex.record.tenant = Some(l.tenant.clone());
+            ex.record.policy_set = Some(l.set.clone());
+        }
         let limit = self.shared.opts.max_request_bytes;
         let declared = req
             .headers()

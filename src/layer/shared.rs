@@ -8,6 +8,7 @@ use super::cache::ScanCache;
 use super::judge::Judge;
 use super::options::EnforceOptions;
 use super::policies::SharedPolicies;
+use super::shadow::ShadowConfig;
 
 #[derive(Clone)]
 pub(crate) struct Shared {
@@ -21,4 +22,8 @@ pub(crate) struct Shared {
     pub scan_cache: Option<Arc<ScanCache>>,
     /// The judge model, when one is configured: escalations and judged stages go to it.
     pub judge: Option<Arc<dyn Judge>>,
+    /// The candidate run in shadow, if any.
+    pub shadow: Option<ShadowConfig>,
+    /// Keep the scanned texts in audit records.
+    pub record_texts: bool,
 }

@@ -39,7 +39,9 @@ pub use raw::{InjectMode, InjectRole};
 pub use yaml::{MAX_POLICY_BYTES, parse_yaml};
 
 /// Where a stage of the data path is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Stage {
     /// Request messages, before the model sees them.

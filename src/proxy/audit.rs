@@ -7,6 +7,7 @@ use std::sync::mpsc;
 
 use super::metrics::Metrics;
 use crate::layer::{AuditRecord, Observer};
+use crate::policy::Action;
 
 /// Appends one JSON line per record to a file, from a thread of its own, so a slow disk never
 /// holds up a request. Records are flushed as soon as the queue is empty.
@@ -113,6 +114,38 @@ impl Observer for ProxyObserver {
                 f.stage.as_str(),
                 f.action.as_str(),
             );
+        }
+        if let (Some(tenant), Some(set)) = (&r.tenant, &r.policy_set) {
+            self.metrics.tenant_request(tenant, set, r.action.as_str());
+            for f in &r.findings {
+                self.metrics
+                    .tenant_finding(tenant, set, &f.rule, f.action.as_str());
+            }
+        }
+        if let Some(s) = &r.shadow {
+            let set = r.policy_set.as_deref().unwrap_or(super::DEFAULT_SET);
+            self.metrics.shadow_run(set, s.action == r.action);
+            let (live, shadow) = (r.action == Action::Block, s.action == Action::Block);
+            // Each rule once per request, however many texts it fired on.
+            let blocking = |fs: &[crate::layer::AuditFinding]| {
+                let mut rules: Vec<&str> = fs
+                    .iter()
+                    .filter(|f| f.action == Action::Block)
+                    .map(|f| f.rule.as_str())
+                    .collect();
+                rules.sort_unstable();
+                rules.dedup();
+                rules.into_iter().map(str::to_owned).collect::<Vec<_>>()
+            };
+            if shadow && !live {
+                for rule in blocking(&s.findings) {
+                    self.metrics.shadow_change(set, "would_block", &rule);
+                }
+            } else if live && !shadow {
+                for rule in blocking(&r.findings) {
+                    self.metrics.shadow_change(set, "would_unblock", &rule);
+                }
+            }
         }
         self.metrics.added_latency(r.latency.gateway_ms / 1000.0);
         if let Some(u) = r.latency.upstream_ms {

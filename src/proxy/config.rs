@@ -18,7 +18,12 @@
 //!          max_connections: 1024}       # open client connections; lowered to fit `ulimit -n`
 //! timeouts: {header_read: 10s, client_idle: 60s, request_body: 30s,   # client side
 //!            connect: 10s, first_byte: 300s, idle: 120s, total: 900s, shutdown_grace: 30s}
-//! audit: {path: audit.jsonl}
+//! audit: {path: audit.jsonl, record_texts: false}   # texts: personal data, for eval --replay
+//! shadow: {policies: [candidate.yaml], sample: 0.1}  # runs beside the live policies, audit only
+//! health: {upstream_probe: 10s, probe_timeout: 2s}   # /readyz: TCP connect to the upstream; 0s: off
+//! tenant_header: x-tenant         # policy selection: see `tenants` (sets, select)
+//! sets: {team-a: {policies: [team-a.yaml]}}
+//! select: [{tenant: team-a, set: team-a}]
 //! echo: {delay: 0ms}
 //! playground: false               # true: the policy playground at /playground (loopback only)
 //! playground_allow_remote: false  # true: also when listening on a non-loopback address
@@ -31,6 +36,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use super::health::HealthConfig;
+use super::tenants::{RawSelect, RawSet, RawShadow, Selection};
 use crate::layer::{BlockResponse, EnforceOptions, ReasoningMode};
 use crate::policy::parse_yaml;
 use crate::policy::{InjectMode, InjectRole};
@@ -125,6 +132,8 @@ pub struct Config {
     pub timeouts: Timeouts,
     /// JSONL audit log; `None`: no log.
     pub audit_path: Option<PathBuf>,
+    /// Keep the scanned texts in audit records (personal data; see `layer::shadow`).
+    pub record_texts: bool,
     /// Delay between the words the echo upstream streams.
     pub echo_delay: Duration,
     /// Serve the policy playground at `/playground` (over the policies above).
@@ -133,6 +142,12 @@ pub struct Config {
     pub playground_allow_remote: bool,
     /// The judge model; `None`: escalating rules apply their fallback.
     pub judge: Option<super::judge::JudgeConfig>,
+    /// The readiness probe of the upstream.
+    pub health: HealthConfig,
+    /// Which policy set a request is enforced with.
+    pub selection: Selection,
+    /// The configuration file, when read from one.
+    pub file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -148,10 +163,14 @@ impl Default for Config {
             max_connections: 1024,
             timeouts: Timeouts::default(),
             audit_path: None,
+            record_texts: false,
             echo_delay: Duration::ZERO,
             playground: false,
             playground_allow_remote: false,
             judge: None,
+            health: HealthConfig::default(),
+            selection: Selection::default(),
+            file: None,
         }
     }
 }
@@ -203,6 +222,16 @@ struct RawConfig {
     playground_allow_remote: Option<bool>,
     #[serde(default)]
     judge: Option<RawJudge>,
+    #[serde(default)]
+    health: Option<RawHealth>,
+    #[serde(default)]
+    tenant_header: Option<String>,
+    #[serde(default)]
+    shadow: Option<serde_saphyr::Spanned<RawShadow>>,
+    #[serde(default)]
+    sets: Option<std::collections::BTreeMap<String, serde_saphyr::Spanned<RawSet>>>,
+    #[serde(default)]
+    select: Option<Vec<serde_saphyr::Spanned<RawSelect>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -223,6 +252,15 @@ struct RawJudge {
     max_tokens: Option<u32>,
     #[serde(default)]
     json_mode: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHealth {
+    #[serde(default)]
+    upstream_probe: Option<Dur>,
+    #[serde(default)]
+    probe_timeout: Option<Dur>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -294,6 +332,8 @@ struct RawTimeouts {
 #[serde(deny_unknown_fields)]
 struct RawAudit {
     path: PathBuf,
+    #[serde(default)]
+    record_texts: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -430,7 +470,12 @@ impl Config {
         };
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let rel = |p: PathBuf| if p.is_absolute() { p } else { dir.join(p) };
-        let mut c = Config::default();
+        let mut c = Config {
+            file: Some(path.to_path_buf()),
+            ..Config::default()
+        };
+        let (th, sh, sets, sel) = (raw.tenant_header, raw.shadow, raw.sets, raw.select);
+        c.selection = Selection::from_raw(path, th, sh, sets, sel, &rel)?;
         if let Some(l) = raw.listen {
             c.listen = l;
         }
@@ -512,6 +557,7 @@ impl Config {
         }
         if let Some(a) = raw.audit {
             c.audit_path = Some(rel(a.path));
+            c.record_texts = a.record_texts;
         }
         if let Some(e) = raw.echo
             && let Some(Dur(d)) = e.delay
@@ -520,6 +566,14 @@ impl Config {
         }
         c.playground = raw.playground.unwrap_or(false);
         c.playground_allow_remote = raw.playground_allow_remote.unwrap_or(false);
+        if let Some(h) = raw.health {
+            if let Some(Dur(d)) = h.upstream_probe {
+                c.health.upstream_probe = d;
+            }
+            if let Some(Dur(d)) = h.probe_timeout {
+                c.health.probe_timeout = d;
+            }
+        }
         Ok(c)
     }
 
@@ -553,6 +607,7 @@ other_routes: pass
 limits: {max_request_bytes: 1MiB, max_event_bytes: 64KiB, max_connections: 200}
 timeouts: {first_byte: 2s, idle: 500ms, client_idle: 5s, request_body: 2s}
 audit: {path: /tmp/a.jsonl}
+health: {upstream_probe: 3s, probe_timeout: 250ms}
 "#,
             Path::new("/etc/deliberate/config.yaml"),
         )
@@ -568,6 +623,8 @@ audit: {path: /tmp/a.jsonl}
         assert_eq!(c.max_connections, 200);
         assert_eq!(c.timeouts.client_idle, Duration::from_secs(5));
         assert_eq!(c.timeouts.request_body, Duration::from_secs(2));
+        assert_eq!(c.health.upstream_probe, Duration::from_secs(3));
+        assert_eq!(c.health.probe_timeout, Duration::from_millis(250));
     }
 
     #[test]

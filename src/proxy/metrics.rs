@@ -69,6 +69,14 @@ pub struct Metrics {
     judge_errors: Mutex<BTreeMap<&'static str, u64>>,
     judge_cache_hits: AtomicU64,
     judge_latency: Histogram,
+    /// (tenant, set, action): requests by the labels of policy selection.
+    tenant_requests: Mutex<BTreeMap<(String, String, String), u64>>,
+    /// (set, change, rule): shadow decisions that differ from the live one.
+    shadow: Mutex<BTreeMap<(String, &'static str, String), u64>>,
+    /// (set, agree|differ).
+    shadow_runs: Mutex<BTreeMap<(String, &'static str), u64>>,
+    /// (tenant, set, rule, action).
+    tenant_findings: Mutex<BTreeMap<(String, String, String, String), u64>>,
 }
 
 fn escape(s: &str) -> String {
@@ -98,6 +106,46 @@ impl Metrics {
                 action.to_owned(),
             );
             *m.entry(key).or_default() += 1;
+        }
+    }
+
+    /// Counts a request of `tenant` enforced with policy set `set` (bounded labels: the
+    /// tenants and sets the config names).
+    pub fn tenant_request(&self, tenant: &str, set: &str, action: &str) {
+        if let Ok(mut m) = self.tenant_requests.lock() {
+            *m.entry((tenant.to_owned(), set.to_owned(), action.to_owned()))
+                .or_default() += 1;
+        }
+    }
+
+    /// Counts a finding on a request of `tenant` enforced with `set`.
+    pub fn tenant_finding(&self, tenant: &str, set: &str, rule: &str, action: &str) {
+        if let Ok(mut m) = self.tenant_findings.lock() {
+            let key = (
+                tenant.to_owned(),
+                set.to_owned(),
+                rule.to_owned(),
+                action.to_owned(),
+            );
+            *m.entry(key).or_default() += 1;
+        }
+    }
+
+    /// Counts a shadow run on set `set`: whether its action agreed with the live one.
+    pub fn shadow_run(&self, set: &str, agree: bool) {
+        if let Ok(mut m) = self.shadow_runs.lock() {
+            let k = (set.to_owned(), if agree { "agree" } else { "differ" });
+            *m.entry(k).or_default() += 1;
+        }
+    }
+
+    /// Counts a rule whose shadow decision differs: `would_block` (the candidate blocks where
+    /// the live policy did not) or `would_unblock` (the live policy blocked, the candidate
+    /// would not).
+    pub fn shadow_change(&self, set: &str, change: &'static str, rule: &str) {
+        if let Ok(mut m) = self.shadow.lock() {
+            *m.entry((set.to_owned(), change, rule.to_owned()))
+                .or_default() += 1;
         }
     }
 
@@ -201,6 +249,50 @@ impl Metrics {
                     "deliberate_findings_total{{rule=\"{}\",section=\"{}\",stage=\"{stage}\",action=\"{action}\"}} {n}",
                     escape(rule),
                     escape(section)
+                );
+            }
+        }
+        out.push_str("# HELP deliberate_tenant_requests_total Enforced requests by tenant, policy set and action.\n# TYPE deliberate_tenant_requests_total counter\n");
+        if let Ok(m) = self.tenant_requests.lock() {
+            for ((tenant, set, action), n) in m.iter() {
+                let _ = writeln!(
+                    out,
+                    "deliberate_tenant_requests_total{{tenant=\"{}\",set=\"{}\",action=\"{action}\"}} {n}",
+                    escape(tenant),
+                    escape(set)
+                );
+            }
+        }
+        out.push_str("# HELP deliberate_tenant_findings_total Rule findings by tenant, policy set, rule and action.\n# TYPE deliberate_tenant_findings_total counter\n");
+        if let Ok(m) = self.tenant_findings.lock() {
+            for ((tenant, set, rule, action), n) in m.iter() {
+                let _ = writeln!(
+                    out,
+                    "deliberate_tenant_findings_total{{tenant=\"{}\",set=\"{}\",rule=\"{}\",action=\"{action}\"}} {n}",
+                    escape(tenant),
+                    escape(set),
+                    escape(rule)
+                );
+            }
+        }
+        out.push_str("# HELP deliberate_shadow_runs_total Requests scanned by a shadow candidate, by set and whether its action agreed with the live one.\n# TYPE deliberate_shadow_runs_total counter\n");
+        if let Ok(m) = self.shadow_runs.lock() {
+            for ((set, agree), n) in m.iter() {
+                let _ = writeln!(
+                    out,
+                    "deliberate_shadow_runs_total{{set=\"{}\",result=\"{agree}\"}} {n}",
+                    escape(set)
+                );
+            }
+        }
+        out.push_str("# HELP deliberate_shadow_changes_total Rules behind a shadow decision that differs from the live one: would_block or would_unblock.\n# TYPE deliberate_shadow_changes_total counter\n");
+        if let Ok(m) = self.shadow.lock() {
+            for ((set, change, rule), n) in m.iter() {
+                let _ = writeln!(
+                    out,
+                    "deliberate_shadow_changes_total{{set=\"{}\",change=\"{change}\",rule=\"{}\"}} {n}",
+                    escape(set),
+                    escape(rule)
                 );
             }
         }

@@ -12,7 +12,8 @@
 //! - model routes of APIs without an adapter, and unknown `/v1/` routes: refused with `404`
 //!   `route_not_enforced`, or forwarded and marked `skipped` with `other_routes: pass`
 //!   ([`OtherRoutes`]);
-//! - `GET /healthz` (alive), `/readyz` (policy loaded; names it and the upstream), `/metrics`
+//! - `GET /healthz` (alive), `/readyz` (every policy set loaded and the upstream reachable at
+//!   the last probe; names the policies, the last reload error, see [`Health`]), `/metrics`
 //!   (Prometheus text format);
 //! - with `playground: true`, the [policy playground](crate::playground) at `/playground`
 //!   (refused at start on a non-loopback address unless `playground_allow_remote: true`).
@@ -37,12 +38,15 @@ pub mod client;
 mod config;
 mod echo;
 pub mod front;
+mod health;
 pub mod judge;
 mod metrics;
+pub mod overlay;
 mod reload;
 mod respond;
 pub mod routes;
 mod service;
+pub mod tenants;
 mod upstream;
 
 use std::future::Future;
@@ -59,16 +63,21 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 pub use audit::{AuditLog, ProxyObserver};
 pub use config::{
-    Config, ConfigError, OtherRoutes, Timeouts, UpstreamConfig, parse_duration, parse_size,
+    Config, ConfigError, HealthConfig, OtherRoutes, Timeouts, UpstreamConfig, parse_duration,
+    parse_size,
 };
 pub use echo::Echo;
+pub use health::{Health, Probe, ReloadError, SetHealth};
 pub use metrics::Metrics;
-pub use reload::{load_set, reload};
+pub use reload::{SetSource, load_set, reload};
 pub use routes::{PathError, Route, RouteClass, RouteTable, canonicalize};
 pub use service::{ClientBackend, GatewayService};
 pub use upstream::{Backend, HttpUpstream, ProxyBody, TimedBody, UpstreamConfigError};
 
 use crate::layer::{PolicyLayer, SharedPolicies};
+
+/// The name of the policy set of the config's top-level `policies:`.
+pub const DEFAULT_SET: &str = "default";
 use front::{ConnActivity, FrontDoor};
 use service::State;
 
@@ -106,7 +115,8 @@ pub struct Gateway {
     state: Arc<State>,
     observer: Arc<ProxyObserver>,
     config: Config,
-    reloader: Option<tokio::task::JoinHandle<()>>,
+    reloaders: Vec<tokio::task::JoinHandle<()>>,
+    probe: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -128,6 +138,11 @@ impl Gateway {
         let set = load_set(&config.policies).map_err(ServeError::Policy)?;
         let metrics = Arc::new(Metrics::default());
         metrics.set_policy(set.label());
+        let probing = config.upstream.is_some() && !config.health.upstream_probe.is_zero();
+        let names = std::iter::once(DEFAULT_SET)
+            .chain(config.selection.sets.iter().map(|s| s.name.as_str()));
+        let health = Arc::new(Health::new(names, probing));
+        health.loaded(DEFAULT_SET, set.label());
         let policies = SharedPolicies::new(set);
         let log = match &config.audit_path {
             Some(p) => Some(std::sync::Mutex::new(AuditLog::open(p).map_err(
@@ -148,15 +163,76 @@ impl Gateway {
                 delay: config.echo_delay,
             }),
         };
-        let mut layer = PolicyLayer::new(policies.clone())
-            .options(config.enforce.clone())
-            .observer(observer.clone());
-        if let Some(j) = &config.judge {
-            let judge = judge::HttpJudge::new(j.clone(), Some(metrics.clone()))?;
-            layer = layer.judge(Arc::new(judge));
+        let judge: Option<Arc<dyn crate::layer::Judge>> = match &config.judge {
+            Some(j) => Some(Arc::new(judge::HttpJudge::new(
+                j.clone(),
+                Some(metrics.clone()),
+            )?)),
+            None => None,
+        };
+        let with_judge = |l: PolicyLayer| match &judge {
+            Some(j) => l.judge(j.clone()),
+            None => l,
+        };
+        let mut sources = vec![SetSource {
+            name: DEFAULT_SET.to_owned(),
+            paths: config.policies.clone(),
+            policies: policies.clone(),
+        }];
+        let layer = with_judge(enforcing(
+            &config,
+            DEFAULT_SET,
+            &[],
+            &policies,
+            &mut sources,
+        ))
+        .observer(observer.clone());
+        let probe = match &backend {
+            Backend::Http(h) if probing => Some(health::spawn_probe(
+                health.clone(),
+                h.authority(),
+                config.health.upstream_probe,
+                config.health.probe_timeout,
+            )),
+            _ => None,
+        };
+        let mut sets = Vec::new();
+        for s in &config.selection.sets {
+            let paths = s.paths(&config.policies);
+            // A set that does not load yet starts empty: requests selecting it are refused
+            // (503) and /readyz says not ready until a reload succeeds.
+            let set = match load_set(&paths) {
+                Ok(set) => {
+                    health.loaded(&s.name, set.label());
+                    set
+                }
+                Err(e) => {
+                    tracing::error!(set = %s.name, "policy set does not load; refusing its requests until it does:\n{e}");
+                    health.failed(&s.name, &e);
+                    crate::layer::PolicySet::new(Vec::new())
+                }
+            };
+            let shared = SharedPolicies::new(set);
+            let base = if s.base { &config.policies[..] } else { &[] };
+            let layer = with_judge(enforcing(&config, &s.name, base, &shared, &mut sources))
+                .observer(observer.clone());
+            sets.push(service::SetRuntime {
+                name: s.name.clone(),
+                policies: shared.clone(),
+                service: layer.layer(ClientBackend(backend.clone())),
+            });
+            sources.push(SetSource {
+                name: s.name.clone(),
+                paths,
+                policies: shared,
+            });
         }
         let state = Arc::new(State {
+            sets,
+            selection: config.selection.clone(),
             chat: layer.layer(ClientBackend(backend.clone())),
+            health: health.clone(),
+            probe_timeout: config.health.probe_timeout,
             backend,
             policies: policies.clone(),
             metrics: metrics.clone(),
@@ -168,23 +244,27 @@ impl Gateway {
                 .playground
                 .then(|| Arc::new(crate::playground::Playground::new(config.policies.clone()))),
         });
-        let reloader = Some(reload::spawn(
-            config.policies.clone(),
-            policies,
-            metrics,
-            config.reload,
-        ));
+        let reloaders = sources
+            .into_iter()
+            .map(|s| reload::spawn(s, metrics.clone(), health.clone(), config.reload))
+            .collect();
         Ok(Gateway {
             state,
             observer,
             config,
-            reloader,
+            reloaders,
+            probe,
         })
     }
 
     /// The policies in force (reload them with [`SharedPolicies::replace`] or [`reload`]).
     pub fn policies(&self) -> &SharedPolicies {
         &self.state.policies
+    }
+
+    /// What `/readyz` reports.
+    pub fn health(&self) -> &Arc<Health> {
+        &self.state.health
     }
 
     /// The metrics.
@@ -343,8 +423,11 @@ impl Gateway {
     }
 
     fn close(&mut self) {
-        if let Some(r) = self.reloader.take() {
+        for r in self.reloaders.drain(..) {
             r.abort();
+        }
+        if let Some(p) = self.probe.take() {
+            p.abort();
         }
         if let Some(log) = &self.observer.log
             && let Ok(mut log) = log.lock()
@@ -358,6 +441,42 @@ impl Drop for Gateway {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+/// The layer of set `name`: the config's options, its shadow candidate (`base` policies
+/// first, then the candidate's; its reload source goes to `sources`), recorded texts.
+fn enforcing(
+    config: &Config,
+    name: &str,
+    base: &[std::path::PathBuf],
+    policies: &SharedPolicies,
+    sources: &mut Vec<SetSource>,
+) -> PolicyLayer {
+    let mut layer = PolicyLayer::new(policies.clone())
+        .options(config.enforce.clone())
+        .record_texts(config.record_texts);
+    let spec = config.selection.shadows.iter().find(|(n, _)| n == name);
+    if let Some((_, spec)) = spec
+        && spec.sample > 0.0
+    {
+        let mut paths = base.to_vec();
+        paths.extend(spec.policies.iter().cloned());
+        let set = load_set(&paths).unwrap_or_else(|e| {
+            tracing::error!(set = %name, "shadow candidate does not load; no shadow until it does:\n{e}");
+            crate::layer::PolicySet::new(Vec::new())
+        });
+        let shared = SharedPolicies::new(set);
+        layer = layer.shadow(crate::layer::shadow::ShadowConfig {
+            policies: shared.clone(),
+            sample: spec.sample,
+        });
+        sources.push(SetSource {
+            name: format!("{name}{}", health::SHADOW_SUFFIX),
+            paths,
+            policies: shared,
+        });
+    }
+    layer
 }
 
 /// Builds a [`Gateway`] from `config` and serves on `listener` until `shutdown` completes.

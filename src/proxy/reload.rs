@@ -1,6 +1,12 @@
 //! Policy hot reload: on a change to a policy file (or one it includes), or on `SIGHUP`, every
-//! policy is compiled again; the new set goes into force only if all of them compile. Requests
-//! already running keep the set they started with.
+//! policy of the set is compiled again; the new set goes into force only if all of them
+//! compile. Requests already running keep the set they started with. Each policy set of the
+//! config reloads on its own: a broken file keeps that set's last good version.
+//!
+//! The watcher watches the directories of the files, not the files, so a file replaced by a
+//! rename (editors) or a Kubernetes ConfigMap update (the `..data` symlink swapped to a new
+//! timestamped directory) is seen: an event on any path that now resolves to a watched file,
+//! or on the `..data` link itself, triggers a reload.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -9,6 +15,7 @@ use std::time::Duration;
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
+use super::health::Health;
 use super::metrics::Metrics;
 use crate::engine::CompiledPolicy;
 use crate::layer::{PolicySet, SharedPolicies};
@@ -41,8 +48,20 @@ fn sources(set: &PolicySet, configured: &[PathBuf]) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Reloads now; logs and counts the result.
-pub fn reload(paths: &[PathBuf], policies: &SharedPolicies, metrics: &Metrics) -> bool {
+/// One policy set of the gateway, as the reloader sees it.
+#[derive(Debug, Clone)]
+pub struct SetSource {
+    /// The set's name (`default` for the config's top-level `policies:`).
+    pub name: String,
+    /// Its policy files, enforced in this order.
+    pub paths: Vec<PathBuf>,
+    /// Where the compiled set goes.
+    pub policies: SharedPolicies,
+}
+
+/// Reloads `set` now; logs and counts the result and records it in `health`.
+pub fn reload(set: &SetSource, metrics: &Metrics, health: &Health) -> bool {
+    let (paths, policies, name) = (&set.paths, &set.policies, set.name.clone());
     match load_set(paths) {
         Ok(set) => {
             let old = policies.current();
@@ -51,16 +70,21 @@ pub fn reload(paths: &[PathBuf], policies: &SharedPolicies, metrics: &Metrics) -
             } else {
                 tracing::info!(policy = %set.label(), "policy reloaded (unchanged)");
             }
-            metrics.set_policy(set.label());
+            if name == super::DEFAULT_SET {
+                metrics.set_policy(set.label());
+            }
+            health.loaded(&name, set.label());
             policies.replace(set);
             metrics.reload("ok");
             true
         }
         Err(e) => {
             tracing::error!(
+                set = %name,
                 policy = %policies.current().label(),
                 "policy reload failed; keeping the policy in force:\n{e}"
             );
+            health.failed(&name, &e);
             metrics.reload("failed");
             false
         }
@@ -70,11 +94,12 @@ pub fn reload(paths: &[PathBuf], policies: &SharedPolicies, metrics: &Metrics) -
 /// Watches the policy files and listens for `SIGHUP`; runs until the returned handle is
 /// aborted.
 pub fn spawn(
-    paths: Vec<PathBuf>,
-    policies: SharedPolicies,
+    set: SetSource,
     metrics: Arc<Metrics>,
+    health: Arc<Health>,
     watch: bool,
 ) -> tokio::task::JoinHandle<()> {
+    let (paths, policies) = (set.paths.clone(), set.policies.clone());
     tokio::spawn(async move {
         let (tx, mut rx) = mpsc::channel::<()>(16);
         let arm = |policies: &SharedPolicies| {
@@ -110,8 +135,8 @@ pub fn spawn(
             // Editors write a file in several steps: let them settle.
             tokio::time::sleep(Duration::from_millis(150)).await;
             while rx.try_recv().is_ok() {}
-            let (p, pol, m) = (paths.clone(), policies.clone(), metrics.clone());
-            let _ = tokio::task::spawn_blocking(move || reload(&p, &pol, &m)).await;
+            let (s, m, h) = (set.clone(), metrics.clone(), health.clone());
+            let _ = tokio::task::spawn_blocking(move || reload(&s, &m, &h)).await;
             // Includes may have changed, and some editors replace the file: watch afresh.
             drop(watcher.take());
             watcher = arm(&policies);
@@ -132,14 +157,23 @@ fn make_watcher(
             && ev
                 .paths
                 .iter()
-                .any(|p| names.iter().any(|n| same_file(p, n)))
+                .any(|p| is_data_link(p) || names.iter().any(|n| same_file(p, n)))
         {
             let _ = tx.try_send(());
         }
     })?;
+    // The directories of the files as configured too: where a ConfigMap's `..data` link is.
     let mut dirs: Vec<PathBuf> = files
         .iter()
+        .chain(paths)
         .filter_map(|f| f.parent().map(Path::to_path_buf))
+        .map(|d| {
+            if d.as_os_str().is_empty() {
+                PathBuf::from(".")
+            } else {
+                d
+            }
+        })
         .collect();
     dirs.sort();
     dirs.dedup();
@@ -147,6 +181,11 @@ fn make_watcher(
         watcher.watch(&d, RecursiveMode::NonRecursive)?;
     }
     Ok(watcher)
+}
+
+/// The `..data` symlink Kubernetes swaps when a mounted ConfigMap changes.
+fn is_data_link(p: &Path) -> bool {
+    p.file_name().is_some_and(|n| n == "..data")
 }
 
 fn same_file(event_path: &Path, wanted: &Path) -> bool {

@@ -191,3 +191,17 @@ pub(crate) fn mark_policy(r: &mut Response<ProxyBody>, policy: &str) {
         r.headers_mut().insert(POLICY_HEADER, v);
     }
 }
+
+/// The policy set a request selects has never loaded: `503`, the upstream not called (fail
+/// closed: an unloaded set is never "no rules").
+pub(crate) fn policy_not_loaded(set: &str) -> Response<ProxyBody> {
+    let mut r = error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &format!("the policy set `{set}` for this request has not loaded; see /readyz"),
+        "server_error",
+        "policy_not_loaded",
+    );
+    r.headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from_static("5"));
+    r
+}

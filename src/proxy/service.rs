@@ -19,12 +19,16 @@ use tower::{Service, ServiceExt};
 
 use super::config::OtherRoutes;
 use super::front::{ClientBody, ConnActivity, RequestBodyTimeout, Tracked};
+use super::health::Health;
 use super::metrics::Metrics;
 use super::respond;
 use super::routes::{Route, RouteClass, RouteTable, canonicalize};
+use super::tenants::{RequestKey, Selection, body_model, key_sha256};
 use super::upstream::{Backend, ProxyBody};
 use crate::layer::error::Fault;
-use crate::layer::{BoxError, PolicyService, RequestBody, SharedPolicies, is_enforced};
+use crate::layer::{
+    AuditLabels, BoxError, PolicyService, RequestBody, SharedPolicies, is_enforced,
+};
 
 /// Everything the routes share.
 pub(crate) struct State {
@@ -38,6 +42,30 @@ pub(crate) struct State {
     pub(crate) max_request_bytes: usize,
     /// The policy playground at `/playground`, when configured.
     pub(crate) playground: Option<Arc<crate::playground::Playground>>,
+    pub(crate) health: Arc<Health>,
+    /// How long `/readyz` waits for the first upstream probe.
+    pub(crate) probe_timeout: Duration,
+    /// The policy sets besides `default` (`chat` and `policies` above).
+    pub(crate) sets: Vec<SetRuntime>,
+    /// Which set a request gets.
+    pub(crate) selection: Selection,
+}
+
+/// One policy set besides `default`: its policies and the layer enforcing them.
+pub(crate) struct SetRuntime {
+    pub(crate) name: String,
+    pub(crate) policies: SharedPolicies,
+    pub(crate) service: PolicyService<ClientBackend>,
+}
+
+impl State {
+    /// The layer and policies of the set named `name` (`default` when unknown).
+    fn set(&self, name: &str) -> (&PolicyService<ClientBackend>, &SharedPolicies) {
+        self.sets
+            .iter()
+            .find(|s| s.name == name)
+            .map_or((&self.chat, &self.policies), |s| (&s.service, &s.policies))
+    }
 }
 
 /// The [`Backend`] behind the policy layer: the layer hands it the (edited) body it read whole;
@@ -45,7 +73,11 @@ pub(crate) struct State {
 #[derive(Clone, Debug)]
 pub struct ClientBackend(pub(crate) Backend);
 
-impl Service<Request<RequestBody<ClientBody>>> for ClientBackend {
+impl<B> Service<Request<RequestBody<B>>> for ClientBackend
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
     type Response = Response<ProxyBody>;
     type Error = BoxError;
     type Future = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, BoxError>> + Send>>;
@@ -54,7 +86,7 @@ impl Service<Request<RequestBody<ClientBody>>> for ClientBackend {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request<RequestBody<ClientBody>>) -> Self::Future {
+    fn call(&mut self, req: Request<RequestBody<B>>) -> Self::Future {
         let backend = self.0.clone();
         Box::pin(async move {
             let (parts, body) = req.into_parts();
@@ -109,13 +141,8 @@ pub(crate) fn admin(state: &State, method: &Method, path: &str) -> Option<Respon
     let resp = match path {
         "/healthz" => respond::json(StatusCode::OK, r#"{"status":"ok"}"#.to_owned()),
         "/readyz" => {
-            let set = state.policies.current();
-            let ready = !set.is_empty();
-            let body = serde_json::json!({
-                "status": if ready { "ready" } else { "not ready" },
-                "policy": set.label(),
-                "upstream": state.backend.describe(),
-            });
+            let (ready, body) = state.health.report(&state.backend.describe());
+            let ready = ready && !state.policies.current().is_empty();
             let status = if ready {
                 StatusCode::OK
             } else {
@@ -167,6 +194,9 @@ async fn route(state: Arc<State>, req: Request<Incoming>) -> Response<ProxyBody>
         }
     };
     let route = state.routes.classify(method.as_str(), &segments);
+    if route.path == "/readyz" {
+        state.health.first_probe(state.probe_timeout).await;
+    }
     if let Some(r) = admin(&state, &method, &route.path) {
         return r;
     }
@@ -198,9 +228,9 @@ async fn route(state: Arc<State>, req: Request<Incoming>) -> Response<ProxyBody>
                 tracing::error!(path = %route.path, "route table enforces a route the policy layer does not");
                 return refuse(&state, &method, &route, &label);
             }
-            let resp = match state.chat.clone().oneshot(req).await {
-                Ok(r) => r.map(BodyExt::boxed_unsync),
-                Err(e) => respond::fault(&Fault::from_error(&*e)),
+            let resp = match enforce(&state, route.api, req).await {
+                Ok(r) => r,
+                Err(r) => return r,
             };
             if expired.load(Ordering::Relaxed) {
                 state.metrics.connection_closed("request_body");
@@ -233,6 +263,90 @@ async fn route(state: Arc<State>, req: Request<Incoming>) -> Response<ProxyBody>
     resp
 }
 
+/// Selects the policy set of an enforced request and runs it through that set's layer. When a
+/// `select` rule looks at the model, the body is read here first (within the same limits).
+async fn enforce(
+    state: &State,
+    api: Option<&'static str>,
+    req: Request<ClientBody>,
+) -> Result<Response<ProxyBody>, Response<ProxyBody>> {
+    let sel = &state.selection;
+    let (mut parts, body) = req.into_parts();
+    let tenant = sel.tenant(&parts.headers).map(str::to_owned);
+    let mut key = RequestKey {
+        api,
+        model: None,
+        key_sha256: sel
+            .rules
+            .iter()
+            .any(|r| r.api_key_sha256.is_some())
+            .then(|| key_sha256(&parts.headers))
+            .flatten(),
+        tenant: tenant.as_deref(),
+    };
+    let body = if sel.needs_model() {
+        Pending::Read(read_body(state, body).await?)
+    } else {
+        Pending::Stream(body)
+    };
+    let model = match &body {
+        Pending::Read(b) => body_model(b),
+        Pending::Stream(_) => None,
+    };
+    key.model = model.as_deref();
+    let name = sel.select(&key).to_owned();
+    let (service, policies) = state.set(&name);
+    if policies.current().is_empty() {
+        state
+            .metrics
+            .request(api.unwrap_or("unknown"), Some(503), "policy_not_loaded");
+        return Err(respond::policy_not_loaded(&name));
+    }
+    if !sel.sets.is_empty() || sel.tenant_header.is_some() {
+        parts.extensions.insert(AuditLabels {
+            tenant: sel.tenant_label(tenant.as_deref()),
+            set: name,
+        });
+    }
+    let out = match body {
+        Pending::Read(bytes) => {
+            let req = Request::from_parts(parts, Full::new(bytes));
+            service.clone().oneshot(req).await
+        }
+        Pending::Stream(body) => {
+            service
+                .clone()
+                .oneshot(Request::from_parts(parts, body))
+                .await
+        }
+    };
+    Ok(match out {
+        Ok(r) => r.map(BodyExt::boxed_unsync),
+        Err(e) => respond::fault(&Fault::from_error(&*e)),
+    })
+}
+
+/// A request body: read already (to select by model), or still to come.
+enum Pending {
+    Read(Bytes),
+    Stream(ClientBody),
+}
+
+/// Reads a client body whole within `limits.max_request_bytes` and `timeouts.request_body`.
+async fn read_body(state: &State, body: ClientBody) -> Result<Bytes, Response<ProxyBody>> {
+    match Limited::new(body, state.max_request_bytes).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.downcast_ref::<RequestBodyTimeout>().is_some() => {
+            state.metrics.connection_closed("request_body");
+            Err(respond::body_timeout(state.request_body))
+        }
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(respond::too_large(state.max_request_bytes))
+        }
+        Err(e) => Err(respond::body_read_error(&e)),
+    }
+}
+
 fn refuse(state: &State, method: &Method, route: &Route, label: &str) -> Response<ProxyBody> {
     state
         .metrics
@@ -247,16 +361,9 @@ fn refuse(state: &State, method: &Method, route: &Route, label: &str) -> Respons
 /// upstream connection.
 async fn pass(state: &State, req: Request<ClientBody>) -> Response<ProxyBody> {
     let (parts, body) = req.into_parts();
-    let bytes = match Limited::new(body, state.max_request_bytes).collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(e) if e.downcast_ref::<RequestBodyTimeout>().is_some() => {
-            state.metrics.connection_closed("request_body");
-            return respond::body_timeout(state.request_body);
-        }
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            return respond::too_large(state.max_request_bytes);
-        }
-        Err(e) => return respond::body_read_error(&e),
+    let bytes = match read_body(state, body).await {
+        Ok(b) => b,
+        Err(r) => return r,
     };
     let req = Request::from_parts(parts, RequestBody::<Incoming>::full(bytes));
     match state.backend.clone().oneshot(req).await {

@@ -139,6 +139,23 @@ impl HttpUpstream {
         })
     }
 
+    /// `host:port` of the upstream, what the readiness probe connects to.
+    pub(crate) fn authority(&self) -> String {
+        let host = self.base.host().unwrap_or_default();
+        let port = self
+            .base
+            .port_u16()
+            .unwrap_or(match self.base.scheme_str() {
+                Some("https") => 443,
+                _ => 80,
+            });
+        if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        }
+    }
+
     /// The upstream URL for a gateway request URI: `/v1/x?q` → `<base>/x?q`.
     fn target(&self, uri: &Uri) -> Result<Uri, BoxError> {
         let path = uri.path();

@@ -48,3 +48,22 @@ pub fn serve(extra: &[&str]) -> (Server, String) {
     std::thread::spawn(move || for _ in lines {});
     (Server(child), format!("{url}/v1"))
 }
+
+impl Server {
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// Waits (at most `max`) for the process to exit; its status, or `None` if it did not.
+    pub fn wait_exit(&mut self, max: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let end = std::time::Instant::now() + max;
+        while std::time::Instant::now() < end {
+            if let Ok(Some(s)) = self.0.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        None
+    }
+}

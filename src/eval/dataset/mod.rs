@@ -45,6 +45,7 @@
 //! without an attack prompt (the artifact says the attack produced none) on the input stage;
 //! the report counts them.
 
+mod audit;
 mod bigbench;
 mod csv;
 mod jailbreakbench;
@@ -53,6 +54,8 @@ mod jsonl;
 mod labels;
 mod presidio;
 mod xstest;
+
+pub use audit::read_audit;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
