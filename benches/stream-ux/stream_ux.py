@@ -64,15 +64,16 @@ def main():
     gateway = openai.OpenAI(base_url=gateway_url, api_key="none", max_retries=0, timeout=300)
     rows = []
     for i, p in enumerate(PROMPTS[:n]):
-        # The model server caches the prompt it read last: read each prompt once unmeasured,
-        # so both measured runs meet the same warm cache, and alternate which goes first.
-        one(direct, model, p, 1)
+        # A model server reuses the prompt it read last (llama.cpp's prefix cache), which
+        # would hand the second route a free prompt read: each request gets its own tag of the
+        # same length, so both routes read their whole prompt, and the order alternates.
+        tag = lambda route: f"[{i:02}{route}] "
         if i % 2 == 0:
-            d = one(direct, model, p, max_tokens)
-            g = one(gateway, model, p, max_tokens)
+            d = one(direct, model, tag("d") + p, max_tokens)
+            g = one(gateway, model, tag("g") + p, max_tokens)
         else:
-            g = one(gateway, model, p, max_tokens)
-            d = one(direct, model, p, max_tokens)
+            g = one(gateway, model, tag("g") + p, max_tokens)
+            d = one(direct, model, tag("d") + p, max_tokens)
         rows.append((p, d, g))
         print(
             f"{p[:40]:40}  direct ttft {d[0]:.2f}s events {d[1]:3}  "
