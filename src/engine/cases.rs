@@ -17,7 +17,7 @@
 
 use super::splits::check_every_split;
 use super::{CompiledPolicy, Decision};
-use crate::policy::raw::{RawExpectAction, RawStage, RawTestFile};
+use crate::policy::raw::{RawExpectAction, RawTestFile};
 use crate::policy::{Action, Stage};
 
 /// One test case.
@@ -111,11 +111,7 @@ pub fn file_cases(raw: &RawTestFile, file: &str) -> Vec<Case> {
         .map(|(i, c)| {
             let loc = c.referenced;
             let c = &c.value;
-            let stage = match c.stage.unwrap_or(RawStage::Input) {
-                RawStage::Input => Stage::Input,
-                RawStage::Output => Stage::Output,
-                RawStage::Reasoning => Stage::Reasoning,
-            };
+            let stage = c.stage.unwrap_or(Stage::Input);
             Case {
                 name: format!(
                     "{file}:{}: {}",

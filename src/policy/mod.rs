@@ -111,13 +111,26 @@ impl Action {
     }
 }
 
-/// Rule severity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+/// Rule severity (`medium` when a rule does not say).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     /// Low.
     Low,
-    /// Medium.
+    /// Medium (the default).
+    #[default]
     Medium,
     /// High.
     High,

@@ -7,6 +7,7 @@
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+use super::{Severity, Stage};
 use crate::text::Validator;
 
 /// A whole policy file.
@@ -134,18 +135,6 @@ pub struct RawSection {
     pub judge: Option<Spanned<super::raw_judge::RawSectionJudge>>,
 }
 
-/// Which stage a rule applies to.
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[serde(rename_all = "snake_case")]
-pub enum RawStage {
-    /// Request messages.
-    Input,
-    /// Model answers.
-    Output,
-    /// Model reasoning fields.
-    Reasoning,
-}
-
 /// What happens when a rule fires.
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -163,21 +152,6 @@ pub enum RawAction {
     Escalate,
 }
 
-/// Severity, used to order findings and pick the refusal's section.
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum RawSeverity {
-    /// Low.
-    Low,
-    /// Medium (default).
-    #[default]
-    Medium,
-    /// High.
-    High,
-    /// Critical.
-    Critical,
-}
-
 /// One rule.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -192,7 +166,7 @@ pub struct RawRule {
     pub section: Option<Spanned<String>>,
     /// Stages; default `[input, output]`.
     #[serde(default)]
-    pub stages: Option<Vec<RawStage>>,
+    pub stages: Option<Vec<Stage>>,
     /// Input roles read by this rule; default `[user, tool]`.
     #[serde(default)]
     pub roles: Option<Vec<String>>,
@@ -210,7 +184,7 @@ pub struct RawRule {
     pub replacement: Option<String>,
     /// Severity.
     #[serde(default)]
-    pub severity: RawSeverity,
+    pub severity: Severity,
     /// Per-rule normalization override.
     #[serde(default)]
     pub normalize: Option<Vec<Spanned<NormalizeStep>>>,
@@ -298,7 +272,7 @@ pub struct RawTestCase {
     pub text: String,
     /// Stage (default input).
     #[serde(default)]
-    pub stage: Option<RawStage>,
+    pub stage: Option<Stage>,
     /// Role for input cases (default user).
     #[serde(default)]
     pub role: Option<String>,

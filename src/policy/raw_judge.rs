@@ -27,7 +27,7 @@
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use super::raw::RawStage;
+use super::Stage;
 
 /// The judge fields of one spec section (`spec.sections[].judge`).
 #[derive(Debug, Deserialize, Default)]
@@ -67,7 +67,7 @@ pub struct RawJudgeExample {
     pub violation: bool,
     /// Stage it is judged at (default input).
     #[serde(default)]
-    pub stage: Option<RawStage>,
+    pub stage: Option<Stage>,
     /// Why, in a sentence (shown to the judge as the example's rationale).
     #[serde(default)]
     pub rationale: Option<String>,

@@ -22,7 +22,7 @@ use serde_saphyr::Spanned;
 
 use super::config::Config;
 use super::tenants::SetConfig;
-use crate::policy::raw::{RawAction, RawMatch, RawRule, RawStage};
+use crate::policy::raw::{RawAction, RawMatch, RawRule};
 use crate::policy::{Diagnostic, Level, Loc, read_units};
 
 /// One rule as the check compares it.
@@ -99,14 +99,7 @@ fn sig(r: &Spanned<RawRule>, default_norm: String, file: &Path) -> Sig {
     });
     fp.push_str(&norm);
     let stages = match &v.stages {
-        Some(s) => s
-            .iter()
-            .map(|s| match s {
-                RawStage::Input => "input",
-                RawStage::Output => "output",
-                RawStage::Reasoning => "reasoning",
-            })
-            .collect(),
+        Some(s) => s.iter().map(|s| s.as_str()).collect(),
         None => vec!["input", "output"],
     };
     Sig {

@@ -9,7 +9,6 @@ use serde_saphyr::Spanned;
 use crate::engine::judge::{
     Definition, FailMode, JudgeExample, JudgeMode, JudgePolicy, SectionJudge, StreamJudgeMode,
 };
-use crate::policy::raw::RawStage;
 use crate::policy::raw_judge::{
     RawFailMode, RawJudgeMode, RawJudgePolicy, RawSectionJudge, RawStreamJudgeMode,
 };
@@ -18,12 +17,8 @@ use crate::policy::{Loc, Sink, Stage};
 /// Longest judge budget a policy may ask for: a request should not wait minutes.
 const MAX_BUDGET_MS: u64 = 60_000;
 
-fn stage(s: Option<RawStage>) -> Stage {
-    match s {
-        None | Some(RawStage::Input) => Stage::Input,
-        Some(RawStage::Output) => Stage::Output,
-        Some(RawStage::Reasoning) => Stage::Reasoning,
-    }
+fn stage(s: Option<Stage>) -> Stage {
+    s.unwrap_or(Stage::Input)
 }
 
 /// Compiles one section's judge fields.

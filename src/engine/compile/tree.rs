@@ -9,7 +9,7 @@ use super::lints::shadowing_keyword;
 use super::{Compiler, PendingLeaf};
 use crate::engine::program::{Node, Rule, RuleExamples};
 use crate::policy::raw::{self, NormalizeStep, RawMatch};
-use crate::policy::{Action, Loc, Severity, Sink, Stage};
+use crate::policy::{Action, Loc, Sink, Stage};
 use crate::text::{NormalizeOptions, normalize_str};
 
 /// Largest `within` of a `near` match, in characters.
@@ -102,14 +102,7 @@ impl Compiler {
         let mut stages: Vec<Stage> = raw
             .stages
             .clone()
-            .unwrap_or_else(|| vec![raw::RawStage::Input, raw::RawStage::Output])
-            .into_iter()
-            .map(|s| match s {
-                raw::RawStage::Input => Stage::Input,
-                raw::RawStage::Output => Stage::Output,
-                raw::RawStage::Reasoning => Stage::Reasoning,
-            })
-            .collect();
+            .unwrap_or_else(|| vec![Stage::Input, Stage::Output]);
         stages.sort();
         stages.dedup();
         if stages.is_empty() {
@@ -184,12 +177,7 @@ impl Compiler {
                 "rule has no tests (add `tests: {match: [...], no_match: [...]}`)",
             );
         }
-        let severity = match raw.severity {
-            raw::RawSeverity::Low => Severity::Low,
-            raw::RawSeverity::Medium => Severity::Medium,
-            raw::RawSeverity::High => Severity::High,
-            raw::RawSeverity::Critical => Severity::Critical,
-        };
+        let severity = raw.severity;
         Some(Rule {
             id,
             description: raw.description.clone(),
