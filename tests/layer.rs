@@ -2,6 +2,9 @@
 //! exactly as scripted: splits at every position, escapes, CRLF, keep-alives, n > 1, tool
 //! calls, truncated streams, deliberation blocks, reasoning, buffered responses, injection,
 //! input refusals, limits and the audit record of a cancelled stream.
+//!
+//! One concern in one file (over 600 lines): the layer's Chat Completions behaviour in-process,
+//! one scripted scenario per test over the shared helpers at the top.
 #![allow(clippy::unwrap_used)]
 
 mod common;

@@ -1,6 +1,9 @@
 //! The `deliberate serve` configuration: a strict YAML file (unknown keys are errors, every
 //! error with `file:line:col`), then command-line flags on top.
 //!
+//! One concern in one file (over 600 lines): reading the configuration. The raw serde types
+//! and their checks sit next to the typed [`Config`] they fill, so a new key is one edit here.
+//!
 //! ```yaml
 //! listen: 127.0.0.1:8080
 //! upstream:                       # absent: the built-in echo upstream
