@@ -13,6 +13,8 @@
 //! ```
 
 mod normalize;
+mod offsets;
+mod rewrite;
 mod tables;
 mod validate;
 mod words;
@@ -20,6 +22,6 @@ mod words;
 pub use normalize::{
     NormText, NormalizeOptions, OffsetMap, normalize, normalize_into, normalize_str,
 };
-pub use tables::{fold_confusable, is_invisible, is_separator, is_strippable_mark};
+pub use tables::{fold_confusable, is_invisible, is_separator, is_strippable_mark, is_symbol};
 pub use validate::{Validator, iban, luhn};
 pub use words::{is_unspaced, is_word_char, whole_word};

@@ -1,0 +1,676 @@
+//! The rewrite steps: what normalization undoes above the level of one character.
+//!
+//! They run over the output of the per-character steps (NFKC, case, invisible characters,
+//! look-alikes, marks, separators), word by word: a *unit* is a run of text between white
+//! space. Per unit, HTML entities and percent-escapes are decoded, markdown marks inside the
+//! word dropped, letters joined by one punctuation character (`p/i/p/e`) joined, and leetspeak
+//! read as letters; runs of single-letter units (`p i p e`) are collapsed into one word; a
+//! unit that starts a base64 or hex run is replaced by the run's decoded text. Every output
+//! byte keeps its place in the [`OffsetMap`]: decoded text maps to the whole encoded run.
+//!
+//! Every decision looks only forward from the start of its unit, and at most a bounded
+//! distance ([`MAX_UNIT_BYTES`], [`MAX_RUN_LETTERS`], [`MAX_DECODE_BYTES`]), so a stream can
+//! stop before an undecided unit and start again there: streamed and buffered output agree.
+
+use super::normalize::{NormalizeOptions, normalize, push_decoded};
+use super::offsets::OffsetMap;
+
+/// Longest unit, in bytes of normalized text, before it is cut regardless.
+pub(super) const MAX_UNIT_BYTES: usize = 64;
+/// Most single letters one collapsed run takes; a longer run goes on as a new run.
+const MAX_RUN_LETTERS: usize = 32;
+/// Shortest base64 or hex run that is decoded.
+const MIN_DECODE_CHARS: usize = 16;
+/// Longest base64 or hex run read as one (a longer one is cut there).
+pub(super) const MAX_DECODE_BYTES: usize = 4096;
+
+/// The text the rewrite steps read: the per-character steps' output, its map into the
+/// original, and the original (for the decoders, which need the original case).
+pub(super) struct Source<'a> {
+    pub text: &'a str,
+    pub map: &'a OffsetMap,
+    pub orig: &'a str,
+    pub orig_base: usize,
+}
+
+/// The output side: normalized text and its map, with offsets counted from `norm_base`.
+struct Writer<'o> {
+    out: &'o mut String,
+    map: &'o mut OffsetMap,
+    out_start: usize,
+    norm_base: usize,
+}
+
+impl Writer<'_> {
+    fn at(&self) -> usize {
+        self.norm_base + (self.out.len() - self.out_start)
+    }
+
+    /// Copies `src.text[s..e]` unchanged.
+    fn copy(&mut self, src: &Source<'_>, s: usize, e: usize) {
+        let at = self.at();
+        self.out.push_str(&src.text[s..e]);
+        self.map.append_mapped(src.map, s, e, at);
+    }
+
+    /// Writes `text`, as long as `src.text[s..e]` and byte for byte in its place.
+    fn copy_as(&mut self, src: &Source<'_>, s: usize, e: usize, text: &str) {
+        debug_assert_eq!(text.len(), e - s);
+        let at = self.at();
+        self.out.push_str(text);
+        self.map.append_mapped(src.map, s, e, at);
+    }
+
+    /// Writes `text` standing for the original range `[os, oe)` as a whole.
+    fn whole(&mut self, text: &str, os: usize, oe: usize) {
+        if text.is_empty() {
+            return;
+        }
+        let at = self.at();
+        self.out.push_str(text);
+        self.map.push_whole(at, text.len(), os, oe - os);
+    }
+}
+
+/// Runs the rewrite steps of `opts` over `src.text`, appending to `out` and `map`. Returns
+/// how many bytes of `src.text` were read; the rest waits for more text (never with
+/// `finish`).
+pub(super) fn rewrite_into(
+    opts: NormalizeOptions,
+    src: &Source<'_>,
+    finish: bool,
+    norm_base: usize,
+    out: &mut String,
+    map: &mut OffsetMap,
+) -> usize {
+    let out_start = out.len();
+    let mut w = Writer {
+        out,
+        map,
+        out_start,
+        norm_base,
+    };
+    let text = src.text;
+    let mut scratch = Scratch::default();
+    let mut i = 0;
+    while let Some(c) = text[i..].chars().next() {
+        if c.is_whitespace() {
+            let e = i + c.len_utf8();
+            w.copy(src, i, e);
+            i = e;
+            continue;
+        }
+        if opts.base64 || opts.hex {
+            match decode_run(opts, src, i, finish, &mut w) {
+                Step::Wait => break,
+                Step::Done(next) => {
+                    i = next;
+                    continue;
+                }
+                Step::No => {}
+            }
+        }
+        let Some(end) = unit_end(src, i, finish) else {
+            break;
+        };
+        if opts.letter_spacing && single_letter(opts, &text[i..end]).is_some() {
+            match letter_run(opts, src, i, end, finish, &mut w) {
+                Step::Wait => break,
+                Step::Done(next) => {
+                    i = next;
+                    continue;
+                }
+                Step::No => {}
+            }
+        }
+        emit_unit(opts, src, i, end, &mut w, &mut scratch);
+        i = end;
+    }
+    if opts.rot13 {
+        let from = w.out_start;
+        // ROT13 maps ASCII letters to ASCII letters: lengths and offsets stay.
+        let rotated: String = w.out[from..].chars().map(rot13).collect();
+        w.out.truncate(from);
+        w.out.push_str(&rotated);
+    }
+    i
+}
+
+/// What a step that may take more than one unit decided.
+enum Step {
+    /// It does not apply here.
+    No,
+    /// It wrote its output; go on at this offset.
+    Done(usize),
+    /// It cannot decide before more text arrives.
+    Wait,
+}
+
+fn rot13(c: char) -> char {
+    match c {
+        'a'..='z' => (((c as u8 - b'a') + 13) % 26 + b'a') as char,
+        'A'..='Z' => (((c as u8 - b'A') + 13) % 26 + b'A') as char,
+        _ => c,
+    }
+}
+
+/// The end of the unit that starts at `i`: the next white space, or a cut after
+/// [`MAX_UNIT_BYTES`] where the map allows one. `None` when the text ends first and more may
+/// come.
+fn unit_end(src: &Source<'_>, i: usize, finish: bool) -> Option<usize> {
+    for (off, c) in src.text[i..].char_indices() {
+        let at = i + off;
+        if c.is_whitespace() || (off >= MAX_UNIT_BYTES && src.map.clean_cut(at)) {
+            return Some(at);
+        }
+    }
+    finish.then_some(src.text.len())
+}
+
+/// The letter a unit of one character stands for, when it is a letter (or, with leetspeak,
+/// a digit or symbol read as one).
+fn single_letter(opts: NormalizeOptions, unit: &str) -> Option<char> {
+    let mut chars = unit.chars();
+    let (Some(c), None) = (chars.next(), chars.next()) else {
+        return None;
+    };
+    if c.is_alphabetic() {
+        Some(c)
+    } else if opts.leetspeak {
+        leet(c)
+    } else {
+        None
+    }
+}
+
+/// The letter a leetspeak digit or symbol stands for.
+fn leet(c: char) -> Option<char> {
+    Some(match c {
+        '0' => 'o',
+        '1' => 'i',
+        '3' => 'e',
+        '4' | '@' => 'a',
+        '5' | '$' => 's',
+        '7' => 't',
+        '8' => 'b',
+        '9' => 'g',
+        _ => return None,
+    })
+}
+
+/// The original character the white space at `pos` stands for, or `None` when it stands for
+/// more than one (`  `, ` - `, `\r\n`: a word break inside letter-spaced text).
+fn narrow_gap(src: &Source<'_>, pos: usize, c: char) -> Option<char> {
+    if src.text[pos + c.len_utf8()..]
+        .chars()
+        .next()
+        .is_some_and(char::is_whitespace)
+    {
+        return None;
+    }
+    let (os, oe) = src.map.orig_span(pos, pos + c.len_utf8());
+    let gap = src.orig.get(os - src.orig_base..oe - src.orig_base)?;
+    let mut chars = gap.chars();
+    match (chars.next(), chars.next()) {
+        (Some(g), None) => Some(g),
+        _ => None,
+    }
+}
+
+/// A run of at least three single-letter units, each after one narrow gap of the same
+/// original character (`p i p e`, `p-i-p-e`; in `a p-i-p-e` the run starts at `p`), starting
+/// with the unit `[i, end)`: written as one word.
+fn letter_run(
+    opts: NormalizeOptions,
+    src: &Source<'_>,
+    i: usize,
+    end: usize,
+    finish: bool,
+    w: &mut Writer<'_>,
+) -> Step {
+    let text = src.text;
+    let mut letters = vec![(i, end)];
+    let mut pos = end;
+    let mut gap_char = None;
+    while letters.len() < MAX_RUN_LETTERS {
+        let Some(space) = text[pos..].chars().next() else {
+            if finish {
+                break;
+            }
+            return Step::Wait;
+        };
+        if !space.is_whitespace() {
+            break;
+        }
+        let after = pos + space.len_utf8();
+        let Some(next) = text[after..].chars().next() else {
+            if finish {
+                break;
+            }
+            return Step::Wait;
+        };
+        if next.is_whitespace() {
+            break;
+        }
+        let Some(g) = narrow_gap(src, pos, space) else {
+            break;
+        };
+        if *gap_char.get_or_insert(g) != g {
+            break;
+        }
+        let after_next = after + next.len_utf8();
+        match text[after_next..].chars().next() {
+            None if !finish => return Step::Wait,
+            Some(c) if !c.is_whitespace() => break,
+            _ => {}
+        }
+        if single_letter(opts, &text[after..after_next]).is_none() {
+            break;
+        }
+        letters.push((after, after_next));
+        pos = after_next;
+    }
+    let ascii_letters = letters
+        .iter()
+        .filter(|&&(s, _)| text.as_bytes()[s].is_ascii_alphabetic())
+        .count();
+    if letters.len() < 3 || (ascii_letters < 2 && opts.leetspeak) {
+        return Step::No;
+    }
+    let mut buf = [0u8; 4];
+    for &(s, e) in &letters {
+        let c = single_letter(opts, &text[s..e]).unwrap_or(' ');
+        if c.len_utf8() == e - s {
+            w.copy_as(src, s, e, c.encode_utf8(&mut buf));
+        } else {
+            w.copy(src, s, e);
+        }
+    }
+    Step::Done(pos)
+}
+
+// === one unit ===
+
+/// One character or decoded sequence of a unit.
+#[derive(Clone, Copy)]
+struct Tok {
+    /// Its range in the source text.
+    s: usize,
+    e: usize,
+    /// Its decoded text in the scratch buffer, when it was decoded.
+    decoded: Option<(usize, usize)>,
+    /// The character, when it was not decoded.
+    c: char,
+    keep: bool,
+}
+
+#[derive(Default)]
+struct Scratch {
+    toks: Vec<Tok>,
+    buf: String,
+}
+
+/// Whether the unit may need more than a copy.
+fn special(opts: NormalizeOptions, b: u8) -> bool {
+    (opts.entities && matches!(b, b'&' | b'%'))
+        || (opts.markup && matches!(b, b'*' | b'`' | b'~' | b'_'))
+        || (opts.leetspeak && (b.is_ascii_digit() || matches!(b, b'@' | b'$')))
+        || (opts.letter_spacing && is_spacing_punct(b))
+}
+
+/// Punctuation that may join letters spelled one by one inside a word (`p/i/p/e`).
+fn is_spacing_punct(b: u8) -> bool {
+    matches!(
+        b,
+        b'/' | b'|' | b',' | b'+' | b':' | b';' | b'*' | b'~' | b'^' | b'=' | b'!' | b'#' | b'\\'
+    )
+}
+
+fn is_markup(c: char) -> bool {
+    matches!(c, '*' | '`' | '~' | '_')
+}
+
+fn emit_unit(
+    opts: NormalizeOptions,
+    src: &Source<'_>,
+    s: usize,
+    e: usize,
+    w: &mut Writer<'_>,
+    scratch: &mut Scratch,
+) {
+    let text = src.text;
+    if !text.as_bytes()[s..e].iter().any(|&b| special(opts, b)) {
+        w.copy(src, s, e);
+        return;
+    }
+    let toks = &mut scratch.toks;
+    let buf = &mut scratch.buf;
+    toks.clear();
+    buf.clear();
+    let mut p = s;
+    while let Some(c) = text[p..e].chars().next() {
+        let decoded = if opts.entities && c == '&' {
+            html_entity(&text[p..e]).map(|(d, len)| (d.to_string(), len))
+        } else if opts.entities && c == '%' {
+            percent_escapes(&text[p..e])
+        } else {
+            None
+        };
+        if let Some((d, len)) = decoded {
+            let from = buf.len();
+            for dc in d.chars() {
+                push_decoded(opts, dc, buf);
+            }
+            toks.push(Tok {
+                s: p,
+                e: p + len,
+                decoded: Some((from, buf.len())),
+                c: '\u{FFFD}',
+                keep: true,
+            });
+            p += len;
+        } else {
+            toks.push(Tok {
+                s: p,
+                e: p + c.len_utf8(),
+                decoded: None,
+                c,
+                keep: true,
+            });
+            p += c.len_utf8();
+        }
+    }
+    let wordy = |t: &Tok| t.decoded.is_none() && (t.c.is_alphanumeric() || leet(t.c).is_some());
+    if opts.markup {
+        // A run of marks between two word characters goes.
+        let mut k = 0;
+        while k < toks.len() {
+            if toks[k].decoded.is_none() && is_markup(toks[k].c) {
+                let run_end = (k..toks.len())
+                    .find(|&j| !(toks[j].decoded.is_none() && is_markup(toks[j].c)))
+                    .unwrap_or(toks.len());
+                let inside = k > 0 && run_end < toks.len() && wordy(&toks[k - 1]) && {
+                    let t = &toks[run_end];
+                    wordy(t) || t.decoded.is_some()
+                };
+                if inside {
+                    toks[k..run_end].iter_mut().for_each(|t| t.keep = false);
+                }
+                k = run_end;
+            } else {
+                k += 1;
+            }
+        }
+    }
+    if opts.letter_spacing {
+        // Letters joined by one punctuation character each: `p/i/p/e`.
+        let kept: Vec<usize> = (0..toks.len()).filter(|&k| toks[k].keep).collect();
+        let letter = |t: &Tok| {
+            t.decoded.is_none() && (t.c.is_alphabetic() || (opts.leetspeak && leet(t.c).is_some()))
+        };
+        let punct = |t: &Tok| t.decoded.is_none() && t.c.is_ascii() && is_spacing_punct(t.c as u8);
+        let n = kept.len();
+        let spaced = n >= 5
+            && n % 2 == 1
+            && kept.iter().enumerate().all(|(j, &k)| {
+                if j % 2 == 0 {
+                    letter(&toks[k])
+                } else {
+                    punct(&toks[k])
+                }
+            });
+        if spaced {
+            for (j, &k) in kept.iter().enumerate() {
+                if j % 2 == 1 {
+                    toks[k].keep = false;
+                }
+            }
+        }
+    }
+    let fold_leet = opts.leetspeak
+        && toks
+            .iter()
+            .filter(|t| t.keep && t.decoded.is_none() && t.c.is_ascii_alphabetic())
+            .count()
+            >= 2;
+    let mut cbuf = [0u8; 4];
+    for t in toks.iter().filter(|t| t.keep) {
+        match t.decoded {
+            Some((from, to)) => {
+                let (os, oe) = src.map.orig_span(t.s, t.e);
+                w.whole(&buf[from..to], os, oe);
+            }
+            None => match leet(t.c).filter(|_| fold_leet) {
+                Some(l) => w.copy_as(src, t.s, t.e, l.encode_utf8(&mut cbuf)),
+                None => w.copy(src, t.s, t.e),
+            },
+        }
+    }
+}
+
+// === entities and escapes ===
+
+/// An HTML character reference at the start of `s`: the character and the reference's
+/// length.
+fn html_entity(s: &str) -> Option<(char, usize)> {
+    let semi = s.get(..16.min(s.len())).unwrap_or(s).find(';')?;
+    let body = &s[1..semi];
+    let c = if let Some(num) = body.strip_prefix('#') {
+        let cp = match num.strip_prefix(['x', 'X']) {
+            Some(hex) if (1..=6).contains(&hex.len()) => u32::from_str_radix(hex, 16).ok()?,
+            Some(_) => return None,
+            None if (1..=7).contains(&num.len()) && num.bytes().all(|b| b.is_ascii_digit()) => {
+                num.parse().ok()?
+            }
+            None => return None,
+        };
+        char::from_u32(cp)?
+    } else {
+        match body {
+            "amp" => '&',
+            "lt" => '<',
+            "gt" => '>',
+            "quot" => '"',
+            "apos" => '\'',
+            "nbsp" => ' ',
+            "shy" => '\u{AD}',
+            "zwj" => '\u{200D}',
+            "zwnj" => '\u{200C}',
+            "ndash" => '–',
+            "mdash" => '—',
+            "hellip" => '…',
+            _ => return None,
+        }
+    };
+    Some((c, semi + 1))
+}
+
+/// A run of percent-escapes at the start of `s` that spells UTF-8 text: the text and the
+/// length of the escapes it took.
+fn percent_escapes(s: &str) -> Option<(String, usize)> {
+    let b = s.as_bytes();
+    let mut bytes = Vec::new();
+    let mut p = 0;
+    while bytes.len() < 16 && p + 3 <= b.len() && b[p] == b'%' {
+        let hex = s.get(p + 1..p + 3)?;
+        let Ok(v) = u8::from_str_radix(hex, 16) else {
+            break;
+        };
+        bytes.push(v);
+        p += 3;
+    }
+    let valid = match std::str::from_utf8(&bytes) {
+        Ok(t) => t.len(),
+        Err(e) => e.valid_up_to(),
+    };
+    if valid == 0 {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&bytes[..valid]).into_owned();
+    Some((text, valid * 3))
+}
+
+// === decoding runs ===
+
+/// A base64 or hex run at the unit that starts at `i` (after up to two quote or bracket
+/// characters): its decoded text, normalized, is written in place of the run.
+fn decode_run(
+    opts: NormalizeOptions,
+    src: &Source<'_>,
+    i: usize,
+    finish: bool,
+    w: &mut Writer<'_>,
+) -> Step {
+    let text = src.text;
+    let lead = text[i..]
+        .bytes()
+        .take(2)
+        .take_while(|b| matches!(b, b'"' | b'\'' | b'(' | b'[' | b'{' | b'<' | b'`'))
+        .count();
+    let Some(os) = src.map.orig_start(i + lead) else {
+        return Step::No;
+    };
+    let local = os - src.orig_base;
+    let orig = src.orig.as_bytes();
+    let run_len = orig[local..]
+        .iter()
+        .take(MAX_DECODE_BYTES)
+        .take_while(|&&b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'_' | b'-')
+        })
+        .count();
+    if local + run_len == orig.len() && !finish && run_len < MAX_DECODE_BYTES {
+        return Step::Wait;
+    }
+    if run_len < MIN_DECODE_CHARS {
+        return Step::No;
+    }
+    let run = &src.orig[local..local + run_len];
+    let decoded = (opts.hex)
+        .then(|| decode_hex(run))
+        .flatten()
+        .or_else(|| opts.base64.then(|| decode_base64(run)).flatten());
+    let Some(decoded) = decoded else {
+        return Step::No;
+    };
+    let Some(next) = src.map.norm_for_orig(os + run_len) else {
+        if !finish {
+            return Step::Wait;
+        }
+        return finish_decoded(
+            opts,
+            src,
+            i,
+            lead,
+            text.len(),
+            os,
+            os + run_len,
+            &decoded,
+            w,
+        );
+    };
+    let oe = src
+        .map
+        .orig_start(next)
+        .unwrap_or(os + run_len)
+        .max(os + run_len);
+    finish_decoded(opts, src, i, lead, next, os, oe, &decoded, w)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn finish_decoded(
+    opts: NormalizeOptions,
+    src: &Source<'_>,
+    i: usize,
+    lead: usize,
+    next: usize,
+    os: usize,
+    oe: usize,
+    decoded: &str,
+    w: &mut Writer<'_>,
+) -> Step {
+    if lead > 0 {
+        w.copy(src, i, i + lead);
+    }
+    let inner = normalize(opts.without_decoders(), decoded);
+    // A space keeps the decoded text apart from a neighbour it touches.
+    let mut text = String::new();
+    if lead > 0 {
+        text.push(' ');
+    }
+    text.push_str(inner.text.trim());
+    if src.text[next..]
+        .chars()
+        .next()
+        .is_some_and(|c| !c.is_whitespace())
+    {
+        text.push(' ');
+    }
+    w.whole(&text, os, oe);
+    Step::Done(next.max(i + lead))
+}
+
+/// Whether decoded bytes are text a person could have written: UTF-8 with few control
+/// characters and mostly letters and spaces.
+fn readable(bytes: &[u8]) -> Option<String> {
+    let s = std::str::from_utf8(bytes).ok()?;
+    let total = s.chars().count();
+    let good = s
+        .chars()
+        .filter(|c| c.is_alphanumeric() || c.is_whitespace() || ".,;:!?'\"-()/".contains(*c))
+        .count();
+    let control = s
+        .chars()
+        .filter(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+        .count();
+    (total >= 4 && control == 0 && good * 10 >= total * 9).then(|| s.to_owned())
+}
+
+fn decode_hex(run: &str) -> Option<String> {
+    let b = run.as_bytes();
+    if b.len() % 2 != 0 || !b.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = b
+        .chunks(2)
+        .map(|p| {
+            std::str::from_utf8(p)
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        })
+        .collect();
+    readable(&bytes?)
+}
+
+fn decode_base64(run: &str) -> Option<String> {
+    let body = run.trim_end_matches('=');
+    let url = body.contains(['-', '_']);
+    if url && body.contains(['+', '/']) || body.contains('=') || body.len() % 4 == 1 {
+        return None;
+    }
+    let mut bytes = Vec::with_capacity(body.len() * 3 / 4);
+    let mut acc: u32 = 0;
+    let mut bits = 0;
+    for b in body.bytes() {
+        let v = match b {
+            b'A'..=b'Z' => b - b'A',
+            b'a'..=b'z' => b - b'a' + 26,
+            b'0'..=b'9' => b - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            bytes.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    readable(&bytes)
+}
+
+#[cfg(test)]
+#[path = "rewrite_tests.rs"]
+mod tests;
