@@ -12,6 +12,7 @@
 //! assert!(Validator::Luhn.check(&n.text[4..]));
 //! ```
 
+mod decode;
 mod normalize;
 mod offsets;
 mod rewrite;
