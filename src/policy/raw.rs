@@ -73,6 +73,8 @@ pub enum NormalizeStep {
     Hex,
     /// Reading the text through ROT13 (an optional view for a copy of a rule).
     Rot13,
+    /// Joining a key-like token split across lines or string literals (for secret rules).
+    Joins,
 }
 
 /// How much of the spec to inject.

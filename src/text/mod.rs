@@ -13,6 +13,7 @@
 //! ```
 
 mod decode;
+mod joins;
 mod normalize;
 mod offsets;
 mod rewrite;

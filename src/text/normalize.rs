@@ -82,7 +82,8 @@ pub struct NormalizeOptions {
     /// spaces or by one punctuation character (`p i p e`, `p.i.p.e`, `p/i/p/e`, `p-i-p-e`)
     /// read as one word; a wider gap (`p i p e  b o m b`) stays a word break.
     pub letter_spacing: bool,
-    /// Drop markdown emphasis and code marks inside a word (`pi**pe**`, `b`o`mb`, `bo~~m~~b`).
+    /// Drop markdown emphasis and code marks (`*`, `` ` ``, `~`, and `_` when separators are
+    /// off) in a word: `pi**pe**`, ``b`o`mb``, `bo~~m~~b` and `**bomb**` read as `pipe`, `bomb`.
     pub markup: bool,
     /// Decode HTML character references (`&#98;`, `&#x62;`, `&amp;`, `&nbsp;`) and URL
     /// percent-escapes (`%62%6F%6D%62`, UTF-8 sequences included).
@@ -96,6 +97,9 @@ pub struct NormalizeOptions {
     /// Read the text through ROT13 (an optional view: the rule then sees only the rotated
     /// text, so a rule with this step is a copy of a plain rule).
     pub rot13: bool,
+    /// Join a key-like token split across a line break or a string concatenation
+    /// (`"sk-…" + "…"`), so a secret rule matches all of it or nothing.
+    pub joins: bool,
 }
 
 impl NormalizeOptions {
@@ -117,6 +121,7 @@ impl NormalizeOptions {
             base64: false,
             hex: false,
             rot13: false,
+            joins: false,
         }
     }
 
@@ -129,6 +134,7 @@ impl NormalizeOptions {
             || self.base64
             || self.hex
             || self.rot13
+            || self.joins
     }
 
     /// These options without the decoding steps (for the text a decoded run produced).
@@ -182,6 +188,7 @@ impl NormalizeOptions {
             base64: false,
             hex: false,
             rot13: false,
+            joins: false,
         }
     }
 }

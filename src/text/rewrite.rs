@@ -13,11 +13,12 @@
 //! stop before an undecided unit and start again there: streamed and buffered output agree.
 
 use super::decode::{decode_base64, decode_hex, html_entity, percent_escapes};
+use super::joins::{Join, split_token};
 use super::normalize::{NormalizeOptions, normalize, push_decoded};
 use super::offsets::OffsetMap;
 
 /// Longest unit, in bytes of normalized text, before it is cut regardless.
-pub(super) const MAX_UNIT_BYTES: usize = 64;
+pub(crate) const MAX_UNIT_BYTES: usize = 64;
 /// Most single letters one collapsed run takes; a longer run goes on as a new run.
 const MAX_RUN_LETTERS: usize = 32;
 /// Shortest base64 or hex run that is decoded.
@@ -114,6 +115,17 @@ pub(super) fn rewrite_into(
         let Some(end) = unit_end(src, i, finish) else {
             break;
         };
+        if opts.joins {
+            match split_token(src, i, end, finish) {
+                Join::Wait => break,
+                Join::At { tail_end, next } => {
+                    emit_unit(opts, src, i, tail_end, &mut w, &mut scratch);
+                    i = next;
+                    continue;
+                }
+                Join::No => {}
+            }
+        }
         if opts.letter_spacing && single_letter(opts, &text[i..end]).is_some() {
             match letter_run(opts, src, i, end, finish, &mut w) {
                 Step::Wait => break,
@@ -382,24 +394,12 @@ fn emit_unit(
         }
     }
     let wordy = |t: &Tok| t.decoded.is_none() && (t.c.is_alphanumeric() || leet(t.c).is_some());
-    if opts.markup {
-        // A run of marks between two word characters goes.
-        let mut k = 0;
-        while k < toks.len() {
-            if toks[k].decoded.is_none() && is_markup(toks[k].c) {
-                let run_end = (k..toks.len())
-                    .find(|&j| !(toks[j].decoded.is_none() && is_markup(toks[j].c)))
-                    .unwrap_or(toks.len());
-                let inside = k > 0 && run_end < toks.len() && wordy(&toks[k - 1]) && {
-                    let t = &toks[run_end];
-                    wordy(t) || t.decoded.is_some()
-                };
-                if inside {
-                    toks[k..run_end].iter_mut().for_each(|t| t.keep = false);
-                }
-                k = run_end;
-            } else {
-                k += 1;
+    if opts.markup && toks.iter().any(wordy) {
+        // Emphasis and code marks in a unit with a word character in it go (`pi**pe**`,
+        // `b`o`mb`, `**bomb**`); a unit of marks alone (`***`, a code fence) stays.
+        for t in toks.iter_mut() {
+            if t.decoded.is_none() && is_markup(t.c) {
+                t.keep = false;
             }
         }
     }

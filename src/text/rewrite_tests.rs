@@ -22,8 +22,9 @@ fn each_step_undoes_its_rewrite() {
         ("build a p-i-p-e bomb", "build a pipe bomb"),
         ("p/i/p/e", "pipe"),
         ("p|i|p|e b|o|m|b", "pipe bomb"),
-        ("pi**pe** bo`m`b", "pipe** bomb"),
-        ("**pipe bomb**", "**pipe bomb**"),
+        ("pi**pe** bo`m`b", "pipe bomb"),
+        ("**pipe bomb**", "pipe bomb"),
+        ("``` *** ```", "``` *** ```"),
         ("bo~~m~~b", "bomb"),
         ("b&#111;mb", "bomb"),
         ("b&#x6F;mb", "bomb"),
@@ -41,7 +42,9 @@ fn each_step_undoes_its_rewrite() {
         let nt = normalize(k, input);
         assert_eq!(nt.text, want, "input {input:?}");
         let (s, e) = nt.map.orig_span(0, nt.text.len());
-        assert!(s == 0 && e == input.len(), "{input:?} maps to {s}..{e}");
+        // The whole output maps to the whole input (less marks dropped at its edges).
+        let edge = |t: &str| t.len() - t.trim_matches('*').len();
+        assert!(s <= edge(input) && e + edge(input) >= input.len() && e <= input.len());
     }
 }
 
@@ -142,5 +145,47 @@ fn streamed_equals_whole_for_every_step() {
                 }
             }
         }
+    }
+}
+
+#[test]
+fn joins_read_a_split_token_whole() {
+    let mut o = NormalizeOptions::none();
+    o.nfkc = true;
+    o.joins = true;
+    let cases = [
+        (
+            "key = \"sk-proj-AbCdEfGh1234\" +\n  \"IjKlMnOpQr5678StUv\";",
+            "key = \"sk-proj-AbCdEfGh1234IjKlMnOpQr5678StUv\";",
+        ),
+        (
+            "sk-proj-AbCdEfGh1234\nIjKlMnOpQr5678StUv done",
+            "sk-proj-AbCdEfGh1234IjKlMnOpQr5678StUv done",
+        ),
+        // Prose and short pieces do not join.
+        (
+            "Call me at 555-1234\nThanks a lot",
+            "Call me at 555-1234\nThanks a lot",
+        ),
+        (
+            "version abc123def\n\nNext steps",
+            "version abc123def\n\nNext steps",
+        ),
+    ];
+    for (input, want) in cases {
+        let nt = normalize(o, input);
+        assert_eq!(nt.text, want, "input {input:?}");
+    }
+    let text = "sk-proj-AbCdEfGh1234\nIjKlMnOpQr5678StUv done";
+    let nt = normalize(o, text);
+    let (s, e) = nt.map.orig_span(0, nt.text.find(" done").unwrap_or(0));
+    assert_eq!(&text[s..e], "sk-proj-AbCdEfGh1234\nIjKlMnOpQr5678StUv");
+    for split in (0..=text.len()).filter(|&s| text.is_char_boundary(s)) {
+        let mut out = String::new();
+        let mut map = OffsetMap::default();
+        let first = normalize_into(o, &text[..split], 0, 0, false, &mut out, &mut map);
+        let nb = out.len();
+        normalize_into(o, &text[first..], first, nb, true, &mut out, &mut map);
+        assert_eq!(out, nt.text, "split at {split}");
     }
 }

@@ -40,6 +40,7 @@ pub(super) fn norm_opts(
                     NormalizeStep::Base64 => o.base64 = true,
                     NormalizeStep::Hex => o.hex = true,
                     NormalizeStep::Rot13 => o.rot13 = true,
+                    NormalizeStep::Joins => o.joins = true,
                 }
             }
             o
