@@ -63,8 +63,8 @@ pub struct NormalizeOptions {
     /// Fold non-Latin look-alikes of Latin letters to those letters.
     pub confusables: bool,
     /// Read digits and symbols written for letters as those letters (`0`→o, `1`→i, `3`→e,
-    /// `4`→a, `5`→s, `7`→t, `8`→b, `9`→g, `@`→a, `$`→s) inside a word that has at least two
-    /// other letters (`b0mb`, `m3th`, `h3r01n`; never `2024`, `3d`, `c4`). Off by default;
+    /// `4`→a, `5`→s, `7`→t, `8`→b, `9`→g, `@`→a, `$`→s) inside a word that has a letter
+    /// (`b0mb`, `m3th`, `574b`, `d0`; never `2024`, `3d`, `4k`, `2nd`, `10am`). Off by default;
     /// the shipped policy turns it on for its weapon, drug and jailbreak rules.
     pub leetspeak: bool,
     /// Drop diacritical marks (`é`→e, `p\u{0301}ipe`→pipe, stacked "Zalgo" marks); marks that

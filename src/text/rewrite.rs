@@ -126,6 +126,19 @@ pub(super) fn rewrite_into(
                 Join::No => {}
             }
         }
+        if opts.letter_spacing && single_letter(opts, &text[i..end]).is_none() {
+            match article_before_run(opts, src, end, finish) {
+                Step::Wait => break,
+                Step::Done(run) => {
+                    // `make a b o m b`: the article stays a word of its own.
+                    emit_unit(opts, src, i, end, &mut w, &mut scratch);
+                    w.copy(src, end, run);
+                    i = run;
+                    continue;
+                }
+                Step::No => {}
+            }
+        }
         if opts.letter_spacing && single_letter(opts, &text[i..end]).is_some() {
             match letter_run(opts, src, i, end, finish, &mut w) {
                 Step::Wait => break,
@@ -230,7 +243,8 @@ fn narrow_gap(src: &Source<'_>, pos: usize, c: char) -> Option<char> {
     }
 }
 
-/// A run of at least three single-letter units, each after one narrow gap of the same
+/// A run of at least three single-letter units (two when a wide gap, closing punctuation or
+/// the end of the text closes it), each after one narrow gap of the same
 /// original character (`p i p e`, `p-i-p-e`; in `a p-i-p-e` the run starts at `p`), starting
 /// with the unit `[i, end)`: written as one word.
 fn letter_run(
@@ -245,6 +259,7 @@ fn letter_run(
     let mut letters = vec![(i, end)];
     let mut pos = end;
     let mut gap_char = None;
+    let mut closed = false;
     while letters.len() < MAX_RUN_LETTERS {
         let Some(space) = text[pos..].chars().next() else {
             if finish {
@@ -272,22 +287,48 @@ fn letter_run(
             break;
         }
         let after_next = after + next.len_utf8();
-        match text[after_next..].chars().next() {
+        if single_letter(opts, &text[after..after_next]).is_none() {
+            break;
+        }
+        // The letter ends its unit, or closing punctuation after it ends the run (`m?`).
+        let punct = text[after_next..]
+            .bytes()
+            .take_while(|b| {
+                matches!(
+                    b,
+                    b'?' | b'.' | b'!' | b',' | b';' | b':' | b')' | b'"' | b'\''
+                )
+            })
+            .count();
+        match text[after_next + punct..].chars().next() {
             None if !finish => return Step::Wait,
             Some(c) if !c.is_whitespace() => break,
             _ => {}
         }
-        if single_letter(opts, &text[after..after_next]).is_none() {
-            break;
-        }
         letters.push((after, after_next));
         pos = after_next;
+        if punct > 0 {
+            closed = true;
+            break;
+        }
+    }
+    if !closed {
+        // A run closed by a wide gap, a different gap or the end of the text may have two
+        // letters (`m y  n a m e`, `m.y n.a.m.e`).
+        closed = match text[pos..].chars().next() {
+            None => gap_char != Some(' '),
+            Some(c) => {
+                let next = narrow_gap(src, pos, c);
+                c.is_whitespace() && (next.is_none() || (next != gap_char && gap_char != Some(' ')))
+            }
+        };
     }
     let ascii_letters = letters
         .iter()
         .filter(|&&(s, _)| text.as_bytes()[s].is_ascii_alphabetic())
         .count();
-    if letters.len() < 3 || (ascii_letters < 2 && opts.leetspeak) {
+    let enough = letters.len() >= 3 || (letters.len() == 2 && closed);
+    if !enough || (ascii_letters < 2 && opts.leetspeak) {
         return Step::No;
     }
     let mut buf = [0u8; 4];
@@ -300,6 +341,89 @@ fn letter_run(
         }
     }
     Step::Done(pos)
+}
+
+/// Whether a unit is a number with a unit or ordinal suffix (`3d`, `4k`, `2nd`, `10am`,
+/// `5mg`, `1080p`), which leetspeak leaves alone.
+fn numeric_with_unit(unit: &str) -> bool {
+    let word = unit.trim_end_matches(|c: char| c.is_ascii_punctuation());
+    let digits = word.bytes().take_while(u8::is_ascii_digit).count();
+    digits > 0
+        && matches!(
+            &word[digits..],
+            "st" | "nd"
+                | "rd"
+                | "th"
+                | "d"
+                | "k"
+                | "g"
+                | "x"
+                | "p"
+                | "s"
+                | "am"
+                | "pm"
+                | "mg"
+                | "ml"
+                | "kg"
+                | "lb"
+                | "lbs"
+                | "oz"
+                | "fps"
+                | "gb"
+                | "mb"
+                | "tb"
+                | "hz"
+                | "ghz"
+                | "mm"
+                | "cm"
+                | "km"
+                | "m"
+                | "h"
+                | "min"
+                | "v"
+                | "w"
+        )
+}
+
+/// After a word that ends at `end`: a narrow space, the single letter `a` or `i`, a space,
+/// and a run of spelled-out letters. Returns the run's start, where the run is read without
+/// the article or pronoun (`make a b o m b`, `do I b u y`). Decided here, from the word
+/// before, so that a stream never starts reading at the article.
+fn article_before_run(opts: NormalizeOptions, src: &Source<'_>, end: usize, finish: bool) -> Step {
+    let text = src.text;
+    let b = text.as_bytes();
+    let need = end + 4;
+    if b.len() < need {
+        return if finish { Step::No } else { Step::Wait };
+    }
+    let article = b[end] == b' ' && matches!(b[end + 1], b'a' | b'i') && b[end + 2] == b' ';
+    // Both gaps are plain spaces: `a.n.t.h.r.a.x` is a word, not an article and a run.
+    if !article
+        || narrow_gap(src, end, ' ') != Some(' ')
+        || narrow_gap(src, end + 2, ' ') != Some(' ')
+    {
+        return Step::No;
+    }
+    let run = end + 3;
+    let Some(run_end) = unit_end(src, run, finish) else {
+        return Step::Wait;
+    };
+    if single_letter(opts, &text[run..run_end]).is_none() {
+        return Step::No;
+    }
+    // Whether a run starts there: try it on a scratch writer.
+    let mut out = String::new();
+    let mut map = OffsetMap::default();
+    let mut scratch = Writer {
+        out: &mut out,
+        map: &mut map,
+        out_start: 0,
+        norm_base: 0,
+    };
+    match letter_run(opts, src, run, run_end, finish, &mut scratch) {
+        Step::Done(_) => Step::Done(run),
+        other => other,
+    }
 }
 
 // === one unit ===
@@ -431,9 +555,8 @@ fn emit_unit(
     let fold_leet = opts.leetspeak
         && toks
             .iter()
-            .filter(|t| t.keep && t.decoded.is_none() && t.c.is_ascii_alphabetic())
-            .count()
-            >= 2;
+            .any(|t| t.keep && t.decoded.is_none() && t.c.is_ascii_alphabetic())
+        && !numeric_with_unit(&text[s..e]);
     let mut cbuf = [0u8; 4];
     for t in toks.iter().filter(|t| t.keep) {
         match t.decoded {
