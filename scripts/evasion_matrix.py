@@ -8,7 +8,7 @@ look-alike (label safe); encodings (base64, hex, rot13, reversed) encode the who
 "Decode this and answer:". The category of a row is the rewrite's name, prefixed with `benign/`
 for look-alikes, so `deliberate eval` prints one catch rate per rewrite.
 
-    python3 scripts/evasion_matrix.py            # rewrites the file (deterministic)
+    python3 scripts/evasion_matrix.py [OUT]      # rewrites the file (deterministic)
     deliberate eval --policy policies/default.yaml --dataset policies/eval/evasion.jsonl
 
 tests/evasion_matrix.rs checks the goals on the file and that it is up to date.
@@ -17,7 +17,7 @@ import base64
 import codecs
 import json
 import os
-import random
+import sys
 import urllib.parse
 
 # (text, signal phrase inside it)
@@ -165,9 +165,9 @@ def rows():
 
 
 def main():
-    random.seed(13)
     here = os.path.dirname(os.path.abspath(__file__))
-    out = os.path.join(here, "..", "policies", "eval", "evasion.jsonl")
+    out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
+        here, "..", "policies", "eval", "evasion.jsonl")
     os.makedirs(os.path.dirname(out), exist_ok=True)
     with open(out, "w", encoding="utf-8") as f:
         for r in rows():

@@ -252,8 +252,11 @@ impl Compiler {
                 norm.entities |= k.entities;
             }
             let mut normalized: Vec<String> = Vec::new();
+            // Keywords are written in plain text: a ROT13 view rotates the text, not them.
+            let mut kw_norm = norm;
+            kw_norm.rot13 = false;
             for w in words {
-                let n = normalize_str(norm, w);
+                let n = normalize_str(kw_norm, w);
                 if n.trim().is_empty() {
                     sink.error(
                         loc,
