@@ -98,6 +98,24 @@ pub(super) fn rewrite_into(
     while let Some(c) = text[i..].chars().next() {
         if c.is_whitespace() {
             let e = i + c.len_utf8();
+            if opts.letter_spacing && e == text.len() && !finish {
+                // An `a` or `i` may follow: decided with the space (below).
+                break;
+            }
+            if opts.letter_spacing && matches!(text.as_bytes().get(e), Some(b'a' | b'i')) {
+                // After a plain space, `a` or `i` before a spelled-out word is a word of its
+                // own; decided here, with the space, so that a stream resumes at the space.
+                let plain = c == ' ' && narrow_gap(src, i, c) == Some(' ');
+                match article_before_run(opts, src, e, finish) {
+                    Step::Wait => break,
+                    Step::Done(run) if plain => {
+                        w.copy(src, i, run);
+                        i = run;
+                        continue;
+                    }
+                    _ => {}
+                }
+            }
             w.copy(src, i, e);
             i = e;
             continue;
@@ -124,19 +142,6 @@ pub(super) fn rewrite_into(
                     continue;
                 }
                 Join::No => {}
-            }
-        }
-        if opts.letter_spacing && single_letter(opts, &text[i..end]).is_none() {
-            match article_before_run(opts, src, end, finish) {
-                Step::Wait => break,
-                Step::Done(run) => {
-                    // `make a b o m b`: the article stays a word of its own.
-                    emit_unit(opts, src, i, end, &mut w, &mut scratch);
-                    w.copy(src, end, run);
-                    i = run;
-                    continue;
-                }
-                Step::No => {}
             }
         }
         if opts.letter_spacing && single_letter(opts, &text[i..end]).is_some() {
@@ -385,26 +390,31 @@ fn numeric_with_unit(unit: &str) -> bool {
         )
 }
 
-/// After a word that ends at `end`: a narrow space, the single letter `a` or `i`, a space,
-/// and a run of spelled-out letters. Returns the run's start, where the run is read without
-/// the article or pronoun (`make a b o m b`, `do I b u y`). Decided here, from the word
-/// before, so that a stream never starts reading at the article.
-fn article_before_run(opts: NormalizeOptions, src: &Source<'_>, end: usize, finish: bool) -> Step {
+/// At the single letter `a` or `i` (at `at`, after a plain space), a plain space and a run
+/// of spelled-out letters: returns the run's start, where the run is read without the article
+/// or pronoun (`make a b o m b`, `do I b u y`). So a spelled-out word that starts with `a` or
+/// `i` after a word is read without its first letter (`buy a n t h r a x` reads
+/// `buy a nthrax`); after a wide gap (`f u l l  a u t o`), at the start of a text, or with
+/// other gaps (`a.n.t.h.r.a.x`) it is read whole.
+fn article_before_run(opts: NormalizeOptions, src: &Source<'_>, at: usize, finish: bool) -> Step {
     let text = src.text;
     let b = text.as_bytes();
-    let need = end + 4;
-    if b.len() < need {
-        return if finish { Step::No } else { Step::Wait };
+    let end = at + 1;
+    match b.get(end) {
+        None => return if finish { Step::No } else { Step::Wait },
+        Some(b' ') => {}
+        Some(_) => return Step::No,
     }
-    let article = b[end] == b' ' && matches!(b[end + 1], b'a' | b'i') && b[end + 2] == b' ';
-    // Both gaps are plain spaces: `a.n.t.h.r.a.x` is a word, not an article and a run.
-    if !article
-        || narrow_gap(src, end, ' ') != Some(' ')
-        || narrow_gap(src, end + 2, ' ') != Some(' ')
-    {
+    if narrow_gap(src, end, ' ') != Some(' ') {
         return Step::No;
     }
-    let run = end + 3;
+    let run = end + 1;
+    // The word after the article is one letter (or a letter and closing punctuation).
+    match text[run..].chars().nth(1) {
+        None if !finish => return Step::Wait,
+        Some(c) if !c.is_whitespace() && !c.is_ascii_punctuation() => return Step::No,
+        _ => {}
+    }
     let Some(run_end) = unit_end(src, run, finish) else {
         return Step::Wait;
     };

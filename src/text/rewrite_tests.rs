@@ -197,3 +197,14 @@ fn joins_read_a_split_token_whole() {
         assert_eq!(out, nt.text, "split at {split}");
     }
 }
+
+/// Regression: the word after an article was read to its end before a letter run was ruled
+/// out, so a stream held "is a bird" back (tests/stream_props.rs, nightjar).
+#[test]
+fn an_article_before_a_word_does_not_wait_for_the_word() {
+    let t = "The nightjar is a bird. ";
+    let mut out = String::new();
+    let mut map = OffsetMap::default();
+    let read = normalize_into(every(), t, 0, 0, false, &mut out, &mut map);
+    assert_eq!(&t[..read], "The nightjar is a ");
+}

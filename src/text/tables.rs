@@ -80,7 +80,7 @@ pub(super) fn simple_table(opts: NormalizeOptions) -> &'static SimpleTable {
                 && (!opts.confusables || fold_confusable(c) == c)
                 && (!opts.strip_marks || !has_mark(c))
                 && (!opts.separators || !is_separator(c))
-                && (!(opts.separators && opts.symbols) || !is_symbol(c))
+                && !(opts.separators && opts.symbols && is_symbol(c))
                 && (!opts.casefold || {
                     let mut l = c.to_lowercase();
                     l.next() == Some(c) && l.next().is_none()
