@@ -41,33 +41,59 @@ struct Writer<'o> {
     map: &'o mut OffsetMap,
     out_start: usize,
     norm_base: usize,
+    /// Copied source range `[s, e)` whose map pieces are not appended yet, and where it
+    /// starts in the output: consecutive copies share one map lookup.
+    pending: Option<(usize, usize, usize)>,
 }
 
 impl Writer<'_> {
+    fn new<'o>(out: &'o mut String, map: &'o mut OffsetMap, norm_base: usize) -> Writer<'o> {
+        Writer {
+            out_start: out.len(),
+            out,
+            map,
+            norm_base,
+            pending: None,
+        }
+    }
+
     fn at(&self) -> usize {
         self.norm_base + (self.out.len() - self.out_start)
     }
 
+    fn flush(&mut self, src: &Source<'_>) {
+        if let Some((s, e, at)) = self.pending.take() {
+            self.map.append_mapped(src.map, s, e, at);
+        }
+    }
+
     /// Copies `src.text[s..e]` unchanged.
     fn copy(&mut self, src: &Source<'_>, s: usize, e: usize) {
-        let at = self.at();
+        match &mut self.pending {
+            Some((_, pe, _)) if *pe == s => *pe = e,
+            _ => {
+                self.flush(src);
+                self.pending = Some((s, e, self.at()));
+            }
+        }
         self.out.push_str(&src.text[s..e]);
-        self.map.append_mapped(src.map, s, e, at);
     }
 
     /// Writes `text`, as long as `src.text[s..e]` and byte for byte in its place.
     fn copy_as(&mut self, src: &Source<'_>, s: usize, e: usize, text: &str) {
         debug_assert_eq!(text.len(), e - s);
+        self.flush(src);
         let at = self.at();
         self.out.push_str(text);
         self.map.append_mapped(src.map, s, e, at);
     }
 
     /// Writes `text` standing for the original range `[os, oe)` as a whole.
-    fn whole(&mut self, text: &str, os: usize, oe: usize) {
+    fn whole(&mut self, src: &Source<'_>, text: &str, os: usize, oe: usize) {
         if text.is_empty() {
             return;
         }
+        self.flush(src);
         let at = self.at();
         self.out.push_str(text);
         self.map.push_whole(at, text.len(), os, oe - os);
@@ -85,13 +111,7 @@ pub(super) fn rewrite_into(
     out: &mut String,
     map: &mut OffsetMap,
 ) -> usize {
-    let out_start = out.len();
-    let mut w = Writer {
-        out,
-        map,
-        out_start,
-        norm_base,
-    };
+    let mut w = Writer::new(out, map, norm_base);
     let text = src.text;
     let mut scratch = Scratch::default();
     let mut i = 0;
@@ -157,6 +177,7 @@ pub(super) fn rewrite_into(
         emit_unit(opts, src, i, end, &mut w, &mut scratch);
         i = end;
     }
+    w.flush(src);
     if opts.rot13 {
         let from = w.out_start;
         // ROT13 maps ASCII letters to ASCII letters: lengths and offsets stay.
@@ -424,12 +445,7 @@ fn article_before_run(opts: NormalizeOptions, src: &Source<'_>, at: usize, finis
     // Whether a run starts there: try it on a scratch writer.
     let mut out = String::new();
     let mut map = OffsetMap::default();
-    let mut scratch = Writer {
-        out: &mut out,
-        map: &mut map,
-        out_start: 0,
-        norm_base: 0,
-    };
+    let mut scratch = Writer::new(&mut out, &mut map, 0);
     match letter_run(opts, src, run, run_end, finish, &mut scratch) {
         Step::Done(_) => Step::Done(run),
         other => other,
@@ -572,7 +588,7 @@ fn emit_unit(
         match t.decoded {
             Some((from, to)) => {
                 let (os, oe) = src.map.orig_span(t.s, t.e);
-                w.whole(&buf[from..to], os, oe);
+                w.whole(src, &buf[from..to], os, oe);
             }
             None => match leet(t.c).filter(|_| fold_leet) {
                 Some(l) => w.copy_as(src, t.s, t.e, l.encode_utf8(&mut cbuf)),
@@ -599,7 +615,30 @@ fn decode_run(
         .take(2)
         .take_while(|b| matches!(b, b'"' | b'\'' | b'(' | b'[' | b'{' | b'<' | b'`'))
         .count();
-    let Some(os) = src.map.orig_start(i + lead) else {
+    // Cheap test first: a run of 16 characters, or a shorter word cut off by a `-` or `_`
+    // that the separators step read as a space (base64url).
+    let from = i + lead;
+    let unit_len = text.as_bytes()[from..]
+        .iter()
+        .take_while(|b| !b.is_ascii_whitespace())
+        .count();
+    let after = from + unit_len;
+    if unit_len < MIN_DECODE_CHARS && (after < text.len() || finish) {
+        let token = text.as_bytes()[from..after]
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='));
+        let dashed = token
+            && after < text.len()
+            && src
+                .map
+                .orig_start(after)
+                .and_then(|o| src.orig.as_bytes().get(o - src.orig_base))
+                .is_some_and(|b| matches!(b, b'-' | b'_'));
+        if !dashed {
+            return Step::No;
+        }
+    }
+    let Some(os) = src.map.orig_start(from) else {
         return Step::No;
     };
     let local = os - src.orig_base;
@@ -678,7 +717,7 @@ fn finish_decoded(
     {
         text.push(' ');
     }
-    w.whole(&text, os, oe);
+    w.whole(src, &text, os, oe);
     Step::Done(next.max(i + lead))
 }
 
