@@ -1,6 +1,14 @@
 //! Decoders for the rewrite steps: HTML character references, percent-escapes, and base64 /
-//! hex runs that decode to readable text. Pure functions over strings; `rewrite.rs` decides
-//! where they apply and maps the result back.
+//! hex runs that decode to readable text, and the rewrite step that puts a decoded run in
+//! place of its token (mapped back to the whole token).
+
+use super::normalize::{NormalizeOptions, normalize};
+use super::rewrite::{Source, Step, Writer};
+
+/// Shortest base64 or hex run that is decoded.
+const MIN_DECODE_CHARS: usize = 16;
+/// Longest base64 or hex run read as one (a longer one is cut there).
+pub(super) const MAX_DECODE_BYTES: usize = 4096;
 
 // === entities and escapes ===
 
@@ -125,4 +133,127 @@ pub(super) fn decode_base64(run: &str) -> Option<String> {
         }
     }
     readable(&bytes)
+}
+
+// === decoding runs ===
+
+/// A base64 or hex run at the unit that starts at `i` (after up to two quote or bracket
+/// characters): its decoded text, normalized, is written in place of the run.
+pub(super) fn decode_run(
+    opts: NormalizeOptions,
+    src: &Source<'_>,
+    i: usize,
+    finish: bool,
+    w: &mut Writer<'_>,
+) -> Step {
+    let text = src.text;
+    let lead = text[i..]
+        .bytes()
+        .take(2)
+        .take_while(|b| matches!(b, b'"' | b'\'' | b'(' | b'[' | b'{' | b'<' | b'`'))
+        .count();
+    // Cheap test first: a run of 16 characters, or a shorter word cut off by a `-` or `_`
+    // that the separators step read as a space (base64url).
+    let from = i + lead;
+    let unit_len = text.as_bytes()[from..]
+        .iter()
+        .take_while(|b| !b.is_ascii_whitespace())
+        .count();
+    let after = from + unit_len;
+    if unit_len < MIN_DECODE_CHARS && (after < text.len() || finish) {
+        let token = text.as_bytes()[from..after]
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='));
+        let dashed = token
+            && after < text.len()
+            && src
+                .map
+                .orig_start(after)
+                .and_then(|o| src.orig.as_bytes().get(o - src.orig_base))
+                .is_some_and(|b| matches!(b, b'-' | b'_'));
+        if !dashed {
+            return Step::No;
+        }
+    }
+    let Some(os) = src.map.orig_start(from) else {
+        return Step::No;
+    };
+    let local = os - src.orig_base;
+    let orig = src.orig.as_bytes();
+    let run_len = orig[local..]
+        .iter()
+        .take(MAX_DECODE_BYTES)
+        .take_while(|&&b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'_' | b'-')
+        })
+        .count();
+    if local + run_len == orig.len() && !finish && run_len < MAX_DECODE_BYTES {
+        return Step::Wait;
+    }
+    if run_len < MIN_DECODE_CHARS {
+        return Step::No;
+    }
+    let run = &src.orig[local..local + run_len];
+    let decoded = (opts.hex)
+        .then(|| decode_hex(run))
+        .flatten()
+        .or_else(|| opts.base64.then(|| decode_base64(run)).flatten());
+    let Some(decoded) = decoded else {
+        return Step::No;
+    };
+    let Some(next) = src.map.norm_for_orig(os + run_len) else {
+        if !finish {
+            return Step::Wait;
+        }
+        return finish_decoded(
+            opts,
+            src,
+            i,
+            lead,
+            text.len(),
+            os,
+            os + run_len,
+            &decoded,
+            w,
+        );
+    };
+    let oe = src
+        .map
+        .orig_start(next)
+        .unwrap_or(os + run_len)
+        .max(os + run_len);
+    finish_decoded(opts, src, i, lead, next, os, oe, &decoded, w)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn finish_decoded(
+    opts: NormalizeOptions,
+    src: &Source<'_>,
+    i: usize,
+    lead: usize,
+    next: usize,
+    os: usize,
+    oe: usize,
+    decoded: &str,
+    w: &mut Writer<'_>,
+) -> Step {
+    if lead > 0 {
+        w.copy(src, i, i + lead);
+    }
+    let inner = normalize(opts.without_decoders(), decoded);
+    // A space keeps the decoded text apart from a neighbour it touches.
+    let mut text = String::new();
+    if lead > 0 {
+        text.push(' ');
+    }
+    text.push_str(inner.text.trim());
+    if src.text[next..]
+        .chars()
+        .next()
+        .is_some_and(|c| !c.is_whitespace())
+    {
+        text.push(' ');
+    }
+    w.whole(src, &text, os, oe);
+    Step::Done(next.max(i + lead))
 }

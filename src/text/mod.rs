@@ -14,6 +14,7 @@
 
 mod decode;
 mod joins;
+mod letters;
 mod normalize;
 mod offsets;
 mod rewrite;
