@@ -115,8 +115,42 @@ fn bench_load(c: &mut Criterion, path: &Path) {
     g.finish();
 }
 
+/// The cost of each normalization step alone over the mixed text: NFKC, case, invisible
+/// characters, look-alikes, marks and separators as the base, then the base plus one step.
+fn bench_normalize(c: &mut Criterion, text: &str) {
+    use deliberate::text::{NormalizeOptions, normalize};
+    let mut g = c.benchmark_group("normalize");
+    g.throughput(Throughput::Bytes(text.len() as u64));
+    let mut base = NormalizeOptions::all();
+    base.separators = true;
+    type SetStep = fn(&mut NormalizeOptions);
+    let steps: [(&str, SetStep); 9] = [
+        ("base", |_| {}),
+        ("symbols", |o| o.symbols = true),
+        ("letter_spacing", |o| o.letter_spacing = true),
+        ("markup", |o| o.markup = true),
+        ("entities", |o| o.entities = true),
+        ("leetspeak", |o| o.leetspeak = true),
+        ("base64+hex", |o| {
+            o.base64 = true;
+            o.hex = true;
+        }),
+        ("rot13", |o| o.rot13 = true),
+        ("joins", |o| o.joins = true),
+    ];
+    for (name, set) in steps {
+        let mut opts = base;
+        set(&mut opts);
+        g.bench_function(name, |b| {
+            b.iter(|| black_box(normalize(opts, black_box(text))))
+        });
+    }
+    g.finish();
+}
+
 fn benches(c: &mut Criterion) {
     let text = mixed_text();
+    bench_normalize(c, &text);
     // DELIBERATE_BENCH_POLICY measures another policy under the "default-policy" names.
     let path = std::env::var_os("DELIBERATE_BENCH_POLICY")
         .map(std::path::PathBuf::from)

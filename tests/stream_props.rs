@@ -343,7 +343,8 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
     /// Benign text is released no later than the frontier says: after a piece that ends in a
-    /// space, at most the last word and its space are held (the look-ahead a `\b` needs), not
+    /// space, at most the last word and its space are held (the look-ahead a `\b` needs), and
+    /// the single letters right before it (a spelled-out word may still be under way), not
     /// the policy's worst-case holdback.
     #[test]
     fn benign_words_are_released_up_to_the_last_word(
@@ -351,8 +352,26 @@ proptest! {
     ) {
         let p = default_policy();
         let words: Vec<&str> = idx.iter().map(|&i| WORDS[i]).collect();
-        for (w, held) in held_after_words(p, &words) {
-            prop_assert!(held <= w.len() + 1, "{held} bytes held after {w:?} in {words:?}");
+        for (k, (w, held)) in held_after_words(p, &words).into_iter().enumerate() {
+            // Single letters before the last word may still start a spelled-out word
+            // (`p i p e`, the letter_spacing step): they wait with it, and so does the word
+            // before a run of single letters (`make a b o m b` keeps its article).
+            let run = words[..=k]
+                .iter()
+                .rev()
+                .take_while(|x| x.chars().count() == 1)
+                .count();
+            let letters: usize = words[..=k]
+                .iter()
+                .rev()
+                .skip(1)
+                .take(if run > 0 { run } else { 0 })
+                .map(|x| x.len() + 1)
+                .sum();
+            prop_assert!(
+                held <= w.len() + 1 + letters,
+                "{held} bytes held after {w:?} in {words:?}"
+            );
         }
         let text = words.iter().map(|w| format!("{w} ")).collect::<String>();
         check(p, &text, &[3, 17, 40, 41, 90])?;

@@ -64,6 +64,22 @@ pub enum NormalizeStep {
     /// Reading any run of white space, control characters, `-`, `_` and `.` as one space
     /// (on by default for keywords; opt-in for regexes).
     Separators,
+    /// Reading emoji and pictographic symbols as separators (`pipe💣bomb`).
+    Symbols,
+    /// Collapsing letters spelled one by one (`p i p e`, `p.i.p.e`, `p/i/p/e`).
+    LetterSpacing,
+    /// Dropping markdown emphasis and code marks inside words (`pi**pe**`).
+    Markup,
+    /// Decoding HTML character references and percent-escapes (`&#98;`, `%62`).
+    Entities,
+    /// Decoding base64 / base64url runs of 16 or more characters into readable text.
+    Base64,
+    /// Decoding hex runs of 16 or more digits into readable text.
+    Hex,
+    /// Reading the text through ROT13 (an optional view for a copy of a rule).
+    Rot13,
+    /// Joining a key-like token split across lines or string literals (for secret rules).
+    Joins,
 }
 
 /// How much of the spec to inject.

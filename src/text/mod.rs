@@ -12,7 +12,12 @@
 //! assert!(Validator::Luhn.check(&n.text[4..]));
 //! ```
 
+mod decode;
+mod joins;
+mod letters;
 mod normalize;
+mod offsets;
+mod rewrite;
 mod tables;
 mod validate;
 mod words;
@@ -20,6 +25,6 @@ mod words;
 pub use normalize::{
     NormText, NormalizeOptions, OffsetMap, normalize, normalize_into, normalize_str,
 };
-pub use tables::{fold_confusable, is_invisible, is_separator, is_strippable_mark};
+pub use tables::{fold_confusable, is_invisible, is_separator, is_strippable_mark, is_symbol};
 pub use validate::{Validator, iban, luhn};
 pub use words::{is_unspaced, is_word_char, whole_word};

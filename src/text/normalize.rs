@@ -27,9 +27,11 @@ use unicode_normalization::char::{
 };
 use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfkc_quick};
 
+pub use super::offsets::OffsetMap;
+use super::offsets::Piece;
 use super::tables::{
     fold_confusable, has_mark, is_invisible, is_separator, is_simple, is_strippable_mark,
-    simple_table,
+    is_symbol, simple_table,
 };
 
 /// The most characters one segment may hold before it is cut regardless (a guard against
@@ -61,8 +63,9 @@ pub struct NormalizeOptions {
     /// Fold non-Latin look-alikes of Latin letters to those letters.
     pub confusables: bool,
     /// Read digits and symbols written for letters as those letters (`0`→o, `1`→i, `3`→e,
-    /// `4`→a, `5`→s, `7`→t, `8`→b, `@`→a, `$`→s). Off by default: it would break patterns
-    /// over numbers; turn it on for keyword rules.
+    /// `4`→a, `5`→s, `7`→t, `8`→b, `9`→g, `@`→a, `$`→s) inside a word that has a letter
+    /// (`b0mb`, `m3th`, `574b`, `d0`; never `2024`, `3d`, `4k`, `2nd`, `10am`). Off by default;
+    /// the shipped policy turns it on for its weapon, drug and jailbreak rules.
     pub leetspeak: bool,
     /// Drop diacritical marks (`é`→e, `p\u{0301}ipe`→pipe, stacked "Zalgo" marks); marks that
     /// spell a script (Indic vowel signs, Hebrew points, Arabic harakat) stay.
@@ -71,6 +74,32 @@ pub struct NormalizeOptions {
     /// so that a keyword `pipe bomb` also matches `pipe-bomb`, `pipe\tbomb`, `pipe  bomb` and
     /// `pipe\u{0}bomb`. Runs are cut every 32 characters (a bounded look-ahead for streams).
     pub separators: bool,
+    /// Read emoji and other pictographic symbols (arrows, dingbats, box drawing, geometric
+    /// shapes) as separators, so `pipe 💣 bomb` and `pipe💣bomb` read as `pipe bomb`. Takes
+    /// effect with [`separators`](Self::separators).
+    pub symbols: bool,
+    /// Collapse letters spelled one by one: three or more single letters separated by single
+    /// spaces or by one punctuation character (`p i p e`, `p.i.p.e`, `p/i/p/e`, `p-i-p-e`)
+    /// read as one word; a wider gap (`p i p e  b o m b`) stays a word break.
+    pub letter_spacing: bool,
+    /// Drop markdown emphasis and code marks (`*`, `` ` ``, `~`, and `_` when separators are
+    /// off) in a word: `pi**pe**`, ``b`o`mb``, `bo~~m~~b` and `**bomb**` read as `pipe`, `bomb`.
+    pub markup: bool,
+    /// Decode HTML character references (`&#98;`, `&#x62;`, `&amp;`, `&nbsp;`) and URL
+    /// percent-escapes (`%62%6F%6D%62`, UTF-8 sequences included).
+    pub entities: bool,
+    /// Decode base64 and base64url runs of at least 16 characters (and up to 4096) that decode
+    /// to readable UTF-8 text; the decoded text stands for the whole run.
+    pub base64: bool,
+    /// Decode runs of at least 16 hex digits (and up to 4096) that decode to readable UTF-8
+    /// text; the decoded text stands for the whole run.
+    pub hex: bool,
+    /// Read the text through ROT13 (an optional view: the rule then sees only the rotated
+    /// text, so a rule with this step is a copy of a plain rule).
+    pub rot13: bool,
+    /// Join a key-like token split across a line break or a string concatenation
+    /// (`"sk-…" + "…"`), so a secret rule matches all of it or nothing.
+    pub joins: bool,
 }
 
 impl NormalizeOptions {
@@ -85,13 +114,47 @@ impl NormalizeOptions {
             leetspeak: false,
             strip_marks: true,
             separators: false,
+            symbols: false,
+            letter_spacing: false,
+            markup: false,
+            entities: false,
+            base64: false,
+            hex: false,
+            rot13: false,
+            joins: false,
         }
     }
 
-    /// The default for keyword leaves: [`all`](Self::all) plus [`separators`](Self::separators).
+    /// Whether a step after the per-character ones is on (see `rewrite.rs`).
+    pub(super) const fn rewrites(self) -> bool {
+        self.leetspeak
+            || self.letter_spacing
+            || self.markup
+            || self.entities
+            || self.base64
+            || self.hex
+            || self.rot13
+            || self.joins
+    }
+
+    /// These options without the decoding steps (for the text a decoded run produced).
+    pub(super) const fn without_decoders(self) -> Self {
+        let mut o = self;
+        o.base64 = false;
+        o.hex = false;
+        o
+    }
+
+    /// The default for keyword leaves: [`all`](Self::all) plus [`separators`](Self::separators),
+    /// [`symbols`](Self::symbols), [`letter_spacing`](Self::letter_spacing),
+    /// [`markup`](Self::markup) and [`entities`](Self::entities).
     pub const fn keywords() -> Self {
         let mut o = Self::all();
         o.separators = true;
+        o.symbols = true;
+        o.letter_spacing = true;
+        o.markup = true;
+        o.entities = true;
         o
     }
 
@@ -99,7 +162,13 @@ impl NormalizeOptions {
     /// a segment of combining marks or a run of separators. A stream scanner holds back at
     /// most this many characters (4 bytes each) that the normalizer has not consumed yet.
     pub const fn max_pending_chars(self) -> usize {
-        MAX_SEGMENT_CHARS
+        if self.base64 || self.hex {
+            super::rewrite::MAX_DECODE_BYTES
+        } else if self.rewrites() {
+            super::rewrite::MAX_UNIT_BYTES * 2
+        } else {
+            MAX_SEGMENT_CHARS
+        }
     }
 
     /// No step: matching on the raw text.
@@ -112,6 +181,14 @@ impl NormalizeOptions {
             leetspeak: false,
             strip_marks: false,
             separators: false,
+            symbols: false,
+            letter_spacing: false,
+            markup: false,
+            entities: false,
+            base64: false,
+            hex: false,
+            rot13: false,
+            joins: false,
         }
     }
 }
@@ -119,110 +196,6 @@ impl NormalizeOptions {
 impl Default for NormalizeOptions {
     fn default() -> Self {
         Self::all()
-    }
-}
-
-// === OffsetMap ===
-
-/// One piece of the offset map: either a run where normalized and original bytes correspond
-/// one to one, or a segment whose normalized bytes all stem from one original range.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Piece {
-    norm: usize,
-    orig: usize,
-    norm_len: usize,
-    orig_len: usize,
-    identity: bool,
-}
-
-/// Maps offsets in normalized text to offsets in the original text.
-///
-/// Offsets are absolute (from the start of the whole text or stream), so a streaming scanner
-/// can drop old pieces with [`OffsetMap::forget_before`] and keep using the same offsets.
-#[derive(Debug, Clone, Default)]
-pub struct OffsetMap {
-    pieces: Vec<Piece>,
-}
-
-impl OffsetMap {
-    fn push(&mut self, p: Piece) {
-        if let Some(last) = self.pieces.last_mut()
-            && last.identity
-            && p.identity
-            && last.norm + last.norm_len == p.norm
-            && last.orig + last.orig_len == p.orig
-        {
-            last.norm_len += p.norm_len;
-            last.orig_len += p.orig_len;
-            return;
-        }
-        self.pieces.push(p);
-    }
-
-    fn find(&self, norm: usize) -> Option<&Piece> {
-        let idx = self.pieces.partition_point(|p| p.norm + p.norm_len <= norm);
-        self.pieces.get(idx).filter(|p| p.norm <= norm)
-    }
-
-    /// The original byte where the normalized byte `norm` comes from (the start of its
-    /// segment), or `None` past the end of the map.
-    pub fn orig_start(&self, norm: usize) -> Option<usize> {
-        self.find(norm).map(|p| {
-            if p.identity {
-                p.orig + (norm - p.norm)
-            } else {
-                p.orig
-            }
-        })
-    }
-
-    /// The original end (exclusive) of the normalized byte `norm`'s segment.
-    pub fn orig_end_of(&self, norm: usize) -> Option<usize> {
-        self.find(norm).map(|p| {
-            if p.identity {
-                p.orig + (norm - p.norm) + 1
-            } else {
-                p.orig + p.orig_len
-            }
-        })
-    }
-
-    /// Maps the normalized span `[start, end)` (`start < end`) to the smallest original span
-    /// that produced it.
-    ///
-    /// # Panics
-    /// Never for spans inside the map; out-of-range offsets clamp to the mapped ends.
-    pub fn orig_span(&self, start: usize, end: usize) -> (usize, usize) {
-        let s = self.orig_start(start).unwrap_or_else(|| self.orig_end());
-        let e = if end > start {
-            self.orig_end_of(end - 1).unwrap_or_else(|| self.orig_end())
-        } else {
-            s
-        };
-        (s, e.max(s))
-    }
-
-    /// The original offset just past the last mapped piece.
-    pub fn orig_end(&self) -> usize {
-        self.pieces.last().map_or(0, |p| p.orig + p.orig_len)
-    }
-
-    /// Drops pieces that end at or before normalized offset `norm`.
-    pub fn forget_before(&mut self, norm: usize) {
-        let idx = self.pieces.partition_point(|p| p.norm + p.norm_len <= norm);
-        if idx > 0 {
-            self.pieces.drain(..idx);
-        }
-    }
-
-    /// Number of pieces held (for memory accounting in tests).
-    pub fn len(&self) -> usize {
-        self.pieces.len()
-    }
-
-    /// Whether the map is empty.
-    pub fn is_empty(&self) -> bool {
-        self.pieces.is_empty()
     }
 }
 
@@ -258,6 +231,38 @@ pub fn normalize_str(opts: NormalizeOptions, text: &str) -> String {
 /// come. Returns how many bytes of `orig` were consumed; the caller keeps the rest and passes
 /// it again with more text.
 pub fn normalize_into(
+    opts: NormalizeOptions,
+    orig: &str,
+    orig_base: usize,
+    norm_base: usize,
+    finish: bool,
+    out: &mut String,
+    map: &mut OffsetMap,
+) -> usize {
+    if !opts.rewrites() {
+        return char_steps_into(opts, orig, orig_base, norm_base, finish, out, map);
+    }
+    // The per-character steps into a scratch text, then the rewrite steps over it. What the
+    // rewrite steps leave unread is normalized again with the next piece.
+    let mut first = String::new();
+    let mut first_map = OffsetMap::default();
+    let read = char_steps_into(opts, orig, orig_base, 0, finish, &mut first, &mut first_map);
+    let cx = super::rewrite::Source {
+        text: &first,
+        map: &first_map,
+        orig,
+        orig_base,
+    };
+    let used = super::rewrite::rewrite_into(opts, &cx, finish, norm_base, out, map);
+    if used >= first.len() {
+        read
+    } else {
+        first_map.orig_start(used).map_or(read, |o| o - orig_base)
+    }
+}
+
+/// The per-character steps (everything up to `separators`) of [`normalize_into`].
+pub(super) fn char_steps_into(
     opts: NormalizeOptions,
     orig: &str,
     orig_base: usize,
@@ -311,14 +316,10 @@ pub fn normalize_into(
             }
             if end > i {
                 let n = norm_at(out);
-                if opts.leetspeak {
-                    out.extend(orig[i..end].chars().map(|c| fold_ascii(opts, c)));
-                } else {
-                    let from = out.len();
-                    out.push_str(&orig[i..end]);
-                    if opts.casefold {
-                        out[from..].make_ascii_lowercase();
-                    }
+                let from = out.len();
+                out.push_str(&orig[i..end]);
+                if opts.casefold {
+                    out[from..].make_ascii_lowercase();
                 }
                 map.push(Piece {
                     norm: n,
@@ -335,7 +336,7 @@ pub fn normalize_into(
         }
         if opts.separators
             && let Some(c) = orig[i..].chars().next()
-            && is_separator(c)
+            && is_separator_of(opts, c)
         {
             // A run of separators becomes one space.
             let Some(run_end) = separator_run_end(opts, orig, i, finish) else {
@@ -379,6 +380,11 @@ pub fn normalize_into(
     i
 }
 
+/// Whether `c` is a separator for `opts` (symbols count when that step is on).
+pub(super) fn is_separator_of(opts: NormalizeOptions, c: char) -> bool {
+    is_separator(c) || (opts.symbols && is_symbol(c))
+}
+
 /// Whether the ASCII byte `b` is a separator (see [`NormalizeOptions::separators`]).
 fn is_ascii_separator(b: u8) -> bool {
     b.is_ascii_whitespace() || b.is_ascii_control() || matches!(b, b'-' | b'_' | b'.')
@@ -398,7 +404,7 @@ fn separator_run_end(
         if count >= MAX_SEGMENT_CHARS {
             return Some(start + off);
         }
-        let part = is_separator(c) || (opts.strip_invisible && is_invisible(c));
+        let part = is_separator_of(opts, c) || (opts.strip_invisible && is_invisible(c));
         if !part {
             return Some(start + off);
         }
@@ -559,27 +565,24 @@ fn push_char(opts: NormalizeOptions, c: char, out: &mut String) {
     }
 }
 
-/// Case and leetspeak folding of one ASCII character (others pass unchanged). The mapping
-/// is byte for byte, so offsets stay exact.
+/// Case folding of one ASCII character (others pass unchanged).
 fn fold_ascii(opts: NormalizeOptions, c: char) -> char {
-    let c = if opts.casefold {
+    if opts.casefold {
         c.to_ascii_lowercase()
     } else {
         c
-    };
-    if !opts.leetspeak {
-        return c;
     }
-    match c {
-        '0' => 'o',
-        '1' => 'i',
-        '3' => 'e',
-        '4' | '@' => 'a',
-        '5' | '$' => 's',
-        '7' => 't',
-        '8' => 'b',
-        other => other,
+}
+
+/// Normalizes one character decoded by a rewrite step (an HTML entity, a percent-escape) as
+/// the per-character steps would have normalized it in the text.
+pub(super) fn push_decoded(opts: NormalizeOptions, c: char, out: &mut String) {
+    if opts.separators && is_separator_of(opts, c) {
+        out.push(' ');
+        return;
     }
+    let mut buf = [0u8; 4];
+    push_segment(opts, c.encode_utf8(&mut buf), out);
 }
 
 #[cfg(test)]

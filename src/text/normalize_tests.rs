@@ -74,14 +74,14 @@ fn incremental_equals_whole() {
 
 #[test]
 fn leetspeak_is_opt_in_and_keeps_offsets() {
-    let text = "P1PE B0MB, ＢＯＭ８";
-    assert_eq!(n(text), "p1pe b0mb, bom8");
+    let text = "P1PE B0MB, ＢＯＭ８, 2024";
+    assert_eq!(n(text), "p1pe b0mb, bom8, 2024");
     let leet = NormalizeOptions {
         leetspeak: true,
         ..NormalizeOptions::all()
     };
     let nt = normalize(leet, text);
-    assert_eq!(nt.text, "pipe bomb, bomb");
+    assert_eq!(nt.text, "pipe bomb, bomb, 2024");
     assert_eq!(nt.map.orig_span(0, 9), (0, 9));
 }
 

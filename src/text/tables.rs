@@ -61,13 +61,14 @@ pub(super) type SimpleTable = Vec<u64>;
 
 /// The table of characters that `opts` leaves alone (built once per combination of steps).
 pub(super) fn simple_table(opts: NormalizeOptions) -> &'static SimpleTable {
-    static TABLES: [OnceLock<SimpleTable>; 64] = [const { OnceLock::new() }; 64];
+    static TABLES: [OnceLock<SimpleTable>; 128] = [const { OnceLock::new() }; 128];
     let key = usize::from(opts.nfkc)
         | usize::from(opts.casefold) << 1
         | usize::from(opts.strip_invisible) << 2
         | usize::from(opts.confusables) << 3
         | usize::from(opts.strip_marks) << 4
-        | usize::from(opts.separators) << 5;
+        | usize::from(opts.separators) << 5
+        | usize::from(opts.separators && opts.symbols) << 6;
     TABLES[key].get_or_init(|| {
         let mut bits = vec![0u64; 0x10000 / 64];
         for cp in 0x80u32..0x10000 {
@@ -79,6 +80,7 @@ pub(super) fn simple_table(opts: NormalizeOptions) -> &'static SimpleTable {
                 && (!opts.confusables || fold_confusable(c) == c)
                 && (!opts.strip_marks || !has_mark(c))
                 && (!opts.separators || !is_separator(c))
+                && !(opts.separators && opts.symbols && is_symbol(c))
                 && (!opts.casefold || {
                     let mut l = c.to_lowercase();
                     l.next() == Some(c) && l.next().is_none()
@@ -159,4 +161,21 @@ pub fn is_separator(c: char) -> bool {
                     | '\u{FF0E}'
                     | '\u{FF3F}'
         )
+}
+
+/// Whether `c` is an emoji or another pictographic symbol that the `symbols` step reads as a
+/// separator: arrows, mathematical operators' neighbours in Miscellaneous Technical, box
+/// drawing, block elements, geometric shapes, miscellaneous symbols, dingbats, the
+/// supplemental arrows and symbols, and the emoji blocks of plane 1 (with skin-tone
+/// modifiers and regional indicators). Letters in circles or squares are not symbols here.
+pub fn is_symbol(c: char) -> bool {
+    matches!(c,
+        '\u{2190}'..='\u{21FF}'
+        | '\u{2300}'..='\u{23FF}'
+        | '\u{2500}'..='\u{27BF}'
+        | '\u{2900}'..='\u{2BFF}'
+        | '\u{3030}' | '\u{303D}'
+        | '\u{1F000}'..='\u{1F0FF}'
+        | '\u{1F1E6}'..='\u{1F1FF}'
+        | '\u{1F300}'..='\u{1FAFF}')
 }

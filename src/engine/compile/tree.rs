@@ -33,6 +33,14 @@ pub(super) fn norm_opts(
                     NormalizeStep::Leetspeak => o.leetspeak = true,
                     NormalizeStep::StripMarks => o.strip_marks = true,
                     NormalizeStep::Separators => o.separators = true,
+                    NormalizeStep::Symbols => o.symbols = true,
+                    NormalizeStep::LetterSpacing => o.letter_spacing = true,
+                    NormalizeStep::Markup => o.markup = true,
+                    NormalizeStep::Entities => o.entities = true,
+                    NormalizeStep::Base64 => o.base64 = true,
+                    NormalizeStep::Hex => o.hex = true,
+                    NormalizeStep::Rot13 => o.rot13 = true,
+                    NormalizeStep::Joins => o.joins = true,
                 }
             }
             o
@@ -250,10 +258,22 @@ impl Compiler {
         }
         let mut info = if let Some(words) = &raw.keywords {
             let mut norm = norm;
-            norm.separators |= self.implicit_norm;
+            if self.implicit_norm {
+                // Keyword leaves of a rule without `normalize:` read the character-level
+                // rewrites too (NormalizeOptions::keywords).
+                let k = NormalizeOptions::keywords();
+                norm.separators = true;
+                norm.symbols |= k.symbols;
+                norm.letter_spacing |= k.letter_spacing;
+                norm.markup |= k.markup;
+                norm.entities |= k.entities;
+            }
             let mut normalized: Vec<String> = Vec::new();
+            // Keywords are written in plain text: a ROT13 view rotates the text, not them.
+            let mut kw_norm = norm;
+            kw_norm.rot13 = false;
             for w in words {
-                let n = normalize_str(norm, w);
+                let n = normalize_str(kw_norm, w);
                 if n.trim().is_empty() {
                     sink.error(
                         loc,
