@@ -3,11 +3,13 @@
 //! Functions over a [`CompiledPolicy`], whose methods all live in `program.rs`; the stream
 //! scanner shares [`rule_findings`] with the buffered scan.
 
+use std::borrow::Cow;
+
 use super::matcher::{self, Hits, MatchCtx, Span};
 use super::program::{CompiledPolicy, LeafKind, View};
 use super::{Decision, Finding, apply_redactions};
 use crate::policy::{Action, Stage};
-use crate::text::{NormText, normalize, whole_word};
+use crate::text::{NormText, NormalizeOptions, normalize, normalize_rewrites, whole_word};
 
 /// Scans a whole text at `stage` ([`CompiledPolicy::scan`]).
 pub(crate) fn scan(p: &CompiledPolicy, text: &str, stage: Stage, role: Option<&str>) -> Decision {
@@ -78,11 +80,30 @@ fn leaf_hits(
     let mut hits: Hits = vec![Vec::new(); p.leaves.len()];
     // Which leaves may have hits: keywords exactly, regexes from the set pass.
     let mut may = vec![false; p.leaves.len()];
-    let mut texts = Vec::with_capacity(st.views.len());
-    let mut sets = Vec::with_capacity(st.views.len());
+    // Views with the same per-character steps share that pass; each then runs its own
+    // rewrite steps over it (or borrows it when they change nothing).
+    let mut passes: Vec<(NormalizeOptions, NormText)> = Vec::new();
+    let mut pass_of = Vec::with_capacity(st.views.len());
     for view in &st.views {
-        let nt = normalize(view.opts, text);
-        keyword_hits(view, &nt, &mut hits);
+        let key = view.opts.char_steps();
+        let k = match passes.iter().position(|(o, _)| *o == key) {
+            Some(k) => k,
+            None => {
+                passes.push((key, normalize(key, text)));
+                passes.len() - 1
+            }
+        };
+        pass_of.push(k);
+    }
+    let texts: Vec<Cow<'_, NormText>> = st
+        .views
+        .iter()
+        .zip(&pass_of)
+        .map(|(view, &k)| normalize_rewrites(view.opts, &passes[k].1, text))
+        .collect();
+    let mut sets = Vec::with_capacity(st.views.len());
+    for (view, nt) in st.views.iter().zip(&texts) {
+        keyword_hits(view, nt, &mut hits);
         let matching = view
             .regex_set
             .as_ref()
@@ -92,7 +113,6 @@ fn leaf_hits(
                 may[view.regexes[i]] = true;
             }
         }
-        texts.push(nt);
         sets.push(matching);
     }
     for (leaf, h) in hits.iter().enumerate() {

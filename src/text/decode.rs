@@ -6,7 +6,7 @@ use super::normalize::{NormalizeOptions, normalize};
 use super::rewrite::{Source, Step, Writer};
 
 /// Shortest base64 or hex run that is decoded.
-const MIN_DECODE_CHARS: usize = 16;
+pub(super) const MIN_DECODE_CHARS: usize = 16;
 /// Longest base64 or hex run read as one (a longer one is cut there).
 pub(super) const MAX_DECODE_BYTES: usize = 4096;
 

@@ -23,7 +23,8 @@ mod validate;
 mod words;
 
 pub use normalize::{
-    NormText, NormalizeOptions, OffsetMap, normalize, normalize_into, normalize_str,
+    NormText, NormalizeOptions, OffsetMap, normalize, normalize_into, normalize_rewrites,
+    normalize_str,
 };
 pub use tables::{fold_confusable, is_invisible, is_separator, is_strippable_mark, is_symbol};
 pub use validate::{Validator, iban, luhn};

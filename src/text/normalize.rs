@@ -20,6 +20,7 @@
 //! assert_eq!(n.map.orig_span(0, 4), (0, text.len()));
 //! ```
 
+use std::borrow::Cow;
 use std::sync::OnceLock;
 
 use unicode_normalization::char::{
@@ -126,7 +127,7 @@ impl NormalizeOptions {
     }
 
     /// Whether a step after the per-character ones is on (see `rewrite.rs`).
-    pub(super) const fn rewrites(self) -> bool {
+    pub const fn rewrites(self) -> bool {
         self.leetspeak
             || self.letter_spacing
             || self.markup
@@ -135,6 +136,21 @@ impl NormalizeOptions {
             || self.hex
             || self.rot13
             || self.joins
+    }
+
+    /// These options with only their per-character steps: views whose options agree here
+    /// share one per-character pass (see [`normalize_rewrites`]).
+    pub const fn char_steps(self) -> Self {
+        let mut o = self;
+        o.leetspeak = false;
+        o.letter_spacing = false;
+        o.markup = false;
+        o.entities = false;
+        o.base64 = false;
+        o.hex = false;
+        o.rot13 = false;
+        o.joins = false;
+        o
     }
 
     /// These options without the decoding steps (for the text a decoded run produced).
@@ -216,6 +232,32 @@ pub fn normalize(opts: NormalizeOptions, text: &str) -> NormText {
     let consumed = normalize_into(opts, text, 0, 0, true, &mut out.text, &mut out.map);
     debug_assert_eq!(consumed, text.len());
     out
+}
+
+/// Normalizes a whole text from its per-character pass: `chars` must be
+/// `normalize(opts.char_steps(), orig)`. The result equals `normalize(opts, orig)`; several
+/// views with the same per-character steps pay for that pass once, and a view whose rewrite
+/// steps change nothing borrows it.
+pub fn normalize_rewrites<'a>(
+    opts: NormalizeOptions,
+    chars: &'a NormText,
+    orig: &str,
+) -> Cow<'a, NormText> {
+    if !opts.rewrites() {
+        return Cow::Borrowed(chars);
+    }
+    let mut out = NormText::default();
+    let cx = super::rewrite::Source {
+        text: &chars.text,
+        map: &chars.map,
+        orig,
+        orig_base: 0,
+    };
+    if super::rewrite::rewrite_whole(opts, &cx, &mut out.text, &mut out.map) {
+        Cow::Owned(out)
+    } else {
+        Cow::Borrowed(chars)
+    }
 }
 
 /// Normalizes a short string (a keyword) without keeping the map.

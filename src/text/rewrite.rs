@@ -16,7 +16,7 @@
 //! This file is the driver and the per-unit steps; `letters.rs` holds letter runs and
 //! leetspeak, `decode.rs` the decoders, `joins.rs` split tokens.
 
-use super::decode::{decode_run, html_entity, percent_escapes};
+use super::decode::{MIN_DECODE_CHARS, decode_run, html_entity, percent_escapes};
 use super::joins::{Join, split_token};
 use super::letters::{
     article_before_run, leet, letter_run, narrow_gap, numeric_with_unit, single_letter,
@@ -64,13 +64,25 @@ impl Writer<'_> {
     }
 
     fn at(&self) -> usize {
-        self.norm_base + (self.out.len() - self.out_start)
+        let pending = self.pending.map_or(0, |(s, e, _)| e - s);
+        self.norm_base + (self.out.len() - self.out_start) + pending
     }
 
     fn flush(&mut self, src: &Source<'_>) {
         if let Some((s, e, at)) = self.pending.take() {
+            self.out.push_str(&src.text[s..e]);
             self.map.append_mapped(src.map, s, e, at);
         }
+    }
+
+    /// Whether everything written so far is one copy of `src.text` from its start to `end`
+    /// (not flushed yet): the output would be the source text with the source map.
+    fn is_copy_of(&self, end: usize) -> bool {
+        self.out.len() == self.out_start
+            && match self.pending {
+                None => end == 0,
+                Some((s, e, _)) => s == 0 && e == end,
+            }
     }
 
     /// Copies `src.text[s..e]` unchanged.
@@ -82,7 +94,6 @@ impl Writer<'_> {
                 self.pending = Some((s, e, self.at()));
             }
         }
-        self.out.push_str(&src.text[s..e]);
     }
 
     /// Writes `text`, as long as `src.text[s..e]` and byte for byte in its place.
@@ -118,10 +129,64 @@ pub(super) fn rewrite_into(
     map: &mut OffsetMap,
 ) -> usize {
     let mut w = Writer::new(out, map, norm_base);
+    let read = rewrite_units(opts, src, finish, &mut w);
+    finish_writer(opts, src, &mut w);
+    read
+}
+
+/// Runs the rewrite steps of `opts` over the whole of `src.text` into `out` and `map`, or
+/// returns `false` and writes nothing when they would leave it as it is (the same text
+/// with the same map), which is the common case for ordinary prose.
+pub(super) fn rewrite_whole(
+    opts: NormalizeOptions,
+    src: &Source<'_>,
+    out: &mut String,
+    map: &mut OffsetMap,
+) -> bool {
+    let mut w = Writer::new(out, map, 0);
+    let read = rewrite_units(opts, src, true, &mut w);
+    debug_assert_eq!(read, src.text.len());
+    if !opts.rot13 && w.is_copy_of(src.text.len()) {
+        return false;
+    }
+    finish_writer(opts, src, &mut w);
+    true
+}
+
+fn finish_writer(opts: NormalizeOptions, src: &Source<'_>, w: &mut Writer<'_>) {
+    w.flush(src);
+    if opts.rot13 {
+        let from = w.out_start;
+        // ROT13 maps ASCII letters to ASCII letters: lengths and offsets stay.
+        let rotated: String = w.out[from..].chars().map(rot13).collect();
+        w.out.truncate(from);
+        w.out.push_str(&rotated);
+    }
+}
+
+/// The unit loop of [`rewrite_into`]: returns how many bytes of `src.text` it read.
+fn rewrite_units(
+    opts: NormalizeOptions,
+    src: &Source<'_>,
+    finish: bool,
+    w: &mut Writer<'_>,
+) -> usize {
     let text = src.text;
     let mut scratch = Scratch::default();
     let mut i = 0;
+    if only_rot13(opts) {
+        // ROT13 alone changes no unit's extent: the whole text is one copy.
+        w.copy(src, 0, text.len());
+        i = text.len();
+    }
+    let mask = special_mask(opts);
+    let mut dashes = None;
     while let Some(c) = text[i..].chars().next() {
+        if let Some(end) = plain_unit(opts, mask, src, i, finish, &mut dashes) {
+            w.copy(src, i, end);
+            i = end;
+            continue;
+        }
         if c.is_whitespace() {
             let e = i + c.len_utf8();
             if opts.letter_spacing && e == text.len() && !finish {
@@ -131,10 +196,9 @@ pub(super) fn rewrite_into(
             if opts.letter_spacing && matches!(text.as_bytes().get(e), Some(b'a' | b'i')) {
                 // After a plain space, `a` or `i` before a spelled-out word is a word of its
                 // own; decided here, with the space, so that a stream resumes at the space.
-                let plain = c == ' ' && narrow_gap(src, i, c) == Some(' ');
                 match article_before_run(opts, src, e, finish) {
                     Step::Wait => break,
-                    Step::Done(run) if plain => {
+                    Step::Done(run) if c == ' ' && narrow_gap(src, i, c) == Some(' ') => {
                         w.copy(src, i, run);
                         i = run;
                         continue;
@@ -147,7 +211,7 @@ pub(super) fn rewrite_into(
             continue;
         }
         if opts.base64 || opts.hex {
-            match decode_run(opts, src, i, finish, &mut w) {
+            match decode_run(opts, src, i, finish, w) {
                 Step::Wait => break,
                 Step::Done(next) => {
                     i = next;
@@ -163,7 +227,7 @@ pub(super) fn rewrite_into(
             match split_token(src, i, end, finish) {
                 Join::Wait => break,
                 Join::At { tail_end, next } => {
-                    emit_unit(opts, src, i, tail_end, &mut w, &mut scratch);
+                    emit_unit(opts, src, i, tail_end, w, &mut scratch);
                     i = next;
                     continue;
                 }
@@ -171,7 +235,7 @@ pub(super) fn rewrite_into(
             }
         }
         if opts.letter_spacing && single_letter(opts, &text[i..end]).is_some() {
-            match letter_run(opts, src, i, end, finish, &mut w) {
+            match letter_run(opts, src, i, end, finish, w) {
                 Step::Wait => break,
                 Step::Done(next) => {
                     i = next;
@@ -180,18 +244,129 @@ pub(super) fn rewrite_into(
                 Step::No => {}
             }
         }
-        emit_unit(opts, src, i, end, &mut w, &mut scratch);
+        emit_unit(opts, src, i, end, w, &mut scratch);
         i = end;
     }
-    w.flush(src);
-    if opts.rot13 {
-        let from = w.out_start;
-        // ROT13 maps ASCII letters to ASCII letters: lengths and offsets stay.
-        let rotated: String = w.out[from..].chars().map(rot13).collect();
-        w.out.truncate(from);
-        w.out.push_str(&rotated);
-    }
     i
+}
+
+/// Whether ROT13 is the only rewrite step of `opts`.
+fn only_rot13(opts: NormalizeOptions) -> bool {
+    let mut o = opts;
+    o.rot13 = false;
+    opts.rot13 && !o.rewrites()
+}
+
+/// The ASCII bytes [`special`] reacts to under `opts`, as a bit set.
+fn special_mask(opts: NormalizeOptions) -> u128 {
+    let mut m = 0u128;
+    for b in 0u8..128 {
+        if special(opts, b) {
+            m |= 1 << b;
+        }
+    }
+    m
+}
+
+/// The end of the unit at `i` when the steps would copy it unchanged: a fast path over the
+/// common case that decides exactly as the full steps would, or `None` to take them. Such a
+/// unit holds no byte a step of `opts` reacts to (`mask`), is more than one letter when
+/// letters may be spelled out, does not start a decodable run (its leading base64/hex
+/// characters are fewer than a run needs, and it is not the first part of a dashed run), is
+/// not the first part of a split key, and ends where [`unit_end`] ends it.
+///
+/// Why the decoders would say no: a decodable run is counted in the original text, and an
+/// original character that may be part of a run is ASCII, which the per-character steps keep
+/// as one ASCII byte, except `-` and `_`, which become the space that ends the unit. So the
+/// run is no longer than the unit's leading ASCII run unless a dash follows the unit.
+fn plain_unit(
+    opts: NormalizeOptions,
+    mask: u128,
+    src: &Source<'_>,
+    i: usize,
+    finish: bool,
+    dashes: &mut Option<bool>,
+) -> Option<usize> {
+    let text = src.text;
+    let b = text.as_bytes();
+    let decoders = opts.base64 || opts.hex;
+    if decoders
+        && matches!(
+            b.get(i),
+            Some(b'"' | b'\'' | b'(' | b'[' | b'{' | b'<' | b'`')
+        )
+    {
+        return None;
+    }
+    let mut e = i;
+    let mut chars = 0usize;
+    // Length of the leading run of base64/hex characters, while it lasts.
+    let mut token = 0usize;
+    let mut in_token = true;
+    let mut digit = false;
+    loop {
+        let Some(&c) = b.get(e) else {
+            if !finish {
+                return None;
+            }
+            break;
+        };
+        if c < 0x80 {
+            if c.is_ascii_whitespace() || c == 0x0B {
+                break;
+            }
+            if (mask >> c) & 1 == 1 {
+                return None;
+            }
+        }
+        if e - i >= MAX_UNIT_BYTES && src.map.clean_cut(e) {
+            break;
+        }
+        let len = if c < 0x80 {
+            1
+        } else {
+            let ch = text[e..].chars().next()?;
+            if ch.is_whitespace() {
+                break;
+            }
+            ch.len_utf8()
+        };
+        digit |= c.is_ascii_digit();
+        if in_token && (c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=')) {
+            token += 1;
+        } else {
+            in_token = false;
+        }
+        chars += 1;
+        e += len;
+    }
+    if chars == 0 || (chars == 1 && opts.letter_spacing) {
+        return None;
+    }
+    // A split key's first part is at least 8 bytes with a digit in it.
+    if opts.joins && e - i >= 8 && digit {
+        return None;
+    }
+    if decoders {
+        if token >= MIN_DECODE_CHARS {
+            return None;
+        }
+        if in_token && e < b.len() {
+            // A `-` or `_` the separators step read as a space may continue a base64url run.
+            let any =
+                *dashes.get_or_insert_with(|| src.orig.bytes().any(|c| matches!(c, b'-' | b'_')));
+            let dashed = any
+                && src
+                    .map
+                    .orig_start(e)
+                    .and_then(|o| src.orig.as_bytes().get(o - src.orig_base))
+                    .is_some_and(|c| matches!(c, b'-' | b'_'));
+            if dashed {
+                return None;
+            }
+        }
+    }
+    Some(e)
 }
 
 /// What a step that may take more than one unit decided.
@@ -243,6 +418,7 @@ struct Tok {
 struct Scratch {
     toks: Vec<Tok>,
     buf: String,
+    kept: Vec<usize>,
 }
 
 /// Whether the unit may need more than a copy.
@@ -261,6 +437,21 @@ fn is_spacing_punct(b: u8) -> bool {
     )
 }
 
+/// Whether `unit` is letters joined by one spacing punctuation character each (`p/i/p/e`),
+/// as the letter-spacing step of [`emit_unit`] reads a unit without other special bytes.
+fn spelled_out(unit: &str) -> bool {
+    let n = unit.chars().count();
+    n >= 5
+        && n % 2 == 1
+        && unit.chars().enumerate().all(|(j, c)| {
+            if j % 2 == 0 {
+                c.is_alphabetic()
+            } else {
+                c.is_ascii() && is_spacing_punct(c as u8)
+            }
+        })
+}
+
 fn is_markup(c: char) -> bool {
     matches!(c, '*' | '`' | '~' | '_')
 }
@@ -274,12 +465,23 @@ fn emit_unit(
     scratch: &mut Scratch,
 ) {
     let text = src.text;
-    if !text.as_bytes()[s..e].iter().any(|&b| special(opts, b)) {
+    let bytes = &text.as_bytes()[s..e];
+    if !bytes.iter().any(|&b| special(opts, b)) {
         w.copy(src, s, e);
         return;
     }
+    if opts.letter_spacing {
+        // Punctuation alone (`regions,`) changes nothing unless it spells letters out.
+        let mut others = opts;
+        others.letter_spacing = false;
+        if !bytes.iter().any(|&b| special(others, b)) && !spelled_out(&text[s..e]) {
+            w.copy(src, s, e);
+            return;
+        }
+    }
     let toks = &mut scratch.toks;
     let buf = &mut scratch.buf;
+    let kept = &mut scratch.kept;
     toks.clear();
     buf.clear();
     let mut p = s;
@@ -327,7 +529,8 @@ fn emit_unit(
     }
     if opts.letter_spacing {
         // Letters joined by one punctuation character each: `p/i/p/e`.
-        let kept: Vec<usize> = (0..toks.len()).filter(|&k| toks[k].keep).collect();
+        kept.clear();
+        kept.extend((0..toks.len()).filter(|&k| toks[k].keep));
         let letter = |t: &Tok| {
             t.decoded.is_none() && (t.c.is_alphabetic() || (opts.leetspeak && leet(t.c).is_some()))
         };

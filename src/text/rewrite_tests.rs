@@ -208,3 +208,58 @@ fn an_article_before_a_word_does_not_wait_for_the_word() {
     let read = normalize_into(every(), t, 0, 0, false, &mut out, &mut map);
     assert_eq!(&t[..read], "The nightjar is a ");
 }
+
+/// The buffered scan normalizes each group of views with the same per-character steps once
+/// and runs each view's rewrite steps over that pass (`normalize_rewrites`), borrowing the
+/// pass when the rewrites change nothing. Both must equal normalizing from scratch, text and
+/// map, over the evasion matrix's rewrites and benign look-alikes.
+#[test]
+fn shared_per_character_pass_equals_a_whole_normalization() {
+    use crate::text::normalize_rewrites;
+    let matrix = include_str!("../../policies/eval/evasion.jsonl");
+    let mut texts: Vec<String> = matrix
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["text"].as_str().map(str::to_string))
+        .collect();
+    assert!(texts.len() > 1000, "the matrix file has its rows");
+    texts.push("Die Ergebnisse, Результаты: 前四半期の結果は、すべての地域で着実な成長を示しており、チームは月末までのリリースを見込んでいます。".into());
+    texts.push("sk-proj-Ab12Cd34\nEf56Gh78 \"AKIA1234\" + \"ABCD5678\" a i r p o r t".into());
+    let mut leet = every();
+    leet.base64 = false;
+    let mut rot = NormalizeOptions::all();
+    rot.separators = true;
+    rot.symbols = true;
+    rot.rot13 = true;
+    let mut secrets = NormalizeOptions::none();
+    secrets.nfkc = true;
+    secrets.strip_invisible = true;
+    secrets.confusables = true;
+    secrets.joins = true;
+    let mut changed = 0;
+    for opts in [every(), NormalizeOptions::keywords(), leet, rot, secrets] {
+        for text in &texts {
+            let whole = normalize(opts, text);
+            let chars = normalize(opts.char_steps(), text);
+            let shared = normalize_rewrites(opts, &chars, text);
+            if shared.text != chars.text {
+                changed += 1;
+            }
+            assert_eq!(shared.text, whole.text, "{text:?} with {opts:?}");
+            for (i, c) in whole.text.char_indices() {
+                let span = (i, i + c.len_utf8());
+                assert_eq!(
+                    shared.map.orig_span(span.0, span.1),
+                    whole.map.orig_span(span.0, span.1),
+                    "{text:?} with {opts:?}, byte {i}"
+                );
+            }
+        }
+    }
+    // The rewrites do change most of the matrix: the comparison is not between equal texts.
+    assert!(
+        changed > texts.len(),
+        "{changed} rewritten of {}",
+        texts.len() * 5
+    );
+}
