@@ -440,6 +440,11 @@ pub(crate) struct InputScan<'a> {
     pub block: Option<PolicyFinding>,
     /// Some text was rewritten.
     pub changed: bool,
+    /// Normalized bytes of the texts scanned so far (see [`super::budget`]).
+    pub spent: usize,
+    /// The scan budget ran out: what the request would have spent with the text that crossed
+    /// it.
+    pub over_budget: Option<usize>,
 }
 
 impl<'a> InputScan<'a> {
@@ -452,6 +457,8 @@ impl<'a> InputScan<'a> {
             fired: vec![Vec::new(); n],
             block: None,
             changed: false,
+            spent: 0,
+            over_budget: None,
         }
     }
 
@@ -486,6 +493,15 @@ impl RequestSink for InputScan<'_> {
         } else {
             std::borrow::Cow::Borrowed(t.text.as_str())
         };
+        // The budget is checked before the scan, so a request past it costs no more than it.
+        let spent = self
+            .spent
+            .saturating_add(super::budget::normalized_len(&view));
+        if spent > self.ex.shared.opts.max_scan_bytes {
+            self.over_budget = Some(spent);
+            return Flow::Stop;
+        }
+        self.spent = spent;
         if let Some(c) = self.ex.capture.as_mut() {
             c.text(Stage::Input, t.role, (t.location)(), &view);
         }
