@@ -93,6 +93,7 @@ mod respond;
 mod response;
 mod service;
 pub mod shadow;
+mod shape;
 mod shared;
 mod stream;
 
