@@ -15,7 +15,8 @@
 # and prints the figures of all three. Bounded in workers (HEAVY) and time (DURATION).
 #
 # Knobs (environment): HEAVY (4), DURATION (20), PROBE_MS (100), IN_CHARS (750000),
-# OVER_CHARS (1300000), OUT (default target/bench-scan-load/DATE).
+# OVER_CHARS (1300000), SKIP_BUILD (unset; 1: use the binaries already in target/release),
+# OUT (default target/bench-scan-load/DATE).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -63,9 +64,11 @@ wait_port() {
     return 1
 }
 
-log "building (release)"
-cargo build --release -q -p deliberate-bench-harness --bin mock-upstream --bin scan-load
-cargo build --release -q --bin deliberate
+if [[ -z "${SKIP_BUILD:-}" ]]; then
+    log "building (release)"
+    cargo build --release -q -p deliberate-bench-harness --bin mock-upstream --bin scan-load
+    cargo build --release -q --bin deliberate
+fi
 
 free_port; mock_port=$REPLY
 target/release/mock-upstream --listen "127.0.0.1:$mock_port" >"$OUT/mock.log" 2>&1 &
