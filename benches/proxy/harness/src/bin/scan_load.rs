@@ -155,21 +155,21 @@ async fn main() -> anyhow::Result<()> {
         "scan-load: {} probes ok, {failed} failed; latency p50 {:?} µs, p99 {:?} µs, max {:?} µs; \
          {} heavy workers, ~{body_bytes} bytes a request: {:?} by status, {} failed, median {:?} µs",
         p.len(),
-        p.at(0.5),
-        p.at(0.99),
+        p.at(50.0),
+        p.at(99.0),
         p.max(),
         cli.heavy,
         h.by_status,
         h.failed,
-        hp.at(0.5),
+        hp.at(50.0),
     );
     println!("probes_ok {}", p.len());
     println!("probes_failed {failed}");
     for (name, v) in [
-        ("probe_p50_us", p.at(0.5)),
-        ("probe_p99_us", p.at(0.99)),
+        ("probe_p50_us", p.at(50.0)),
+        ("probe_p99_us", p.at(99.0)),
         ("probe_max_us", p.max()),
-        ("heavy_p50_us", hp.at(0.5)),
+        ("heavy_p50_us", hp.at(50.0)),
     ] {
         println!("{name} {}", v.unwrap_or(0));
     }
