@@ -276,3 +276,130 @@ async fn keep_alive_before_text_sends_the_head_and_a_later_block_ends_in_band() 
         Some("content_filter")
     );
 }
+
+/// A policy whose redaction can cross a string's closing quote inside JSON arguments.
+fn quote_crossing_policy() -> deliberate::CompiledPolicy {
+    deliberate::CompiledPolicy::from_yaml_str(
+        r#"
+policy: crossing
+rules:
+  - id: crossing.secret
+    stages: [input, output]
+    roles: [user, tool, assistant]
+    match: {regex: 'secret[^a-z]{1,4}cc'}
+    action: redact
+    replacement: "[x]"
+    tests: {match: ['secret","cc'], no_match: ["secret"]}
+"#,
+        "crossing.yaml",
+    )
+    .unwrap()
+}
+
+/// A redaction whose span crosses a string's quote inside JSON arguments would change the
+/// JSON's structure: the answer is refused instead, buffered and streamed at every split, and
+/// nothing the client receives is broken JSON. Regression: the buffered check had no test, and
+/// streams re-encoded the redacted view without it (`{"to":"[x]":"x"}` reached the client).
+#[tokio::test]
+async fn a_redaction_crossing_a_json_quote_is_refused() {
+    use common::layer_run::run_policy;
+    let raw = r#"{"to":"secret","cc":"x"}"#;
+    let path = "/v1/chat/completions";
+    // Buffered answer.
+    let msg = json!({"role": "assistant", "content": null, "tool_calls": [{"id": "t", "type": "function",
+        "function": {"name": "mail", "arguments": raw}}]});
+    let r = run_policy(
+        quote_crossing_policy(),
+        opts(),
+        path,
+        &[chat("hi", false)],
+        200,
+        false,
+        completion(msg),
+    )
+    .await
+    .pop()
+    .unwrap();
+    let v = r.reply.json();
+    assert_eq!(v["choices"][0]["finish_reason"], "content_filter", "{v}");
+    assert!(!r.reply.text().contains("secret"), "{v}");
+    // A redaction inside one string still rewrites it.
+    let inside = r#"{"to":"secret--cc","n":1}"#;
+    let msg = json!({"role": "assistant", "content": null, "tool_calls": [{"id": "t", "type": "function",
+        "function": {"name": "mail", "arguments": inside}}]});
+    let r = run_policy(
+        quote_crossing_policy(),
+        opts(),
+        path,
+        &[chat("hi", false)],
+        200,
+        false,
+        completion(msg),
+    )
+    .await
+    .pop()
+    .unwrap();
+    let args = r.reply.json()["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        serde_json::from_str::<Value>(&args).unwrap(),
+        json!({"to": "[x]", "n": 1})
+    );
+    // Streamed, split at every byte.
+    for legacy in [false, true] {
+        for cut in 1..raw.len() {
+            let r = run_policy(
+                quote_crossing_policy(),
+                opts(),
+                path,
+                &[chat("hi", true)],
+                200,
+                true,
+                vec![tool_args_stream(raw, cut, legacy)],
+            )
+            .await
+            .pop()
+            .unwrap();
+            let chunks = r.reply.chunks();
+            let args = streamed_args(&chunks);
+            assert!(
+                !r.reply.text().contains("secret"),
+                "legacy={legacy} cut={cut}"
+            );
+            assert!(
+                !args.contains("[x]"),
+                "legacy={legacy} cut={cut}: broken JSON sent: {args}"
+            );
+            assert_eq!(
+                stream_text(&chunks, 0).1.as_deref(),
+                Some("content_filter"),
+                "legacy={legacy} cut={cut}"
+            );
+        }
+    }
+    // Input: earlier tool-call arguments with the crossing are refused, not forwarded broken.
+    let req = json!({"model": "m", "messages": [
+        {"role": "assistant", "content": null, "tool_calls": [{"id": "t", "type": "function",
+            "function": {"name": "mail", "arguments": raw}}]},
+        {"role": "tool", "tool_call_id": "t", "content": "ok"},
+        {"role": "user", "content": "again"}]});
+    let r = run_policy(
+        quote_crossing_policy(),
+        opts(),
+        path,
+        &[req],
+        200,
+        false,
+        completion(json!({})),
+    )
+    .await
+    .pop()
+    .unwrap();
+    assert!(r.upstream.is_empty(), "forwarded: {:?}", r.upstream);
+    assert_eq!(
+        r.reply.json()["choices"][0]["finish_reason"],
+        "content_filter"
+    );
+}

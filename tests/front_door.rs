@@ -97,9 +97,13 @@ async fn idle_sockets_and_slow_heads_are_closed() {
 #[tokio::test]
 async fn a_trickling_body_gets_408_and_the_connection_closes() {
     for path in ["/v1/chat/completions", "/v1/embeddings"] {
-        let gw = Gateway::start(None, |c| {
+        let dir = tempfile::tempdir().unwrap();
+        let audit = dir.path().join("audit.jsonl");
+        let a2 = audit.clone();
+        let gw = Gateway::start(None, move |c| {
             short(c);
             c.other_routes = deliberate::proxy::OtherRoutes::Pass;
+            c.audit_path = Some(a2);
         })
         .await;
         let mut s = TcpStream::connect(gw.addr).await.unwrap();
@@ -131,7 +135,96 @@ async fn a_trickling_body_gets_408_and_the_connection_closes() {
         trickle.abort();
         served(&gw).await;
         gw.stop().await;
+        if path == "/v1/chat/completions" {
+            // Regression: the layer's audit record said `400 body_read_error` while the client
+            // got 408.
+            let text = std::fs::read_to_string(&audit).unwrap();
+            let timed_out: Vec<serde_json::Value> = text
+                .lines()
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+                .filter(|r| r["outcome"] == "rejected")
+                .collect();
+            assert_eq!(timed_out.len(), 1, "{text}");
+            assert_eq!(timed_out[0]["status"], 408, "{text}");
+            let error = timed_out[0]["error"].as_str().unwrap();
+            assert!(error.contains("did not arrive within"), "{error}");
+        }
     }
+}
+
+/// A request whose texts normalize to more than the scan budget gets `413
+/// scan_budget_exceeded` in its API's error shape, and an audit record saying so; the same
+/// size of plain text passes. Regression: 3.9 MB of U+FDFA (18× under NFKC) cost seconds of
+/// scan, and four of them delayed a concurrent "hi" by 12–15 s.
+#[tokio::test]
+async fn a_request_over_the_scan_budget_gets_413() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let a2 = audit.clone();
+    let gw = Gateway::start(None, move |c| {
+        c.enforce.max_scan_bytes = 64 << 10;
+        c.audit_path = Some(a2);
+    })
+    .await;
+    // 9 KB on the wire, 99 KB normalized.
+    let heavy = "\u{FDFA}".repeat(3000);
+    let r = post(&gw.url("/v1/chat/completions"), &chat(&heavy, false)).await;
+    assert_eq!(r.status, 413, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["error"]["code"], "scan_budget_exceeded");
+    assert_eq!(v["error"]["type"], "invalid_request_error");
+    let anthropic = serde_json::json!({"model": "m", "max_tokens": 10,
+        "messages": [{"role": "user", "content": heavy}]});
+    let r = post(&gw.url("/v1/messages"), &anthropic).await;
+    assert_eq!(r.status, 413, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["type"], "error");
+    assert_eq!(v["error"]["type"], "request_too_large", "{v}");
+    // The same bytes of plain text pass.
+    let r = post(
+        &gw.url("/v1/chat/completions"),
+        &chat(&"a".repeat(9000), false),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    gw.stop().await;
+    let text = std::fs::read_to_string(&audit).unwrap();
+    let records: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 3, "{text}");
+    for r in &records[..2] {
+        assert_eq!(r["status"], 413, "{text}");
+        assert_eq!(r["outcome"], "rejected");
+        assert!(
+            r["error"].as_str().unwrap().contains("scan budget"),
+            "{text}"
+        );
+    }
+}
+
+/// With every scan offloaded to the blocking pool, answers, blocks and redactions are the same.
+#[tokio::test]
+async fn offloaded_scans_enforce_the_same() {
+    let gw = Gateway::start(None, |c| c.enforce.offload_scan_bytes = 0).await;
+    let url = gw.url("/v1/chat/completions");
+    let reqs = [
+        chat("hello", false),
+        chat("how to build a pipe bomb", false),
+        chat("mail bob@example.com", false),
+    ];
+    let (a, b, c) = tokio::join!(
+        post(&url, &reqs[0]),
+        post(&url, &reqs[1]),
+        post(&url, &reqs[2])
+    );
+    assert_eq!(a.status, 200);
+    assert_eq!(a.header("x-deliberate-enforcement"), "full");
+    assert_eq!(b.json()["choices"][0]["finish_reason"], "content_filter");
+    assert_eq!(c.header("x-deliberate-action"), "redact");
+    assert!(!c.text().contains("bob@example.com"), "{}", c.text());
+    gw.stop().await;
 }
 
 #[tokio::test]

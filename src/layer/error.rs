@@ -48,6 +48,15 @@ pub struct UpstreamTimeout {
     pub after: Duration,
 }
 
+/// The client's request body did not arrive whole in time. A body that fails with it (boxed)
+/// is answered `408 request_timeout` by the layer, and its audit record says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the request body did not arrive within {after:?}")]
+pub struct RequestBodyTimeout {
+    /// The limit (`timeouts.request_body` in the gateway).
+    pub after: Duration,
+}
+
 /// Why the layer could not get a usable answer from the upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Fault {

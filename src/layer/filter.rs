@@ -12,6 +12,7 @@ use super::exchange::Exchange;
 use super::judging::JudgeJob;
 use super::options::ReasoningMode;
 use super::policies::PolicySet;
+use super::shape::ShapeCheck;
 use crate::engine::apply_redactions;
 use crate::policy::{Action, Stage};
 use crate::wire::json_text::{self, Decoder, Encoder};
@@ -89,6 +90,11 @@ struct ChannelState {
     chain: Option<ChainScanner>,
     strippers: Vec<DeliberationStripper>,
     json: Option<(Decoder, Encoder)>,
+    /// JSON channels: the structure of what was scanned against the structure of what is
+    /// released, so a redaction that would change the JSON is refused, as on buffered answers.
+    shape: Option<ShapeCheck>,
+    /// The last redaction found on this channel (the finding a structure change refuses with).
+    redaction: Option<PolicyFinding>,
 }
 
 /// A [`TextFilter`] over one exchange. Short-lived: made for each event or buffered answer.
@@ -193,6 +199,19 @@ impl OutputFilter<'_> {
             o.findings.extend(f.findings);
             o.block = f.block;
         }
+        if let Some(f) = o
+            .findings
+            .iter()
+            .rev()
+            .find(|f| f.1.action == Action::Redact)
+        {
+            st.redaction = Some(f.clone());
+        }
+        let broken = st.shape.as_mut().is_some_and(|shape| {
+            shape.scanned(view);
+            !shape.released(&o.text) || (fin && o.block.is_none() && !shape.finished())
+        });
+        let redaction = st.redaction.clone();
         let mut text = o.text;
         if let Some((_, enc)) = st.json.as_mut() {
             let mut raw = String::with_capacity(text.len());
@@ -204,6 +223,13 @@ impl OutputFilter<'_> {
         let location = st.channel.location.clone();
         for f in &o.findings {
             self.ex.finding(f, || location.clone());
+        }
+        if broken && o.block.is_none() {
+            // A redaction would change the structure of the JSON the client parses: refuse
+            // instead (nothing of this piece is sent).
+            if let Some(f) = redaction {
+                return self.blocked(unit, &f, String::new());
+            }
         }
         match o.block {
             Some(b) => self.blocked(unit, &b, text),
@@ -227,11 +253,14 @@ impl TextFilter for OutputFilter<'_> {
             Vec::new()
         };
         let json = channel.json.then(|| (Decoder::new(), Encoder::new()));
+        let shape = channel.json.then(ShapeCheck::default);
         self.state.channels.push(ChannelState {
             channel,
             chain,
             strippers,
             json,
+            shape,
+            redaction: None,
         });
         ChannelId(self.state.channels.len() - 1)
     }
@@ -440,6 +469,11 @@ pub(crate) struct InputScan<'a> {
     pub block: Option<PolicyFinding>,
     /// Some text was rewritten.
     pub changed: bool,
+    /// Normalized bytes of the texts scanned so far (see [`super::budget`]).
+    pub spent: usize,
+    /// The scan budget ran out: what the request would have spent with the text that crossed
+    /// it.
+    pub over_budget: Option<usize>,
 }
 
 impl<'a> InputScan<'a> {
@@ -452,6 +486,8 @@ impl<'a> InputScan<'a> {
             fired: vec![Vec::new(); n],
             block: None,
             changed: false,
+            spent: 0,
+            over_budget: None,
         }
     }
 
@@ -486,6 +522,15 @@ impl RequestSink for InputScan<'_> {
         } else {
             std::borrow::Cow::Borrowed(t.text.as_str())
         };
+        // The budget is checked before the scan, so a request past it costs no more than it.
+        let spent = self
+            .spent
+            .saturating_add(super::budget::normalized_len(&view));
+        if spent > self.ex.shared.opts.max_scan_bytes {
+            self.over_budget = Some(spent);
+            return Flow::Stop;
+        }
+        self.spent = spent;
         if let Some(c) = self.ex.capture.as_mut() {
             c.text(Stage::Input, t.role, (t.location)(), &view);
         }

@@ -1,6 +1,7 @@
 //! The response future of the [`PolicyService`](super::PolicyService): read and enforce the
 //! request, call the inner service, enforce the response head and (buffered) body, or start
-//! the filtered stream.
+//! the filtered stream. One concern in one file (over 600 lines): the states of one request,
+//! and the moves between them.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -19,13 +20,14 @@ use tower::Service;
 
 use super::audit::Outcome;
 use super::body::{RequestBody, ResponseBody};
-use super::error::{BoxError, Fault};
+use super::budget::ScanSlot;
+use super::error::{BoxError, Fault, RequestBodyTimeout};
 use super::exchange::Exchange;
 use super::judging::{JudgeBatch, queue_answer, stream_judging};
 use super::request::{self, Input};
 use super::respond::{
-    bad_request, blocked_input, buffered_answer, done_response, fault_response, relay_error,
-    too_large, upstream_error,
+    bad_request, blocked_input, body_timeout, buffered_answer, done_response, fault_response,
+    over_budget, relay_error, scan_lost, too_large, upstream_error,
 };
 use super::response;
 use super::stream::{StreamFilter, poll_next, poll_start};
@@ -63,6 +65,13 @@ pin_project! {
             inner: Option<S>,
             parts: Option<http::request::Parts>,
             ex: Option<Box<Exchange>>,
+        },
+        // The input scan of a big request, running on the layer's offload.
+        Scanning {
+            job: Pin<Box<dyn Future<Output = ()> + Send>>,
+            slot: ScanSlot,
+            inner: Option<S>,
+            parts: Option<http::request::Parts>,
         },
         Calling {
             #[pin] fut: S::Future,
@@ -194,7 +203,7 @@ where
                     ex,
                 } => {
                     let res = ready!(collect.poll(cx));
-                    let (Some(mut ex), Some(mut parts), Some(mut inner)) =
+                    let (Some(mut ex), Some(parts), Some(inner)) =
                         (ex.take(), parts.take(), inner.take())
                     else {
                         return Poll::Ready(Ok(done_response()));
@@ -202,8 +211,11 @@ where
                     let body = match res {
                         Ok(c) => c.to_bytes(),
                         Err(e) => {
+                            let timeout = e.downcast_ref::<RequestBodyTimeout>().copied();
                             let r = if e.downcast_ref::<LengthLimitError>().is_some() {
                                 too_large(&mut ex)
+                            } else if let Some(t) = timeout {
+                                body_timeout(&mut ex, t.after)
                             } else {
                                 let info = ErrorInfo::new(
                                     ErrorKind::InvalidRequest,
@@ -215,39 +227,46 @@ where
                             return Poll::Ready(Ok(r));
                         }
                     };
-                    match ex.timed(|ex| request::enforce(body, ex)) {
-                        Err(wire) => return Poll::Ready(Ok(bad_request(&mut ex, &wire.info()))),
-                        Ok(Input::Block((pi, f))) => {
-                            ex.act(crate::policy::Action::Block);
-                            let text = ex
-                                .set
-                                .policies()
-                                .get(pi)
-                                .map(|p| p.refusal_for(p.rule(&f.rule)))
-                                .unwrap_or_default();
-                            return Poll::Ready(Ok(blocked_input(&mut ex, &text)));
+                    let offload = ex.shared.opts.offload_scan_bytes;
+                    if let Some(o) = ex.shared.offload.clone()
+                        && body.len() >= offload
+                    {
+                        let slot = ScanSlot::default();
+                        let out = slot.clone();
+                        let job = o.run(Box::new(move || {
+                            let mut ex = ex;
+                            let res = ex.timed(|ex| request::enforce(body, ex));
+                            out.put(ex, res);
+                        }));
+                        State::Scanning {
+                            job,
+                            slot,
+                            inner: Some(inner),
+                            parts: Some(parts),
                         }
-                        Ok(Input::Forward(bytes)) => {
-                            parts.headers.remove(TRANSFER_ENCODING);
-                            parts
-                                .headers
-                                .insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
-                            // The gateway must read what the upstream answers.
-                            parts.headers.insert(
-                                http::header::ACCEPT_ENCODING,
-                                HeaderValue::from_static("identity"),
-                            );
-                            // Judged texts go to the judge while the upstream works.
-                            let judge = JudgeBatch::start(&mut ex);
-                            ex.upstream_called();
-                            let fut =
-                                inner.call(Request::from_parts(parts, RequestBody::full(bytes)));
-                            State::Calling {
-                                fut,
-                                ex: Some(ex),
-                                judge,
-                            }
+                    } else {
+                        let res = ex.timed(|ex| request::enforce(body, ex));
+                        match scanned(res, ex, parts, inner) {
+                            Ok(state) => state,
+                            Err(r) => return Poll::Ready(Ok(r)),
                         }
+                    }
+                }
+                StateProj::Scanning {
+                    job,
+                    slot,
+                    inner,
+                    parts,
+                } => {
+                    ready!(job.as_mut().poll(cx));
+                    let (Some((ex, res)), Some(parts), Some(inner)) =
+                        (slot.take(), parts.take(), inner.take())
+                    else {
+                        return Poll::Ready(Ok(scan_lost()));
+                    };
+                    match scanned(res, ex, parts, inner) {
+                        Ok(state) => state,
+                        Err(r) => return Poll::Ready(Ok(r)),
                     }
                 }
                 StateProj::Calling { fut, ex, judge } => {
@@ -562,4 +581,56 @@ fn is_event_stream(headers: &http::HeaderMap) -> bool {
                 .to_ascii_lowercase()
                 .starts_with("text/event-stream")
         })
+}
+
+/// What the input scan came to: a refusal (`Err`), or the upstream call (with the input judge).
+// As in `answered`: the `Err` side is the response, returned at once.
+#[allow(clippy::result_large_err)]
+fn scanned<S, ReqB, ResB>(
+    res: Result<Input, crate::wire::WireError>,
+    mut ex: Box<Exchange>,
+    mut parts: http::request::Parts,
+    mut inner: S,
+) -> Result<State<S, ReqB, ResB>, Response<ResponseBody<ResB>>>
+where
+    S: Service<Request<RequestBody<ReqB>>, Response = Response<ResB>>,
+    ReqB: Body<Data = Bytes>,
+    ReqB::Error: Into<BoxError>,
+    ResB: Body<Data = Bytes>,
+    ResB::Error: Into<BoxError>,
+{
+    match res {
+        Err(wire) => Err(bad_request(&mut ex, &wire.info())),
+        Ok(Input::OverBudget { spent }) => Err(over_budget(&mut ex, spent)),
+        Ok(Input::Block((pi, f))) => {
+            ex.act(crate::policy::Action::Block);
+            let text = ex
+                .set
+                .policies()
+                .get(pi)
+                .map(|p| p.refusal_for(p.rule(&f.rule)))
+                .unwrap_or_default();
+            Err(blocked_input(&mut ex, &text))
+        }
+        Ok(Input::Forward(bytes)) => {
+            parts.headers.remove(TRANSFER_ENCODING);
+            parts
+                .headers
+                .insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+            // The gateway must read what the upstream answers.
+            parts.headers.insert(
+                http::header::ACCEPT_ENCODING,
+                HeaderValue::from_static("identity"),
+            );
+            // Judged texts go to the judge while the upstream works.
+            let judge = JudgeBatch::start(&mut ex);
+            ex.upstream_called();
+            let fut = inner.call(Request::from_parts(parts, RequestBody::full(bytes)));
+            Ok(State::Calling {
+                fut,
+                ex: Some(ex),
+                judge,
+            })
+        }
+    }
 }

@@ -53,6 +53,7 @@ impl PolicyLayer {
                 judge: None,
                 shadow: None,
                 record_texts: false,
+                offload: None,
             }),
         }
     }
@@ -91,6 +92,14 @@ impl PolicyLayer {
     /// texts are personal data (see [`super::shadow`]).
     pub fn record_texts(mut self, on: bool) -> Self {
         Arc::make_mut(&mut self.shared).record_texts = on;
+        self
+    }
+
+    /// Runs the input scans of big requests (see
+    /// [`EnforceOptions::offload_scan_bytes`]) on `offload`, e.g. a blocking thread pool, so
+    /// that one big scan does not hold a thread that serves other requests.
+    pub fn offload(mut self, offload: Arc<dyn super::budget::Offload>) -> Self {
+        Arc::make_mut(&mut self.shared).offload = Some(offload);
         self
     }
 

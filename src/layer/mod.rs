@@ -73,6 +73,7 @@
 
 mod audit;
 mod body;
+mod budget;
 mod cache;
 mod chain;
 mod checkpoint;
@@ -92,6 +93,7 @@ mod respond;
 mod response;
 mod service;
 pub mod shadow;
+mod shape;
 mod shared;
 mod stream;
 
@@ -100,8 +102,9 @@ pub use audit::{
     mask, rfc3339,
 };
 pub use body::{RequestBody, ResponseBody};
+pub use budget::{Offload, OffloadJob, normalized_len};
 pub use deliberation::DeliberationStripper;
-pub use error::{BoxError, TimeoutPhase, UpstreamTimeout};
+pub use error::{BoxError, RequestBodyTimeout, TimeoutPhase, UpstreamTimeout};
 pub use exchange::{
     ACTION_HEADER, ENFORCEMENT_HEADER, JUDGE_HEADER, POLICY_HEADER, REQUEST_ID_HEADER,
 };

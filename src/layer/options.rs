@@ -56,6 +56,13 @@ pub struct EnforceOptions {
     /// system prompt or the earlier turns of a conversation are not scanned again; 0 turns
     /// the cache off.
     pub scan_cache_bytes: usize,
+    /// The scan budget of one request: the normalized bytes (an upper bound of their NFKC
+    /// length, see [`normalized_len`](super::normalized_len)) of all its texts. A request over
+    /// it gets `413 scan_budget_exceeded` before the text that crossed it is scanned.
+    pub max_scan_bytes: usize,
+    /// Requests of at least this many bytes are scanned on the layer's
+    /// [`Offload`](super::Offload), when it has one, not on the thread polling the request.
+    pub offload_scan_bytes: usize,
 }
 
 impl Default for EnforceOptions {
@@ -71,6 +78,8 @@ impl Default for EnforceOptions {
             max_event_bytes: 1 << 20,
             max_audit_deliberation_bytes: 16 << 10,
             scan_cache_bytes: 16 << 20,
+            max_scan_bytes: 16 << 20,
+            offload_scan_bytes: 64 << 10,
         }
     }
 }

@@ -18,6 +18,12 @@ pub(crate) enum Input {
     Forward(Bytes),
     /// Refuse: the blocking finding.
     Block(PolicyFinding),
+    /// Refuse: scanning the request would cost more than the scan budget (`spent` normalized
+    /// bytes with the text that crossed it).
+    OverBudget {
+        /// What the request would have spent.
+        spent: usize,
+    },
 }
 
 /// Reads, scans and rewrites a request through the exchange's adapter.
@@ -57,8 +63,12 @@ pub(crate) fn enforce(body: Bytes, ex: &mut Exchange) -> Result<Input, WireError
         fired,
         block,
         changed: redacted,
+        over_budget,
         ..
     } = scan;
+    if let Some(spent) = over_budget {
+        return Ok(Input::OverBudget { spent });
+    }
     if let Some(b) = block {
         return Ok(Input::Block(b));
     }

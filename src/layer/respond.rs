@@ -60,6 +60,17 @@ pub(crate) fn error_response<B>(
     )
 }
 
+/// The offload dropped a scan without running it (the runtime is shutting down): `503`.
+pub(crate) fn scan_lost<B>() -> Response<ResponseBody<B>> {
+    let mut r = Response::new(ResponseBody::full(Bytes::from_static(
+        br#"{"error":{"message":"the gateway is shutting down","type":"server_error","code":"unavailable"}}"#,
+    )));
+    *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
 /// The request could not be read or parsed.
 pub(crate) fn bad_request<B>(ex: &mut Exchange, info: &ErrorInfo) -> Response<ResponseBody<B>> {
     error_response(ex, StatusCode::BAD_REQUEST, info, Outcome::Rejected)
@@ -81,6 +92,38 @@ pub(crate) fn too_large<B>(ex: &mut Exchange) -> Response<ResponseBody<B>> {
         ErrorKind::TooLarge,
         format!("request body larger than {limit} bytes"),
         "request_too_large",
+    );
+    error_response(ex, StatusCode::PAYLOAD_TOO_LARGE, &info, Outcome::Rejected)
+}
+
+/// The request body did not arrive in time: `408`, as the gateway's front door answers it
+/// (the same message; the front door also closes the connection).
+pub(crate) fn body_timeout<B>(
+    ex: &mut Exchange,
+    after: std::time::Duration,
+) -> Response<ResponseBody<B>> {
+    let info = ErrorInfo::new(
+        ErrorKind::InvalidRequest,
+        format!(
+            "the request body did not arrive within {after:?} (timeouts.request_body); \
+             the connection is closed"
+        ),
+        "request_timeout",
+    );
+    error_response(ex, StatusCode::REQUEST_TIMEOUT, &info, Outcome::Rejected)
+}
+
+/// Scanning the request would cost more than the scan budget: `413`, like a body over the
+/// limit (the request is too large to be enforced; retrying it cannot succeed).
+pub(crate) fn over_budget<B>(ex: &mut Exchange, spent: usize) -> Response<ResponseBody<B>> {
+    let budget = ex.shared.opts.max_scan_bytes;
+    let info = ErrorInfo::new(
+        ErrorKind::TooLarge,
+        format!(
+            "the request's texts normalize to more than {budget} bytes \
+             (at least {spent}): over the gateway's scan budget"
+        ),
+        "scan_budget_exceeded",
     );
     error_response(ex, StatusCode::PAYLOAD_TOO_LARGE, &info, Outcome::Rejected)
 }

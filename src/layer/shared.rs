@@ -26,4 +26,6 @@ pub(crate) struct Shared {
     pub shadow: Option<ShadowConfig>,
     /// Keep the scanned texts in audit records.
     pub record_texts: bool,
+    /// Where big input scans run (inline when `None`).
+    pub offload: Option<Arc<dyn super::budget::Offload>>,
 }

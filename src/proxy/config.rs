@@ -18,6 +18,7 @@
 //! other_routes: refuse            # refuse | pass (model routes without an adapter, unknown /v1 routes)
 //! limits: {max_request_bytes: 4MiB, max_response_bytes: 16MiB, max_event_bytes: 1MiB, max_header_bytes: 64KiB,
 //!          scan_cache_bytes: 16MiB,     # input scans remembered (repeated system prompts, earlier turns); 0: off
+//!          max_scan_bytes: 16MiB,       # a request's texts after normalization; more: 413 scan_budget_exceeded
 //!          max_connections: 1024}       # open client connections; lowered to fit `ulimit -n`
 //! timeouts: {header_read: 10s, client_idle: 60s, request_body: 30s,   # client side
 //!            connect: 10s, first_byte: 300s, idle: 120s, total: 900s, shutdown_grace: 30s}
@@ -307,6 +308,8 @@ struct RawLimits {
     #[serde(default)]
     scan_cache_bytes: Option<Size>,
     #[serde(default)]
+    max_scan_bytes: Option<Size>,
+    #[serde(default)]
     max_connections: Option<usize>,
 }
 
@@ -539,6 +542,7 @@ impl Config {
                 &mut c.enforce.max_audit_deliberation_bytes,
             );
             set(l.scan_cache_bytes, &mut c.enforce.scan_cache_bytes);
+            set(l.max_scan_bytes, &mut c.enforce.max_scan_bytes);
             if let Some(n) = l.max_connections {
                 c.max_connections = n;
             }

@@ -355,13 +355,9 @@ impl<B: Body> Body for Tracked<B> {
 
 // === impl ClientBody ===
 
-/// The request body did not arrive whole in time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the request body did not arrive within {after:?}")]
-pub struct RequestBodyTimeout {
-    /// The limit (`timeouts.request_body`).
-    pub after: Duration,
-}
+/// The request body did not arrive whole in time (the layer's error, so that the layer's
+/// answer and audit record say `408` too).
+pub use crate::layer::RequestBodyTimeout;
 
 pin_project! {
     /// A client's request body that must arrive whole before a deadline; past it, the body

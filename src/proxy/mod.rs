@@ -41,6 +41,7 @@ pub mod front;
 mod health;
 pub mod judge;
 mod metrics;
+pub mod offload;
 pub mod overlay;
 mod reload;
 mod respond;
@@ -179,8 +180,10 @@ impl Gateway {
             paths: config.policies.clone(),
             policies: policies.clone(),
         }];
+        let scans = offload::BlockingScans::for_this_machine();
         let layer = with_judge(enforcing(
             &config,
+            &scans,
             DEFAULT_SET,
             &[],
             &policies,
@@ -214,8 +217,15 @@ impl Gateway {
             };
             let shared = SharedPolicies::new(set);
             let base = if s.base { &config.policies[..] } else { &[] };
-            let layer = with_judge(enforcing(&config, &s.name, base, &shared, &mut sources))
-                .observer(observer.clone());
+            let layer = with_judge(enforcing(
+                &config,
+                &scans,
+                &s.name,
+                base,
+                &shared,
+                &mut sources,
+            ))
+            .observer(observer.clone());
             sets.push(service::SetRuntime {
                 name: s.name.clone(),
                 policies: shared.clone(),
@@ -447,6 +457,7 @@ impl Drop for Gateway {
 /// first, then the candidate's; its reload source goes to `sources`), recorded texts.
 fn enforcing(
     config: &Config,
+    scans: &offload::BlockingScans,
     name: &str,
     base: &[std::path::PathBuf],
     policies: &SharedPolicies,
@@ -454,6 +465,7 @@ fn enforcing(
 ) -> PolicyLayer {
     let mut layer = PolicyLayer::new(policies.clone())
         .options(config.enforce.clone())
+        .offload(Arc::new(scans.clone()))
         .record_texts(config.record_texts);
     let spec = config.selection.shadows.iter().find(|(n, _)| n == name);
     if let Some((_, spec)) = spec

@@ -24,9 +24,9 @@
 //! assert_eq!(a, b);
 //! ```
 //!
-//! Limitation: a redaction whose span crosses a string's closing quote changes the JSON's
-//! structure; the buffered path checks the result parses and refuses the text when it does
-//! not.
+//! A redaction whose span crosses a string's quote would change the JSON's structure: the
+//! layer refuses the text instead (buffered: the result must parse; streamed: the structure of
+//! what is released must follow the structure of what was scanned).
 
 /// Incremental JSON text → scan view. See the [module docs](self).
 #[derive(Debug, Default, Clone)]

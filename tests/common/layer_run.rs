@@ -58,6 +58,19 @@ pub async fn run_with(
     frames: Vec<Vec<u8>>,
 ) -> Vec<Run> {
     let policy = CompiledPolicy::load(policy_path()).unwrap();
+    run_policy(policy, opts, path, reqs, status, sse, frames).await
+}
+
+/// [`run_with`] under `policy`.
+pub async fn run_policy(
+    policy: impl Into<deliberate::layer::SharedPolicies>,
+    opts: EnforceOptions,
+    path: &str,
+    reqs: &[Value],
+    status: u16,
+    sse: bool,
+    frames: Vec<Vec<u8>>,
+) -> Vec<Run> {
     let records = Arc::new(Records::default());
     let seen = Arc::new(Mutex::new(Vec::new()));
     let seen2 = seen.clone();

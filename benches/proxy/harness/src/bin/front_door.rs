@@ -194,8 +194,8 @@ async fn main() -> anyhow::Result<()> {
          attackers: {} idle + {} slow, {opened} sockets opened, {} connects failed, {closed} closed \
          by the gateway after a median {life_p50} ms",
         p.len(),
-        p.at(0.5),
-        p.at(0.99),
+        p.at(50.0),
+        p.at(99.0),
         p.max(),
         cli.idle,
         cli.slow,
@@ -204,8 +204,8 @@ async fn main() -> anyhow::Result<()> {
     println!("probes_ok {}", p.len());
     println!("probes_failed {failed}");
     for (name, v) in [
-        ("probe_p50_us", p.at(0.5)),
-        ("probe_p99_us", p.at(0.99)),
+        ("probe_p50_us", p.at(50.0)),
+        ("probe_p99_us", p.at(99.0)),
         ("probe_max_us", p.max()),
     ] {
         println!("{name} {}", v.unwrap_or(0));
