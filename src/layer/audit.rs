@@ -50,6 +50,22 @@ pub enum Outcome {
     Cancelled,
 }
 
+impl Outcome {
+    /// The name written to the audit log (`completed`, `blocked_input`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Completed => "completed",
+            Outcome::BlockedInput => "blocked_input",
+            Outcome::BlockedOutput => "blocked_output",
+            Outcome::Rejected => "rejected",
+            Outcome::UpstreamStatus => "upstream_status",
+            Outcome::UpstreamError => "upstream_error",
+            Outcome::Timeout => "timeout",
+            Outcome::Cancelled => "cancelled",
+        }
+    }
+}
+
 /// One finding, as written to the audit log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AuditFinding {

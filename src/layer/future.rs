@@ -29,6 +29,7 @@ use super::respond::{
 };
 use super::response;
 use super::stream::{StreamFilter, poll_next, poll_start};
+use super::trace;
 use crate::engine::judge::StreamJudgeMode;
 use crate::wire::{ErrorInfo, ErrorKind};
 
@@ -215,7 +216,18 @@ where
                             return Poll::Ready(Ok(r));
                         }
                     };
-                    match ex.timed(|ex| request::enforce(body, ex)) {
+                    let span = trace::input_scan(&ex.span);
+                    let input = span.in_scope(|| ex.timed(|ex| request::enforce(body, ex)));
+                    if !span.is_disabled() {
+                        let action = match &input {
+                            Err(_) => "rejected",
+                            Ok(Input::Block(_)) => "block",
+                            Ok(Input::Forward(_)) => ex.record.action.as_str(),
+                        };
+                        span.record("deliberate.action", action);
+                    }
+                    drop(span);
+                    match input {
                         Err(wire) => return Poll::Ready(Ok(bad_request(&mut ex, &wire.info()))),
                         Ok(Input::Block((pi, f))) => {
                             ex.act(crate::policy::Action::Block);
@@ -399,11 +411,16 @@ where
                             return Poll::Ready(Ok(fault_response(&mut ex, &fault)));
                         }
                     };
+                    let span = trace::output_scan(&ex.span, false);
                     if *error {
-                        let out = ex.timed(|ex| response::enforce_error(&bytes, ex));
+                        let out =
+                            span.in_scope(|| ex.timed(|ex| response::enforce_error(&bytes, ex)));
                         return Poll::Ready(Ok(relay_error(&mut ex, parts, out)));
                     }
-                    match ex.timed(|ex| response::enforce(&bytes, ex)) {
+                    let answer = span.in_scope(|| ex.timed(|ex| response::enforce(&bytes, ex)));
+                    span.record("deliberate.action", ex.record.action.as_str());
+                    drop(span);
+                    match answer {
                         Err(fault) => return Poll::Ready(Ok(fault_response(&mut ex, &fault))),
                         Ok(answer) => match JudgeBatch::start(&mut ex) {
                             // Judged before release.

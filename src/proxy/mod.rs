@@ -46,6 +46,7 @@ mod reload;
 mod respond;
 pub mod routes;
 mod service;
+pub mod telemetry;
 pub mod tenants;
 mod upstream;
 
