@@ -290,4 +290,22 @@ mod tests {
         let t = UNIX_EPOCH + Duration::from_millis(1_709_251_199_123);
         assert_eq!(rfc3339(t), "2024-02-29T23:59:59.123Z");
     }
+
+    /// The span attribute and the audit log spell an outcome the same way.
+    #[test]
+    fn outcome_names_match_the_audit_log() {
+        use Outcome::*;
+        for o in [
+            Completed,
+            BlockedInput,
+            BlockedOutput,
+            Rejected,
+            UpstreamStatus,
+            UpstreamError,
+            Timeout,
+            Cancelled,
+        ] {
+            assert_eq!(serde_json::to_value(o).unwrap(), o.as_str());
+        }
+    }
 }
