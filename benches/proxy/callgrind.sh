@@ -9,7 +9,9 @@
 # with a unique user message (VARY=0: the same body every time), and prints the instructions
 # per request (per stream for `stream`: 100 content chunks of 16 bytes, no gaps).
 # Knobs: WARM (400 plain / 30 stream), N (200 plain / 20 stream), VARY (1), OUT (callgrind file),
-# DELIBERATE_BIN (target/release/deliberate), POLICY (policies/default.yaml).
+# DELIBERATE_BIN (target/release/deliberate), POLICY (policies/default.yaml), DELIBERATE_ARGS
+# (extra `serve` flags, e.g. `--config shadow.yaml`; `--otlp-endpoint MOCK` exports the traces to
+# the mock's /v1/traces sink: MOCK is replaced by the mock's base URL).
 # Needs valgrind (apt-get install valgrind), python3, curl, and the release binaries
 # (cargo build --release --workspace).
 set -euo pipefail
@@ -33,8 +35,12 @@ target/release/mock-upstream --listen "127.0.0.1:$mock_port" --chunks 100 --chun
     --gap-ms 0 >/dev/null 2>&1 &
 pids+=($!)
 case $target in
-    deliberate) cmd=("$bin" serve --listen "127.0.0.1:$proxy_port" \
-        --upstream "http://127.0.0.1:$mock_port" --policy "$policy") ;;
+    deliberate)
+        # shellcheck disable=SC2206 # DELIBERATE_ARGS is a list of extra flags
+        extra=(${DELIBERATE_ARGS:-})
+        extra=("${extra[@]/#MOCK/http://127.0.0.1:$mock_port}")
+        cmd=("$bin" serve --listen "127.0.0.1:$proxy_port" \
+            --upstream "http://127.0.0.1:$mock_port" --policy "$policy" "${extra[@]}") ;;
     bare) cmd=(target/release/bare-hop --listen "127.0.0.1:$proxy_port" \
         --upstream "http://127.0.0.1:$mock_port") ;;
     *) echo "target: deliberate or bare" >&2; exit 1 ;;

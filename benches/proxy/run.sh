@@ -7,13 +7,19 @@
 #   nginx       nginx proxy_pass (nginx.conf.tmpl), from a temp prefix
 #   deliberate  target/release/deliberate serve --policy policies/default.yaml
 #   litellm     LiteLLM proxy with its content-filter guardrail, if setup-litellm.sh was run
+# and, when named in TARGETS, variants of deliberate (same flags, plus a generated --config):
+#   deliberate-shadow-0.1, deliberate-shadow-1   the same policy again as a shadow candidate,
+#                                                sampled at 0.1 or 1 (any deliberate-shadow-R)
+#   deliberate-otel     traces exported over OTLP/HTTP to the mock (its /v1/traces sink),
+#                       every request sampled
 # and measures each, interleaved, order reversed every other round:
 #   (a) unloaded latency, 1 connection (wrk)             (c) saturated throughput (wrk)
 #   (b) latency at a fixed rate = RATE_FRACTION of the bare hop's saturated throughput
 #       (sse-client rate: open loop, no coordinated omission)
 #   (d) streams: time to first content token, inter-chunk gaps (sse-client streams)
 #   (e) RSS with HOLD_STREAMS open streams, on a freshly started proxy (sse-client hold)
-# then prints medians and ratios against the bare hop of the same run (bench-report).
+# then prints medians and ratios against the bare hop of the same run (bench-report), and,
+# with variants, against plain deliberate too.
 #
 # Installs nothing. Needs: cargo, wrk, nginx (apt-get install -y nginx wrk); optionally
 # benches/proxy/setup-litellm.sh for LiteLLM. Everything it starts is stopped on exit.
@@ -204,6 +210,22 @@ start_target() {
                 --upstream "http://127.0.0.1:${port_of[direct]}" --policy "$POLICY" $DELIBERATE_ARGS
             wait_port deliberate "$port" 20
             ;;
+        deliberate-shadow-* | deliberate-otel)
+            local cfg="$OUT/$target.yaml" policy=$POLICY
+            [[ "$policy" == /* ]] || policy="$root/$policy"
+            case $target in
+                deliberate-shadow-*)
+                    printf 'shadow: {policies: ["%s"], sample: %s}\n' "$policy" "${target#deliberate-shadow-}" >"$cfg"
+                    ;;
+                deliberate-otel)
+                    printf 'telemetry: {otlp_endpoint: "http://127.0.0.1:%s", sample_ratio: 1.0}\n' "${port_of[direct]}" >"$cfg"
+                    ;;
+            esac
+            # shellcheck disable=SC2086 # DELIBERATE_ARGS is a list of extra flags
+            spawn "$target" "$bin/deliberate" serve --config "$cfg" --listen "127.0.0.1:$port" \
+                --upstream "http://127.0.0.1:${port_of[direct]}" --policy "$POLICY" $DELIBERATE_ARGS
+            wait_port "$target" "$port" 20
+            ;;
         litellm)
             # LiteLLM caps upstream connections at 500 per host by default (aiohttp connector):
             # lift the cap so that it can hold HOLD_STREAMS streams, as an operator would.
@@ -216,7 +238,7 @@ start_target() {
                 --host 127.0.0.1 --port "$port" --num_workers "$LITELLM_WORKERS"
             wait_port litellm "$port" 120
             ;;
-        *) die "unknown target $target (known: direct bare nginx deliberate litellm)" ;;
+        *) die "unknown target $target (known: direct bare nginx deliberate deliberate-shadow-RATE deliberate-otel litellm)" ;;
     esac
 }
 
@@ -302,7 +324,7 @@ log "building the harness (cargo build --release -p deliberate-bench-harness)"
 cargo build --release --quiet -p deliberate-bench-harness
 
 want_deliberate=0
-[[ " $TARGETS " == *" deliberate "* ]] && want_deliberate=1
+[[ " $TARGETS " == *" deliberate"* ]] && want_deliberate=1
 if ((want_deliberate)); then
     log "building deliberate (cargo build --release --bin deliberate)"
     if ! cargo build --release --quiet -p deliberate --bin deliberate 2>"$logs/deliberate.build.log"; then
@@ -326,7 +348,7 @@ done
 active=()
 for target in "${ordered[@]}"; do
     case $target in
-        deliberate) ((want_deliberate)) || continue ;;
+        deliberate*) ((want_deliberate)) || continue ;;
         litellm)
             if [[ ! -x "$here/.venv/bin/litellm" ]]; then
                 log "SKIP litellm: no venv; run benches/proxy/setup-litellm.sh first"
@@ -402,5 +424,11 @@ echo "# load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$results"
     grep '^#' "$results" | sed 's/^# */- /'
     echo
     "$bin/bench-report" "$results" --baseline bare --direct direct
+    if [[ " ${active[*]} " == *" deliberate "* && " ${active[*]} " == *" deliberate-"* ]]; then
+        echo
+        echo "## Variants against plain deliberate"
+        echo
+        "$bin/bench-report" "$results" --baseline deliberate --direct direct
+    fi
 } | tee "$OUT/report.md"
 log "done in $((SECONDS - started_at))s; raw results: $results, logs: $logs"

@@ -71,7 +71,10 @@ pub enum Command {
 /// Parses the command line and runs it.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    // `serve` sets tracing up itself, once its config says whether traces are exported.
+    if !matches!(cli.command, Command::Serve(_)) {
+        init_tracing();
+    }
     let result = match cli.command {
         Command::Check(a) => check::run(a),
         Command::Scan(a) => scan::run(a),
@@ -90,13 +93,46 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("DELIBERATE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+/// Logs to stderr, filtered by `DELIBERATE_LOG` (default `info`).
+pub(crate) fn init_tracing() {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let _ = tracing_subscriber::registry().with(log_layer()).try_init();
+}
+
+/// Logs as [`init_tracing`], and the gateway's spans to the OTLP exporter.
+#[cfg(feature = "otel")]
+pub(crate) fn init_tracing_with(telemetry: &crate::proxy::telemetry::Telemetry) {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let _ = tracing_subscriber::registry()
+        .with(log_layer())
+        .with(telemetry.layer())
         .try_init();
+}
+
+/// The stderr log layer. The gateway's spans (`deliberate::span`) are left out unless
+/// `DELIBERATE_LOG` names them: with traces off they then cost nothing per request.
+fn log_layer<S>() -> impl tracing_subscriber::Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::Layer as _;
+    let spec = std::env::var("DELIBERATE_LOG").unwrap_or_default();
+    let mut filter = EnvFilter::try_new(&spec)
+        .ok()
+        .filter(|_| !spec.is_empty())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    let target = crate::layer::trace::SPAN_TARGET;
+    if !spec.contains(target)
+        && let Ok(off) = format!("{target}=off").parse()
+    {
+        filter = filter.add_directive(off);
+    }
+    tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_filter(filter)
 }
 
 /// Expands file arguments: a file as given; a directory to the files directly inside it whose

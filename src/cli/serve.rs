@@ -56,6 +56,10 @@ pub struct Args {
     /// Do not watch the policy files (SIGHUP still reloads).
     #[arg(long)]
     pub no_reload: bool,
+    /// Export traces over OTLP/HTTP to this collector (e.g. http://127.0.0.1:4318), with
+    /// the config's other `telemetry:` settings or their defaults.
+    #[arg(long, value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
     /// A judge model (`--judge URL`): escalating rules and judged stages go to it.
     #[command(flatten)]
     pub judge: super::judge_opts::JudgeArgs,
@@ -130,6 +134,18 @@ pub fn config(a: &Args) -> anyhow::Result<Config> {
     if a.no_reload {
         c.reload = false;
     }
+    if let Some(url) = &a.otlp_endpoint {
+        anyhow::ensure!(
+            url.starts_with("http://") || url.starts_with("https://"),
+            "--otlp-endpoint `{url}` must be an http:// or https:// URL (OTLP/HTTP)"
+        );
+        let mut t = c
+            .telemetry
+            .take()
+            .unwrap_or_else(|| crate::proxy::telemetry::TelemetryConfig::new(url.clone()));
+        t.otlp_endpoint = url.clone();
+        c.telemetry = Some(t);
+    }
     Ok(c)
 }
 
@@ -144,6 +160,56 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the runtime")?;
     rt.block_on(async move {
+        #[cfg(feature = "otel")]
+        let telemetry = start_tracing(&config)?;
+        #[cfg(not(feature = "otel"))]
+        start_tracing(&config)?;
+        let served = serve(config).await;
+        // After the drain: the last requests' spans are in the queue.
+        #[cfg(feature = "otel")]
+        if let Some(t) = telemetry {
+            t.shutdown().await;
+        }
+        served
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Sets up logging, and the OTLP exporter when the config has `telemetry:`; the exporter is
+/// returned to be flushed after the server drained.
+#[cfg(feature = "otel")]
+fn start_tracing(config: &Config) -> anyhow::Result<Option<crate::proxy::telemetry::Telemetry>> {
+    let Some(tc) = &config.telemetry else {
+        super::init_tracing();
+        return Ok(None);
+    };
+    let t = crate::proxy::telemetry::Telemetry::start(tc, tokio::runtime::Handle::current())?;
+    super::init_tracing_with(&t);
+    tracing::info!(
+        endpoint = t.url(),
+        service = %tc.service_name,
+        sample_ratio = tc.sample_ratio,
+        "exporting traces over OTLP/HTTP"
+    );
+    Ok(Some(t))
+}
+
+/// Sets up logging; a config asking for traces is refused (this build has no exporter).
+#[cfg(not(feature = "otel"))]
+fn start_tracing(config: &Config) -> anyhow::Result<()> {
+    super::init_tracing();
+    if config.telemetry.is_some() {
+        anyhow::bail!(
+            "`telemetry:` is set but this build has no OpenTelemetry exporter: build with \
+             `--features otel` (in the default features), or remove `telemetry:`"
+        );
+    }
+    Ok(())
+}
+
+/// Binds the listener and serves until SIGTERM or Ctrl-C, then drains.
+async fn serve(config: Config) -> anyhow::Result<()> {
+    {
         let listener = tokio::net::TcpListener::bind(&config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -161,8 +227,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         );
         gateway.serve(listener, shutdown_signal()).await?;
         anyhow::Ok(())
-    })?;
-    Ok(ExitCode::SUCCESS)
+    }
 }
 
 async fn shutdown_signal() {

@@ -50,6 +50,22 @@ pub enum Outcome {
     Cancelled,
 }
 
+impl Outcome {
+    /// The name written to the audit log (`completed`, `blocked_input`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Completed => "completed",
+            Outcome::BlockedInput => "blocked_input",
+            Outcome::BlockedOutput => "blocked_output",
+            Outcome::Rejected => "rejected",
+            Outcome::UpstreamStatus => "upstream_status",
+            Outcome::UpstreamError => "upstream_error",
+            Outcome::Timeout => "timeout",
+            Outcome::Cancelled => "cancelled",
+        }
+    }
+}
+
 /// One finding, as written to the audit log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AuditFinding {
@@ -273,5 +289,23 @@ mod tests {
         assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
         let t = UNIX_EPOCH + Duration::from_millis(1_709_251_199_123);
         assert_eq!(rfc3339(t), "2024-02-29T23:59:59.123Z");
+    }
+
+    /// The span attribute and the audit log spell an outcome the same way.
+    #[test]
+    fn outcome_names_match_the_audit_log() {
+        use Outcome::*;
+        for o in [
+            Completed,
+            BlockedInput,
+            BlockedOutput,
+            Rejected,
+            UpstreamStatus,
+            UpstreamError,
+            Timeout,
+            Cancelled,
+        ] {
+            assert_eq!(serde_json::to_value(o).unwrap(), o.as_str());
+        }
     }
 }

@@ -54,6 +54,8 @@ pub(crate) struct Exchange {
     pub capture: Option<Capture>,
     /// The shadow candidate, when this request is in its sample.
     shadow: Option<Arc<PolicySet>>,
+    /// The request's span (see [`super::trace`]); its outcome fields are recorded at the end.
+    pub span: tracing::Span,
 }
 
 impl std::fmt::Debug for Exchange {
@@ -65,14 +67,25 @@ impl std::fmt::Debug for Exchange {
 }
 
 impl Exchange {
+    /// The exchange of a request to `route`, inside `span` (`None`: a span of its own).
     pub fn new(
         shared: Arc<Shared>,
         adapter: &'static dyn Adapter,
         route: &str,
         headers: &HeaderMap,
+        span: Option<tracing::Span>,
     ) -> Self {
         let set = shared.policies.current();
         let id = request_id(headers);
+        let span = span.unwrap_or_else(|| {
+            let span = super::trace::request_span("POST", route);
+            span.record("deliberate.api", adapter.name());
+            span
+        });
+        if !span.is_disabled() {
+            span.record("deliberate.request_id", id.as_str());
+            span.record("deliberate.policy", set.label());
+        }
         let record = AuditRecord::new(id, route.to_owned(), set.label().to_owned());
         let shadow = shared
             .shadow
@@ -102,6 +115,7 @@ impl Exchange {
             done: false,
             capture,
             shadow,
+            span,
         }
     }
 
@@ -279,14 +293,46 @@ impl Exchange {
         }
         if let Some(cap) = self.capture.take() {
             if let Some(set) = &self.shadow {
-                self.record.shadow = Some(decide(set, &cap.texts));
+                let span = super::trace::shadow_scan(&self.span, set.label());
+                let shadow = span.in_scope(|| decide(set, &cap.texts));
+                span.record("deliberate.shadow.action", shadow.action.as_str());
+                self.record.shadow = Some(shadow);
             }
             if self.shared.record_texts {
                 self.record.texts = cap.texts;
             }
         }
+        self.record_span();
         if let Some(o) = &self.shared.observer {
             o.record(&self.record);
+        }
+    }
+
+    /// Writes the outcome into the request span.
+    fn record_span(&self) {
+        let span = &self.span;
+        if span.is_disabled() {
+            return;
+        }
+        let r = &self.record;
+        span.record("deliberate.action", r.action.as_str());
+        span.record("deliberate.outcome", r.outcome.as_str());
+        span.record("deliberate.enforcement", r.enforcement.as_str());
+        if let Some(t) = &r.tenant {
+            span.record("deliberate.tenant", t.as_str());
+        }
+        if let Some(s) = &r.policy_set {
+            span.record("deliberate.policy_set", s.as_str());
+        }
+        if let Some(s) = r.status {
+            span.record("http.response.status_code", s);
+        }
+        if matches!(
+            r.outcome,
+            Outcome::UpstreamError | Outcome::Timeout | Outcome::Cancelled
+        ) || r.status.is_some_and(|s| s >= 500)
+        {
+            span.record("otel.status_code", "error");
         }
     }
 

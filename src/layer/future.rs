@@ -31,6 +31,7 @@ use super::respond::{
 };
 use super::response;
 use super::stream::{StreamFilter, poll_next, poll_start};
+use super::trace;
 use crate::engine::judge::StreamJudgeMode;
 use crate::wire::{ErrorInfo, ErrorKind};
 
@@ -235,7 +236,7 @@ where
                         let out = slot.clone();
                         let job = o.run(Box::new(move || {
                             let mut ex = ex;
-                            let res = ex.timed(|ex| request::enforce(body, ex));
+                            let res = input_scan(&mut ex, body);
                             out.put(ex, res);
                         }));
                         State::Scanning {
@@ -245,7 +246,7 @@ where
                             parts: Some(parts),
                         }
                     } else {
-                        let res = ex.timed(|ex| request::enforce(body, ex));
+                        let res = input_scan(&mut ex, body);
                         match scanned(res, ex, parts, inner) {
                             Ok(state) => state,
                             Err(r) => return Poll::Ready(Ok(r)),
@@ -418,11 +419,16 @@ where
                             return Poll::Ready(Ok(fault_response(&mut ex, &fault)));
                         }
                     };
+                    let span = trace::output_scan(&ex.span, false);
                     if *error {
-                        let out = ex.timed(|ex| response::enforce_error(&bytes, ex));
+                        let out =
+                            span.in_scope(|| ex.timed(|ex| response::enforce_error(&bytes, ex)));
                         return Poll::Ready(Ok(relay_error(&mut ex, parts, out)));
                     }
-                    match ex.timed(|ex| response::enforce(&bytes, ex)) {
+                    let answer = span.in_scope(|| ex.timed(|ex| response::enforce(&bytes, ex)));
+                    span.record("deliberate.action", ex.record.action.as_str());
+                    drop(span);
+                    match answer {
                         Err(fault) => return Poll::Ready(Ok(fault_response(&mut ex, &fault))),
                         Ok(answer) => match JudgeBatch::start(&mut ex) {
                             // Judged before release.
@@ -586,6 +592,21 @@ fn is_event_stream(headers: &http::HeaderMap) -> bool {
 /// What the input scan came to: a refusal (`Err`), or the upstream call (with the input judge).
 // As in `answered`: the `Err` side is the response, returned at once.
 #[allow(clippy::result_large_err)]
+/// The input scan in its trace span (a no-op span when tracing is off), timed.
+fn input_scan(ex: &mut Exchange, body: Bytes) -> Result<Input, crate::wire::WireError> {
+    let span = trace::input_scan(&ex.span);
+    let input = span.in_scope(|| ex.timed(|ex| request::enforce(body, ex)));
+    if !span.is_disabled() {
+        let action = match &input {
+            Err(_) | Ok(Input::OverBudget { .. }) => "rejected",
+            Ok(Input::Block(_)) => "block",
+            Ok(Input::Forward(_)) => ex.record.action.as_str(),
+        };
+        span.record("deliberate.action", action);
+    }
+    input
+}
+
 fn scanned<S, ReqB, ResB>(
     res: Result<Input, crate::wire::WireError>,
     mut ex: Box<Exchange>,

@@ -125,6 +125,8 @@ pub(crate) struct JudgeBatch {
     calls: Vec<Call>,
     /// A refusal decided when the batch started (a job no judge could take).
     early: Option<JudgeBlock>,
+    /// The `judge` span: open from the first call to the batch's end.
+    span: tracing::Span,
 }
 
 impl std::fmt::Debug for JudgeBatch {
@@ -143,6 +145,8 @@ impl JudgeBatch {
         if jobs.is_empty() {
             return None;
         }
+        let stage = jobs.first().map_or("", |j| j.stage.as_str());
+        let span = super::trace::judge(&ex.span, stage, jobs.len());
         let judge = ex.shared.judge.clone();
         let policies = ex.set.clone();
         let mut calls = Vec::with_capacity(jobs.len());
@@ -167,7 +171,7 @@ impl JudgeBatch {
                 }
             }
         }
-        Some(JudgeBatch { calls, early })
+        Some(JudgeBatch { calls, early, span })
     }
 
     /// Polls the calls; `Ready(Some(block))` at the first refusal, `Ready(None)` when every
@@ -175,6 +179,7 @@ impl JudgeBatch {
     pub fn poll(&mut self, ex: &mut Exchange, cx: &mut Context<'_>) -> Poll<Option<JudgeBlock>> {
         if let Some(b) = self.early.take() {
             self.calls.clear();
+            self.span.record("deliberate.judge.blocked", true);
             return Poll::Ready(Some(b));
         }
         let mut pending = false;
@@ -194,12 +199,14 @@ impl JudgeBatch {
             if let Some(block) = settle(ex, &call.job, &res) {
                 // The other calls are dropped with the batch: their texts no longer matter.
                 self.calls.clear();
+                self.span.record("deliberate.judge.blocked", true);
                 return Poll::Ready(Some(block));
             }
         }
         if pending {
             Poll::Pending
         } else {
+            self.span.record("deliberate.judge.blocked", false);
             Poll::Ready(None)
         }
     }

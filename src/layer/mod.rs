@@ -9,8 +9,8 @@
 //! every response the layer makes itself (`respond.rs`), the request and answer enforcement
 //! (`request.rs`, `response.rs`, `stream.rs`) through the layer's side of the seam
 //! (`filter.rs`), the per-request state (`exchange.rs`), the audit record (`audit.rs`), the
-//! judge seam ([`Judge`], `judge.rs`), the calls in flight (`judging.rs`) and the
-//! checkpointed streams (`checkpoint.rs`).
+//! judge seam ([`Judge`], `judge.rs`), the calls in flight (`judging.rs`), the
+//! checkpointed streams (`checkpoint.rs`) and the request's `tracing` spans ([`trace`]).
 //!
 //! For each enforced request (shown here for Chat Completions) the [`PolicyService`]:
 //!
@@ -96,6 +96,7 @@ pub mod shadow;
 mod shape;
 mod shared;
 mod stream;
+pub mod trace;
 
 pub use audit::{
     AuditFinding, AuditLabels, AuditRecord, Deliberation, Injection, Latency, Observer, Outcome,

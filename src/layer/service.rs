@@ -71,11 +71,16 @@ where
             Some(a) if req.method() == Method::POST => a,
             _ => return ResponseFuture::passthrough(self.inner.call(req.map(RequestBody::passed))),
         };
+        let span = req
+            .extensions()
+            .get::<super::trace::RequestSpan>()
+            .map(|s| s.0.clone());
         let mut ex = Exchange::new(
             self.shared.clone(),
             adapter,
             req.uri().path(),
             req.headers(),
+            span,
         );
         if let Some(l) = req.extensions().get::<super::audit::AuditLabels>() {
             ex.record.tenant = Some(l.tenant.clone());

@@ -34,6 +34,8 @@ pub(crate) struct StreamFilter {
     monitor: bool,
     /// `checkpoint` mode: what is held until the judge allows it.
     pub(crate) checkpoint: Option<Box<super::checkpoint::Checkpoint>>,
+    /// One `output_scan` span over the whole stream (not one per piece).
+    span: tracing::Span,
 }
 
 impl std::fmt::Debug for StreamFilter {
@@ -55,19 +57,31 @@ where
     B: Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
-    match inner.poll_frame(cx) {
-        Poll::Ready(Some(Ok(frame))) => {
+    let frame = match inner.poll_frame(cx) {
+        Poll::Pending => return Poll::Pending,
+        Poll::Ready(f) => f,
+    };
+    // Entered only while scanning: the span's busy time is the stream's scanning time. Moved
+    // out for the scan (no reference count to touch), put back after.
+    let span = std::mem::replace(&mut filter.span, tracing::Span::none());
+    let scanning = span.enter();
+    match frame {
+        Some(Ok(frame)) => {
             if let Ok(data) = frame.into_data() {
                 filter.on_data(&data);
             }
         }
-        Poll::Ready(Some(Err(e))) => {
+        Some(Err(e)) => {
             let e: BoxError = e.into();
             filter.fail(Fault::from_error(&*e));
         }
-        Poll::Ready(None) => filter.on_eof(),
-        Poll::Pending => return Poll::Pending,
+        None => {
+            filter.on_eof();
+            span.record("deliberate.action", filter.ex.record.action.as_str());
+        }
     }
+    drop(scanning);
+    filter.span = span;
     Poll::Ready(())
 }
 
@@ -124,7 +138,9 @@ impl StreamFilter {
     pub fn new(ex: Exchange) -> Self {
         let max = ex.shared.opts.max_event_bytes;
         let rewriter = ex.adapter.stream(&ex.facts);
+        let span = super::trace::output_scan(&ex.span, true);
         StreamFilter {
+            span,
             ex,
             decoder: SseDecoder::new(max),
             items: Vec::new(),

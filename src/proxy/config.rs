@@ -33,6 +33,8 @@
 //! playground_allow_remote: false  # true: also when listening on a non-loopback address
 //! judge: {url: http://127.0.0.1:8081/v1, model: judge, api_key_env: JUDGE_API_KEY,
 //!         timeout: 5s, max_concurrency: 4, cache_entries: 10000}   # absent: no judge
+//! telemetry: {otlp_endpoint: http://127.0.0.1:4318, service_name: deliberate,
+//!             sample_ratio: 1.0, export_timeout: 10s}   # OTLP traces; absent: off
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -41,6 +43,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use super::health::HealthConfig;
+use super::telemetry::TelemetryConfig;
 use super::tenants::{RawSelect, RawSet, RawShadow, Selection};
 use crate::layer::{BlockResponse, EnforceOptions, ReasoningMode};
 use crate::policy::parse_yaml;
@@ -150,6 +153,8 @@ pub struct Config {
     pub health: HealthConfig,
     /// Which policy set a request is enforced with.
     pub selection: Selection,
+    /// OpenTelemetry traces over OTLP; `None`: off.
+    pub telemetry: Option<TelemetryConfig>,
     /// The configuration file, when read from one.
     pub file: Option<PathBuf>,
 }
@@ -174,6 +179,7 @@ impl Default for Config {
             judge: None,
             health: HealthConfig::default(),
             selection: Selection::default(),
+            telemetry: None,
             file: None,
         }
     }
@@ -236,6 +242,20 @@ struct RawConfig {
     sets: Option<std::collections::BTreeMap<String, serde_saphyr::Spanned<RawSet>>>,
     #[serde(default)]
     select: Option<Vec<serde_saphyr::Spanned<RawSelect>>>,
+    #[serde(default)]
+    telemetry: Option<serde_saphyr::Spanned<RawTelemetry>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTelemetry {
+    otlp_endpoint: String,
+    #[serde(default)]
+    service_name: Option<String>,
+    #[serde(default)]
+    sample_ratio: Option<f64>,
+    #[serde(default)]
+    export_timeout: Option<Dur>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -485,6 +505,39 @@ impl Config {
         if let Some(l) = raw.listen {
             c.listen = l;
         }
+        if let Some(t) = raw.telemetry {
+            let at = t.referenced;
+            let at = (at.line() as usize, at.column() as usize);
+            let t = t.value;
+            let mut tc = TelemetryConfig::new(t.otlp_endpoint);
+            tc.service_name = t.service_name.unwrap_or(tc.service_name);
+            tc.sample_ratio = t.sample_ratio.unwrap_or(tc.sample_ratio);
+            tc.export_timeout = t.export_timeout.map_or(tc.export_timeout, |d| d.0);
+            let problem = if !(0.0..=1.0).contains(&tc.sample_ratio) {
+                Some(format!(
+                    "telemetry sample_ratio {} is not within 0..1",
+                    tc.sample_ratio
+                ))
+            } else if !(tc.otlp_endpoint.starts_with("http://")
+                || tc.otlp_endpoint.starts_with("https://"))
+            {
+                Some(format!(
+                    "telemetry otlp_endpoint `{}` must be an http:// or https:// URL (OTLP/HTTP)",
+                    tc.otlp_endpoint
+                ))
+            } else {
+                None
+            };
+            if let Some(message) = problem {
+                return Err(ConfigError {
+                    file: path.to_path_buf(),
+                    line: at.0,
+                    column: at.1,
+                    message,
+                });
+            }
+            c.telemetry = Some(tc);
+        }
         if let Some(j) = raw.judge {
             let mut jc = super::judge::JudgeConfig::new(j.url);
             jc.model = j.model.unwrap_or(jc.model);
@@ -632,6 +685,31 @@ health: {upstream_probe: 3s, probe_timeout: 250ms}
         assert_eq!(c.timeouts.request_body, Duration::from_secs(2));
         assert_eq!(c.health.upstream_probe, Duration::from_secs(3));
         assert_eq!(c.health.probe_timeout, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn telemetry_is_off_unless_configured_and_checked() {
+        let c = Config::from_yaml_str("", Path::new("c.yaml")).unwrap();
+        assert_eq!(c.telemetry, None);
+        let c = Config::from_yaml_str(
+            "telemetry: {otlp_endpoint: http://c:4318, sample_ratio: 0.25, export_timeout: 2s}\n",
+            Path::new("c.yaml"),
+        )
+        .unwrap();
+        let t = c.telemetry.unwrap();
+        assert_eq!(
+            (t.sample_ratio, t.service_name.as_str()),
+            (0.25, "deliberate")
+        );
+        assert_eq!(t.export_timeout, Duration::from_secs(2));
+        for bad in [
+            "telemetry: {otlp_endpoint: http://c:4318, sample_ratio: 1.5}\n",
+            "telemetry: {otlp_endpoint: c:4317}\n",
+            "telemetry: {otlp_endpoint: http://c, sampel_ratio: 1}\n",
+        ] {
+            let e = Config::from_yaml_str(bad, Path::new("c.yaml")).unwrap_err();
+            assert_eq!(e.line, 1, "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -47,6 +47,7 @@ mod reload;
 mod respond;
 pub mod routes;
 mod service;
+pub mod telemetry;
 pub mod tenants;
 mod upstream;
 

@@ -23,9 +23,11 @@ use super::health::Health;
 use super::metrics::Metrics;
 use super::respond;
 use super::routes::{Route, RouteClass, RouteTable, canonicalize};
+use super::telemetry::{self, InSpan};
 use super::tenants::{RequestKey, Selection, body_model, key_sha256};
 use super::upstream::{Backend, ProxyBody};
 use crate::layer::error::Fault;
+use crate::layer::trace::{RequestSpan, request_span};
 use crate::layer::{
     AuditLabels, BoxError, PolicyService, RequestBody, SharedPolicies, is_enforced,
 };
@@ -211,6 +213,34 @@ async fn route(state: Arc<State>, req: Request<Incoming>) -> Response<ProxyBody>
             .request("playground", Some(resp.status().as_u16()), "none");
         return resp.map(|b| b.map_err(|e| match e {}).boxed_unsync());
     }
+    // One span per proxied request (admin routes and the playground have none), continuing
+    // the client's trace; the layer and the upstream client find it in the extensions.
+    let span = request_span(method.as_str(), &route.path);
+    if span.is_disabled() {
+        return proxied(&state, req, &route, &label).await;
+    }
+    telemetry::continue_trace(&span, req.headers());
+    if let Some(api) = route.api {
+        span.record("deliberate.api", api);
+    }
+    let mut req = req;
+    req.extensions_mut().insert(RequestSpan(span.clone()));
+    let resp = proxied(&state, req, &route, &label).await;
+    span.record("http.response.status_code", resp.status().as_u16());
+    if resp.status().is_server_error() {
+        span.record("otel.status_code", "error");
+    }
+    resp.map(|b| InSpan::new(b, span).boxed_unsync())
+}
+
+/// A request to a model route: enforced, passed or refused.
+async fn proxied(
+    state: &Arc<State>,
+    req: Request<Incoming>,
+    route: &Route,
+    label: &str,
+) -> Response<ProxyBody> {
+    let (state, label, method) = (state.clone(), label.to_owned(), req.method().clone());
     let (mut parts, body) = req.into_parts();
     match with_path(&parts.uri, &route.path) {
         Ok(uri) => parts.uri = uri,
@@ -226,7 +256,7 @@ async fn route(state: Arc<State>, req: Request<Incoming>) -> Response<ProxyBody>
             // untouched is refused, never forwarded as if enforced.
             if !is_enforced(&method, &route.path) {
                 tracing::error!(path = %route.path, "route table enforces a route the policy layer does not");
-                return refuse(&state, &method, &route, &label);
+                return refuse(&state, &method, route, &label);
             }
             let resp = match enforce(&state, route.api, req).await {
                 Ok(r) => r,
@@ -251,7 +281,7 @@ async fn route(state: Arc<State>, req: Request<Incoming>) -> Response<ProxyBody>
         }
     };
     let Some(reason) = passes else {
-        return refuse(&state, &method, &route, &label);
+        return refuse(&state, &method, route, &label);
     };
     let mut resp = pass(&state, req).await;
     respond::mark_skipped(&mut resp, &label, (!reason.is_empty()).then_some(reason));
@@ -301,6 +331,15 @@ async fn enforce(
             .metrics
             .request(api.unwrap_or("unknown"), Some(503), "policy_not_loaded");
         return Err(respond::policy_not_loaded(&name));
+    }
+    if let Some(RequestSpan(span)) = parts.extensions.get::<RequestSpan>() {
+        span.record("deliberate.policy_set", name.as_str());
+        if sel.tenant_header.is_some() {
+            span.record(
+                "deliberate.tenant",
+                sel.tenant_label(tenant.as_deref()).as_str(),
+            );
+        }
     }
     if !sel.sets.is_empty() || sel.tenant_header.is_some() {
         parts.extensions.insert(AuditLabels {

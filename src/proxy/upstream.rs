@@ -20,7 +20,10 @@ use tower::Service;
 use super::client::{ClientBuilder, HttpsClient};
 use super::config::{Timeouts, UpstreamConfig};
 use super::echo::Echo;
+use super::telemetry;
+use crate::layer::trace::{RequestSpan, upstream_span};
 use crate::layer::{BoxError, RequestBody, TimeoutPhase, UpstreamTimeout};
+use tracing::Instrument as _;
 
 /// The body every upstream answers with.
 pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
@@ -54,9 +57,18 @@ impl Service<Request<RequestBody<Incoming>>> for Backend {
     }
 
     fn call(&mut self, req: Request<RequestBody<Incoming>>) -> Self::Future {
+        let parent = req.extensions().get::<RequestSpan>().map(|s| &s.0);
         match self {
-            Backend::Http(h) => Box::pin(h.clone().forward(req)),
-            Backend::Echo(e) => Box::pin(e.clone().answer(req)),
+            Backend::Http(h) => {
+                let span = parent.map_or_else(tracing::Span::none, |p| h.span(p, &req));
+                Box::pin(h.clone().forward(req, span))
+            }
+            Backend::Echo(e) => {
+                let span = parent.map_or_else(tracing::Span::none, |p| {
+                    upstream_span(p, req.method().as_str(), "echo")
+                });
+                Box::pin(e.clone().answer(req).instrument(span))
+            }
         }
     }
 }
@@ -172,9 +184,51 @@ impl HttpUpstream {
         Ok(Uri::from_parts(parts)?)
     }
 
+    /// The `upstream` span of `req`, a child of `parent`: method and URL without the query.
+    fn span(&self, parent: &tracing::Span, req: &Request<RequestBody<Incoming>>) -> tracing::Span {
+        if parent.is_disabled() {
+            return tracing::Span::none();
+        }
+        let url = match self.target(req.uri()) {
+            Ok(u) => format!(
+                "{}://{}{}",
+                u.scheme_str().unwrap_or("http"),
+                u.authority().map_or("", |a| a.as_str()),
+                u.path()
+            ),
+            Err(_) => self.base.to_string(),
+        };
+        upstream_span(parent, req.method().as_str(), &url)
+    }
+
     async fn forward(
         self: std::sync::Arc<Self>,
         req: Request<RequestBody<Incoming>>,
+        span: tracing::Span,
+    ) -> Result<Response<ProxyBody>, BoxError> {
+        let res = self.forward_in(req, &span).await;
+        match &res {
+            Ok(r) => {
+                span.record("http.response.status_code", r.status().as_u16());
+                if r.status().is_server_error() {
+                    span.record("otel.status_code", "error");
+                }
+            }
+            Err(_) => {
+                span.record("otel.status_code", "error");
+            }
+        }
+        if span.is_disabled() {
+            return res;
+        }
+        // The span stays open until the upstream body ended.
+        res.map(|r| r.map(|b| telemetry::InSpan::new(b, span).boxed_unsync()))
+    }
+
+    async fn forward_in(
+        &self,
+        req: Request<RequestBody<Incoming>>,
+        span: &tracing::Span,
     ) -> Result<Response<ProxyBody>, BoxError> {
         let started = Instant::now();
         let total_deadline = started + self.timeouts.total;
@@ -183,6 +237,8 @@ impl HttpUpstream {
         parts.version = Version::HTTP_11;
         strip_hop_by_hop(&mut parts.headers);
         parts.headers.remove(HOST);
+        // The upstream continues the gateway's trace (its `traceparent` replaces the client's).
+        telemetry::inject(span, &mut parts.headers);
         if let Some(key) = &self.api_key
             && (self.replace_authorization || !parts.headers.contains_key(AUTHORIZATION))
         {

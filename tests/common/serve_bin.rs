@@ -4,9 +4,10 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 
 /// The server process; killed when dropped.
-pub struct Server(Child);
+pub struct Server(Child, Arc<Mutex<Vec<String>>>);
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -17,6 +18,11 @@ impl Drop for Server {
 
 /// Starts `deliberate serve` on 127.0.0.1:0 and returns it with its base URL.
 pub fn serve(extra: &[&str]) -> (Server, String) {
+    serve_env(extra, &[])
+}
+
+/// [`serve`] with extra environment variables.
+pub fn serve_env(extra: &[&str], env: &[(&str, &str)]) -> (Server, String) {
     let policy = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/gateway.yaml");
     let mut child = Command::new(env!("CARGO_BIN_EXE_deliberate"))
         .args([
@@ -29,6 +35,7 @@ pub fn serve(extra: &[&str]) -> (Server, String) {
         ])
         .args(extra)
         .env("DELIBERATE_LOG", "warn")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -44,12 +51,23 @@ pub fn serve(extra: &[&str]) -> (Server, String) {
             break rest.split_whitespace().next().unwrap().to_owned();
         }
     };
-    // Keep draining stderr so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (Server(child), format!("{url}/v1"))
+    // Keep draining stderr so the server never blocks on a full pipe; keep the lines.
+    let kept = Arc::new(Mutex::new(Vec::new()));
+    let sink = kept.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    (Server(child, kept), format!("{url}/v1"))
 }
 
 impl Server {
+    /// The lines the server wrote to stderr after it started listening.
+    pub fn stderr(&self) -> Vec<String> {
+        self.1.lock().unwrap().clone()
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.0.id()

@@ -12,6 +12,8 @@
 //!   proxies' configuration. Keys: `chunks`, `chunk_bytes`, `gap_ms`, `first_token_ms`,
 //!   separated by `;` (`,` works too, but LiteLLM reads a comma in a model name as a list of
 //!   models).
+//! - `POST /v1/traces` reads an OTLP/HTTP export and answers success (the trace sink of
+//!   `run.sh`'s `deliberate-otel` target).
 //! - `GET /healthz` answers `ok`; anything else is an OpenAI-shaped 404.
 //!
 //! Responses are rendered once at start-up (or once per request that overrides the shape) and
@@ -125,6 +127,19 @@ async fn handle(state: &State, req: Request<Incoming>) -> Response<MockBody> {
         (&Method::POST, "/v1/chat/completions" | "/chat/completions") => {
             chat_completions(state, req).await
         }
+        // An OTLP/HTTP sink, for the gateway's trace exporter in `run.sh`'s `deliberate-otel`:
+        // the spans are read and dropped; an empty protobuf answer is a full success.
+        (&Method::POST, "/v1/traces") => match req.into_body().collect().await {
+            Ok(_) => {
+                let mut r = json(StatusCode::OK, Bytes::new());
+                r.headers_mut().insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("application/x-protobuf"),
+                );
+                r
+            }
+            Err(err) => error(StatusCode::BAD_REQUEST, &format!("reading the body: {err}")),
+        },
         _ => error(
             StatusCode::NOT_FOUND,
             &format!("no route for {} {path}", req.method()),
