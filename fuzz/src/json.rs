@@ -128,7 +128,11 @@ fn request(adapter: &dyn Adapter, data: &[u8]) {
     let mut again = adapter
         .request(&bytes)
         .unwrap_or_else(|e| panic!("the forwarded body does not parse again: {e}"));
-    assert_eq!(again.facts(), facts, "placing the spec changed the request's facts");
+    assert_eq!(
+        again.facts(),
+        facts,
+        "placing the spec changed the request's facts"
+    );
 
     // The spec is in the forwarded body, and the earlier injection can be found again.
     let value = parse_strict(&bytes).expect("the forwarded body is strict JSON");

@@ -4,7 +4,7 @@
 //! (`fuzz/libfuzzer`, on a nightly toolchain, coverage-guided long runs) and the stable
 //! `cargo test -p deliberate-fuzz`, which replays the committed corpus and every regression input
 //! and runs each target a few seconds on seeded mutations of the corpus (`tests/replay.rs`).
-//! See `fuzz/README.md`.
+//! See the "Fuzzing" section of the README.
 //!
 //! # Layout
 //!

@@ -68,7 +68,10 @@ pub fn sse_decoder(data: &[u8]) {
         }
     }
     let again = decode(usize::MAX, &[&out]);
-    assert_eq!(again.2, None, "the encoder wrote a stream that does not decode");
+    assert_eq!(
+        again.2, None,
+        "the encoder wrote a stream that does not decode"
+    );
     assert_eq!(again.1, None, "the encoder left an event unterminated");
     assert_eq!(again.0, encodable, "re-encoded items decode differently");
 }

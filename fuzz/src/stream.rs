@@ -76,8 +76,10 @@ fn done() -> Option<SseEvent> {
 
 fn chat_event(kind: u8, u: u32, t: &str) -> Option<SseEvent> {
     let chunk = |delta: Value, finish: Value| {
-        data(json!({"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m",
-            "choices": [{"index": u, "delta": delta, "finish_reason": finish}]}))
+        data(
+            json!({"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m",
+            "choices": [{"index": u, "delta": delta, "finish_reason": finish}]}),
+        )
     };
     match kind % 12 {
         0 => chunk(json!({"content": t}), Value::Null),
@@ -94,10 +96,15 @@ fn chat_event(kind: u8, u: u32, t: &str) -> Option<SseEvent> {
         4 => chunk(json!({"reasoning_content": t}), Value::Null),
         5 => chunk(json!({"refusal": t}), Value::Null),
         6 => chunk(json!({}), json!("stop")),
-        7 => data(json!({"id": "c1", "object": "chat.completion.chunk", "choices": [],
-            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})),
+        7 => data(
+            json!({"id": "c1", "object": "chat.completion.chunk", "choices": [],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}),
+        ),
         8 => done(),
-        9 => chunk(json!({"function_call": {"name": "f", "arguments": t}}), Value::Null),
+        9 => chunk(
+            json!({"function_call": {"name": "f", "arguments": t}}),
+            Value::Null,
+        ),
         10 => chunk(json!({"content": t}), json!("length")),
         _ => None,
     }
@@ -109,46 +116,70 @@ fn responses_event(kind: u8, u: u32, t: &str) -> Option<SseEvent> {
             "content": [{"type": "output_text", "text": text, "annotations": []}]})
     };
     match kind % 16 {
-        0 => named(json!({"type": "response.created", "response": {"id": "r", "object": "response",
-            "status": "in_progress", "output": []}})),
-        1 => named(json!({"type": "response.output_item.added", "output_index": u,
+        0 => named(
+            json!({"type": "response.created", "response": {"id": "r", "object": "response",
+            "status": "in_progress", "output": []}}),
+        ),
+        1 => named(
+            json!({"type": "response.output_item.added", "output_index": u,
             "item": {"id": "m1", "type": "message", "role": "assistant", "status": "in_progress",
-            "content": []}})),
-        2 => named(json!({"type": "response.content_part.added", "item_id": "m1",
+            "content": []}}),
+        ),
+        2 => named(
+            json!({"type": "response.content_part.added", "item_id": "m1",
             "output_index": u, "content_index": 0,
-            "part": {"type": "output_text", "text": "", "annotations": []}})),
-        3 => named(json!({"type": "response.output_text.delta", "item_id": "m1",
-            "output_index": u, "content_index": 0, "delta": t})),
+            "part": {"type": "output_text", "text": "", "annotations": []}}),
+        ),
+        3 => named(
+            json!({"type": "response.output_text.delta", "item_id": "m1",
+            "output_index": u, "content_index": 0, "delta": t}),
+        ),
         4 => named(json!({"type": "response.output_text.done", "item_id": "m1",
             "output_index": u, "content_index": 0, "text": t})),
-        5 => named(json!({"type": "response.output_item.added", "output_index": u,
+        5 => named(
+            json!({"type": "response.output_item.added", "output_index": u,
             "item": {"id": "fc1", "type": "function_call", "call_id": "c", "name": "f",
-            "arguments": "", "status": "in_progress"}})),
-        6 => named(json!({"type": "response.function_call_arguments.delta", "item_id": "fc1",
-            "output_index": u, "delta": t})),
-        7 => named(json!({"type": "response.function_call_arguments.done", "item_id": "fc1",
-            "output_index": u, "arguments": t})),
-        8 => named(json!({"type": "response.reasoning_summary_text.delta", "item_id": "rs",
-            "output_index": u, "summary_index": 0, "delta": t})),
+            "arguments": "", "status": "in_progress"}}),
+        ),
+        6 => named(
+            json!({"type": "response.function_call_arguments.delta", "item_id": "fc1",
+            "output_index": u, "delta": t}),
+        ),
+        7 => named(
+            json!({"type": "response.function_call_arguments.done", "item_id": "fc1",
+            "output_index": u, "arguments": t}),
+        ),
+        8 => named(
+            json!({"type": "response.reasoning_summary_text.delta", "item_id": "rs",
+            "output_index": u, "summary_index": 0, "delta": t}),
+        ),
         9 => named(json!({"type": "response.refusal.delta", "item_id": "m1",
             "output_index": u, "content_index": 0, "delta": t})),
-        10 => named(json!({"type": "response.output_item.done", "output_index": u,
-            "item": msg("completed", t)})),
+        10 => named(
+            json!({"type": "response.output_item.done", "output_index": u,
+            "item": msg("completed", t)}),
+        ),
         11 => named(json!({"type": "response.completed", "response": {"id": "r",
             "object": "response", "status": "completed", "output": [msg("completed", t)]}})),
-        12 => named(json!({"type": "response.content_part.done", "item_id": "m1",
+        12 => named(
+            json!({"type": "response.content_part.done", "item_id": "m1",
             "output_index": u, "content_index": 0,
-            "part": {"type": "output_text", "text": t, "annotations": []}})),
-        13 => named(json!({"type": "response.in_progress", "response": {"id": "r",
-            "status": "in_progress", "output": []}})),
+            "part": {"type": "output_text", "text": t, "annotations": []}}),
+        ),
+        13 => named(
+            json!({"type": "response.in_progress", "response": {"id": "r",
+            "status": "in_progress", "output": []}}),
+        ),
         _ => None,
     }
 }
 
 fn completions_event(kind: u8, u: u32, t: &str) -> Option<SseEvent> {
     let chunk = |text: &str, finish: Value| {
-        data(json!({"id": "c", "object": "text_completion", "created": 1, "model": "m",
-            "choices": [{"index": u, "text": text, "logprobs": null, "finish_reason": finish}]}))
+        data(
+            json!({"id": "c", "object": "text_completion", "created": 1, "model": "m",
+            "choices": [{"index": u, "text": text, "logprobs": null, "finish_reason": finish}]}),
+        )
     };
     match kind % 5 {
         0 | 1 => chunk(t, Value::Null),
@@ -160,12 +191,16 @@ fn completions_event(kind: u8, u: u32, t: &str) -> Option<SseEvent> {
 
 fn anthropic_event(kind: u8, u: u32, t: &str) -> Option<SseEvent> {
     let delta = |d: Value| named(json!({"type": "content_block_delta", "index": u, "delta": d}));
-    let start = |b: Value| named(json!({"type": "content_block_start", "index": u,
-        "content_block": b}));
+    let start = |b: Value| {
+        named(json!({"type": "content_block_start", "index": u,
+        "content_block": b}))
+    };
     match kind % 14 {
-        0 => named(json!({"type": "message_start", "message": {"id": "msg", "type": "message",
+        0 => named(
+            json!({"type": "message_start", "message": {"id": "msg", "type": "message",
             "role": "assistant", "content": [], "model": "m", "stop_reason": null,
-            "stop_sequence": null, "usage": {"input_tokens": 1, "output_tokens": 0}}})),
+            "stop_sequence": null, "usage": {"input_tokens": 1, "output_tokens": 0}}}),
+        ),
         1 => start(json!({"type": "text", "text": ""})),
         2 | 3 => delta(json!({"type": "text_delta", "text": t})),
         4 => start(json!({"type": "tool_use", "id": "tu", "name": "f", "input": {}})),
@@ -331,8 +366,14 @@ fn leak_check(s: &str, key: &str, cut: bool) {
     #[allow(clippy::expect_used)] // A constant pattern.
     let secret = SECRET.get_or_init(|| Regex::new(r"secret-\d{4}").expect("pattern"));
     // A redaction stands for a word (`secret-1234`): it must not make a word edge.
-    for view in [s.replace("[secret]", "x"), decode(s).replace("[secret]", "x")] {
-        assert!(!has_word(&view, BLOCKED, cut), "`{key}` sends the blocked phrase: {s:?}");
+    for view in [
+        s.replace("[secret]", "x"),
+        decode(s).replace("[secret]", "x"),
+    ] {
+        assert!(
+            !has_word(&view, BLOCKED, cut),
+            "`{key}` sends the blocked phrase: {s:?}"
+        );
         assert!(!secret.is_match(&view), "`{key}` sends a secret: {s:?}");
     }
 }
@@ -351,8 +392,22 @@ fn has_word(s: &str, phrase: &str, cut: bool) -> bool {
 }
 
 /// Keys whose strings are identifiers or settings the harness does not put text in.
-const METADATA: &[&str] = &["id", "model", "object", "type", "role", "finish_reason",
-    "stop_reason", "item_id", "call_id", "name", "status", "system_fingerprint", "code", "param"];
+const METADATA: &[&str] = &[
+    "id",
+    "model",
+    "object",
+    "type",
+    "role",
+    "finish_reason",
+    "stop_reason",
+    "item_id",
+    "call_id",
+    "name",
+    "status",
+    "system_fingerprint",
+    "code",
+    "param",
+];
 
 /// Every string of `v` that is not metadata, with a key naming the text it belongs to (its
 /// path, and the `index`-like fields along it) and whether it is a stream delta, whose pieces
@@ -397,4 +452,3 @@ fn walk(v: &Value, path: String, delta: bool, out: &mut Vec<(String, String, boo
         _ => {}
     }
 }
-

@@ -26,7 +26,10 @@ pub fn json_text(data: &[u8]) {
     let mut pieced = String::new();
     for p in char_pieces(&raw, &cuts) {
         dec.push(p, &mut pieced);
-        assert!(dec.held() <= 12, "the decoder holds more than an escape pair");
+        assert!(
+            dec.held() <= 12,
+            "the decoder holds more than an escape pair"
+        );
     }
     dec.finish(&mut pieced);
     assert_eq!(pieced, view, "pieces {cuts:?} decode differently");
@@ -37,13 +40,17 @@ pub fn json_text(data: &[u8]) {
     for p in char_pieces(&view, &cuts) {
         enc.push(p, &mut pieced);
     }
-    assert_eq!(pieced, encoded, "the view in pieces {cuts:?} encodes differently");
+    assert_eq!(
+        pieced, encoded,
+        "the view in pieces {cuts:?} encodes differently"
+    );
 
     let Ok(value) = serde_json::from_str::<Value>(&raw) else {
         return;
     };
-    let back: Value = serde_json::from_str(&encoded)
-        .unwrap_or_else(|e| panic!("the view of valid JSON encodes to invalid JSON ({e}): {encoded:?}"));
+    let back: Value = serde_json::from_str(&encoded).unwrap_or_else(|e| {
+        panic!("the view of valid JSON encodes to invalid JSON ({e}): {encoded:?}")
+    });
     assert_eq!(back, value, "the view's encoding changed the value");
     if let Value::String(s) = &value {
         let inner = view
@@ -51,7 +58,11 @@ pub fn json_text(data: &[u8]) {
             .strip_prefix('"')
             .and_then(|v| v.strip_suffix('"'))
             .unwrap_or_else(|| panic!("the view of a JSON string is not quoted: {view:?}"));
-        assert_eq!(unescape_view(inner), *s, "the view is not serde_json's decoding");
+        assert_eq!(
+            unescape_view(inner),
+            *s,
+            "the view is not serde_json's decoding"
+        );
     }
 }
 

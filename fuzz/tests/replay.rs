@@ -101,7 +101,12 @@ fn seeded_mutations() {
         while Instant::now() < deadline && !corpus.is_empty() {
             let base = &corpus[rng.below(corpus.len())];
             let input = mutate(&mut rng, base, &corpus);
-            run_one(name, *harness, &format!("mutation {execs} (seed {seed})"), &input);
+            run_one(
+                name,
+                *harness,
+                &format!("mutation {execs} (seed {seed})"),
+                &input,
+            );
             execs += 1;
         }
         eprintln!("{name}: {execs} mutated inputs in {secs} s");
@@ -158,7 +163,11 @@ impl Rng {
     }
 
     fn below(&mut self, n: usize) -> usize {
-        if n == 0 { 0 } else { (self.next() % n as u64) as usize }
+        if n == 0 {
+            0
+        } else {
+            (self.next() % n as u64) as usize
+        }
     }
 }
 

@@ -267,7 +267,12 @@ mod tests {
     /// it inside the character: a panic on an upstream's tool-call arguments.
     #[test]
     fn multibyte_character_inside_a_unicode_escape() {
-        for raw in ["\"\\u00爆\"", "\"\\u0é\"", "\"\\ud83d\\u00爆\"", "\"\\u爆\""] {
+        for raw in [
+            "\"\\u00爆\"",
+            "\"\\u0é\"",
+            "\"\\ud83d\\u00爆\"",
+            "\"\\u爆\"",
+        ] {
             let whole = decode(raw);
             let mut d = Decoder::new();
             let mut pieced = String::new();
@@ -276,7 +281,10 @@ mod tests {
             }
             d.finish(&mut pieced);
             assert_eq!(pieced, whole, "{raw}");
-            assert!(whole.contains('爆') || whole.contains('é'), "{raw}: {whole}");
+            assert!(
+                whole.contains('爆') || whole.contains('é'),
+                "{raw}: {whole}"
+            );
         }
     }
 
