@@ -333,19 +333,49 @@ fn check_output(buf: &[u8], cut: bool) {
         dec.finish().expect("decodes").is_none(),
         "the client's stream ends inside an event"
     );
-    let mut deltas: Vec<(String, String)> = Vec::new();
-    for e in events.drain(..) {
-        if e.data == "[DONE]" {
-            continue;
+    let values: Vec<Value> = events
+        .drain(..)
+        .filter(|e| e.data != "[DONE]")
+        .map(|e| {
+            serde_json::from_str(&e.data)
+                .unwrap_or_else(|err| panic!("client event data is not JSON ({err}): {:?}", e.data))
+        })
+        .collect();
+    // A block or item restarted at an index it already had is a new text (the adapter drops
+    // what the old one still held): it is keyed by generation, and every text may then stop
+    // inside a word.
+    let mut cut = cut;
+    let mut starts: Vec<(String, u32)> = Vec::new();
+    let mut generation = Vec::with_capacity(values.len());
+    for v in &values {
+        let t = v.get("type").and_then(Value::as_str).unwrap_or("");
+        let at = v.get("index").or_else(|| v.get("output_index"));
+        let key = at.map(Value::to_string).unwrap_or_default();
+        if matches!(t, "content_block_start" | "response.output_item.added") {
+            match starts.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, g)) => {
+                    *g += 1;
+                    cut = true;
+                }
+                None => starts.push((key.clone(), 0)),
+            }
         }
-        let v: Value = serde_json::from_str(&e.data)
-            .unwrap_or_else(|err| panic!("client event data is not JSON ({err}): {:?}", e.data));
+        let g = starts
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map_or(0, |(_, g)| *g);
+        generation.push(g);
+    }
+    let mut deltas: Vec<(String, String)> = Vec::new();
+    for (v, g) in values.iter().zip(generation) {
         let mut strings = Vec::new();
-        walk(&v, String::new(), false, &mut strings);
+        walk(v, format!("<gen={g}>"), false, &mut strings);
         for (key, s, is_delta) in strings {
-            // A delta is a piece of a text: its words are judged in the whole text.
+            // A delta is a piece of a text: its words are judged in the whole text. A whole
+            // string of a stream cut short (`content_part.done` of an item a block closed) is
+            // the released prefix of its text, which may stop inside a word.
             if !is_delta {
-                leak_check(&s, &key, false);
+                leak_check(&s, &key, cut);
             } else {
                 match deltas.iter_mut().find(|(k, _)| *k == key) {
                     Some((_, acc)) => acc.push_str(&s),
@@ -424,7 +454,7 @@ fn walk(v: &Value, path: String, delta: bool, out: &mut Vec<(String, String, boo
             let mut at = path;
             // A Responses event names its channel by type (refusal and output text deltas of
             // one content part are different texts).
-            if at.is_empty() {
+            if at.starts_with("<gen=") && !at.contains('.') {
                 if let Some(t) = m.get("type").and_then(Value::as_str) {
                     if t.starts_with("response.") {
                         at.push_str(&format!("<{t}>"));
