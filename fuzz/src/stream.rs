@@ -351,14 +351,17 @@ fn check_output(buf: &[u8], cut: bool) {
         let t = v.get("type").and_then(Value::as_str).unwrap_or("");
         let at = v.get("index").or_else(|| v.get("output_index"));
         let key = at.map(Value::to_string).unwrap_or_default();
-        if matches!(t, "content_block_start" | "response.output_item.added") {
-            match starts.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, g)) => {
-                    *g += 1;
-                    cut = true;
-                }
-                None => starts.push((key.clone(), 0)),
+        let start = matches!(t, "content_block_start" | "response.output_item.added");
+        match starts.iter_mut().find(|(k, _)| *k == key) {
+            // A start at an index that already carried events (a start, or deltas before
+            // any start) begins a new text.
+            Some((_, g)) if start => {
+                *g += 1;
+                cut = true;
             }
+            Some(_) => {}
+            None if at.is_some() => starts.push((key.clone(), 0)),
+            None => {}
         }
         let g = starts
             .iter()
@@ -410,14 +413,15 @@ fn leak_check(s: &str, key: &str, cut: bool) {
 
 /// `phrase` in `s` as a word: at the start or end, or next to ASCII space or punctuation (the
 /// engine's keywords match whole words; this errs towards not flagging).
-/// `cut`: the end of `s` is not the end of the text, so it is no word edge.
+/// `cut`: the ends of `s` may not be the ends of the text (a text cut short, or carried over a
+/// restarted block), so they are no word edges.
 fn has_word(s: &str, phrase: &str, cut: bool) -> bool {
     let edge = |c: Option<char>, end: bool| match c {
         None => !end,
         Some(c) => c.is_ascii_whitespace() || (c.is_ascii_punctuation() && c != '_'),
     };
     s.match_indices(phrase).any(|(i, m)| {
-        edge(s[..i].chars().next_back(), false) && edge(s[i + m.len()..].chars().next(), cut)
+        edge(s[..i].chars().next_back(), cut) && edge(s[i + m.len()..].chars().next(), cut)
     })
 }
 
