@@ -16,7 +16,14 @@ use super::Loc;
 pub const MAX_POLICY_BYTES: usize = 1 << 20;
 
 /// Reads a policy file, refusing one larger than [`MAX_POLICY_BYTES`].
+///
+/// The read itself stops past the limit: a file whose metadata gives no size (`/dev/zero`, a
+/// pipe, a file still growing) is refused after [`MAX_POLICY_BYTES`] + 1 bytes instead of being
+/// read without end (found by the `policy_loader` fuzz target: `include: [/dev/zero]` took
+/// 20 GB of memory).
 pub(super) fn read_file(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+
     let meta = std::fs::metadata(path).map_err(|e| format!("cannot read policy: {e}"))?;
     if meta.len() > MAX_POLICY_BYTES as u64 {
         return Err(format!(
@@ -24,7 +31,18 @@ pub(super) fn read_file(path: &Path) -> Result<String, String> {
             meta.len()
         ));
     }
-    std::fs::read_to_string(path).map_err(|e| format!("cannot read policy: {e}"))
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read policy: {e}"))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_POLICY_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read policy: {e}"))?;
+    if bytes.len() > MAX_POLICY_BYTES {
+        return Err(format!(
+            "policy file is larger than the limit of {MAX_POLICY_BYTES} bytes"
+        ));
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| "cannot read policy: stream did not contain valid UTF-8".to_owned())
 }
 
 /// Parses YAML into `T` with the hardening options: duplicate keys rejected, alias and size
@@ -62,4 +80,18 @@ pub fn parse_yaml<T: serde::de::DeserializeOwned>(src: &str) -> Result<T, (Loc, 
         }
         (loc, first.to_owned())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression (fuzz target `policy_loader`): a file without a size in its metadata was read
+    /// to the end, and `/dev/zero` has none: `include: [/dev/zero]` grew to 20 GB.
+    #[cfg(unix)]
+    #[test]
+    fn a_file_without_a_size_is_read_up_to_the_limit_only() {
+        let err = read_file(Path::new("/dev/zero")).unwrap_err();
+        assert!(err.contains("larger than the limit"), "{err}");
+    }
 }

@@ -109,8 +109,9 @@ impl Decoder {
             self.pending.clear();
             return;
         }
-        // `\uXXXX`, possibly followed by `\uYYYY`.
-        if b.len() < 6 {
+        // `\uXXXX`, possibly followed by `\uYYYY`. A multi-byte character among the four can
+        // take the length past 6 at once: it is no hex digit, and 6 is then no char boundary.
+        if b.len() < 6 || !p.is_char_boundary(6) {
             if !b[b.len() - 1].is_ascii_hexdigit() {
                 self.flush_raw(out);
             }
@@ -260,6 +261,32 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use serde_json::Value;
+
+    /// Regression (fuzz target `stream_anthropic`): a multi-byte character inside a `\u`
+    /// escape (`\u00爆`) took the pending escape past 6 bytes at once, and the decoder sliced
+    /// it inside the character: a panic on an upstream's tool-call arguments.
+    #[test]
+    fn multibyte_character_inside_a_unicode_escape() {
+        for raw in [
+            "\"\\u00爆\"",
+            "\"\\u0é\"",
+            "\"\\ud83d\\u00爆\"",
+            "\"\\u爆\"",
+        ] {
+            let whole = decode(raw);
+            let mut d = Decoder::new();
+            let mut pieced = String::new();
+            for c in raw.chars() {
+                d.push(c.encode_utf8(&mut [0; 4]), &mut pieced);
+            }
+            d.finish(&mut pieced);
+            assert_eq!(pieced, whole, "{raw}");
+            assert!(
+                whole.contains('爆') || whole.contains('é'),
+                "{raw}: {whole}"
+            );
+        }
+    }
 
     #[test]
     fn escapes_are_decoded_for_scanning() {
