@@ -249,7 +249,7 @@ where
                         let res = input_scan(&mut ex, body);
                         match scanned(res, ex, parts, inner) {
                             Ok(state) => state,
-                            Err(r) => return Poll::Ready(Ok(r)),
+                            Err(r) => return Poll::Ready(Ok(*r)),
                         }
                     }
                 }
@@ -267,7 +267,7 @@ where
                     };
                     match scanned(res, ex, parts, inner) {
                         Ok(state) => state,
-                        Err(r) => return Poll::Ready(Ok(r)),
+                        Err(r) => return Poll::Ready(Ok(*r)),
                     }
                 }
                 StateProj::Calling { fut, ex, judge } => {
@@ -298,7 +298,7 @@ where
                         },
                         res => match answered(res, ex) {
                             Ok(state) => state,
-                            Err(r) => return Poll::Ready(Ok(r)),
+                            Err(r) => return Poll::Ready(Ok(*r)),
                         },
                     }
                 }
@@ -321,7 +321,7 @@ where
                         }
                         None => match answered(Ok::<_, S::Error>(resp), ex) {
                             Ok(state) => state,
-                            Err(r) => return Poll::Ready(Ok(r)),
+                            Err(r) => return Poll::Ready(Ok(*r)),
                         },
                     }
                 }
@@ -491,6 +491,10 @@ where
     }
 }
 
+/// An answer the layer sends instead of moving to the next state (boxed: responses are
+/// large next to the states).
+type Early<ResB> = Box<Response<ResponseBody<ResB>>>;
+
 /// What follows the upstream's answer (the old `Calling` step): a fault or an upstream error
 /// head answered at once (`Err`), or the state that reads the body.
 // The `Err` side is the response itself, returned at once by the caller: boxing it would
@@ -499,7 +503,7 @@ where
 fn answered<S, ReqB, ResB, E>(
     res: Result<Response<ResB>, E>,
     mut ex: Box<Exchange>,
-) -> Result<State<S, ReqB, ResB>, Response<ResponseBody<ResB>>>
+) -> Result<State<S, ReqB, ResB>, Early<ResB>>
 where
     S: Service<Request<RequestBody<ReqB>>, Response = Response<ResB>>,
     ReqB: Body,
@@ -513,7 +517,7 @@ where
         Err(e) => {
             let e: BoxError = e.into();
             let fault = Fault::from_error(&*e);
-            return Err(fault_response(&mut ex, &fault));
+            return Err(Box::new(fault_response(&mut ex, &fault)));
         }
     };
     let (parts, body) = resp.into_parts();
@@ -526,11 +530,11 @@ where
         ));
         // An error body the gateway cannot read may quote text it never scanned: the client
         // gets the status with a body of the gateway's own.
-        return Err(if parts.status.is_success() {
+        return Err(Box::new(if parts.status.is_success() {
             fault_response(&mut ex, &fault)
         } else {
             upstream_error(&mut ex, parts, &fault)
-        });
+        }));
     }
     let limit = ex.shared.opts.max_response_bytes;
     if !parts.status.is_success() {
@@ -612,7 +616,7 @@ fn scanned<S, ReqB, ResB>(
     mut ex: Box<Exchange>,
     mut parts: http::request::Parts,
     mut inner: S,
-) -> Result<State<S, ReqB, ResB>, Response<ResponseBody<ResB>>>
+) -> Result<State<S, ReqB, ResB>, Early<ResB>>
 where
     S: Service<Request<RequestBody<ReqB>>, Response = Response<ResB>>,
     ReqB: Body<Data = Bytes>,
@@ -621,8 +625,8 @@ where
     ResB::Error: Into<BoxError>,
 {
     match res {
-        Err(wire) => Err(bad_request(&mut ex, &wire.info())),
-        Ok(Input::OverBudget { spent }) => Err(over_budget(&mut ex, spent)),
+        Err(wire) => Err(Box::new(bad_request(&mut ex, &wire.info()))),
+        Ok(Input::OverBudget { spent }) => Err(Box::new(over_budget(&mut ex, spent))),
         Ok(Input::Block((pi, f))) => {
             ex.act(crate::policy::Action::Block);
             let text = ex
@@ -631,7 +635,7 @@ where
                 .get(pi)
                 .map(|p| p.refusal_for(p.rule(&f.rule)))
                 .unwrap_or_default();
-            Err(blocked_input(&mut ex, &text))
+            Err(Box::new(blocked_input(&mut ex, &text)))
         }
         Ok(Input::Forward(bytes)) => {
             parts.headers.remove(TRANSFER_ENCODING);
