@@ -51,6 +51,10 @@ pub(super) struct Block {
     pub sent: bool,
     /// Its `content_block_stop` went out.
     pub stopped: bool,
+    /// The client saw its `content_block_start`.
+    pub announced: bool,
+    /// Its `content_block_stop` came from the upstream.
+    pub ended: bool,
 }
 
 /// The channel of a block of `kind` at `index`.

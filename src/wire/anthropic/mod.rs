@@ -35,6 +35,7 @@
 pub mod answer;
 mod block;
 pub mod request;
+mod run;
 pub mod stream;
 mod walk;
 
