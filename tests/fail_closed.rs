@@ -627,3 +627,126 @@ async fn a_phrase_split_across_two_anthropic_text_blocks_is_blocked() {
         assert_eq!(r.reply.json()["stop_reason"], "refusal", "cut {cut}");
     }
 }
+
+fn thinking_policy() -> deliberate::CompiledPolicy {
+    deliberate::CompiledPolicy::from_yaml_str(
+        r#"
+policy: thinking
+rules:
+  - id: thinking.secret
+    stages: [output, reasoning]
+    roles: [assistant]
+    match: {regex: 'secret-\d{4}'}
+    action: redact
+    replacement: "[secret]"
+    tests: {match: ['secret-1234'], no_match: ["secret"]}
+"#,
+        "thinking.yaml",
+    )
+    .unwrap()
+}
+
+/// A thinking block `thinking` (split at `cut`) with its signature, then a text block.
+fn thinking_stream(thinking: &str, cut: usize) -> Vec<u8> {
+    let mut sse = a_start();
+    sse.extend(a_ev(json!({"type": "content_block_start", "index": 0,
+        "content_block": {"type": "thinking", "thinking": ""}})));
+    for part in [&thinking[..cut], &thinking[cut..]] {
+        sse.extend(a_ev(json!({"type": "content_block_delta", "index": 0,
+            "delta": {"type": "thinking_delta", "thinking": part}})));
+    }
+    sse.extend(a_ev(json!({"type": "content_block_delta", "index": 0,
+        "delta": {"type": "signature_delta", "signature": "EqQBCgIYAhIM"}})));
+    sse.extend(a_stop(0));
+    sse.extend(a_block(1));
+    sse.extend(a_text(1, "Done."));
+    sse.extend(a_stop(1));
+    sse.extend(a_end());
+    sse
+}
+
+#[tokio::test]
+async fn redacted_thinking_drops_its_signature_and_says_so() {
+    // Broke: a redacted thinking block kept the upstream's signature, which no longer signed
+    // its text; the client was not told.
+    use common::layer_run::run_policy;
+    let send = |sse: bool, frames: Vec<u8>| async move {
+        run_policy(
+            thinking_policy(),
+            opts(),
+            "/v1/messages",
+            &[messages_req(sse)],
+            200,
+            sse,
+            vec![frames],
+        )
+        .await
+        .pop()
+        .unwrap()
+    };
+    let secret = "I recall secret-4321 from the file.";
+    for cut in 0..=secret.len() {
+        let r = send(true, thinking_stream(secret, cut)).await;
+        let text = r.reply.text();
+        assert!(!text.contains("4321"), "cut {cut}: {text}");
+        assert!(text.contains("[secret]"), "cut {cut}: {text}");
+        assert!(!text.contains("signature_delta"), "cut {cut}: {text}");
+        assert!(text.contains("Done"), "cut {cut}: {text}");
+        // The head went out with the first text, before the signature was decided: the audit
+        // record says it.
+        let record = r.records.last().expect("an audit record");
+        assert!(
+            record.enforcement.contains("signature dropped"),
+            "{}",
+            record.enforcement
+        );
+    }
+    // Unchanged thinking keeps its signature, after its text and before its stop.
+    let benign = "The user asks about birds.";
+    let r = send(true, thinking_stream(benign, 7)).await;
+    let events: Vec<Value> = r
+        .reply
+        .events()
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    let sig = events
+        .iter()
+        .position(|e| e["delta"]["type"] == "signature_delta")
+        .expect("the signature went out");
+    let stop = events
+        .iter()
+        .position(|e| e["type"] == "content_block_stop" && e["index"] == 0)
+        .unwrap();
+    let last_thinking = events
+        .iter()
+        .rposition(|e| e["delta"]["type"] == "thinking_delta")
+        .unwrap();
+    assert!(last_thinking < sig && sig < stop, "{}", r.reply.text());
+    assert_eq!(r.reply.header("x-deliberate-enforcement"), "full");
+    // Buffered.
+    let body = |thinking: &str| {
+        json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-x",
+            "content": [{"type": "thinking", "thinking": thinking, "signature": "EqQBCgIYAhIM"},
+                        {"type": "text", "text": "Done."}],
+            "stop_reason": "end_turn", "stop_sequence": null,
+            "usage": {"input_tokens": 5, "output_tokens": 9}})
+        .to_string()
+        .into_bytes()
+    };
+    let r = send(false, body(secret)).await;
+    let v = r.reply.json();
+    assert_eq!(
+        v["content"][0]["thinking"],
+        "I recall [secret] from the file."
+    );
+    assert!(v["content"][0].get("signature").is_none(), "{v}");
+    assert!(
+        r.reply
+            .header("x-deliberate-enforcement")
+            .contains("signature dropped")
+    );
+    let r = send(false, body(benign)).await;
+    assert_eq!(r.reply.json()["content"][0]["signature"], "EqQBCgIYAhIM");
+    assert_eq!(r.reply.header("x-deliberate-enforcement"), "full");
+}

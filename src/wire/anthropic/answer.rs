@@ -3,7 +3,7 @@
 //! | block | channel |
 //! |---|---|
 //! | `text` | `text` as [`Content`](ChannelKind::Content), `citations` strings as `Other` |
-//! | `thinking` | `thinking` as [`Reasoning`](ChannelKind::Reasoning) (`signature` as it is) |
+//! | `thinking` | `thinking` as [`Reasoning`](ChannelKind::Reasoning); `signature` dropped when the text was redacted ([`SIGNATURE_DROPPED`]) |
 //! | `redacted_thinking` | cannot be scanned: partial |
 //! | `tool_use`, `server_tool_use`, `mcp_tool_use` | `name` as `ToolName`, `input` as `ToolArguments` JSON |
 //! | anything else (web search results, new block types) | every string as `Other` |
@@ -22,6 +22,11 @@ use serde_json::{Map, Value};
 use super::walk::{apply, scan_rest};
 use super::{MessageMeta, refusal_message};
 use crate::wire::{Answer, Channel, ChannelKind, TextFilter, Verdict, WireError, parse_strict};
+
+/// The `partial` reason of an answer whose `thinking` block the gateway changed: its
+/// `signature` no longer signs the text, so it is dropped. The API rejects a thinking block
+/// without a valid signature when a client sends it back in a later turn.
+pub const SIGNATURE_DROPPED: &str = "thinking edited, signature dropped";
 
 /// Top-level members of a message that carry no text.
 const MESSAGE_FIELDS: &[&str] = &[
@@ -115,7 +120,15 @@ fn scan_block(
             &["text"]
         }
         "thinking" => {
-            changed |= scan_field(filter, b, "thinking", ChannelKind::Reasoning, i)?;
+            let before = b.get("thinking").and_then(Value::as_str).map(str::to_owned);
+            let edited = scan_field(filter, b, "thinking", ChannelKind::Reasoning, i)?;
+            changed |= edited;
+            // A redaction: the signature no longer signs the text. Stripping (the operator's
+            // choice) leaves it, as documented for stripped reasoning.
+            let stripped = edited && b.get("thinking").and_then(Value::as_str) == Some("");
+            if edited && !stripped && before.is_some() && b.remove("signature").is_some() {
+                filter.partial(SIGNATURE_DROPPED);
+            }
             &["thinking"]
         }
         "redacted_thinking" => {

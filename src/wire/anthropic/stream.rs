@@ -17,8 +17,13 @@
 //! A block started again at an index that already had events, a delta or stop for a block
 //! before its start or after its stop, and a text block starting while another is open are
 //! upstream protocol faults: the stream ends with an `event: error` and nothing held is
-//! released (real streams never do this; a fresh channel would drop what the old one held). `signature_delta` and `ping` pass as they are; an
-//! upstream `error` event's message is scanned like any text.
+//! //! released (real streams never do this; a fresh channel would drop what the old one held).
+//!
+//! A `thinking` block's `signature_delta` is held until the block stops: when the gateway
+//! changed the block's text (a redaction) the signature no longer signs it and is dropped,
+//! and the answer says `partial` ([`SIGNATURE_DROPPED`]); otherwise it goes out as it came,
+//! just before the stop. `ping` passes as it is; an upstream `error` event's message is
+//! scanned like any text.
 //!
 //! A block ends the stream the way Anthropic's own classifier does: `content_block_stop` for
 //! the open block, `message_delta` with `stop_reason: "refusal"`, `message_stop` (with the
@@ -26,6 +31,7 @@
 
 use serde_json::{Map, Value, json};
 
+use super::answer::SIGNATURE_DROPPED;
 use super::answer::scan_input;
 use super::block::{Block, Kind, channel_for};
 use super::run::{Held, Piece, TextRun};
@@ -132,6 +138,9 @@ impl MessagesStream {
             stopped: false,
             announced: kind != Kind::Text,
             ended: false,
+            pending: String::new(),
+            edited: false,
+            signature: None,
         });
         self.blocks.len() - 1
     }
@@ -152,7 +161,12 @@ impl MessagesStream {
                 ch
             }
         };
-        match filter.push(ch, text) {
+        let verdict = filter.push(ch, text);
+        if b.kind == Kind::Thinking {
+            b.pending.push_str(text);
+            b.track(&verdict);
+        }
+        match verdict {
             Verdict::Send(s) if !s.is_empty() => {
                 b.sent = true;
                 self.sent_text |= b.kind == Kind::Text;
@@ -172,9 +186,15 @@ impl MessagesStream {
     ) -> Result<(), Stop> {
         let b = &mut self.blocks[bi];
         let Some(ch) = b.channel.take() else {
-            return Ok(());
+            return self.release_signature(bi, filter, out);
         };
-        match filter.close(ch) {
+        let verdict = filter.close(ch);
+        if b.kind == Kind::Thinking {
+            b.track(&verdict);
+            // What is still pending was held and never released: the text changed.
+            b.edited |= !b.pending.is_empty() && !matches!(verdict, Verdict::Strip);
+        }
+        match verdict {
             Verdict::Send(s) if !s.is_empty() => {
                 let Some((delta_type, field)) = b.kind.delta() else {
                     return Ok(());
@@ -184,11 +204,31 @@ impl MessagesStream {
                 let data = json!({"type": "content_block_delta", "index": b.index,
                                   "delta": {"type": delta_type, field: s}});
                 out.progress = true;
-                emit(out, Some("content_block_delta"), None, &data)
+                emit(out, Some("content_block_delta"), None, &data)?;
             }
-            Verdict::Send(_) | Verdict::Strip => Ok(()),
-            Verdict::Block { refusal: r, .. } => Err(Stop::Blocked(r)),
+            Verdict::Send(_) | Verdict::Strip => {}
+            Verdict::Block { refusal: r, .. } => return Err(Stop::Blocked(r)),
         }
+        self.release_signature(bi, filter, out)
+    }
+
+    /// The `signature_delta` held for block `bi`: sent when the block's text went out as it
+    /// came, dropped (and the answer marked partial) when the gateway changed it.
+    fn release_signature(
+        &mut self,
+        bi: usize,
+        filter: &mut dyn TextFilter,
+        out: &mut Emit,
+    ) -> Result<(), Stop> {
+        let b = &mut self.blocks[bi];
+        let Some(sig) = b.signature.take() else {
+            return Ok(());
+        };
+        if b.edited {
+            filter.partial(SIGNATURE_DROPPED);
+            return Ok(());
+        }
+        emit(out, sig.name.as_deref(), sig.id.as_deref(), &sig.data)
     }
 
     fn release_all(&mut self, filter: &mut dyn TextFilter, out: &mut Emit) -> Result<(), Stop> {
@@ -315,6 +355,17 @@ impl MessagesStream {
                     return Ok(Step::Continue);
                 }
                 let index = index_of(obj)?;
+                if let Some(bi) = self.find(index)
+                    && self.blocks[bi].kind == Kind::Thinking
+                    && obj
+                        .get("delta")
+                        .and_then(|d| d.get("type"))
+                        .and_then(Value::as_str)
+                        == Some("signature_delta")
+                {
+                    self.blocks[bi].signature = Some(held(name, id, data));
+                    return Ok(Step::Continue);
+                }
                 if let Some(run) = self.run.as_mut().filter(|r| r.is_held(index)) {
                     run.hold(index, held(name, id, data));
                     return Ok(Step::Continue);
