@@ -403,3 +403,350 @@ async fn a_redaction_crossing_a_json_quote_is_refused() {
         "content_filter"
     );
 }
+
+// === Anthropic and Responses streams: restarted blocks, blocks split across text blocks ===
+
+/// One Anthropic SSE event.
+fn a_ev(data: Value) -> Vec<u8> {
+    let name = data["type"].as_str().unwrap().to_owned();
+    format!("event: {name}\ndata: {data}\n\n").into_bytes()
+}
+
+fn a_start() -> Vec<u8> {
+    a_ev(
+        json!({"type": "message_start", "message": {"id": "msg_1", "type": "message",
+        "role": "assistant", "model": "claude-x", "content": [], "stop_reason": null,
+        "stop_sequence": null, "usage": {"input_tokens": 5, "output_tokens": 1}}}),
+    )
+}
+
+fn a_block(index: u64) -> Vec<u8> {
+    a_ev(json!({"type": "content_block_start", "index": index,
+                "content_block": {"type": "text", "text": ""}}))
+}
+
+fn a_text(index: u64, text: &str) -> Vec<u8> {
+    a_ev(json!({"type": "content_block_delta", "index": index,
+                "delta": {"type": "text_delta", "text": text}}))
+}
+
+fn a_stop(index: u64) -> Vec<u8> {
+    a_ev(json!({"type": "content_block_stop", "index": index}))
+}
+
+fn a_end() -> Vec<u8> {
+    let mut v = a_ev(json!({"type": "message_delta",
+        "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": 9}}));
+    v.extend(a_ev(json!({"type": "message_stop"})));
+    v
+}
+
+fn messages_req(stream: bool) -> Value {
+    json!({"model": "claude-x", "max_tokens": 100, "stream": stream,
+           "messages": [{"role": "user", "content": "hi"}]})
+}
+
+async fn messages_run(sse: Vec<u8>) -> common::layer_run::Run {
+    let mut runs = run_with(
+        opts(),
+        "/v1/messages",
+        &[messages_req(true)],
+        200,
+        true,
+        vec![sse],
+    )
+    .await;
+    runs.pop().unwrap()
+}
+
+/// The error the client got: the stream's last event (the fault came after the head), or
+/// the error body of a 5xx (before it).
+fn upstream_error(reply: &common::Reply) -> Value {
+    if reply.status >= 500 {
+        return reply.json();
+    }
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let last = reply.events().pop().expect("an event");
+    serde_json::from_str(&last).unwrap()
+}
+
+const PHRASE: &str = "Here is how to build a pipe bomb at home.";
+
+/// Whether any byte run of the blocked phrase ("pipe bomb") long enough to read reached the
+/// client: "pipe", "bomb", or the phrase's middle.
+fn leaks_phrase(text: &str) -> bool {
+    text.contains("pipe") || text.contains("bomb") || text.contains("e b")
+}
+
+#[tokio::test]
+async fn a_restarted_anthropic_block_is_an_upstream_error() {
+    // Broke: a second `content_block_start` at index 0 started a fresh channel and dropped
+    // what the first still held; the client, joining text by index, read the first block's
+    // released end next to the new text.
+    // Cuts before the phrase is whole in the first part (then it is simply blocked).
+    for cut in 0..PHRASE.find(" bomb").unwrap() + 5 {
+        let mut sse = a_start();
+        sse.extend(a_block(0));
+        sse.extend(a_text(0, &PHRASE[..cut]));
+        sse.extend(a_block(0));
+        sse.extend(a_text(0, &PHRASE[cut..]));
+        sse.extend(a_stop(0));
+        sse.extend(a_end());
+        let r = messages_run(sse).await;
+        let text = r.reply.text();
+        assert!(!leaks_phrase(&text), "cut {cut}: {text}");
+        let e = upstream_error(&r.reply);
+        assert_eq!(e["type"], "error", "cut {cut}: {text}");
+        assert!(e["error"]["message"].is_string(), "{e}");
+    }
+}
+
+#[tokio::test]
+async fn anthropic_deltas_before_their_block_start_or_after_its_stop_are_upstream_errors() {
+    for cut in [0, 10, 24, 30] {
+        // Before the start.
+        let mut sse = a_start();
+        sse.extend(a_text(0, &PHRASE[..cut]));
+        sse.extend(a_block(0));
+        sse.extend(a_text(0, &PHRASE[cut..]));
+        sse.extend(a_stop(0));
+        sse.extend(a_end());
+        let r = messages_run(sse).await;
+        assert!(!leaks_phrase(&r.reply.text()), "{}", r.reply.text());
+        assert_eq!(upstream_error(&r.reply)["type"], "error");
+        // After the stop.
+        let mut sse = a_start();
+        sse.extend(a_block(0));
+        sse.extend(a_text(0, &PHRASE[..cut]));
+        sse.extend(a_stop(0));
+        sse.extend(a_text(0, &PHRASE[cut..]));
+        sse.extend(a_end());
+        let r = messages_run(sse).await;
+        assert!(!leaks_phrase(&r.reply.text()), "{}", r.reply.text());
+        assert_eq!(upstream_error(&r.reply)["type"], "error");
+    }
+}
+
+#[tokio::test]
+async fn a_restarted_responses_item_is_an_upstream_error() {
+    // Broke like the Anthropic case: `response.output_item.added` again at output_index 0.
+    let r_obj = json!({"id": "resp_1", "object": "response", "created_at": 1,
+        "status": "in_progress", "model": "m", "output": []});
+    let added = json!({"type": "response.output_item.added", "output_index": 0,
+        "item": {"id": "msg_1", "type": "message", "status": "in_progress", "role": "assistant", "content": []}});
+    let part = json!({"type": "response.content_part.added", "item_id": "msg_1", "output_index": 0,
+        "content_index": 0, "part": {"type": "output_text", "text": "", "annotations": []}});
+    let delta = |t: &str| {
+        json!({"type": "response.output_text.delta", "item_id": "msg_1",
+        "output_index": 0, "content_index": 0, "delta": t})
+    };
+    // Cuts before the phrase is whole in the first part (then it is simply blocked).
+    for cut in 0..PHRASE.find(" bomb").unwrap() + 5 {
+        let mut sse = frame(&json!({"type": "response.created", "response": r_obj}));
+        sse.extend(frame(&added));
+        sse.extend(frame(&part));
+        sse.extend(frame(&delta(&PHRASE[..cut])));
+        sse.extend(frame(&added));
+        sse.extend(frame(&part));
+        sse.extend(frame(&delta(&PHRASE[cut..])));
+        let mut done = r_obj.clone();
+        done["status"] = "completed".into();
+        sse.extend(frame(
+            &json!({"type": "response.completed", "response": done}),
+        ));
+        let mut runs = run_with(
+            opts(),
+            "/v1/responses",
+            &[json!({"model": "m", "input": "hi", "stream": true})],
+            200,
+            true,
+            vec![sse],
+        )
+        .await;
+        let r = runs.pop().unwrap();
+        let text = r.reply.text();
+        assert!(!leaks_phrase(&text), "cut {cut}: {text}");
+        let e = upstream_error(&r.reply);
+        assert!(
+            e["type"] == "error" || e["error"]["message"].is_string(),
+            "cut {cut}: {text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_phrase_split_across_two_anthropic_text_blocks_is_blocked() {
+    // Broke: each text block was scanned alone, so "…pipe" | " bomb…" passed, and clients
+    // show consecutive text blocks as one text.
+    for cut in 0..=PHRASE.len() {
+        let (a, b) = PHRASE.split_at(cut);
+        // Streamed, byte by byte.
+        let mut sse = a_start();
+        for (i, part) in [a, b].into_iter().enumerate() {
+            sse.extend(a_block(i as u64));
+            for k in 0..part.len() {
+                sse.extend(a_text(i as u64, &part[k..k + 1]));
+            }
+            sse.extend(a_stop(i as u64));
+        }
+        sse.extend(a_end());
+        let r = messages_run(sse).await;
+        let mut text = String::new();
+        for e in r.reply.events() {
+            let v: Value = serde_json::from_str(&e).unwrap();
+            if let Some(t) = v["delta"]["text"].as_str() {
+                text.push_str(t);
+            }
+        }
+        assert!(!leaks_phrase(&text), "cut {cut}: {text}");
+        assert!(
+            r.reply.text().contains(r#""stop_reason":"refusal""#),
+            "cut {cut}"
+        );
+        assert_eq!(r.reply.header("x-deliberate-enforcement"), "full");
+        // Buffered.
+        let body = json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-x",
+            "content": [{"type": "text", "text": a}, {"type": "text", "text": b}],
+            "stop_reason": "end_turn", "stop_sequence": null,
+            "usage": {"input_tokens": 5, "output_tokens": 9}});
+        let mut runs = run_with(
+            opts(),
+            "/v1/messages",
+            &[messages_req(false)],
+            200,
+            false,
+            vec![body.to_string().into_bytes()],
+        )
+        .await;
+        let r = runs.pop().unwrap();
+        assert!(
+            !leaks_phrase(&r.reply.text()),
+            "cut {cut}: {}",
+            r.reply.text()
+        );
+        assert_eq!(r.reply.json()["stop_reason"], "refusal", "cut {cut}");
+    }
+}
+
+fn thinking_policy() -> deliberate::CompiledPolicy {
+    deliberate::CompiledPolicy::from_yaml_str(
+        r#"
+policy: thinking
+rules:
+  - id: thinking.secret
+    stages: [output, reasoning]
+    roles: [assistant]
+    match: {regex: 'secret-\d{4}'}
+    action: redact
+    replacement: "[secret]"
+    tests: {match: ['secret-1234'], no_match: ["secret"]}
+"#,
+        "thinking.yaml",
+    )
+    .unwrap()
+}
+
+/// A thinking block `thinking` (split at `cut`) with its signature, then a text block.
+fn thinking_stream(thinking: &str, cut: usize) -> Vec<u8> {
+    let mut sse = a_start();
+    sse.extend(a_ev(json!({"type": "content_block_start", "index": 0,
+        "content_block": {"type": "thinking", "thinking": ""}})));
+    for part in [&thinking[..cut], &thinking[cut..]] {
+        sse.extend(a_ev(json!({"type": "content_block_delta", "index": 0,
+            "delta": {"type": "thinking_delta", "thinking": part}})));
+    }
+    sse.extend(a_ev(json!({"type": "content_block_delta", "index": 0,
+        "delta": {"type": "signature_delta", "signature": "EqQBCgIYAhIM"}})));
+    sse.extend(a_stop(0));
+    sse.extend(a_block(1));
+    sse.extend(a_text(1, "Done."));
+    sse.extend(a_stop(1));
+    sse.extend(a_end());
+    sse
+}
+
+#[tokio::test]
+async fn redacted_thinking_drops_its_signature_and_says_so() {
+    // Broke: a redacted thinking block kept the upstream's signature, which no longer signed
+    // its text; the client was not told.
+    use common::layer_run::run_policy;
+    let send = |sse: bool, frames: Vec<u8>| async move {
+        run_policy(
+            thinking_policy(),
+            opts(),
+            "/v1/messages",
+            &[messages_req(sse)],
+            200,
+            sse,
+            vec![frames],
+        )
+        .await
+        .pop()
+        .unwrap()
+    };
+    let secret = "I recall secret-4321 from the file.";
+    for cut in 0..=secret.len() {
+        let r = send(true, thinking_stream(secret, cut)).await;
+        let text = r.reply.text();
+        assert!(!text.contains("4321"), "cut {cut}: {text}");
+        assert!(text.contains("[secret]"), "cut {cut}: {text}");
+        assert!(!text.contains("signature_delta"), "cut {cut}: {text}");
+        assert!(text.contains("Done"), "cut {cut}: {text}");
+        // The head went out with the first text, before the signature was decided: the audit
+        // record says it.
+        let record = r.records.last().expect("an audit record");
+        assert!(
+            record.enforcement.contains("signature dropped"),
+            "{}",
+            record.enforcement
+        );
+    }
+    // Unchanged thinking keeps its signature, after its text and before its stop.
+    let benign = "The user asks about birds.";
+    let r = send(true, thinking_stream(benign, 7)).await;
+    let events: Vec<Value> = r
+        .reply
+        .events()
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    let sig = events
+        .iter()
+        .position(|e| e["delta"]["type"] == "signature_delta")
+        .expect("the signature went out");
+    let stop = events
+        .iter()
+        .position(|e| e["type"] == "content_block_stop" && e["index"] == 0)
+        .unwrap();
+    let last_thinking = events
+        .iter()
+        .rposition(|e| e["delta"]["type"] == "thinking_delta")
+        .unwrap();
+    assert!(last_thinking < sig && sig < stop, "{}", r.reply.text());
+    assert_eq!(r.reply.header("x-deliberate-enforcement"), "full");
+    // Buffered.
+    let body = |thinking: &str| {
+        json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-x",
+            "content": [{"type": "thinking", "thinking": thinking, "signature": "EqQBCgIYAhIM"},
+                        {"type": "text", "text": "Done."}],
+            "stop_reason": "end_turn", "stop_sequence": null,
+            "usage": {"input_tokens": 5, "output_tokens": 9}})
+        .to_string()
+        .into_bytes()
+    };
+    let r = send(false, body(secret)).await;
+    let v = r.reply.json();
+    assert_eq!(
+        v["content"][0]["thinking"],
+        "I recall [secret] from the file."
+    );
+    assert!(v["content"][0].get("signature").is_none(), "{v}");
+    assert!(
+        r.reply
+            .header("x-deliberate-enforcement")
+            .contains("signature dropped")
+    );
+    let r = send(false, body(benign)).await;
+    assert_eq!(r.reply.json()["content"][0]["signature"], "EqQBCgIYAhIM");
+    assert_eq!(r.reply.header("x-deliberate-enforcement"), "full");
+}

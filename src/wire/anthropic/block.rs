@@ -1,7 +1,8 @@
 //! The state of one streamed content block: what its deltas carry and the channel its text
 //! goes through.
 
-use crate::wire::{Channel, ChannelId, ChannelKind};
+use super::run::Held;
+use crate::wire::{Channel, ChannelId, ChannelKind, Verdict};
 
 /// What a content block carries in its deltas.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +52,33 @@ pub(super) struct Block {
     pub sent: bool,
     /// Its `content_block_stop` went out.
     pub stopped: bool,
+    /// The client saw its `content_block_start`.
+    pub announced: bool,
+    /// Its `content_block_stop` came from the upstream.
+    pub ended: bool,
+    /// A `thinking` block's text pushed and not yet released, while nothing was edited.
+    pub pending: String,
+    /// The gateway changed the text of this `thinking` block (its signature no longer fits).
+    pub edited: bool,
+    /// Its `signature_delta`, held until the block stops.
+    pub signature: Option<Held>,
+}
+
+impl Block {
+    /// Notes what the filter released of a `thinking` block: anything but a prefix of the text
+    /// pushed is an edit. Stripping is the operator's choice, not an edit.
+    pub(super) fn track(&mut self, verdict: &Verdict) {
+        if let Verdict::Send(s) = verdict {
+            if !self.edited && self.pending.starts_with(s.as_str()) {
+                self.pending.drain(..s.len());
+            } else {
+                self.edited = true;
+                self.pending.clear();
+            }
+        } else if let Verdict::Strip = verdict {
+            self.pending.clear();
+        }
+    }
 }
 
 /// The channel of a block of `kind` at `index`.

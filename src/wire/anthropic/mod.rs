@@ -12,7 +12,8 @@
 //!   reported `partial`. The spec goes into `system`; Anthropic has no system role inside
 //!   `messages`, so the requested [`InjectRole`](crate::policy::InjectRole) is ignored.
 //! - **Answers** ([`answer`]) and **streams** ([`stream`]): `text` blocks and their citations,
-//!   `thinking` (reasoning; the `signature` is left as it is), `tool_use` / `server_tool_use`
+//!   `thinking` (reasoning; its `signature` is dropped, and the answer marked `partial`, when a
+//!   redaction changed the text), `tool_use` / `server_tool_use`
 //!   names and inputs (JSON), and every other string; a block ends the answer the way
 //!   Anthropic's own classifier does, with `stop_reason: "refusal"`.
 //! - **Errors**: `{"type":"error","error":{"type","message"}}` with Anthropic's error types.
@@ -35,6 +36,7 @@
 pub mod answer;
 mod block;
 pub mod request;
+mod run;
 pub mod stream;
 mod walk;
 

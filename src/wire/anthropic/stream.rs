@@ -1,5 +1,8 @@
 //! Streamed answers: Messages server-sent events, rewritten one by one.
 //!
+//! One concern: the event-by-event rewrite of one Messages stream (long because every event
+//! type and its faults are handled here; the text-block run lives in `run.rs`).
+//!
 //! Each content block is one channel: `text_delta` ([`Content`](ChannelKind::Content)),
 //! `thinking_delta` ([`Reasoning`](ChannelKind::Reasoning)) and `input_json_delta`
 //! ([`ToolArguments`](ChannelKind::ToolArguments), JSON) are pushed through the layer's
@@ -7,8 +10,20 @@
 //! already in `content_block_start`, tool names, citations, blocks complete in their start
 //! event and every string of an event type the adapter does not know are scanned whole.
 //! `content_block_stop` closes its channel first: what it still held goes out as one more
-//! `content_block_delta` before the stop. `signature_delta` and `ping` pass as they are; an
-//! upstream `error` event's message is scanned like any text.
+//! `content_block_delta` before the stop. Consecutive `text` blocks share one channel (clients
+//! show them as one text): a later block's start is held until the earlier block's tail is
+//! decided (`run.rs`).
+//!
+//! A block started again at an index that already had events, a delta or stop for a block
+//! before its start or after its stop, and a text block starting while another is open are
+//! upstream protocol faults: the stream ends with an `event: error` and nothing held is
+//! //! released (real streams never do this; a fresh channel would drop what the old one held).
+//!
+//! A `thinking` block's `signature_delta` is held until the block stops: when the gateway
+//! changed the block's text (a redaction) the signature no longer signs it and is dropped,
+//! and the answer says `partial` ([`SIGNATURE_DROPPED`]); otherwise it goes out as it came,
+//! just before the stop. `ping` passes as it is; an upstream `error` event's message is
+//! scanned like any text.
 //!
 //! A block ends the stream the way Anthropic's own classifier does: `content_block_stop` for
 //! the open block, `message_delta` with `stop_reason: "refusal"`, `message_stop` (with the
@@ -16,8 +31,10 @@
 
 use serde_json::{Map, Value, json};
 
+use super::answer::SIGNATURE_DROPPED;
 use super::answer::scan_input;
 use super::block::{Block, Kind, channel_for};
+use super::run::{Held, Piece, TextRun};
 use super::walk::{apply, scan_rest, scan_value};
 use super::write_text_block;
 use super::{MessageMeta, REFUSAL, error_body, refusal_stream, write_end, write_event};
@@ -33,6 +50,8 @@ pub struct MessagesStream {
     model: String,
     meta: Option<MessageMeta>,
     blocks: Vec<Block>,
+    /// The consecutive text blocks being streamed (see `run.rs`).
+    run: Option<TextRun>,
     /// Answer text (a `text` block's) reached the client.
     sent_text: bool,
     /// `message_delta` with a `stop_reason` came.
@@ -80,14 +99,35 @@ impl MessagesStream {
             model: model.to_owned(),
             meta: None,
             blocks: Vec::new(),
+            run: None,
             sent_text: false,
             stop_seen: false,
             ended: None,
         }
     }
 
+    /// The position of block `index`, if it started.
+    fn find(&self, index: u64) -> Option<usize> {
+        self.blocks.iter().position(|b| b.index == index)
+    }
+
+    /// The position of block `index`, started and not stopped; anything else is a protocol
+    /// fault (a delta before its block's start, or after its stop, would open a fresh text).
+    fn open_block(&self, index: u64, what: &str) -> Result<usize, Stop> {
+        match self.find(index) {
+            Some(bi) if !self.blocks[bi].ended => Ok(bi),
+            Some(_) => {
+                Err(shape(&format!("{what} for content block {index} after its stop")).into())
+            }
+            None => Err(shape(&format!(
+                "{what} for content block {index} before its start"
+            ))
+            .into()),
+        }
+    }
+
     fn block(&mut self, index: u64, kind: Kind) -> usize {
-        if let Some(i) = self.blocks.iter().position(|b| b.index == index) {
+        if let Some(i) = self.find(index) {
             return i;
         }
         self.blocks.push(Block {
@@ -96,6 +136,11 @@ impl MessagesStream {
             channel: None,
             sent: false,
             stopped: false,
+            announced: kind != Kind::Text,
+            ended: false,
+            pending: String::new(),
+            edited: false,
+            signature: None,
         });
         self.blocks.len() - 1
     }
@@ -116,7 +161,12 @@ impl MessagesStream {
                 ch
             }
         };
-        match filter.push(ch, text) {
+        let verdict = filter.push(ch, text);
+        if b.kind == Kind::Thinking {
+            b.pending.push_str(text);
+            b.track(&verdict);
+        }
+        match verdict {
             Verdict::Send(s) if !s.is_empty() => {
                 b.sent = true;
                 self.sent_text |= b.kind == Kind::Text;
@@ -136,9 +186,15 @@ impl MessagesStream {
     ) -> Result<(), Stop> {
         let b = &mut self.blocks[bi];
         let Some(ch) = b.channel.take() else {
-            return Ok(());
+            return self.release_signature(bi, filter, out);
         };
-        match filter.close(ch) {
+        let verdict = filter.close(ch);
+        if b.kind == Kind::Thinking {
+            b.track(&verdict);
+            // What is still pending was held and never released: the text changed.
+            b.edited |= !b.pending.is_empty() && !matches!(verdict, Verdict::Strip);
+        }
+        match verdict {
             Verdict::Send(s) if !s.is_empty() => {
                 let Some((delta_type, field)) = b.kind.delta() else {
                     return Ok(());
@@ -148,16 +204,105 @@ impl MessagesStream {
                 let data = json!({"type": "content_block_delta", "index": b.index,
                                   "delta": {"type": delta_type, field: s}});
                 out.progress = true;
-                emit(out, Some("content_block_delta"), None, &data)
+                emit(out, Some("content_block_delta"), None, &data)?;
             }
-            Verdict::Send(_) | Verdict::Strip => Ok(()),
-            Verdict::Block { refusal: r, .. } => Err(Stop::Blocked(r)),
+            Verdict::Send(_) | Verdict::Strip => {}
+            Verdict::Block { refusal: r, .. } => return Err(Stop::Blocked(r)),
         }
+        self.release_signature(bi, filter, out)
+    }
+
+    /// The `signature_delta` held for block `bi`: sent when the block's text went out as it
+    /// came, dropped (and the answer marked partial) when the gateway changed it.
+    fn release_signature(
+        &mut self,
+        bi: usize,
+        filter: &mut dyn TextFilter,
+        out: &mut Emit,
+    ) -> Result<(), Stop> {
+        let b = &mut self.blocks[bi];
+        let Some(sig) = b.signature.take() else {
+            return Ok(());
+        };
+        if b.edited {
+            filter.partial(SIGNATURE_DROPPED);
+            return Ok(());
+        }
+        emit(out, sig.name.as_deref(), sig.id.as_deref(), &sig.data)
     }
 
     fn release_all(&mut self, filter: &mut dyn TextFilter, out: &mut Emit) -> Result<(), Stop> {
+        self.end_run(filter, out)?;
         for bi in 0..self.blocks.len() {
             self.release(bi, filter, out)?;
+        }
+        Ok(())
+    }
+
+    /// Pushes `text` of a text block through the run's channel and sends what it released.
+    fn push_text(
+        &mut self,
+        text: &str,
+        filter: &mut dyn TextFilter,
+        out: &mut Emit,
+    ) -> Result<(), Stop> {
+        let Some(run) = self.run.as_mut() else {
+            return Err(shape("text outside a text block").into());
+        };
+        if text.is_empty() {
+            return Ok(());
+        }
+        run.pushed(text);
+        let mut pieces = Vec::new();
+        match filter.push(run.channel, text) {
+            Verdict::Send(s) => run.release(&s, &mut pieces),
+            Verdict::Strip => {}
+            Verdict::Block { refusal: r, .. } => return Err(Stop::Blocked(r)),
+        }
+        self.write_pieces(pieces, out)
+    }
+
+    /// Closes the run of text blocks: what it held goes out, then the stops and starts it
+    /// kept back.
+    fn end_run(&mut self, filter: &mut dyn TextFilter, out: &mut Emit) -> Result<(), Stop> {
+        let Some(mut run) = self.run.take() else {
+            return Ok(());
+        };
+        let mut pieces = Vec::new();
+        match filter.close(run.channel) {
+            Verdict::Send(s) => run.release(&s, &mut pieces),
+            Verdict::Strip => {}
+            Verdict::Block { refusal: r, .. } => return Err(Stop::Blocked(r)),
+        }
+        run.finish(&mut pieces);
+        self.write_pieces(pieces, out)
+    }
+
+    fn write_pieces(&mut self, pieces: Vec<Piece>, out: &mut Emit) -> Result<(), Stop> {
+        for p in pieces {
+            out.progress = true;
+            match p {
+                Piece::Text(index, text) => {
+                    self.sent_text = true;
+                    if let Some(bi) = self.find(index) {
+                        self.blocks[bi].sent = true;
+                    }
+                    let data = json!({"type": "content_block_delta", "index": index,
+                                      "delta": {"type": "text_delta", "text": text}});
+                    emit(out, Some("content_block_delta"), None, &data)?;
+                }
+                Piece::Event(h) => {
+                    let index = h.data.get("index").and_then(Value::as_u64);
+                    if let Some(bi) = index.and_then(|i| self.find(i)) {
+                        match h.data.get("type").and_then(Value::as_str) {
+                            Some("content_block_start") => self.blocks[bi].announced = true,
+                            Some("content_block_stop") => self.blocks[bi].stopped = true,
+                            _ => {}
+                        }
+                    }
+                    emit(out, h.name.as_deref(), h.id.as_deref(), &h.data)?;
+                }
+            }
         }
         Ok(())
     }
@@ -201,19 +346,42 @@ impl MessagesStream {
                 blocked(scan_rest(filter, obj, &["type", "message"], ""))?;
             }
             "content_block_start" => {
-                self.block_start(obj, filter, out)?;
+                if !self.block_start(obj, name, id, filter, out)? {
+                    return Ok(Step::Continue);
+                }
             }
             "content_block_delta" => {
                 if !self.block_delta(obj, filter, out)? {
                     return Ok(Step::Continue);
                 }
+                let index = index_of(obj)?;
+                if let Some(bi) = self.find(index)
+                    && self.blocks[bi].kind == Kind::Thinking
+                    && obj
+                        .get("delta")
+                        .and_then(|d| d.get("type"))
+                        .and_then(Value::as_str)
+                        == Some("signature_delta")
+                {
+                    self.blocks[bi].signature = Some(held(name, id, data));
+                    return Ok(Step::Continue);
+                }
+                if let Some(run) = self.run.as_mut().filter(|r| r.is_held(index)) {
+                    run.hold(index, held(name, id, data));
+                    return Ok(Step::Continue);
+                }
             }
             "content_block_stop" => {
                 let index = index_of(obj)?;
-                let bi = self.block(index, Kind::Other);
+                let bi = self.open_block(index, "content_block_stop")?;
+                blocked(scan_rest(filter, obj, &["type", "index"], ""))?;
+                self.blocks[bi].ended = true;
+                if let Some(run) = self.run.as_mut().filter(|r| r.contains(index)) {
+                    run.stop(index, held(name, id, data));
+                    return Ok(Step::Continue);
+                }
                 self.release(bi, filter, out)?;
                 self.blocks[bi].stopped = true;
-                blocked(scan_rest(filter, obj, &["type", "index"], ""))?;
             }
             "message_delta" => {
                 self.release_all(filter, out)?;
@@ -280,12 +448,16 @@ impl MessagesStream {
         Ok(Step::Continue)
     }
 
+    /// Returns whether the (rewritten) start is to be sent as it is; a text block's start is
+    /// sent or kept back here.
     fn block_start(
         &mut self,
         obj: &mut Map<String, Value>,
+        name: Option<&str>,
+        id: Option<&str>,
         filter: &mut dyn TextFilter,
         out: &mut Emit,
-    ) -> Result<(), Stop> {
+    ) -> Result<bool, Stop> {
         let index = index_of(obj)?;
         let Some(Value::Object(cb)) = obj.get_mut("content_block") else {
             return Err(shape("content_block_start without content_block").into());
@@ -302,8 +474,16 @@ impl MessagesStream {
             "tool_use" | "server_tool_use" | "mcp_tool_use" => Kind::Tool,
             _ => Kind::Other,
         };
-        // A block restarted at a known index starts afresh.
-        self.blocks.retain(|b| b.index != index);
+        // A block restarted at an index that already had events is a protocol fault: starting
+        // afresh would drop what the old block's channel still held, and a client joining text
+        // by index would read the old block's released end next to the new text.
+        if self.find(index).is_some() {
+            return Err(shape(&format!("content block {index} started again")).into());
+        }
+        if kind == Kind::Text {
+            return self.text_start(index, obj, name, id, filter, out);
+        }
+        self.end_run(filter, out)?;
         let bi = self.block(index, kind);
         let handled: &[&str] = match kind {
             Kind::Text | Kind::Thinking => {
@@ -357,7 +537,61 @@ impl MessagesStream {
             &["type", "index", "content_block"],
             "",
         ))?;
-        Ok(())
+        Ok(true)
+    }
+
+    /// A text block starts: the first of a run is sent (its text as a delta after it), a
+    /// later one joins the run with its start kept back.
+    fn text_start(
+        &mut self,
+        index: u64,
+        obj: &mut Map<String, Value>,
+        name: Option<&str>,
+        id: Option<&str>,
+        filter: &mut dyn TextFilter,
+        out: &mut Emit,
+    ) -> Result<bool, Stop> {
+        if let Some(run) = &self.run
+            && !run.last_ended()
+        {
+            let last = run.last_index();
+            return Err(shape(&format!(
+                "content block {index} started before block {last} stopped"
+            ))
+            .into());
+        }
+        let bi = self.block(index, Kind::Text);
+        let mut text = String::new();
+        if let Some(Value::Object(cb)) = obj.get_mut("content_block") {
+            if let Some(Value::String(s)) = cb.get_mut("text") {
+                text = std::mem::take(s);
+            }
+            blocked(scan_rest(
+                filter,
+                cb,
+                &["text"],
+                &format!("content[{index}]"),
+            ))?;
+        }
+        blocked(scan_rest(
+            filter,
+            obj,
+            &["type", "index", "content_block"],
+            "",
+        ))?;
+        let start = held(name, id, Value::Object(std::mem::take(obj)));
+        match self.run.as_mut() {
+            Some(run) => run.join(index, start),
+            None => {
+                let ch = filter.open(channel_for(Kind::Text, index));
+                self.run = Some(TextRun::new(ch, index));
+                out.progress = true;
+                emit(out, start.name.as_deref(), start.id.as_deref(), &start.data)?;
+                self.blocks[bi].announced = true;
+            }
+        }
+        self.push_text(&text, filter, out)?;
+        Ok(false)
     }
 
     /// Returns whether the (rewritten) delta is to be sent.
@@ -378,8 +612,18 @@ impl MessagesStream {
             .to_owned();
         let loc = format!("content[{index}].delta");
         let kind = Kind::of_delta(&delta_type);
-        let bi = self.block(index, kind);
+        let bi = self.open_block(index, "a delta")?;
         let send = match kind.delta() {
+            Some((_, field)) if kind == Kind::Text && self.blocks[bi].kind == kind => {
+                let text = match delta.remove(field) {
+                    Some(Value::String(s)) => s,
+                    _ => String::new(),
+                };
+                blocked(scan_rest(filter, delta, &[], &loc))?;
+                blocked(scan_rest(filter, obj, &["type", "index", "delta"], ""))?;
+                self.push_text(&text, filter, out)?;
+                return Ok(false);
+            }
             Some((_, field)) if self.blocks[bi].kind == kind => {
                 let text = match delta.get_mut(field) {
                     Some(Value::String(s)) => std::mem::take(s),
@@ -428,9 +672,13 @@ impl MessagesStream {
         };
         let mut written = self.sent_text;
         let mut next = 0;
+        self.run = None;
         for b in self.blocks.iter_mut() {
-            next = next.max(b.index + 1);
             b.channel = None;
+            if !b.announced {
+                continue;
+            }
+            next = next.max(b.index + 1);
             if b.stopped {
                 continue;
             }
@@ -475,6 +723,14 @@ impl MessagesStream {
         );
         write_event(&mut out.buf, "error", &error_body(&e));
         out.progress = true;
+    }
+}
+
+fn held(name: Option<&str>, id: Option<&str>, data: Value) -> Held {
+    Held {
+        name: name.map(str::to_owned),
+        id: id.map(str::to_owned),
+        data,
     }
 }
 

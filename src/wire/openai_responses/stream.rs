@@ -1,5 +1,11 @@
 //! A streamed Responses answer, event by event.
 //!
+//! One concern: the event-by-event rewrite of one Responses stream (long because each event
+//! family's whole-text repeats are reconciled with what its channel released).
+//!
+//! An output item announced again at an `output_index` that already had events is an upstream
+//! protocol fault: the stream ends with an `error` event and nothing held is released.
+//!
 //! Each delta event (`response.output_text.delta`, `response.function_call_arguments.delta`,
 //! …, and any unknown `*.delta` event with a string `delta`) is routed by `output_index` and
 //! `content_index` / `summary_index` to its own channel of the [`TextFilter`]; the event goes on
@@ -495,6 +501,23 @@ impl ResponsesStream {
         end
     }
 
+    /// An output item announced at an `output_index` that already had events is a protocol
+    /// fault: a new item there would start fresh channels and drop what the old ones still
+    /// held, and a client joining text by index would read the old item's released end next
+    /// to the new text. Real streams never do it.
+    fn restarted(&self, v: &Value) -> Result<(), WireError> {
+        if v.get("type").and_then(Value::as_str) != Some("response.output_item.added") {
+            return Ok(());
+        }
+        let oi = index(v, "output_index");
+        if self.items.iter().any(|i| i.oi == oi) || self.chans.iter().any(|c| c.oi == oi) {
+            return Err(WireError::Shape {
+                message: format!("output item {oi} started again"),
+            });
+        }
+        Ok(())
+    }
+
     /// The next free output index.
     fn items_next(&self, output: &[Value]) -> usize {
         let max_chan = self.chans.iter().map(|c| c.oi + 1).max().unwrap_or(0);
@@ -535,6 +558,7 @@ impl StreamRewriter for ResponsesStream {
                 message: "a stream event is a JSON object".to_owned(),
             });
         }
+        self.restarted(&v)?;
         if self.seq.is_none() {
             self.seq = Some(
                 v.get("sequence_number")

@@ -444,3 +444,76 @@ proptest! {
         check(w, &refs)?;
     }
 }
+
+/// A text split into two consecutive text blocks at `cut`, and the buffered answer.
+fn two_blocks(text: &str, cut: usize) -> (Vec<SseEvent>, Bytes) {
+    let mut evs = vec![start()];
+    for (i, part) in [&text[..cut], &text[cut..]].into_iter().enumerate() {
+        let i = i as u64;
+        evs.push(block_start(i, json!({"type": "text", "text": ""})));
+        // Byte by byte, so every release point is exercised.
+        for k in 0..part.len() {
+            evs.push(delta(
+                i,
+                json!({"type": "text_delta", "text": &part[k..k + 1]}),
+            ));
+        }
+        evs.push(block_stop(i));
+    }
+    evs.extend(finish("end_turn"));
+    let body = json!({"id": "msg_01", "type": "message", "role": "assistant", "model": "claude-x",
+        "content": [{"type": "text", "text": &text[..cut]}, {"type": "text", "text": &text[cut..]}],
+        "stop_reason": "end_turn", "stop_sequence": null,
+        "usage": {"input_tokens": 25, "output_tokens": 15}});
+    (evs, Bytes::from(body.to_string()))
+}
+
+#[test]
+fn a_phrase_split_across_two_text_blocks_is_blocked_at_every_byte() {
+    // Broke: each text block was its own channel, so "…pipe" | " bomb…" passed both scans and
+    // the client, showing the blocks as one text, read the blocked phrase.
+    let text = "Sure: how to make a pipe bomb at home.";
+    for cut in 0..=text.len() {
+        let (events, body) = two_blocks(text, cut);
+        let (out, end) = run(&events);
+        assert!(end.all_blocked, "cut {cut}");
+        let s = String::from_utf8(out.to_vec()).unwrap();
+        let msg = accumulate(&decode(&out));
+        assert_eq!(msg["stop_reason"], "refusal", "cut {cut}");
+        let got = text_of(&msg);
+        assert!(
+            !got.contains("pipe") && !got.contains("bomb") && !s.contains("bomb"),
+            "cut {cut}: {s}"
+        );
+        assert!(
+            got == refusal() || "Sure: how to make a ".starts_with(&got.replace(&refusal(), "")),
+            "cut {cut}: {got:?}"
+        );
+        assert_eq!(buffered(&body)["stop_reason"], "refusal", "cut {cut}");
+    }
+}
+
+#[test]
+fn a_secret_split_across_two_text_blocks_is_redacted_and_benign_blocks_keep_their_text() {
+    let text = "Your key is secret-1234, keep it.";
+    for cut in 0..=text.len() {
+        let (events, body) = two_blocks(text, cut);
+        let (out, end) = run(&events);
+        assert!(!end.all_blocked && end.complete, "cut {cut}");
+        let msg = accumulate(&decode(&out));
+        assert_eq!(text_of(&msg), "Your key is [secret], keep it.", "cut {cut}");
+        assert!(!String::from_utf8_lossy(&out).contains("1234"), "cut {cut}");
+        assert_eq!(text_of(&buffered(&body)), "Your key is [secret], keep it.");
+        assert_eq!(msg["content"].as_array().unwrap().len(), 2);
+    }
+    // Nothing edited: each block keeps its own text, streamed and buffered.
+    let text = "The nightjar is a bird. It sings at dusk.";
+    for cut in 0..=text.len() {
+        let (events, body) = two_blocks(text, cut);
+        let msg = accumulate(&decode(&run(&events).0));
+        let want = buffered(&body);
+        assert_eq!(msg["content"][0]["text"], &text[..cut], "cut {cut}");
+        assert_eq!(msg["content"][1]["text"], &text[cut..], "cut {cut}");
+        assert_eq!(want["content"], msg["content"], "cut {cut}");
+    }
+}
