@@ -4,7 +4,8 @@
 //! - character-level rewrites (every category but the encodings and `no_space_join`, which
 //!   needs word segmentation, not normalization): at least 90 % caught, and every rewrite at
 //!   least 80 %;
-//! - encodings with a decoding view (base64, base64url, hex, ROT13): at least 90 % caught;
+//! - encodings with a decoding view (base64, base64url, hex, ROT13, reversed): at least 90 %
+//!   caught;
 //! - benign look-alikes, plain and under every rewrite: at most 1 % blocked.
 
 use std::collections::BTreeMap;
@@ -65,6 +66,7 @@ fn default_policy_meets_the_evasion_goals() {
         "encoding/base64url",
         "encoding/hex",
         "encoding/rot13",
+        "encoding/reversed",
     ];
     let mut chars = Vec::new();
     let mut encodings = Vec::new();
@@ -81,7 +83,7 @@ fn default_policy_meets_the_evasion_goals() {
         }
     }
     assert!(
-        chars.len() >= 20 && encodings.len() == 4 && benign.len() >= 25,
+        chars.len() >= 20 && encodings.len() == 5 && benign.len() >= 25,
         "{m:?}"
     );
     let (c, e, b) = (rate(&chars), rate(&encodings), rate(&benign));

@@ -78,6 +78,9 @@ pub enum NormalizeStep {
     Hex,
     /// Reading the text through ROT13 (an optional view for a copy of a rule).
     Rot13,
+    /// Reading each word backwards (an optional view for a rule of its own: reversed text
+    /// reads as its words in reverse order).
+    Reverse,
     /// Joining a key-like token split across lines or string literals (for secret rules).
     Joins,
 }

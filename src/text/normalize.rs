@@ -98,6 +98,11 @@ pub struct NormalizeOptions {
     /// Read the text through ROT13 (an optional view: the rule then sees only the rotated
     /// text, so a rule with this step is a copy of a plain rule).
     pub rot13: bool,
+    /// Read each word (each run between white space) backwards after the per-character
+    /// steps, punctuation at its edges dropped: `?emoh ta bmob epip` reads
+    /// `home at bomb pipe` (an optional view for a rule of its own; other rewrite steps of
+    /// the same view are not applied to its words).
+    pub reverse: bool,
     /// Join a key-like token split across a line break or a string concatenation
     /// (`"sk-…" + "…"`), so a secret rule matches all of it or nothing.
     pub joins: bool,
@@ -122,6 +127,7 @@ impl NormalizeOptions {
             base64: false,
             hex: false,
             rot13: false,
+            reverse: false,
             joins: false,
         }
     }
@@ -135,6 +141,7 @@ impl NormalizeOptions {
             || self.base64
             || self.hex
             || self.rot13
+            || self.reverse
             || self.joins
     }
 
@@ -149,6 +156,7 @@ impl NormalizeOptions {
         o.base64 = false;
         o.hex = false;
         o.rot13 = false;
+        o.reverse = false;
         o.joins = false;
         o
     }
@@ -204,6 +212,7 @@ impl NormalizeOptions {
             base64: false,
             hex: false,
             rot13: false,
+            reverse: false,
             joins: false,
         }
     }

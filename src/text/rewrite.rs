@@ -146,7 +146,7 @@ pub(super) fn rewrite_whole(
     let mut w = Writer::new(out, map, 0);
     let read = rewrite_units(opts, src, true, &mut w);
     debug_assert_eq!(read, src.text.len());
-    if !opts.rot13 && w.is_copy_of(src.text.len()) {
+    if !opts.rot13 && !opts.reverse && w.is_copy_of(src.text.len()) {
         return false;
     }
     finish_writer(opts, src, &mut w);
@@ -182,6 +182,22 @@ fn rewrite_units(
     let mask = special_mask(opts);
     let mut dashes = None;
     while let Some(c) = text[i..].chars().next() {
+        if opts.reverse && !c.is_whitespace() {
+            // Each word backwards, standing for its whole original span.
+            let Some(end) = unit_end(src, i, finish) else {
+                break;
+            };
+            let (os, oe) = src.map.orig_span(i, end);
+            // Punctuation at the word's edges goes: a reversed "full auto?" reads "auto full",
+            // not "auto? full" (a word of punctuation alone stays).
+            let word = text[i..end].trim_matches(|c: char| c.is_ascii_punctuation());
+            let word = if word.is_empty() { &text[i..end] } else { word };
+            scratch.buf.clear();
+            scratch.buf.extend(word.chars().rev());
+            w.whole(src, &scratch.buf, os, oe);
+            i = end;
+            continue;
+        }
         if let Some(end) = plain_unit(opts, mask, src, i, finish, &mut dashes) {
             w.copy(src, i, end);
             i = end;
@@ -254,7 +270,8 @@ fn rewrite_units(
 fn only_rot13(opts: NormalizeOptions) -> bool {
     let mut o = opts;
     o.rot13 = false;
-    opts.rot13 && !o.rewrites()
+    o.reverse = false;
+    opts.rot13 && !opts.reverse && !o.rewrites()
 }
 
 /// The ASCII bytes [`special`] reacts to under `opts`, as a bit set.

@@ -128,10 +128,11 @@ fn streamed_equals_whole_for_every_step() {
         &"x".repeat(150),
     ];
     let mut r = every();
-    for opts in [every(), NormalizeOptions::keywords(), {
-        r.rot13 = true;
-        r
-    }] {
+    r.rot13 = true;
+    let mut rev = NormalizeOptions::all();
+    rev.separators = true;
+    rev.reverse = true;
+    for opts in [every(), NormalizeOptions::keywords(), r, rev] {
         for text in texts {
             let whole = normalize(opts, text);
             for split in (0..=text.len()).filter(|&s| text.is_char_boundary(s)) {
@@ -231,13 +232,23 @@ fn shared_per_character_pass_equals_a_whole_normalization() {
     rot.separators = true;
     rot.symbols = true;
     rot.rot13 = true;
+    let mut reverse = rot;
+    reverse.rot13 = false;
+    reverse.reverse = true;
     let mut secrets = NormalizeOptions::none();
     secrets.nfkc = true;
     secrets.strip_invisible = true;
     secrets.confusables = true;
     secrets.joins = true;
     let mut changed = 0;
-    for opts in [every(), NormalizeOptions::keywords(), leet, rot, secrets] {
+    for opts in [
+        every(),
+        NormalizeOptions::keywords(),
+        leet,
+        rot,
+        reverse,
+        secrets,
+    ] {
         for text in &texts {
             let whole = normalize(opts, text);
             let chars = normalize(opts.char_steps(), text);
@@ -262,4 +273,18 @@ fn shared_per_character_pass_equals_a_whole_normalization() {
         "{changed} rewritten of {}",
         texts.len() * 5
     );
+}
+
+#[test]
+fn reverse_reads_each_word_backwards_and_maps_it_whole() {
+    let mut o = NormalizeOptions::all();
+    o.separators = true;
+    o.reverse = true;
+    let text = "?emoh ta  bmob epip";
+    let n = normalize(o, text);
+    assert_eq!(n.text, "home at bomb pipe");
+    // A word found in the view points at the whole reversed word of the original.
+    let at = n.text.find("bomb").expect("bomb");
+    assert_eq!(n.map.orig_span(at, at + 4), (10, 14));
+    assert_eq!(&text[10..14], "bmob");
 }

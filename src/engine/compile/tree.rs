@@ -40,6 +40,7 @@ pub(super) fn norm_opts(
                     NormalizeStep::Base64 => o.base64 = true,
                     NormalizeStep::Hex => o.hex = true,
                     NormalizeStep::Rot13 => o.rot13 = true,
+                    NormalizeStep::Reverse => o.reverse = true,
                     NormalizeStep::Joins => o.joins = true,
                 }
             }
@@ -272,6 +273,7 @@ impl Compiler {
             // Keywords are written in plain text: a ROT13 view rotates the text, not them.
             let mut kw_norm = norm;
             kw_norm.rot13 = false;
+            kw_norm.reverse = false;
             for w in words {
                 let n = normalize_str(kw_norm, w);
                 if n.trim().is_empty() {
