@@ -1,6 +1,9 @@
 //! No way around the filter on Chat Completions: JSON escapes in tool-call arguments, streamed
 //! legacy `function_call`s, odd role spellings, strings in fields the adapter does not know,
 //! upstream error bodies and keep-alives before the first text. Each case was a bypass.
+//!
+//! One concern in one file (over 600 lines): the regression tests of every bypass found, one
+//! test per case, sharing the in-process harness of `common::layer_run`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;

@@ -1,5 +1,9 @@
 //! Text normalization with an offset map back into the original text.
 //!
+//! One concern in one file (just over 600 lines): the options and the per-character pass;
+//! the rewrite steps live in `rewrite.rs`, `letters.rs`, `decode.rs` and `joins.rs`, the map
+//! in `offsets.rs`.
+//!
 //! Rules match on a normalized view of the text, so `ＢＯＭＢ`, `bo\u{200B}mb` and `bоmb` (with
 //! a Cyrillic `о`) all read as `bomb`. Each finding must still point at the original bytes, so
 //! normalization records an [`OffsetMap`] from normalized to original offsets.
