@@ -427,3 +427,55 @@ mod near_tests {
         assert_eq!(p(8).scan(text, Stage::Input, None).action, Action::Flag);
     }
 }
+
+#[cfg(test)]
+mod rewrite_tests {
+    use crate::{CompiledPolicy, Stage};
+
+    /// A rewrite step may hide a keyword match (the markup step drops a mark between two
+    /// words: `pipe~pipe bomb` reads `pipepipe bomb`); the per-character reading still finds
+    /// it, buffered and streamed at every split. The ROT13 and reversed views lend nothing:
+    /// their rules must not fire on plain text.
+    #[test]
+    fn rewrites_only_add_keyword_matches() {
+        let p = CompiledPolicy::from_yaml_str(
+            r#"
+policy: r
+normalize: [nfkc, casefold, strip_invisible, confusables, strip_marks, separators, symbols, letter_spacing, markup, entities]
+rules:
+  - id: bomb
+    match: {keywords: ["pipe bomb"]}
+    stages: [input, output]
+    action: block
+  - id: backwards
+    normalize: [nfkc, casefold, separators, reverse]
+    match: {keywords: [bomb]}
+    stages: [input, output]
+    action: flag
+"#,
+            "r.yaml",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        for text in ["a pipe~pipe bomb here", "pi**pe** bomb", "x*pipe bomb*"] {
+            let d = p.scan(text, Stage::Output, None);
+            assert!(
+                d.findings.iter().any(|f| f.rule == "bomb"),
+                "{text:?}: {:?}",
+                d.findings
+            );
+            for split in (0..=text.len()).filter(|&s| text.is_char_boundary(s)) {
+                let mut s = p.stream(Stage::Output);
+                let mut out = s.push_bytes(&text.as_bytes()[..split]).text;
+                out.push_str(&s.push_bytes(&text.as_bytes()[split..]).text);
+                out.push_str(&s.finish().text);
+                assert!(!out.contains("bomb"), "{text:?} split at {split}: {out:?}");
+            }
+        }
+        let plain = p.scan("a bomb", Stage::Output, None);
+        assert!(
+            !plain.findings.iter().any(|f| f.rule == "backwards"),
+            "{:?}",
+            plain.findings
+        );
+    }
+}

@@ -16,12 +16,31 @@ use crate::engine::live::KeywordDepths;
 
 impl Compiler {
     pub(super) fn build_stages(
-        self,
+        mut self,
         rules: &[Rule],
         spec: &Spec,
         main: &Path,
         diags: &mut Vec<Diagnostic>,
     ) -> Option<(Vec<Leaf>, [StageIndex; 3])> {
+        // The rewrite steps only ever add keyword matches: a view with rewrite steps (but not
+        // an optional reading such as ROT13 or reversed words, whose rules must not fire on
+        // plain text) lends its keyword leaves to the view of its per-character steps alone,
+        // so a rewrite that hides a match (a mark removed between two words joins them:
+        // `pipe~pipe bomb` reads `pipepipe bomb`) cannot take away what plain normalization
+        // finds. Hits of both readings go to the same leaf.
+        let companion: Vec<Option<usize>> = (0..self.views.len())
+            .map(|v| {
+                let o = self.views[v];
+                let lends = o.rewrites()
+                    && !o.rot13
+                    && !o.reverse
+                    && self
+                        .leaves
+                        .iter()
+                        .any(|(lv, p)| *lv == v && matches!(p, PendingLeaf::Keywords { .. }));
+                lends.then(|| self.view(o.char_steps()))
+            })
+            .collect();
         let mut stages: [StageIndex; 3] = Default::default();
         // Views of different stages with the same regexes share one set.
         let mut sets: HashMap<Vec<usize>, Arc<RegexSet>> = HashMap::new();
@@ -49,7 +68,9 @@ impl Compiler {
                 let mut regexes = Vec::new();
                 let mut max_regex_len = 0;
                 for (li, (v, pending)) in self.leaves.iter().enumerate() {
-                    if *v != vi || !used.contains(&li) {
+                    let lent = companion.get(*v).copied().flatten() == Some(vi)
+                        && matches!(pending, PendingLeaf::Keywords { .. });
+                    if (*v != vi && !lent) || !used.contains(&li) {
                         continue;
                     }
                     match pending {
