@@ -270,8 +270,7 @@ fn rewrite_units(
 fn only_rot13(opts: NormalizeOptions) -> bool {
     let mut o = opts;
     o.rot13 = false;
-    o.reverse = false;
-    opts.rot13 && !opts.reverse && !o.rewrites()
+    opts.rot13 && !o.rewrites()
 }
 
 /// The ASCII bytes [`special`] reacts to under `opts`, as a bit set.
