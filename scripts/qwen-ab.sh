@@ -24,6 +24,9 @@
 #   AB_PORT=8766  AB_POLICY=policies/default.yaml  AB_DATA=../shared/data/xstest/xstest_prompts.csv
 #   AB_LIMIT=160  (N prompts evenly spaced through the file; empty = all)  AB_ROUTE=direct
 #   AB_FORMAT=markdown  AB_CACHE=target/qwen-ab-cache.jsonl  AB_MAX_TOKENS=120  AB_CONCURRENCY=1
+#   AB_SPLIT=  (tune: XSTest rows with an even id; held-out: odd ids; empty: the whole file.
+#   Spec edits are tried on `tune` and reported on `held-out`, so the tables are not measured on
+#   the prompts the spec was tuned against)
 #   AB_KEEP_SERVER=0  (1: leave the server running afterwards; a server already answering on
 #   AB_PORT is used as it is and never stopped)
 set -euo pipefail
@@ -42,6 +45,7 @@ AB_CACHE=${AB_CACHE:-target/qwen-ab-cache.jsonl}
 AB_MAX_TOKENS=${AB_MAX_TOKENS:-120}
 AB_CONCURRENCY=${AB_CONCURRENCY:-1}
 AB_KEEP_SERVER=${AB_KEEP_SERVER:-0}
+AB_SPLIT=${AB_SPLIT:-}
 
 PARTS=22
 PART_VERSION=0.2.0
@@ -116,6 +120,27 @@ else
 fi
 
 nice -n 19 cargo build --release --quiet
+if [ -n "$AB_SPLIT" ]; then
+  case $AB_SPLIT in
+    tune) parity=0 ;;
+    held-out) parity=1 ;;
+    *) log "AB_SPLIT must be tune or held-out, not $AB_SPLIT"; exit 2 ;;
+  esac
+  split=target/ab-xstest-$AB_SPLIT.csv
+  python3 - "$AB_DATA" "$split" "$parity" <<'PY'
+import csv, sys
+src, dst, parity = sys.argv[1], sys.argv[2], int(sys.argv[3])
+with open(src, newline="") as f, open(dst, "w", newline="") as out:
+    rows = csv.DictReader(f)
+    w = csv.DictWriter(out, fieldnames=rows.fieldnames)
+    w.writeheader()
+    for row in rows:
+        if int(row["id"]) % 2 == parity:
+            w.writerow(row)
+PY
+  log "split $AB_SPLIT: $(( $(wc -l <"$split") - 1 )) prompts in $split"
+  AB_DATA=$split
+fi
 ARGS=(eval --policy "$AB_POLICY" --dataset "$AB_DATA" --upstream "$BASE" --model qwen
       --route "$AB_ROUTE" --concurrency "$AB_CONCURRENCY" --max-tokens "$AB_MAX_TOKENS"
       --cache "$AB_CACHE" --format "$AB_FORMAT")

@@ -5,6 +5,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::Full;
 use pin_project_lite::pin_project;
 
 use super::error::BoxError;
@@ -22,7 +23,7 @@ pin_project! {
 pin_project! {
     #[project = RequestKindProj]
     enum RequestKind<B> {
-        Full { data: Option<Bytes> },
+        Full { #[pin] data: Full<Bytes> },
         Passed { #[pin] inner: B },
     }
 }
@@ -32,7 +33,7 @@ impl<B> RequestBody<B> {
     pub fn full(data: Bytes) -> Self {
         RequestBody {
             kind: RequestKind::Full {
-                data: (!data.is_empty()).then_some(data),
+                data: Full::new(data),
             },
         }
     }
@@ -64,23 +65,21 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.project().kind.project() {
-            RequestKindProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            RequestKindProj::Full { data } => data.poll_frame(cx).map_err(|never| match never {}),
             RequestKindProj::Passed { inner } => inner.poll_frame(cx).map_err(Into::into),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match &self.kind {
-            RequestKind::Full { data } => data.is_none(),
+            RequestKind::Full { data } => data.is_end_stream(),
             RequestKind::Passed { inner } => inner.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
-            RequestKind::Full { data } => {
-                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
-            }
+            RequestKind::Full { data } => data.size_hint(),
             RequestKind::Passed { inner } => inner.size_hint(),
         }
     }
@@ -100,7 +99,7 @@ pin_project! {
     #[project = ResponseKindProj]
     enum ResponseKind<B> {
         Passed { #[pin] inner: B },
-        Full { data: Option<Bytes> },
+        Full { #[pin] data: Full<Bytes> },
         Stream { inner: Pin<Box<B>>, filter: Box<StreamFilter>, prefix: Option<Bytes> },
     }
 }
@@ -123,7 +122,7 @@ impl<B> ResponseBody<B> {
     pub fn full(data: Bytes) -> Self {
         ResponseBody {
             kind: ResponseKind::Full {
-                data: (!data.is_empty()).then_some(data),
+                data: Full::new(data),
             },
         }
     }
@@ -153,7 +152,7 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.project().kind.project() {
             ResponseKindProj::Passed { inner } => inner.poll_frame(cx).map_err(Into::into),
-            ResponseKindProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            ResponseKindProj::Full { data } => data.poll_frame(cx).map_err(|never| match never {}),
             ResponseKindProj::Stream {
                 inner,
                 filter,
@@ -170,7 +169,7 @@ where
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             ResponseKind::Passed { inner } => inner.is_end_stream(),
-            ResponseKind::Full { data } => data.is_none(),
+            ResponseKind::Full { data } => data.is_end_stream(),
             ResponseKind::Stream { filter, prefix, .. } => prefix.is_none() && filter.is_ended(),
         }
     }
@@ -178,9 +177,7 @@ where
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
             ResponseKind::Passed { inner } => inner.size_hint(),
-            ResponseKind::Full { data } => {
-                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
-            }
+            ResponseKind::Full { data } => data.size_hint(),
             ResponseKind::Stream { .. } => SizeHint::default(),
         }
     }

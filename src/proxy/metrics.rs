@@ -79,6 +79,26 @@ pub struct Metrics {
     tenant_findings: Mutex<BTreeMap<(String, String, String, String), u64>>,
 }
 
+/// A counter family with one label: its name, help text, label name and values by label value.
+type LabeledCounter<'a> = (
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a Mutex<BTreeMap<&'static str, u64>>,
+);
+
+/// Renders counter families with one label each, in the text exposition format.
+fn labeled_counters(out: &mut String, families: &[LabeledCounter<'_>]) {
+    for (name, help, label, map) in families {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        if let Ok(m) = map.lock() {
+            for (value, n) in m.iter() {
+                let _ = writeln!(out, "{name}{{{label}=\"{value}\"}} {n}");
+            }
+        }
+    }
+}
+
 fn escape(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('"', "\\\"")
@@ -330,14 +350,7 @@ impl Metrics {
                 &self.connections_closed,
             ),
         ];
-        for (name, help, label, map) in counters {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            if let Ok(m) = map.lock() {
-                for (value, n) in m.iter() {
-                    let _ = writeln!(out, "{name}{{{label}=\"{value}\"}} {n}");
-                }
-            }
-        }
+        labeled_counters(&mut out, &counters);
         let _ = writeln!(
             out,
             "# HELP deliberate_accept_errors_total Failed accepts (out of file descriptors and the like).\n# TYPE deliberate_accept_errors_total counter\ndeliberate_accept_errors_total {}",
@@ -362,14 +375,7 @@ impl Metrics {
                 &self.judge_errors,
             ),
         ];
-        for (name, help, label, map) in judge {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            if let Ok(m) = map.lock() {
-                for (value, n) in m.iter() {
-                    let _ = writeln!(out, "{name}{{{label}=\"{value}\"}} {n}");
-                }
-            }
-        }
+        labeled_counters(&mut out, &judge);
         let _ = writeln!(
             out,
             "# HELP deliberate_judge_cache_hits_total Verdicts served from the judge cache.\n# TYPE deliberate_judge_cache_hits_total counter\ndeliberate_judge_cache_hits_total {}",

@@ -91,6 +91,23 @@ pub struct RequestFacts {
     pub model: String,
 }
 
+impl RequestFacts {
+    /// The facts of a request object that asks for one answer: `stream` and `model` read from
+    /// the JSON object, `n` 1, no usage event asked for (Responses, Anthropic Messages).
+    pub fn single(req: &serde_json::Map<String, Value>) -> Self {
+        RequestFacts {
+            stream: req.get("stream").and_then(Value::as_bool) == Some(true),
+            n: 1,
+            include_usage: false,
+            model: req
+                .get("model")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+        }
+    }
+}
+
 /// One text of a request, handed to a [`RequestSink`].
 pub struct InputText<'a> {
     /// The role or item type it comes from, lower-cased and trimmed (`system`, `developer`,
@@ -329,12 +346,27 @@ pub trait Adapter: Send + Sync + 'static {
     /// A rewriter for one streamed answer.
     fn stream(&self, facts: &RequestFacts) -> Box<dyn StreamRewriter>;
 
-    /// The answer to a request refused before the upstream was called: the refusal as a normal
-    /// answer (streamed when the request asked for a stream). Returns the content type and body.
-    fn refusal(&self, facts: &RequestFacts, text: &str) -> (&'static str, Bytes);
+    /// The refusal `text` as a normal buffered answer (a JSON body).
+    fn refusal_answer(&self, facts: &RequestFacts, text: &str) -> Bytes;
 
-    /// An error body in the format's own shape.
-    fn error_body(&self, error: &ErrorInfo) -> Value;
+    /// The refusal `text` as a whole streamed answer (SSE events, in-band end included).
+    fn refusal_stream(&self, facts: &RequestFacts, text: &str) -> Bytes;
+
+    /// The answer to a request refused before the upstream was called: the refusal as a normal
+    /// answer, streamed when the request asked for a stream. Returns the content type and body.
+    fn refusal(&self, facts: &RequestFacts, text: &str) -> (&'static str, Bytes) {
+        if facts.stream {
+            ("text/event-stream", self.refusal_stream(facts, text))
+        } else {
+            ("application/json", self.refusal_answer(facts, text))
+        }
+    }
+
+    /// An error body in the format's own shape; by default OpenAI's
+    /// (`{"error": {"message", "type", "code"}}`), which most compatible servers also use.
+    fn error_body(&self, error: &ErrorInfo) -> Value {
+        error.openai_body()
+    }
 }
 
 /// The adapters the gateway knows, by canonical route suffix: a request whose canonical path

@@ -88,14 +88,13 @@ impl Adapter for Messages {
         Box::new(stream::MessagesStream::new(&facts.model))
     }
 
-    fn refusal(&self, facts: &RequestFacts, text: &str) -> (&'static str, Bytes) {
+    fn refusal_answer(&self, facts: &RequestFacts, text: &str) -> Bytes {
         let meta = MessageMeta::new(&facts.model);
-        if facts.stream {
-            ("text/event-stream", refusal_stream(&meta, text))
-        } else {
-            let body = refusal_message(&meta, text).to_string();
-            ("application/json", Bytes::from(body))
-        }
+        Bytes::from(refusal_message(&meta, text).to_string())
+    }
+
+    fn refusal_stream(&self, facts: &RequestFacts, text: &str) -> Bytes {
+        refusal_stream(&MessageMeta::new(&facts.model), text)
     }
 
     fn error_body(&self, error: &ErrorInfo) -> Value {

@@ -109,17 +109,7 @@ impl MessagesRequest {
 
 impl WireRequest for MessagesRequest {
     fn facts(&self) -> RequestFacts {
-        RequestFacts {
-            stream: self.body.get("stream").and_then(Value::as_bool) == Some(true),
-            n: 1,
-            include_usage: false,
-            model: self
-                .body
-                .get("model")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned(),
-        }
+        RequestFacts::single(&self.body)
     }
 
     fn instructions(&mut self, edit: &mut dyn FnMut(&mut String) -> bool) -> bool {

@@ -64,15 +64,14 @@ mod stream;
 pub mod types;
 
 use bytes::Bytes;
-use serde_json::Value;
 
 pub use types::{
-    ChatChunk, ChatCompletion, ChatRequest, Choice, ChunkChoice, Content, ContentPart, Delta,
-    FunctionCall, Message, Nullable, ResponseMessage, ToolCall,
+    AssistantMessage, ChatChunk, ChatCompletion, ChatRequest, Choice, Choices, ChunkChoice,
+    Content, ContentPart, Delta, FunctionCall, Message, Nullable, ResponseMessage, ToolCall,
 };
 
 use crate::wire::{
-    Adapter, Answer, ErrorInfo, RequestFacts, StreamRewriter, TextFilter, WireError, WireRequest,
+    Adapter, Answer, RequestFacts, StreamRewriter, TextFilter, WireError, WireRequest,
 };
 
 /// The Chat Completions adapter.
@@ -101,15 +100,11 @@ impl Adapter for ChatCompletions {
         Box::new(stream::ChatStream::new(facts))
     }
 
-    fn refusal(&self, facts: &RequestFacts, text: &str) -> (&'static str, Bytes) {
-        if facts.stream {
-            ("text/event-stream", refusal::stream(facts, text))
-        } else {
-            ("application/json", refusal::completion(facts, text))
-        }
+    fn refusal_answer(&self, facts: &RequestFacts, text: &str) -> Bytes {
+        refusal::completion(facts, text)
     }
 
-    fn error_body(&self, error: &ErrorInfo) -> Value {
-        error.openai_body()
+    fn refusal_stream(&self, facts: &RequestFacts, text: &str) -> Bytes {
+        refusal::stream(facts, text)
     }
 }

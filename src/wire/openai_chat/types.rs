@@ -104,11 +104,17 @@ pub struct Message {
 }
 
 /// A non-streamed chat completion response.
+pub type ChatCompletion = Choices<Choice>;
+
+/// One `chat.completion.chunk` of a streamed response (the JSON in one SSE `data:` field).
+pub type ChatChunk = Choices<ChunkChoice>;
+
+/// A completion ([`Choice`]s) or a stream chunk ([`ChunkChoice`]s): its choices and the rest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ChatCompletion {
-    /// The generated choices.
-    #[serde(default)]
-    pub choices: Vec<Choice>,
+pub struct Choices<C> {
+    /// The choices; a chunk's are the choices it continues (none in a final usage chunk).
+    #[serde(default = "Vec::new")]
+    pub choices: Vec<C>,
     /// Every other field (`id`, `object`, `created`, `model`, `usage`, `system_fingerprint`, ...).
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -131,10 +137,18 @@ pub struct Choice {
     pub extra: Map<String, Value>,
 }
 
-/// The message of a non-streamed [`Choice`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ResponseMessage {
-    /// Normally `assistant`.
+/// The message of a non-streamed [`Choice`]: an [`AssistantMessage`] whole.
+pub type ResponseMessage = AssistantMessage;
+
+/// The increment a [`ChunkChoice`] carries: an [`AssistantMessage`] in pieces.
+pub type Delta = AssistantMessage;
+
+/// What the model says, whole in a response's [`Choice`] or in pieces in a stream's
+/// [`ChunkChoice`]: the two share one shape, so one type reads both and a field added here is
+/// scanned in both (the stream text of a field is its pieces concatenated).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AssistantMessage {
+    /// Normally `assistant`; in a stream, on the first chunk only.
     #[serde(default, skip_serializing_if = "Nullable::is_absent")]
     pub role: Nullable<String>,
     /// The answer text.
@@ -143,7 +157,7 @@ pub struct ResponseMessage {
     /// The model's own refusal message.
     #[serde(default, skip_serializing_if = "Nullable::is_absent")]
     pub refusal: Nullable<String>,
-    /// Tool calls the model made.
+    /// Tool calls the model made; in a stream, pieces matched to calls by [`ToolCall::index`].
     #[serde(default, skip_serializing_if = "Nullable::is_absent")]
     pub tool_calls: Nullable<Vec<ToolCall>>,
     /// Reasoning text, as DeepSeek and vLLM (older versions) name it.
@@ -191,17 +205,6 @@ pub struct FunctionCall {
     pub extra: Map<String, Value>,
 }
 
-/// One `chat.completion.chunk` of a streamed response (the JSON in one SSE `data:` field).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ChatChunk {
-    /// The choices this chunk continues; empty in a final usage chunk.
-    #[serde(default)]
-    pub choices: Vec<ChunkChoice>,
-    /// Every other field (`id`, `object`, `created`, `model`, `system_fingerprint`, `usage`, ...).
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
-}
-
 /// One choice of a [`ChatChunk`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChunkChoice {
@@ -215,32 +218,6 @@ pub struct ChunkChoice {
     #[serde(default, skip_serializing_if = "Nullable::is_absent")]
     pub finish_reason: Nullable<String>,
     /// Every other field (`logprobs`, `content_filter_results`, ...).
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
-}
-
-/// The increment a [`ChunkChoice`] carries.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Delta {
-    /// `assistant`, normally on the first chunk only.
-    #[serde(default, skip_serializing_if = "Nullable::is_absent")]
-    pub role: Nullable<String>,
-    /// The next piece of answer text.
-    #[serde(default, skip_serializing_if = "Nullable::is_absent")]
-    pub content: Nullable<String>,
-    /// The next piece of the model's own refusal message.
-    #[serde(default, skip_serializing_if = "Nullable::is_absent")]
-    pub refusal: Nullable<String>,
-    /// Pieces of tool calls, matched to calls by [`ToolCall::index`].
-    #[serde(default, skip_serializing_if = "Nullable::is_absent")]
-    pub tool_calls: Nullable<Vec<ToolCall>>,
-    /// The next piece of reasoning text (DeepSeek, older vLLM).
-    #[serde(default, skip_serializing_if = "Nullable::is_absent")]
-    pub reasoning_content: Nullable<String>,
-    /// The next piece of reasoning text (OpenRouter, Ollama, newer vLLM).
-    #[serde(default, skip_serializing_if = "Nullable::is_absent")]
-    pub reasoning: Nullable<String>,
-    /// Every other field (`function_call`, `audio`, ...).
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }

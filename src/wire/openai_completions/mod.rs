@@ -44,8 +44,8 @@ use serde_json::{Map, Value, json};
 use crate::policy::InjectRole;
 use crate::wire::walk;
 use crate::wire::{
-    Adapter, Answer, Channel, ChannelKind, ErrorInfo, Flow, InputText, Placement, RequestFacts,
-    RequestSink, StreamRewriter, TextFilter, Verdict, WireError, WireRequest,
+    Adapter, Answer, Channel, ChannelKind, Flow, InputText, Placement, RequestFacts, RequestSink,
+    StreamRewriter, TextFilter, Verdict, WireError, WireRequest,
 };
 
 /// The `finish_reason` of a choice the policy stopped.
@@ -326,21 +326,17 @@ impl Adapter for Completions {
         Box::new(stream::CompletionsStream::new(facts))
     }
 
-    fn refusal(&self, facts: &RequestFacts, text: &str) -> (&'static str, Bytes) {
-        if facts.stream {
-            let body = stream::refusal_stream(&stream::Meta::new(&facts.model), facts, text);
-            return ("text/event-stream", body);
-        }
+    fn refusal_stream(&self, facts: &RequestFacts, text: &str) -> Bytes {
+        stream::refusal_stream(&stream::Meta::new(&facts.model), facts, text)
+    }
+
+    fn refusal_answer(&self, facts: &RequestFacts, text: &str) -> Bytes {
         let meta = stream::Meta::new(&facts.model);
         let choices: Vec<Value> = (0..facts.n.max(1))
             .map(|i| json!({"text": text, "index": i, "logprobs": null, "finish_reason": CONTENT_FILTER}))
             .collect();
         let mut v = completion(&meta.id, meta.created, &meta.model, Value::Array(choices));
         v["usage"] = zero_usage();
-        ("application/json", Bytes::from(v.to_string()))
-    }
-
-    fn error_body(&self, error: &ErrorInfo) -> Value {
-        error.openai_body()
+        Bytes::from(v.to_string())
     }
 }

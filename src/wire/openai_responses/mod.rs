@@ -55,12 +55,11 @@ pub mod stream;
 mod tests;
 
 use bytes::Bytes;
-use serde_json::Value;
 
 pub use refusal::CONTENT_FILTER;
 
 use crate::wire::{
-    Adapter, Answer, ErrorInfo, RequestFacts, StreamRewriter, TextFilter, WireError, WireRequest,
+    Adapter, Answer, RequestFacts, StreamRewriter, TextFilter, WireError, WireRequest,
 };
 
 /// The OpenAI Responses adapter. See the [module docs](self).
@@ -89,19 +88,11 @@ impl Adapter for Responses {
         Box::new(stream::ResponsesStream::new(&facts.model))
     }
 
-    fn refusal(&self, facts: &RequestFacts, text: &str) -> (&'static str, Bytes) {
-        if facts.stream {
-            (
-                "text/event-stream",
-                refusal::refusal_stream(&facts.model, text).freeze(),
-            )
-        } else {
-            let body = refusal::refusal_response(&facts.model, text).to_string();
-            ("application/json", Bytes::from(body))
-        }
+    fn refusal_answer(&self, facts: &RequestFacts, text: &str) -> Bytes {
+        Bytes::from(refusal::refusal_response(&facts.model, text).to_string())
     }
 
-    fn error_body(&self, error: &ErrorInfo) -> Value {
-        error.openai_body()
+    fn refusal_stream(&self, facts: &RequestFacts, text: &str) -> Bytes {
+        refusal::refusal_stream(&facts.model, text).freeze()
     }
 }

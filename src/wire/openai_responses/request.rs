@@ -274,17 +274,7 @@ fn edit_instruction_items(
 
 impl WireRequest for ResponsesRequest {
     fn facts(&self) -> RequestFacts {
-        RequestFacts {
-            stream: self.req.get("stream").and_then(Value::as_bool) == Some(true),
-            n: 1,
-            include_usage: false,
-            model: self
-                .req
-                .get("model")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned(),
-        }
+        RequestFacts::single(&self.req)
     }
 
     fn instructions(&mut self, edit: &mut dyn FnMut(&mut String) -> bool) -> bool {
@@ -367,37 +357,19 @@ impl ResponsesRequest {
                 sink.partial(reason);
             }
         }
-        match self.req.get_mut("instructions") {
-            Some(Value::String(s)) => text(
-                sink,
-                changed,
-                Some("system"),
-                &|| "instructions".to_owned(),
-                s,
-                false,
-            )?,
-            Some(Value::Array(items)) => {
-                for (i, v) in items.iter_mut().enumerate() {
-                    item(sink, changed, &format!("instructions[{i}]"), v)?;
+        // A string is one text in the role the field implies; a list holds input items.
+        for (key, role) in [("instructions", "system"), ("input", "user")] {
+            match self.req.get_mut(key) {
+                Some(Value::String(s)) => {
+                    text(sink, changed, Some(role), &|| key.to_owned(), s, false)?
                 }
-            }
-            _ => {}
-        }
-        match self.req.get_mut("input") {
-            Some(Value::String(s)) => text(
-                sink,
-                changed,
-                Some("user"),
-                &|| "input".to_owned(),
-                s,
-                false,
-            )?,
-            Some(Value::Array(items)) => {
-                for (i, v) in items.iter_mut().enumerate() {
-                    item(sink, changed, &format!("input[{i}]"), v)?;
+                Some(Value::Array(items)) => {
+                    for (i, v) in items.iter_mut().enumerate() {
+                        item(sink, changed, &format!("{key}[{i}]"), v)?;
+                    }
                 }
+                _ => {}
             }
-            _ => {}
         }
         if let Some(tools) = self.req.get_mut("tools") {
             // Descriptions, parameter schemas and grammars are texts the model reads.

@@ -37,6 +37,54 @@ pub(super) fn response(status: &str, output: Vec<Value>) -> Value {
            "instructions": null, "error": null, "incomplete_details": null, "usage": null})
 }
 
+/// `base` with its `type` set to `t` and `k` set to `v`.
+fn with(base: &Value, t: &str, k: &str, v: Value) -> Value {
+    let mut e = base.clone();
+    e["type"] = t.into();
+    e[k] = v;
+    e
+}
+
+/// `{family}.delta` events carrying `pieces`, then `{family}.done` with the whole text under
+/// `key`; `logprobs` gives each delta a logprob list as OpenAI sends for output text.
+fn deltas(
+    ev: &mut Vec<Value>,
+    base: &Value,
+    family: &str,
+    key: &str,
+    pieces: &[String],
+    logprobs: bool,
+) {
+    for p in pieces {
+        let mut e = with(base, &format!("{family}.delta"), "delta", p.as_str().into());
+        if logprobs {
+            e["logprobs"] = json!([{"token": p, "logprob": -0.1, "bytes": []}]);
+        }
+        ev.push(e);
+    }
+    ev.push(with(
+        base,
+        &format!("{family}.done"),
+        key,
+        pieces.concat().into(),
+    ));
+}
+
+/// A part of an item: `{kind}.added` with the part `empty`, the events `inner` pushes, then
+/// `{kind}.done` with the part `whole`.
+fn part(
+    ev: &mut Vec<Value>,
+    base: &Value,
+    kind: &str,
+    empty: Value,
+    whole: Value,
+    inner: impl FnOnce(&mut Vec<Value>),
+) {
+    ev.push(with(base, &format!("{kind}.added"), "part", empty));
+    inner(ev);
+    ev.push(with(base, &format!("{kind}.done"), "part", whole));
+}
+
 /// A realistic upstream stream: each channel's text sent as the deltas `pieces[i]`.
 pub(super) fn stream_body(pieces: &[Vec<String>; 5]) -> Vec<u8> {
     let full: [String; 5] = std::array::from_fn(|i| pieces[i].concat());
@@ -53,136 +101,74 @@ pub(super) fn stream_body(pieces: &[Vec<String>; 5]) -> Vec<u8> {
         json!({"id": "rs_1", "type": "reasoning", "summary": []}),
     ));
     let base = json!({"item_id": "rs_1", "output_index": 0, "summary_index": 0});
-    let with = |b: &Value, t: &str, k: &str, v: Value| {
-        let mut e = b.clone();
-        e["type"] = t.into();
-        e[k] = v;
-        e
-    };
-    ev.push(with(
+    let summary = |t: &str| json!({"type": "summary_text", "text": t});
+    part(
+        &mut ev,
         &base,
-        "response.reasoning_summary_part.added",
-        "part",
-        json!({"type": "summary_text", "text": ""}),
-    ));
-    for p in &pieces[0] {
-        ev.push(with(
-            &base,
-            "response.reasoning_summary_text.delta",
-            "delta",
-            p.as_str().into(),
-        ));
-    }
-    ev.push(with(
-        &base,
-        "response.reasoning_summary_text.done",
-        "text",
-        full[0].as_str().into(),
-    ));
-    ev.push(with(
-        &base,
-        "response.reasoning_summary_part.done",
-        "part",
-        json!({"type": "summary_text", "text": full[0]}),
-    ));
+        "response.reasoning_summary_part",
+        summary(""),
+        summary(&full[0]),
+        |ev| {
+            deltas(
+                ev,
+                &base,
+                "response.reasoning_summary_text",
+                "text",
+                &pieces[0],
+                false,
+            )
+        },
+    );
     ev.push(done(0));
     // Message text.
     ev.push(added(1, message("msg_1", "", "in_progress")));
     let base = json!({"item_id": "msg_1", "output_index": 1, "content_index": 0});
-    ev.push(with(
+    let empty = json!({"type": "output_text", "text": "", "annotations": []});
+    part(
+        &mut ev,
         &base,
-        "response.content_part.added",
-        "part",
-        json!({"type": "output_text", "text": "", "annotations": []}),
-    ));
-    for p in &pieces[1] {
-        let mut e = with(
-            &base,
-            "response.output_text.delta",
-            "delta",
-            p.as_str().into(),
-        );
-        e["logprobs"] = json!([{"token": p, "logprob": -0.1, "bytes": []}]);
-        ev.push(e);
-    }
-    ev.push(with(
-        &base,
-        "response.output_text.done",
-        "text",
-        full[1].as_str().into(),
-    ));
-    ev.push(with(
-        &base,
-        "response.content_part.done",
-        "part",
+        "response.content_part",
+        empty,
         items[1]["content"][0].clone(),
-    ));
+        |ev| deltas(ev, &base, "response.output_text", "text", &pieces[1], true),
+    );
     ev.push(done(1));
     // Function call.
     ev.push(added(2, json!({"id": "fc_1", "type": "function_call", "call_id": "call_1", "name": "search", "arguments": "", "status": "in_progress"})));
     let base = json!({"item_id": "fc_1", "output_index": 2});
-    for p in &pieces[2] {
-        ev.push(with(
-            &base,
-            "response.function_call_arguments.delta",
-            "delta",
-            p.as_str().into(),
-        ));
-    }
-    ev.push(with(
+    deltas(
+        &mut ev,
         &base,
-        "response.function_call_arguments.done",
+        "response.function_call_arguments",
         "arguments",
-        full[2].as_str().into(),
-    ));
+        &pieces[2],
+        false,
+    );
     ev.push(done(2));
     // An event family the adapter does not know by name.
     ev.push(added(3, json!({"id": "ci_1", "type": "code_interpreter_call", "container_id": "cntr", "code": "", "status": "in_progress"})));
     let base = json!({"item_id": "ci_1", "output_index": 3});
-    for p in &pieces[3] {
-        ev.push(with(
-            &base,
-            "response.code_interpreter_call_code.delta",
-            "delta",
-            p.as_str().into(),
-        ));
-    }
-    ev.push(with(
+    deltas(
+        &mut ev,
         &base,
-        "response.code_interpreter_call_code.done",
+        "response.code_interpreter_call_code",
         "code",
-        full[3].as_str().into(),
-    ));
+        &pieces[3],
+        false,
+    );
     ev.push(done(3));
     // A refusal part.
     ev.push(added(4, json!({"id": "msg_2", "type": "message", "status": "in_progress", "role": "assistant", "content": []})));
     let base = json!({"item_id": "msg_2", "output_index": 4, "content_index": 0});
-    ev.push(with(
+    let empty = json!({"type": "refusal", "refusal": ""});
+    part(
+        &mut ev,
         &base,
-        "response.content_part.added",
-        "part",
-        json!({"type": "refusal", "refusal": ""}),
-    ));
-    for p in &pieces[4] {
-        ev.push(with(
-            &base,
-            "response.refusal.delta",
-            "delta",
-            p.as_str().into(),
-        ));
-    }
-    ev.push(with(
-        &base,
-        "response.refusal.done",
-        "refusal",
-        full[4].as_str().into(),
-    ));
-    ev.push(with(
-        &base,
-        "response.content_part.done",
-        "part",
+        "response.content_part",
+        empty,
         items[4]["content"][0].clone(),
-    ));
+        |ev| deltas(ev, &base, "response.refusal", "refusal", &pieces[4], false),
+    );
     ev.push(done(4));
     let mut fin = response("completed", items);
     fin["output_text"] = full[1].as_str().into();
