@@ -24,7 +24,7 @@
 #   AB_PORT=8766  AB_POLICY=policies/default.yaml  AB_DATA=../shared/data/xstest/xstest_prompts.csv
 #   AB_LIMIT=160  (N prompts evenly spaced through the file; empty = all)  AB_ROUTE=direct
 #   AB_FORMAT=markdown  AB_CACHE=target/qwen-ab-cache.jsonl  AB_MAX_TOKENS=120  AB_CONCURRENCY=1
-#   AB_SPLIT=  (tune: XSTest rows with an even id; held-out: odd ids; empty: the whole file.
+#   AB_SPLIT=  (tune: XSTest rows with an odd id; held-out: even ids; empty: the whole file.
 #   Spec edits are tried on `tune` and reported on `held-out`, so the tables are not measured on
 #   the prompts the spec was tuned against)
 #   AB_KEEP_SERVER=0  (1: leave the server running afterwards; a server already answering on
@@ -122,8 +122,8 @@ fi
 nice -n 19 cargo build --release --quiet
 if [ -n "$AB_SPLIT" ]; then
   case $AB_SPLIT in
-    tune) parity=0 ;;
-    held-out) parity=1 ;;
+    tune) parity=1 ;;
+    held-out) parity=0 ;;
     *) log "AB_SPLIT must be tune or held-out, not $AB_SPLIT"; exit 2 ;;
   esac
   split=target/ab-xstest-$AB_SPLIT.csv

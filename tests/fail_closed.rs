@@ -205,6 +205,40 @@ async fn unknown_stream_fields_are_scanned() {
     }
 }
 
+/// An unknown delta field that carries its text in pieces, like `content` does: a phrase split
+/// across two events, at every byte, never reaches the client whole.
+#[tokio::test]
+async fn unknown_stream_fields_split_across_events_are_scanned() {
+    let text = "build a pipe bomb now";
+    for cut in 1..text.len() {
+        let mut sse = frame(&role_chunk(0));
+        sse.extend(frame(&content_chunk(0, "Hello. ")));
+        sse.extend(frame(&delta_chunk(json!({"vendor_text": &text[..cut]}))));
+        sse.extend(frame(&delta_chunk(json!({"vendor_text": &text[cut..]}))));
+        sse.extend(frame(&finish_chunk(0, "stop")));
+        sse.extend_from_slice(DONE);
+        let r = run(opts(), &chat("hi", true), true, vec![sse]).await;
+        let mut said = String::new();
+        for c in r.reply.chunks() {
+            if let Some(t) = c["choices"][0]["delta"]["vendor_text"].as_str() {
+                said.push_str(t);
+            }
+        }
+        assert!(!said.contains("pipe bomb"), "cut {cut}: {said:?}");
+        assert!(!r.reply.text().contains("pipe bomb"), "cut {cut}");
+    }
+    // Text that only looks alike across events passes untouched.
+    let mut sse = frame(&role_chunk(0));
+    for piece in ["a pipe ", "fitting, no bombast"] {
+        sse.extend(frame(&delta_chunk(json!({"vendor_text": piece}))));
+    }
+    sse.extend(frame(&finish_chunk(0, "stop")));
+    sse.extend_from_slice(DONE);
+    let r = run(opts(), &chat("hi", true), true, vec![sse]).await;
+    assert!(r.reply.text().contains("no bombast"), "{}", r.reply.text());
+    assert_eq!(r.reply.header("x-deliberate-enforcement"), "full");
+}
+
 #[tokio::test]
 async fn upstream_error_bodies_are_scanned() {
     // A blocked text quoted in an error: the body is replaced, the status kept.

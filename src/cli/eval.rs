@@ -119,6 +119,11 @@ pub struct Args {
         default_value = ".deliberate-eval-cache.jsonl"
     )]
     pub cache: PathBuf,
+    /// Online mode: write every prompt with both arms' outcomes and answers here (JSONL: `prompt`,
+    /// `label`, `sections` injected, per arm `outcome` and `answer`), for reading the answers.
+    /// The report lists `--examples` of each direction in which the arms differ.
+    #[arg(long, value_name = "FILE")]
+    pub answers: Option<PathBuf>,
     /// Per-request timeout in seconds.
     #[arg(long, default_value_t = 120)]
     pub timeout: u64,
@@ -224,6 +229,8 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
                 api_key: args.api_key.clone(),
                 route: args.route,
                 policy_path: args.policy.clone(),
+                examples: args.examples,
+                answers: args.answers.clone(),
             };
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

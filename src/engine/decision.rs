@@ -72,6 +72,24 @@ impl Decision {
         }
         out
     }
+
+    /// The sections this input scan makes relevant for injection (what
+    /// [`inject::choose`](crate::engine::inject::choose) takes): those of its findings except
+    /// `allow` ones (an allow rule vouches for the harmless reading, so its section is not
+    /// shown), then those whose triggers matched; deduplicated. The gateway chooses the same way.
+    pub fn relevant_sections(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        let findings = self.findings.iter().filter(|f| f.action != Action::Allow);
+        let ids = findings
+            .filter_map(|f| f.section.as_deref())
+            .chain(self.triggered.iter().map(String::as_str));
+        for s in ids {
+            if !out.contains(&s) {
+                out.push(s);
+            }
+        }
+        out
+    }
 }
 
 /// Applies redactions to `text`. Overlapping spans merge; a merged span takes the replacement

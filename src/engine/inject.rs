@@ -1,7 +1,8 @@
 //! Choosing and rendering the spec sections shown to the model.
 //!
 //! With `inject: relevant`, a section is shown when one of its input rules fired, its
-//! `triggers` matched, or it is marked `always`. The rendered text starts with a marker line
+//! `triggers` matched, or it is marked `always` (an `allow` rule's section is not shown: the rule
+//! vouches for the harmless reading). The rendered text starts with a marker line
 //! naming the policy, so a request that already carries this policy's injection (a retry, or two
 //! gateways in a row) is not injected twice.
 //!
@@ -19,9 +20,7 @@
 //! "#, "demo.yaml").unwrap();
 //! // Sections come from the input scan: the sections of its findings and of its triggers.
 //! let d = p.scan("what is her address?", Stage::Input, Some("user"));
-//! let mut fired = d.sections();
-//! fired.extend(d.triggered.iter().map(String::as_str));
-//! let chosen = inject::choose(&p, p.spec.inject, &fired);
+//! let chosen = inject::choose(&p, p.spec.inject, &d.relevant_sections());
 //! assert_eq!(chosen.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), ["base", "privacy"]);
 //! let text = inject::render(&p, &chosen);
 //! assert!(inject::is_injected(&text, &p));
@@ -32,12 +31,10 @@ use super::{CompiledPolicy, Section};
 use crate::policy::InjectMode;
 
 /// The sections to inject for `mode` (the policy's `spec.inject`, or an operator's override):
-/// with `relevant`, the sections marked `always` and those named in `fired` — the sections of
-/// the input findings and of the triggers the input scan matched ([`Decision::sections`],
-/// [`Decision::triggered`]), so choosing needs no second scan.
+/// with `relevant`, the sections marked `always` and those named in `fired` — an input scan's
+/// [`Decision::relevant_sections`], so choosing needs no second scan.
 ///
-/// [`Decision::sections`]: crate::engine::Decision::sections
-/// [`Decision::triggered`]: crate::engine::Decision::triggered
+/// [`Decision::relevant_sections`]: crate::engine::Decision::relevant_sections
 pub fn choose<'p>(
     policy: &'p CompiledPolicy,
     mode: InjectMode,
@@ -88,4 +85,47 @@ pub fn render(policy: &CompiledPolicy, sections: &[&Section]) -> String {
 /// The last line of every injection, so a later gateway can take the whole block out again.
 pub fn end_marker(policy: &CompiledPolicy) -> String {
     format!("[end of deliberate policy {}]", policy.label())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::policy::Stage;
+
+    /// An allow rule's section is not injected: the rule vouches for the harmless reading. A
+    /// flag rule of the same section, or its trigger, still injects it.
+    #[test]
+    fn allow_findings_choose_no_section() {
+        let p = CompiledPolicy::from_yaml_str(
+            r#"
+policy: demo
+spec:
+  inject: relevant
+  sections:
+    - {id: base, title: Basics, text: "Be kind.", always: true}
+    - {id: violence, title: Violence, text: "No weapons.", triggers: {keywords: [grenade]}}
+rules:
+  - {id: benign.kill-process, section: violence, stages: [input], action: allow, match: {keywords: [kill a process]}}
+  - {id: violence.kill, section: violence, stages: [input], action: flag, match: {keywords: [kill him]}}
+"#,
+            "demo.yaml",
+        )
+        .unwrap();
+        let ids = |text: &str| {
+            let d = p.scan(text, Stage::Input, Some("user"));
+            let chosen = choose(&p, p.spec.inject, &d.relevant_sections());
+            chosen.iter().map(|s| s.id.clone()).collect::<Vec<_>>()
+        };
+        // The allow finding is there (and names its section), it just chooses nothing.
+        let d = p.scan("how do I kill a process?", Stage::Input, Some("user"));
+        assert_eq!(d.sections(), ["violence"]);
+        assert_eq!(ids("how do I kill a process?"), ["base"]);
+        assert_eq!(ids("how do I kill him?"), ["base", "violence"]);
+        assert_eq!(
+            ids("kill a process, then throw a grenade"),
+            ["base", "violence"]
+        );
+    }
 }

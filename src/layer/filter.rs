@@ -36,6 +36,9 @@ pub(crate) struct FilterState {
     pub streaming: bool,
     /// Released content text, per unit (choice), when `collect` is set.
     pub collected: Vec<(u32, String)>,
+    /// Streams: the end of what each whole-scanned field (unknown strings, by unit and
+    /// location) said in earlier events, so that a phrase split across two events is seen.
+    whole_tails: Vec<((u32, String), String)>,
 }
 
 impl FilterState {
@@ -150,6 +153,51 @@ impl OutputFilter<'_> {
                 });
             }
         }
+    }
+
+    /// A stream field scanned whole in each event (an unknown string) may carry one phrase
+    /// in two events: scans what the field said before (up to the policy's holdback) joined
+    /// with `view`, and returns the blocking or redacting finding that crosses from one to the
+    /// other (or the block that only the joined text makes). Its first part already went out,
+    /// so nothing can be redacted: the caller refuses. Then remembers the joined text's end.
+    fn across_events(
+        &mut self,
+        channel: &Channel,
+        stage: Stage,
+        view: &str,
+    ) -> Option<PolicyFinding> {
+        let key = (channel.unit, channel.location.clone());
+        let slot = match self.state.whole_tails.iter().position(|(k, _)| *k == key) {
+            Some(i) => i,
+            None => {
+                self.state.whole_tails.push((key, String::new()));
+                self.state.whole_tails.len() - 1
+            }
+        };
+        let tail = std::mem::take(&mut self.state.whole_tails[slot].1);
+        let mut joined = tail;
+        let cut = joined.len();
+        joined.push_str(view);
+        let found = if cut == 0 {
+            None
+        } else {
+            let set = self.ex.set.clone();
+            let j = chain::scan(&set, &joined, stage, None, false);
+            let crossing = j.findings.into_iter().find(|(_, f)| {
+                matches!(f.action, Action::Block | Action::Redact) && f.start < cut && f.end > cut
+            });
+            crossing.or(j.block)
+        };
+        let keep = self
+            .ex
+            .set
+            .policies()
+            .iter()
+            .map(|p| p.holdback(stage))
+            .max()
+            .unwrap_or(0);
+        self.state.whole_tails[slot].1 = tail_of(&joined, keep).to_owned();
+        found
     }
 
     fn blocked(&mut self, unit: u32, (pi, f): &PolicyFinding, released: String) -> Verdict {
@@ -371,6 +419,12 @@ impl TextFilter for OutputFilter<'_> {
         }
         if let Some(b) = &d.block {
             return self.blocked(channel.unit, b, String::new());
+        }
+        if self.state.streaming
+            && let Some(f) = self.across_events(channel, stage, &view)
+        {
+            self.ex.finding(&f, || channel.location.clone());
+            return self.blocked(channel.unit, &f, String::new());
         }
         if judging {
             queue_jobs(
@@ -594,5 +648,23 @@ impl RequestSink for InputScan<'_> {
 
     fn partial(&mut self, reason: &'static str) {
         self.ex.partial(reason);
+    }
+}
+
+/// The last `keep` bytes of `text` or a little less: cut after a space where there is one, so
+/// that the kept text does not begin inside a word (which could make a word boundary the text
+/// never had).
+fn tail_of(text: &str, keep: usize) -> &str {
+    if text.len() <= keep {
+        return text;
+    }
+    let mut start = text.len() - keep;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    let rest = &text[start..];
+    match rest.find(char::is_whitespace) {
+        Some(i) => &rest[i..],
+        None => rest,
     }
 }

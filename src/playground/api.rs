@@ -274,11 +274,7 @@ impl Playground {
         let mut blocked = None;
         for m in &req.messages {
             let d = p.scan(&m.content, Stage::Input, Some(&m.role));
-            for s in d
-                .sections()
-                .into_iter()
-                .chain(d.triggered.iter().map(String::as_str))
-            {
+            for s in d.relevant_sections() {
                 if !fired.iter().any(|f| f == s) {
                     fired.push(s.to_owned());
                 }

@@ -326,17 +326,46 @@ impl Metrics {
             "deliberate_upstream_latency_seconds",
             "Upstream time to response headers.",
         );
-        let _ = writeln!(
-            out,
-            "# HELP deliberate_active_streams Streamed responses in flight.\n# TYPE deliberate_active_streams gauge\ndeliberate_active_streams {}",
-            self.active_streams.load(Ordering::Relaxed)
+        self.judge_latency.render(
+            &mut out,
+            "deliberate_judge_latency_seconds",
+            "Judge call time (cache hits excluded).",
         );
-        let _ = writeln!(
-            out,
-            "# HELP deliberate_open_connections Open client connections.\n# TYPE deliberate_open_connections gauge\ndeliberate_open_connections {}",
-            self.open_connections.load(Ordering::Relaxed)
-        );
-        let counters = [
+        let load = |n: &AtomicU64| n.load(Ordering::Relaxed).to_string();
+        let gauge = |n: &AtomicI64| n.load(Ordering::Relaxed).to_string();
+        let scalars = [
+            (
+                "deliberate_active_streams",
+                "gauge",
+                "Streamed responses in flight.",
+                gauge(&self.active_streams),
+            ),
+            (
+                "deliberate_open_connections",
+                "gauge",
+                "Open client connections.",
+                gauge(&self.open_connections),
+            ),
+            (
+                "deliberate_accept_errors_total",
+                "counter",
+                "Failed accepts (out of file descriptors and the like).",
+                load(&self.accept_errors),
+            ),
+            (
+                "deliberate_judge_cache_hits_total",
+                "counter",
+                "Verdicts served from the judge cache.",
+                load(&self.judge_cache_hits),
+            ),
+        ];
+        for (name, kind, help, value) in scalars {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        }
+        let families = [
             (
                 "deliberate_connections_refused_total",
                 "Client connections refused at the connection cap, by how (503 or closed).",
@@ -349,19 +378,6 @@ impl Metrics {
                 "reason",
                 &self.connections_closed,
             ),
-        ];
-        labeled_counters(&mut out, &counters);
-        let _ = writeln!(
-            out,
-            "# HELP deliberate_accept_errors_total Failed accepts (out of file descriptors and the like).\n# TYPE deliberate_accept_errors_total counter\ndeliberate_accept_errors_total {}",
-            self.accept_errors.load(Ordering::Relaxed)
-        );
-        self.judge_latency.render(
-            &mut out,
-            "deliberate_judge_latency_seconds",
-            "Judge call time (cache hits excluded).",
-        );
-        let judge = [
             (
                 "deliberate_judge_verdicts_total",
                 "Judge verdicts by verdict (violation, no_violation), cache hits included.",
@@ -374,23 +390,14 @@ impl Metrics {
                 "kind",
                 &self.judge_errors,
             ),
+            (
+                "deliberate_policy_reloads_total",
+                "Policy reloads by result.",
+                "result",
+                &self.reloads,
+            ),
         ];
-        labeled_counters(&mut out, &judge);
-        let _ = writeln!(
-            out,
-            "# HELP deliberate_judge_cache_hits_total Verdicts served from the judge cache.\n# TYPE deliberate_judge_cache_hits_total counter\ndeliberate_judge_cache_hits_total {}",
-            self.judge_cache_hits.load(Ordering::Relaxed)
-        );
-        out.push_str("# HELP deliberate_policy_reloads_total Policy reloads by result.\n");
-        out.push_str("# TYPE deliberate_policy_reloads_total counter\n");
-        if let Ok(m) = self.reloads.lock() {
-            for (result, n) in m.iter() {
-                let _ = writeln!(
-                    out,
-                    "deliberate_policy_reloads_total{{result=\"{result}\"}} {n}"
-                );
-            }
-        }
+        labeled_counters(&mut out, &families);
         if let Ok(p) = self.policy.lock() {
             let _ = writeln!(
                 out,

@@ -80,6 +80,10 @@ pub struct OnlineConfig {
     pub route: Route,
     /// The policy file (the gateway route loads it itself).
     pub policy_path: PathBuf,
+    /// How many examples of each direction of difference between the arms to list.
+    pub examples: usize,
+    /// Where to write every case with both arms' outcomes (JSONL), if anywhere.
+    pub answers: Option<PathBuf>,
 }
 
 /// How the arms reach the model.

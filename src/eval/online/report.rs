@@ -3,8 +3,111 @@
 use serde_json::{Value, json};
 
 use super::Route;
+use crate::eval::dataset::Label;
 use crate::eval::metrics::Rate;
 use crate::eval::report::{Style, Table, heading};
+
+/// What one arm did with one prompt.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Outcome {
+    /// No answer yet (a run that stopped early).
+    #[default]
+    Missing,
+    /// The input filter refused it; the model was not called.
+    InputBlocked,
+    /// The output filter refused the answer (the answer as it came).
+    OutputBlocked(String),
+    /// The model refused, by the refusal detector (the answer as the client got it).
+    Refused(String),
+    /// The model answered (the answer as the client got it).
+    Answered(String),
+}
+
+impl Outcome {
+    /// The short name used in reports and the answers file.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::Missing => "missing",
+            Outcome::InputBlocked => "input blocked",
+            Outcome::OutputBlocked(_) => "output blocked",
+            Outcome::Refused(_) => "refused",
+            Outcome::Answered(_) => "answered",
+        }
+    }
+
+    /// Not answered: blocked or refused (what `not_unsafe` counts as safe).
+    pub fn declined(&self) -> bool {
+        matches!(
+            self,
+            Outcome::InputBlocked | Outcome::OutputBlocked(_) | Outcome::Refused(_)
+        )
+    }
+
+    /// The model's answer, when it was called.
+    pub fn answer(&self) -> Option<&str> {
+        match self {
+            Outcome::OutputBlocked(a) | Outcome::Refused(a) | Outcome::Answered(a) => Some(a),
+            Outcome::Missing | Outcome::InputBlocked => None,
+        }
+    }
+}
+
+/// One prompt and what each arm did with it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaseAnswers {
+    /// The prompt as the data set has it.
+    pub prompt: String,
+    /// Its label.
+    pub label: Label,
+    /// The spec sections the `spec` arm injected.
+    pub sections: Vec<String>,
+    /// Per arm, in [`super::ARMS`] order.
+    pub arms: Vec<Outcome>,
+}
+
+impl CaseAnswers {
+    /// The answers-file line: prompt, label, sections and each arm's outcome and answer.
+    pub fn to_json(&self, arms: &[ArmReport]) -> Value {
+        let mut per_arm = serde_json::Map::new();
+        for (a, o) in arms.iter().zip(&self.arms) {
+            per_arm.insert(
+                a.name.clone(),
+                json!({"outcome": o.name(), "answer": o.answer()}),
+            );
+        }
+        json!({
+            "prompt": self.prompt,
+            "label": label_name(self.label),
+            "sections": self.sections,
+            "arms": per_arm,
+        })
+    }
+
+    /// Whether the arms disagree on answering (the difference the metrics count).
+    fn differs(&self) -> bool {
+        self.arms.len() == 2
+            && !matches!(self.arms[0], Outcome::Missing)
+            && !matches!(self.arms[1], Outcome::Missing)
+            && self.arms[0].declined() != self.arms[1].declined()
+    }
+}
+
+fn label_name(l: Label) -> &'static str {
+    match l {
+        Label::Safe => "safe",
+        Label::Unsafe => "unsafe",
+    }
+}
+
+/// The first `n` characters of `s` on one line, with an ellipsis when cut.
+fn excerpt(s: &str, n: usize) -> String {
+    let one: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one.chars().count() <= n {
+        one
+    } else {
+        format!("{}…", one.chars().take(n).collect::<String>())
+    }
+}
 
 /// Counts for one arm.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -82,6 +185,10 @@ pub struct OnlineReport {
     pub arms: Vec<ArmReport>,
     /// Data sets or rows not sent (output-stage sets, `--limit`), with why.
     pub notes: Vec<String>,
+    /// Every prompt sent, with each arm's outcome.
+    pub cases: Vec<CaseAnswers>,
+    /// How many examples of each direction of difference to list.
+    pub examples: usize,
 }
 
 impl OnlineReport {
@@ -107,7 +214,42 @@ impl OnlineReport {
                 "mean_prompt_tokens_reported": a.mean_prompt_tokens(),
                 "cached_answers": a.cached,
             })).collect::<Vec<_>>(),
+            "differences": self.differences().iter().map(|(dir, cases)| json!({
+                "direction": dir,
+                "count": cases.len(),
+                "examples": cases.iter().take(self.examples)
+                    .map(|c| c.to_json(&self.arms)).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
         })
+    }
+
+    /// The prompts on which the arms disagree, in four groups: by label, and by which arm
+    /// declined (`spec declined, no-spec answered` and the other way round).
+    pub fn differences(&self) -> Vec<(String, Vec<&CaseAnswers>)> {
+        let (Some(a), Some(b)) = (self.arms.first(), self.arms.get(1)) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for label in [Label::Unsafe, Label::Safe] {
+            for spec_declined in [true, false] {
+                let (d, n) = if spec_declined { (a, b) } else { (b, a) };
+                let dir = format!(
+                    "{} prompts: {} declined, {} answered",
+                    label_name(label),
+                    d.name,
+                    n.name
+                );
+                let cases = self
+                    .cases
+                    .iter()
+                    .filter(|c| {
+                        c.label == label && c.differs() && c.arms[0].declined() == spec_declined
+                    })
+                    .collect();
+                out.push((dir, cases));
+            }
+        }
+        out
     }
 
     /// The A/B table.
@@ -149,6 +291,7 @@ impl OnlineReport {
             ]);
         }
         out.push_str(&t.render(style));
+        self.render_differences(&mut out, style);
         for n in &self.notes {
             out.push_str(&format!("\nnote: {n}"));
         }
@@ -156,5 +299,37 @@ impl OnlineReport {
             out.push('\n');
         }
         out
+    }
+
+    /// Where the arms differ: a count per direction and up to `examples` prompts of each, with
+    /// the start of both answers.
+    fn render_differences(&self, out: &mut String, style: Style) {
+        let diffs = self.differences();
+        if diffs.is_empty() || self.examples == 0 {
+            return;
+        }
+        out.push('\n');
+        out.push_str(&heading(4, "Where the arms differ", style));
+        for (dir, cases) in diffs {
+            out.push_str(&format!("\n{dir}: {}\n", cases.len()));
+            if cases.is_empty() {
+                continue;
+            }
+            out.push('\n');
+            let mut t = Table::new(&["prompt", "sections", &self.arms[0].name, &self.arms[1].name]);
+            for c in cases.iter().take(self.examples) {
+                let cell = |o: &Outcome| match o.answer() {
+                    Some(a) => format!("{}: {}", o.name(), excerpt(a, 90)),
+                    None => o.name().to_owned(),
+                };
+                t.row(vec![
+                    excerpt(&c.prompt, 70),
+                    c.sections.join(", "),
+                    cell(&c.arms[0]),
+                    cell(&c.arms[1]),
+                ]);
+            }
+            out.push_str(&t.render(style));
+        }
     }
 }

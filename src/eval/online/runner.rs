@@ -11,6 +11,7 @@ use super::cache::{Cache, fnv1a};
 use super::client::{Answer, Upstream};
 use super::gateway::start_gateway;
 use super::progress::Progress;
+use super::report::{CaseAnswers, Outcome};
 use super::{ARMS, ArmReport, OnlineConfig, OnlineError, OnlineReport, Route};
 use crate::engine::CompiledPolicy;
 use crate::engine::inject;
@@ -21,6 +22,8 @@ use crate::policy::{Action, Stage};
 
 struct Job {
     arm: usize,
+    /// Index into the run's [`CaseAnswers`].
+    case: usize,
     label: Label,
     /// Input blocked: the refusal, no request.
     blocked: bool,
@@ -68,6 +71,8 @@ pub async fn run(
             })
             .collect(),
         notes: Vec::new(),
+        cases: Vec::new(),
+        examples: cfg.examples,
     };
     if matches!(policy.spec.inject, crate::policy::InjectMode::Off) {
         report
@@ -104,10 +109,15 @@ pub async fn run(
         for c in picked {
             let d = policy.scan(&c.text, Stage::Input, Some("user"));
             let blocked = d.action == Action::Block;
-            let mut fired = d.sections();
-            fired.extend(d.triggered.iter().map(String::as_str));
-            let chosen = inject::choose(policy, policy.spec.inject, &fired);
+            let chosen = inject::choose(policy, policy.spec.inject, &d.relevant_sections());
             let injection = (!chosen.is_empty()).then(|| inject::render(policy, &chosen));
+            let case = report.cases.len();
+            report.cases.push(CaseAnswers {
+                prompt: c.text.clone(),
+                label: c.label,
+                sections: chosen.iter().map(|s| s.id.clone()).collect(),
+                arms: vec![Outcome::default(); ARMS.len()],
+            });
             // Direct route: the user message as the gateway forwards it, redactions applied.
             // Gateway route: the client's message; the gateway redacts and injects.
             let user_text = if d.action == Action::Redact && cfg.route == Route::Direct {
@@ -146,6 +156,7 @@ pub async fn run(
                 );
                 jobs.push(Job {
                     arm,
+                    case,
                     label: c.label,
                     blocked,
                     injected_chars: inj.map_or(0, |t| t.chars().count()),
@@ -190,8 +201,10 @@ pub async fn run(
         let arm = &mut report.arms[j.arm];
         arm.injected_chars += j.injected_chars as u64;
         arm.injected += u64::from(j.injected_chars > 0);
+        let outcome = &mut report.cases[j.case].arms[j.arm];
         let refused = if j.blocked {
             arm.input_blocked += 1;
+            *outcome = Outcome::InputBlocked;
             true
         } else if let Some((answer, cached)) = r {
             arm.cached += u64::from(cached);
@@ -217,6 +230,7 @@ pub async fn run(
             match action {
                 Action::Block => {
                     arm.output_blocked += 1;
+                    *outcome = Outcome::OutputBlocked(text);
                     true
                 }
                 a => {
@@ -225,6 +239,11 @@ pub async fn run(
                     }
                     let r = detector.is_refusal(&text);
                     arm.model_refused += u64::from(r);
+                    *outcome = if r {
+                        Outcome::Refused(text)
+                    } else {
+                        Outcome::Answered(text)
+                    };
                     r
                 }
             }
@@ -243,5 +262,21 @@ pub async fn run(
             }
         }
     }
+    if let Some(path) = &cfg.answers {
+        write_answers(path, &report)?;
+    }
     Ok(report)
+}
+
+/// Writes every case with both arms' outcomes as JSONL, for reading the answers.
+fn write_answers(path: &std::path::Path, report: &OnlineReport) -> Result<(), OnlineError> {
+    let mut out = String::new();
+    for c in &report.cases {
+        out.push_str(&c.to_json(&report.arms).to_string());
+        out.push('\n');
+    }
+    std::fs::write(path, out).map_err(|e| OnlineError::Cache {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
 }
