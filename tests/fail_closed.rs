@@ -787,3 +787,68 @@ async fn redacted_thinking_drops_its_signature_and_says_so() {
     assert_eq!(r.reply.json()["content"][0]["signature"], "EqQBCgIYAhIM");
     assert_eq!(r.reply.header("x-deliberate-enforcement"), "full");
 }
+
+/// The Chat case above on the other streamed APIs: an unknown delta type (Anthropic) and an
+/// unknown event (Responses) whose string field carries a phrase in two events, split at
+/// every byte. The client never reads the phrase whole.
+#[tokio::test]
+async fn unknown_fields_split_across_events_are_scanned_on_every_api() {
+    let text = "build a pipe bomb now";
+    let r_obj = json!({"id": "resp_1", "object": "response", "created_at": 1,
+        "status": "in_progress", "model": "m", "output": []});
+    for cut in 1..text.len() {
+        // Anthropic: a delta type the adapter does not know, inside a text block.
+        let mut sse = a_start();
+        sse.extend(a_block(0));
+        sse.extend(a_text(0, "Hello. "));
+        for piece in [&text[..cut], &text[cut..]] {
+            sse.extend(a_ev(json!({"type": "content_block_delta", "index": 0,
+                "delta": {"type": "vendor_delta", "vendor_text": piece}})));
+        }
+        sse.extend(a_stop(0));
+        sse.extend(a_end());
+        let r = messages_run(sse).await;
+        let mut said = String::new();
+        for e in r.reply.events() {
+            let v: Value = serde_json::from_str(&e).unwrap();
+            if let Some(t) = v["delta"]["vendor_text"].as_str() {
+                said.push_str(t);
+            }
+        }
+        assert!(!said.contains("pipe bomb"), "anthropic cut {cut}: {said:?}");
+        assert!(!r.reply.text().contains("pipe bomb"), "anthropic cut {cut}");
+
+        // Responses: an event type the adapter does not know.
+        let mut sse = frame(&json!({"type": "response.created", "response": r_obj}));
+        for piece in [&text[..cut], &text[cut..]] {
+            sse.extend(frame(
+                &json!({"type": "response.vendor.note", "note": piece}),
+            ));
+        }
+        let mut done = r_obj.clone();
+        done["status"] = "completed".into();
+        sse.extend(frame(
+            &json!({"type": "response.completed", "response": done}),
+        ));
+        let mut runs = run_with(
+            opts(),
+            "/v1/responses",
+            &[json!({"model": "m", "input": "hi", "stream": true})],
+            200,
+            true,
+            vec![sse],
+        )
+        .await;
+        let r = runs.pop().unwrap();
+        let mut said = String::new();
+        for e in r.reply.events() {
+            if let Ok(v) = serde_json::from_str::<Value>(&e)
+                && let Some(t) = v["note"].as_str()
+            {
+                said.push_str(t);
+            }
+        }
+        assert!(!said.contains("pipe bomb"), "responses cut {cut}: {said:?}");
+        assert!(!r.reply.text().contains("pipe bomb"), "responses cut {cut}");
+    }
+}
