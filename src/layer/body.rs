@@ -11,125 +11,61 @@ use pin_project_lite::pin_project;
 use super::error::BoxError;
 use super::stream::{StreamFilter, poll_next};
 
+/// The request body the inner service gets: the rewritten request of an enforced route
+/// ([`LayerBody::full`]), or the client's body, untouched, on any other route
+/// ([`LayerBody::passed`]).
+pub type RequestBody<B> = LayerBody<B>;
+
+/// The response body the client gets: the inner body untouched (routes not enforced, upstream
+/// errors), a body the layer made (refusals, errors, scanned buffered completions), or a
+/// filtered event stream.
+pub type ResponseBody<B> = LayerBody<B>;
+
 pin_project! {
-    /// The request body the inner service gets: the rewritten request of an enforced route, or
-    /// the client's body, untouched, on any other route.
-    pub struct RequestBody<B> {
+    /// The one body type of the layer, for requests ([`RequestBody`]) and responses
+    /// ([`ResponseBody`]): another body passed through, a body the layer made, or (responses
+    /// only) an event stream run through the output filter.
+    pub struct LayerBody<B> {
         #[pin]
-        kind: RequestKind<B>,
+        kind: Kind<B>,
     }
 }
 
 pin_project! {
-    #[project = RequestKindProj]
-    enum RequestKind<B> {
-        Full { #[pin] data: Full<Bytes> },
-        Passed { #[pin] inner: B },
-    }
-}
-
-impl<B> RequestBody<B> {
-    /// A body of `data`.
-    pub fn full(data: Bytes) -> Self {
-        RequestBody {
-            kind: RequestKind::Full {
-                data: Full::new(data),
-            },
-        }
-    }
-
-    /// The client's body as it came.
-    pub fn passed(inner: B) -> Self {
-        RequestBody {
-            kind: RequestKind::Passed { inner },
-        }
-    }
-}
-
-impl<B> std::fmt::Debug for RequestBody<B> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("RequestBody")
-    }
-}
-
-impl<B> Body for RequestBody<B>
-where
-    B: Body<Data = Bytes>,
-    B::Error: Into<BoxError>,
-{
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.project().kind.project() {
-            RequestKindProj::Full { data } => data.poll_frame(cx).map_err(|never| match never {}),
-            RequestKindProj::Passed { inner } => inner.poll_frame(cx).map_err(Into::into),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match &self.kind {
-            RequestKind::Full { data } => data.is_end_stream(),
-            RequestKind::Passed { inner } => inner.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match &self.kind {
-            RequestKind::Full { data } => data.size_hint(),
-            RequestKind::Passed { inner } => inner.size_hint(),
-        }
-    }
-}
-
-pin_project! {
-    /// The response body the client gets: the inner body untouched (routes not enforced,
-    /// upstream errors), a body the layer made (refusals, errors, scanned buffered
-    /// completions), or a filtered event stream.
-    pub struct ResponseBody<B> {
-        #[pin]
-        kind: ResponseKind<B>,
-    }
-}
-
-pin_project! {
-    #[project = ResponseKindProj]
-    enum ResponseKind<B> {
+    #[project = KindProj]
+    enum Kind<B> {
         Passed { #[pin] inner: B },
         Full { #[pin] data: Full<Bytes> },
         Stream { inner: Pin<Box<B>>, filter: Box<StreamFilter>, prefix: Option<Bytes> },
     }
 }
 
-impl<B> std::fmt::Debug for ResponseBody<B> {
+impl<B> std::fmt::Debug for LayerBody<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ResponseBody")
+        f.write_str("LayerBody")
     }
 }
 
-impl<B> ResponseBody<B> {
+impl<B> LayerBody<B> {
     /// The inner body, untouched.
     pub fn passed(inner: B) -> Self {
-        ResponseBody {
-            kind: ResponseKind::Passed { inner },
+        LayerBody {
+            kind: Kind::Passed { inner },
         }
     }
 
     /// A body of `data`.
     pub fn full(data: Bytes) -> Self {
-        ResponseBody {
-            kind: ResponseKind::Full {
+        LayerBody {
+            kind: Kind::Full {
                 data: Full::new(data),
             },
         }
     }
 
     pub(crate) fn stream(inner: Pin<Box<B>>, filter: Box<StreamFilter>, prefix: Bytes) -> Self {
-        ResponseBody {
-            kind: ResponseKind::Stream {
+        LayerBody {
+            kind: Kind::Stream {
                 inner,
                 filter,
                 prefix: (!prefix.is_empty()).then_some(prefix),
@@ -138,7 +74,7 @@ impl<B> ResponseBody<B> {
     }
 }
 
-impl<B> Body for ResponseBody<B>
+impl<B> Body for LayerBody<B>
 where
     B: Body<Data = Bytes>,
     B::Error: Into<BoxError>,
@@ -151,9 +87,9 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.project().kind.project() {
-            ResponseKindProj::Passed { inner } => inner.poll_frame(cx).map_err(Into::into),
-            ResponseKindProj::Full { data } => data.poll_frame(cx).map_err(|never| match never {}),
-            ResponseKindProj::Stream {
+            KindProj::Passed { inner } => inner.poll_frame(cx).map_err(Into::into),
+            KindProj::Full { data } => data.poll_frame(cx).map_err(|never| match never {}),
+            KindProj::Stream {
                 inner,
                 filter,
                 prefix,
@@ -168,17 +104,17 @@ where
 
     fn is_end_stream(&self) -> bool {
         match &self.kind {
-            ResponseKind::Passed { inner } => inner.is_end_stream(),
-            ResponseKind::Full { data } => data.is_end_stream(),
-            ResponseKind::Stream { filter, prefix, .. } => prefix.is_none() && filter.is_ended(),
+            Kind::Passed { inner } => inner.is_end_stream(),
+            Kind::Full { data } => data.is_end_stream(),
+            Kind::Stream { filter, prefix, .. } => prefix.is_none() && filter.is_ended(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
-            ResponseKind::Passed { inner } => inner.size_hint(),
-            ResponseKind::Full { data } => data.size_hint(),
-            ResponseKind::Stream { .. } => SizeHint::default(),
+            Kind::Passed { inner } => inner.size_hint(),
+            Kind::Full { data } => data.size_hint(),
+            Kind::Stream { .. } => SizeHint::default(),
         }
     }
 }

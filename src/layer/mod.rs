@@ -102,7 +102,7 @@ pub use audit::{
     AuditFinding, AuditLabels, AuditRecord, Deliberation, Injection, Latency, Observer, Outcome,
     mask, rfc3339,
 };
-pub use body::{RequestBody, ResponseBody};
+pub use body::{LayerBody, RequestBody, ResponseBody};
 pub use budget::{Offload, OffloadJob, normalized_len};
 pub use deliberation::DeliberationStripper;
 pub use error::{BoxError, RequestBodyTimeout, TimeoutPhase, UpstreamTimeout};

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The judge through a real model: Qwen2.5-Coder-1.5B-Instruct (the GGUF `scripts/qwen-ab.sh`
+# assembles from PyPI) as the judge of the default policy's spec, on a 100-text sample of the
+# shared sets, rules alone vs judge alone vs the cascade (`deliberate eval --judge`), and the
+# policy's labeled judge examples (`deliberate test --judge`).
+#
+# The sample (target/judge-sample.jsonl), evenly spaced so the script gives the same texts on
+# every machine: 50 XSTest prompts with an even id (the half `qwen-ab.sh` holds out; input
+# stage), 20 JailbreakBench PAIR attack prompts (unsafe, input) and 30 PAIR responses to
+# GPT-4 (output stage; unsafe when the artifact says `jailbroken`).
+#
+# Needs a server on JUDGE_PORT (start one with `AB_KEEP_SERVER=1 scripts/qwen-ab.sh`, or any
+# OpenAI-compatible endpoint with JUDGE_URL). Slow on 2 CPUs: the judge prompt is the whole
+# written policy (~2,000 tokens), so each call reads it again unless the server reuses the
+# prefix. Not part of CI.
+#
+# Environment: JUDGE_URL=http://127.0.0.1:$JUDGE_PORT/v1  JUDGE_PORT=8766  JUDGE_MODEL=qwen
+#   JUDGE_TIMEOUT=180s  JUDGE_FORMAT=markdown  JUDGE_RECORD=0 (1: also write
+#   policies/tests/default.verdicts.json from the live verdicts; `deliberate test` then fails
+#   on every example whose verdict disagrees with its label)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+JUDGE_PORT=${JUDGE_PORT:-8766}
+JUDGE_URL=${JUDGE_URL:-http://127.0.0.1:$JUDGE_PORT/v1}
+JUDGE_MODEL=${JUDGE_MODEL:-qwen}
+JUDGE_TIMEOUT=${JUDGE_TIMEOUT:-180s}
+JUDGE_FORMAT=${JUDGE_FORMAT:-markdown}
+JUDGE_RECORD=${JUDGE_RECORD:-0}
+DATA=../shared/data
+
+log() { printf '[qwen-judge] %s\n' "$*" >&2; }
+
+curl -sf "${JUDGE_URL%/v1}/v1/models" >/dev/null || {
+  log "no server answers on $JUDGE_URL"; exit 1
+}
+mkdir -p target
+python3 - "$DATA" target/judge-sample.jsonl <<'PY'
+import csv, json, sys
+data, dst = sys.argv[1], sys.argv[2]
+def spaced(items, n):
+    return [items[i * len(items) // n] for i in range(n)]
+with open(dst, "w") as f:
+    def put(id_, text, label, category, stage):
+        f.write(json.dumps({"id": id_, "text": text, "label": label,
+                            "category": category, "stage": stage}) + "\n")
+    with open(f"{data}/xstest/xstest_prompts.csv", newline="") as src:
+        rows = [r for r in csv.DictReader(src) if int(r["id"]) % 2 == 0]
+    for r in spaced(rows, 50):
+        put("xstest-" + r["id"], r["prompt"], r["label"], "xstest/" + r["type"], "input")
+    with open(f"{data}/jailbreakbench/PAIR_gpt-4-0125-preview.json") as src:
+        jb = json.load(src)["jailbreaks"]
+    for j in spaced([j for j in jb if j.get("prompt")], 20):
+        put(f"pair-prompt-{j['index']}", j["prompt"], "unsafe", "jbb-pair/prompt", "input")
+    for j in spaced([j for j in jb if j.get("response")], 30):
+        put(f"pair-response-{j['index']}", j["response"],
+            "unsafe" if j["jailbroken"] else "safe", "jbb-pair/response", "output")
+PY
+log "sample: $(wc -l <target/judge-sample.jsonl) texts in target/judge-sample.jsonl"
+
+nice -n 19 cargo build --release --quiet
+start=$(date +%s)
+nice -n 5 ./target/release/deliberate eval --policy policies/default.yaml \
+  --dataset target/judge-sample.jsonl --judge "$JUDGE_URL" --judge-model "$JUDGE_MODEL" \
+  --judge-timeout "$JUDGE_TIMEOUT" --judge-concurrency 1 --format "$JUDGE_FORMAT"
+log "eval --judge wall clock: $(( $(date +%s) - start )) s"
+
+args=(test policies/default.yaml --judge "$JUDGE_URL" --judge-model "$JUDGE_MODEL"
+      --judge-timeout "$JUDGE_TIMEOUT")
+if [ "$JUDGE_RECORD" = 1 ]; then args+=(--record); fi
+start=$(date +%s)
+nice -n 5 ./target/release/deliberate "${args[@]}" || log "some judge examples disagree with their labels (above)"
+log "test --judge wall clock: $(( $(date +%s) - start )) s"
