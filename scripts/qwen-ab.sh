@@ -27,6 +27,7 @@
 #   AB_SPLIT=  (tune: XSTest rows with an odd id; held-out: even ids; empty: the whole file.
 #   Spec edits are tried on `tune` and reported on `held-out`, so the tables are not measured on
 #   the prompts the spec was tuned against)
+#   AB_ANSWERS=  (a file: every prompt with both arms' outcome and answer, JSONL)
 #   AB_KEEP_SERVER=0  (1: leave the server running afterwards; a server already answering on
 #   AB_PORT is used as it is and never stopped)
 set -euo pipefail
@@ -46,6 +47,7 @@ AB_MAX_TOKENS=${AB_MAX_TOKENS:-120}
 AB_CONCURRENCY=${AB_CONCURRENCY:-1}
 AB_KEEP_SERVER=${AB_KEEP_SERVER:-0}
 AB_SPLIT=${AB_SPLIT:-}
+AB_ANSWERS=${AB_ANSWERS:-}
 
 PARTS=22
 PART_VERSION=0.2.0
@@ -145,6 +147,7 @@ ARGS=(eval --policy "$AB_POLICY" --dataset "$AB_DATA" --upstream "$BASE" --model
       --route "$AB_ROUTE" --concurrency "$AB_CONCURRENCY" --max-tokens "$AB_MAX_TOKENS"
       --cache "$AB_CACHE" --format "$AB_FORMAT")
 if [ -n "$AB_LIMIT" ]; then ARGS+=(--limit "$AB_LIMIT"); fi
+if [ -n "$AB_ANSWERS" ]; then ARGS+=(--answers "$AB_ANSWERS"); fi
 log "running: deliberate ${ARGS[*]}"
 start=$(date +%s)
 nice -n 19 ./target/release/deliberate "${ARGS[@]}"

@@ -5,14 +5,17 @@
 # policy's labeled judge examples (`deliberate test --judge`).
 #
 # The sample (target/judge-sample.jsonl), evenly spaced so the script gives the same texts on
-# every machine: 50 XSTest prompts with an even id (the half `qwen-ab.sh` holds out; input
-# stage), 20 JailbreakBench PAIR attack prompts (unsafe, input) and 30 PAIR responses to
+# every machine: 24 XSTest prompts with an even id (the half `qwen-ab.sh` holds out; input
+# stage), 8 JailbreakBench PAIR attack prompts (unsafe, input) and 12 PAIR responses to
 # GPT-4 (output stage; unsafe when the artifact says `jailbroken`).
 #
 # Needs a server on JUDGE_PORT (start one with `AB_KEEP_SERVER=1 scripts/qwen-ab.sh`, or any
-# OpenAI-compatible endpoint with JUDGE_URL). Slow on 2 CPUs: the judge prompt is the whole
-# written policy (~2,000 tokens), so each call reads it again unless the server reuses the
-# prefix. Not part of CI.
+# OpenAI-compatible endpoint with JUDGE_URL; the judge prompt needs `--n_ctx 8192`). Slow on
+# 2 CPUs: the judge prompt is the whole written policy (~3,200 tokens, ~170 s to read here), so
+# the server must reuse it: llama-cpp-python reuses the previous prompt's prefix (texts of one
+# stage in a row share it; each escalation, judged with fewer sections, costs two full reads).
+# Its `--cache true` would keep more prefixes but was OOM-killed here after 7 judge calls (23 GB).
+# Not part of CI.
 #
 # Environment: JUDGE_URL=http://127.0.0.1:$JUDGE_PORT/v1  JUDGE_PORT=8766  JUDGE_MODEL=qwen
 #   JUDGE_TIMEOUT=180s  JUDGE_FORMAT=markdown  JUDGE_RECORD=0 (1: also write
@@ -46,13 +49,13 @@ with open(dst, "w") as f:
                             "category": category, "stage": stage}) + "\n")
     with open(f"{data}/xstest/xstest_prompts.csv", newline="") as src:
         rows = [r for r in csv.DictReader(src) if int(r["id"]) % 2 == 0]
-    for r in spaced(rows, 50):
+    for r in spaced(rows, 24):
         put("xstest-" + r["id"], r["prompt"], r["label"], "xstest/" + r["type"], "input")
     with open(f"{data}/jailbreakbench/PAIR_gpt-4-0125-preview.json") as src:
         jb = json.load(src)["jailbreaks"]
-    for j in spaced([j for j in jb if j.get("prompt")], 20):
+    for j in spaced([j for j in jb if j.get("prompt")], 8):
         put(f"pair-prompt-{j['index']}", j["prompt"], "unsafe", "jbb-pair/prompt", "input")
-    for j in spaced([j for j in jb if j.get("response")], 30):
+    for j in spaced([j for j in jb if j.get("response")], 12):
         put(f"pair-response-{j['index']}", j["response"],
             "unsafe" if j["jailbroken"] else "safe", "jbb-pair/response", "output")
 PY
