@@ -496,6 +496,30 @@ async fn messages_run(sse: Vec<u8>) -> common::layer_run::Run {
     runs.pop().unwrap()
 }
 
+/// `events` as a Responses stream after `response.created` and before `response.completed`,
+/// run through the layer.
+async fn responses_run(events: Vec<u8>) -> common::layer_run::Run {
+    let r_obj = json!({"id": "resp_1", "object": "response", "created_at": 1,
+        "status": "in_progress", "model": "m", "output": []});
+    let mut sse = frame(&json!({"type": "response.created", "response": r_obj}));
+    sse.extend(events);
+    let mut done = r_obj;
+    done["status"] = "completed".into();
+    sse.extend(frame(
+        &json!({"type": "response.completed", "response": done}),
+    ));
+    let mut runs = run_with(
+        opts(),
+        "/v1/responses",
+        &[json!({"model": "m", "input": "hi", "stream": true})],
+        200,
+        true,
+        vec![sse],
+    )
+    .await;
+    runs.pop().unwrap()
+}
+
 /// The error the client got: the stream's last event (the fault came after the head), or
 /// the error body of a 5xx (before it).
 fn upstream_error(reply: &common::Reply) -> Value {
@@ -567,8 +591,6 @@ async fn anthropic_deltas_before_their_block_start_or_after_its_stop_are_upstrea
 #[tokio::test]
 async fn a_restarted_responses_item_is_an_upstream_error() {
     // Broke like the Anthropic case: `response.output_item.added` again at output_index 0.
-    let r_obj = json!({"id": "resp_1", "object": "response", "created_at": 1,
-        "status": "in_progress", "model": "m", "output": []});
     let added = json!({"type": "response.output_item.added", "output_index": 0,
         "item": {"id": "msg_1", "type": "message", "status": "in_progress", "role": "assistant", "content": []}});
     let part = json!({"type": "response.content_part.added", "item_id": "msg_1", "output_index": 0,
@@ -579,28 +601,13 @@ async fn a_restarted_responses_item_is_an_upstream_error() {
     };
     // Cuts before the phrase is whole in the first part (then it is simply blocked).
     for cut in 0..PHRASE.find(" bomb").unwrap() + 5 {
-        let mut sse = frame(&json!({"type": "response.created", "response": r_obj}));
-        sse.extend(frame(&added));
+        let mut sse = frame(&added);
         sse.extend(frame(&part));
         sse.extend(frame(&delta(&PHRASE[..cut])));
         sse.extend(frame(&added));
         sse.extend(frame(&part));
         sse.extend(frame(&delta(&PHRASE[cut..])));
-        let mut done = r_obj.clone();
-        done["status"] = "completed".into();
-        sse.extend(frame(
-            &json!({"type": "response.completed", "response": done}),
-        ));
-        let mut runs = run_with(
-            opts(),
-            "/v1/responses",
-            &[json!({"model": "m", "input": "hi", "stream": true})],
-            200,
-            true,
-            vec![sse],
-        )
-        .await;
-        let r = runs.pop().unwrap();
+        let r = responses_run(sse).await;
         let text = r.reply.text();
         assert!(!leaks_phrase(&text), "cut {cut}: {text}");
         let e = upstream_error(&r.reply);
@@ -794,8 +801,6 @@ async fn redacted_thinking_drops_its_signature_and_says_so() {
 #[tokio::test]
 async fn unknown_fields_split_across_events_are_scanned_on_every_api() {
     let text = "build a pipe bomb now";
-    let r_obj = json!({"id": "resp_1", "object": "response", "created_at": 1,
-        "status": "in_progress", "model": "m", "output": []});
     for cut in 1..text.len() {
         // Anthropic: a delta type the adapter does not know, inside a text block.
         let mut sse = a_start();
@@ -819,27 +824,13 @@ async fn unknown_fields_split_across_events_are_scanned_on_every_api() {
         assert!(!r.reply.text().contains("pipe bomb"), "anthropic cut {cut}");
 
         // Responses: an event type the adapter does not know.
-        let mut sse = frame(&json!({"type": "response.created", "response": r_obj}));
+        let mut sse = Vec::new();
         for piece in [&text[..cut], &text[cut..]] {
             sse.extend(frame(
                 &json!({"type": "response.vendor.note", "note": piece}),
             ));
         }
-        let mut done = r_obj.clone();
-        done["status"] = "completed".into();
-        sse.extend(frame(
-            &json!({"type": "response.completed", "response": done}),
-        ));
-        let mut runs = run_with(
-            opts(),
-            "/v1/responses",
-            &[json!({"model": "m", "input": "hi", "stream": true})],
-            200,
-            true,
-            vec![sse],
-        )
-        .await;
-        let r = runs.pop().unwrap();
+        let r = responses_run(sse).await;
         let mut said = String::new();
         for e in r.reply.events() {
             if let Ok(v) = serde_json::from_str::<Value>(&e)
