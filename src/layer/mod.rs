@@ -82,6 +82,7 @@ pub(crate) mod error;
 mod exchange;
 mod filter;
 mod future;
+mod input_scan;
 pub mod judge;
 mod judging;
 #[allow(clippy::module_inception)]

@@ -5,7 +5,7 @@ use bytes::Bytes;
 
 use super::chain::PolicyFinding;
 use super::exchange::Exchange;
-use super::filter::InputScan;
+use super::input_scan::InputScan;
 use crate::engine::CompiledPolicy;
 use crate::engine::inject;
 use crate::policy::InjectRole;

@@ -12,9 +12,11 @@
 //!   in `x-deliberate-action`.
 //! - `direct`: the same steps with the engine's functions called here, then a plain HTTP call
 //!   to the upstream: input scan (a `block` answers with the refusal and never calls the
-//!   model), [`inject::choose`] +
-//!   [`inject::render`] as a `system` / `developer` message
-//!   before the user message (`spec` arm only), the call, the output scan. It does not exercise
+//!   model), [`inject::choose`](crate::engine::inject::choose) over the scan's
+//!   [`relevant_sections`](crate::engine::Decision::relevant_sections) (as the gateway
+//!   chooses) and [`inject::render`](crate::engine::inject::render) as a `system` /
+//!   `developer` message before the user message (`spec` arm only), the call, the output
+//!   scan. It does not exercise
 //!   the gateway's HTTP handling, headers or streaming.
 //!
 //! Either way the request is `POST {upstream}/v1/chat/completions` with `temperature: 0`,
