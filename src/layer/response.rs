@@ -11,30 +11,24 @@ use crate::wire::{Answer, Channel, ChannelKind, ErrorInfo, ErrorKind, TextFilter
 
 /// Scans and rewrites an upstream answer.
 pub(crate) fn enforce(body: &Bytes, ex: &mut Exchange) -> Result<Answer, Fault> {
-    let adapter = ex.adapter;
-    let facts = ex.facts.clone();
-    let mut state = FilterState::default();
-    let mut filter = OutputFilter {
-        ex,
-        state: &mut state,
-    };
-    adapter
-        .answer(body, &facts, &mut filter)
-        .map_err(|e| Fault::Protocol(format!("response body: {e}")))
+    filter_answer(body, ex, FilterState::default())
 }
 
 /// Re-encodes an upstream answer with every unit replaced by `refusal` (the judge refused
 /// it after the rules let it pass).
 pub(crate) fn refuse(body: &Bytes, ex: &mut Exchange, refusal: String) -> Result<Answer, Fault> {
+    filter_answer(body, ex, FilterState::refusing(refusal))
+}
+
+/// Hands the answer to the adapter with an [`OutputFilter`] in `state`.
+fn filter_answer(body: &Bytes, ex: &mut Exchange, mut state: FilterState) -> Result<Answer, Fault> {
     let adapter = ex.adapter;
-    let facts = ex.facts.clone();
-    let mut state = FilterState::refusing(refusal);
     let mut filter = OutputFilter {
         ex,
         state: &mut state,
     };
     adapter
-        .answer(body, &facts, &mut filter)
+        .answer(body, &mut filter)
         .map_err(|e| Fault::Protocol(format!("response body: {e}")))
 }
 

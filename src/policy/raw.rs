@@ -1,8 +1,9 @@
 //! Raw policy types: exactly what the YAML file says, strictly typed.
 //!
 //! Every struct rejects unknown fields. Values that later checks need to point at carry their
-//! source location through [`Spanned`], so diagnostics can say `file:line:col`. The engine's
-//! compiler turns these into an `engine::CompiledPolicy`.
+//! source location through [`Spanned`], so diagnostics can say `file:line:col`. An absent
+//! optional field is `None` (serde's rule for `Option`); lists and flags say their default with
+//! `#[serde(default)]`. The engine's compiler turns these into an `engine::CompiledPolicy`.
 
 use serde::Deserialize;
 use serde_saphyr::Spanned;
@@ -17,29 +18,23 @@ pub struct RawPolicy {
     /// Policy name (`policy: default`).
     pub policy: Spanned<String>,
     /// Free-form version string, reported in headers and audit records.
-    #[serde(default)]
     pub version: Option<String>,
     /// One-line description.
-    #[serde(default)]
     pub description: Option<String>,
     /// Other policy files this one builds on, relative to this file.
     #[serde(default)]
     pub include: Vec<Spanned<String>>,
     /// Default normalization steps for every rule.
-    #[serde(default)]
     pub normalize: Option<Vec<Spanned<NormalizeStep>>>,
     /// The written spec shown to the model.
-    #[serde(default)]
     pub spec: Option<RawSpec>,
     /// The rules.
     #[serde(default)]
     pub rules: Vec<Spanned<RawRule>>,
     /// Refusal template; `{section}`, `{rule}` and `{title}` are filled in.
-    #[serde(default)]
     pub refusal: Option<String>,
     /// When a judge model classifies texts against the spec (used only when the operator
     /// configures a judge).
-    #[serde(default)]
     pub judge: Option<Spanned<super::raw_judge::RawJudgePolicy>>,
 }
 
@@ -120,11 +115,9 @@ pub struct RawSpec {
     #[serde(default)]
     pub role: InjectRole,
     /// Text placed before the sections.
-    #[serde(default)]
     pub preamble: Option<String>,
     /// If set, the preamble asks the model to deliberate inside `<tag>…</tag>`, and the
     /// gateway strips that block from answers.
-    #[serde(default)]
     pub deliberation_tag: Option<Spanned<String>>,
     /// The sections.
     #[serde(default)]
@@ -138,7 +131,6 @@ pub struct RawSection {
     /// Stable id, referenced by rules.
     pub id: Spanned<String>,
     /// Human title.
-    #[serde(default)]
     pub title: Option<String>,
     /// Policy text shown to the model.
     pub text: String,
@@ -146,11 +138,9 @@ pub struct RawSection {
     #[serde(default)]
     pub always: bool,
     /// Extra match that makes the section relevant (besides its input rules firing).
-    #[serde(default)]
     pub triggers: Option<Spanned<RawMatch>>,
     /// What a judge model needs to classify against this section: definitions, what
     /// violates, what is safe, labeled examples.
-    #[serde(default)]
     pub judge: Option<Spanned<super::raw_judge::RawSectionJudge>>,
 }
 
@@ -178,16 +168,12 @@ pub struct RawRule {
     /// Unique id, e.g. `privacy.card-number`.
     pub id: Spanned<String>,
     /// What the rule is for.
-    #[serde(default)]
     pub description: Option<String>,
     /// The spec section it enforces.
-    #[serde(default)]
     pub section: Option<Spanned<String>>,
     /// Stages; default `[input, output]`.
-    #[serde(default)]
     pub stages: Option<Vec<Stage>>,
     /// Input roles read by this rule; default `[user, tool]`.
-    #[serde(default)]
     pub roles: Option<Vec<String>>,
     /// The match.
     #[serde(rename = "match")]
@@ -196,22 +182,17 @@ pub struct RawRule {
     pub action: RawAction,
     /// For `escalate` rules: the action without a judge (or when it fails closed):
     /// `block` (default), `redact` or `flag`.
-    #[serde(default)]
     pub fallback: Option<Spanned<RawAction>>,
     /// Replacement text for `redact`.
-    #[serde(default)]
     pub replacement: Option<String>,
     /// Severity.
     #[serde(default)]
     pub severity: Severity,
     /// Per-rule normalization override.
-    #[serde(default)]
     pub normalize: Option<Vec<Spanned<NormalizeStep>>>,
     /// For `allow` rules: which rules they exempt (default: all).
-    #[serde(default)]
     pub overrides: Option<Vec<Spanned<String>>>,
     /// Examples.
-    #[serde(default)]
     pub tests: Option<RawRuleTests>,
 }
 
@@ -233,38 +214,27 @@ pub struct RawRuleTests {
 #[serde(deny_unknown_fields)]
 pub struct RawMatch {
     /// Literal phrases.
-    #[serde(default)]
     pub keywords: Option<Vec<String>>,
     /// A regular expression.
-    #[serde(default)]
     pub regex: Option<String>,
     /// Every sub-match must match.
-    #[serde(default)]
     pub all: Option<Vec<Spanned<RawMatch>>>,
     /// At least one sub-match must match.
-    #[serde(default)]
     pub any: Option<Vec<Spanned<RawMatch>>>,
     /// The sub-match must not match anywhere in the text.
-    #[serde(default)]
     pub not: Option<Box<Spanned<RawMatch>>>,
     /// Two sub-matches within `within` characters of each other.
-    #[serde(default)]
     pub near: Option<Vec<Spanned<RawMatch>>>,
     /// For `near`: the largest gap, in characters.
-    #[serde(default)]
     pub within: Option<u32>,
     /// Fire only when at least this many matches are found.
-    #[serde(default)]
     pub min_count: Option<u32>,
     /// For `keywords`: whole words only (default true).
-    #[serde(default)]
     pub word: Option<bool>,
     /// For `regex`: a validator run on each match (`luhn`, `iban`).
-    #[serde(default)]
     pub validate: Option<Validator>,
     /// For `regex`: declared upper bound of a match's length in bytes, for patterns whose
     /// length the compiler cannot bound.
-    #[serde(default)]
     pub max_len: Option<u32>,
 }
 
@@ -274,7 +244,6 @@ pub struct RawMatch {
 pub struct RawTestFile {
     /// Policy file the cases run against, relative to the test file. Optional when the
     /// command names the policy.
-    #[serde(default)]
     pub policy: Option<String>,
     /// The cases.
     pub cases: Vec<Spanned<RawTestCase>>,
@@ -285,26 +254,20 @@ pub struct RawTestFile {
 #[serde(deny_unknown_fields)]
 pub struct RawTestCase {
     /// Name shown in reports.
-    #[serde(default)]
     pub name: Option<String>,
     /// The text.
     pub text: String,
     /// Stage (default input).
-    #[serde(default)]
     pub stage: Option<Stage>,
     /// Role for input cases (default user).
-    #[serde(default)]
     pub role: Option<String>,
     /// Expected action.
     pub expect: RawExpectAction,
     /// Rule ids expected among the findings.
-    #[serde(default)]
     pub rules: Option<Vec<String>>,
     /// Expected output text after actions.
-    #[serde(default)]
     pub output: Option<String>,
     /// Expected finding spans `[start, end]` (byte offsets).
-    #[serde(default)]
     pub spans: Option<Vec<[usize; 2]>>,
 }
 

@@ -66,10 +66,8 @@ pub struct RawJudgeExample {
     /// Whether it violates the section.
     pub violation: bool,
     /// Stage it is judged at (default input).
-    #[serde(default)]
     pub stage: Option<Stage>,
     /// Why, in a sentence (shown to the judge as the example's rationale).
-    #[serde(default)]
     pub rationale: Option<String>,
 }
 
@@ -114,35 +112,25 @@ pub enum RawFailMode {
 #[serde(deny_unknown_fields)]
 pub struct RawJudgePolicy {
     /// Request texts (default `escalation`).
-    #[serde(default)]
     pub input: Option<RawJudgeMode>,
     /// Answers (default `escalation`).
-    #[serde(default)]
     pub output: Option<RawJudgeMode>,
     /// Reasoning fields (default `off`).
-    #[serde(default)]
     pub reasoning: Option<RawJudgeMode>,
     /// For `sampled`: the share of texts judged, 0 to 1 (default 0.05).
-    #[serde(default)]
     pub sample_rate: Option<f64>,
     /// Sections judged in `always` / `sampled` mode (default: every section with judge
     /// fields).
-    #[serde(default)]
     pub sections: Option<Vec<Spanned<String>>>,
     /// How streamed answers are judged (default `hold`).
-    #[serde(default)]
     pub stream: Option<RawStreamJudgeMode>,
     /// For `checkpoint`: the smallest window, in bytes, judged at a sentence boundary
     /// (default 200).
-    #[serde(default)]
     pub checkpoint_bytes: Option<u32>,
     /// Time the judge may take per text, in milliseconds (default 2000).
-    #[serde(default)]
     pub budget_ms: Option<u64>,
     /// Timeouts, errors and malformed verdicts: `closed` (default) or `open`.
-    #[serde(default)]
     pub on_error: Option<RawFailMode>,
     /// Verdicts whose confidence is below this count as no violation (default 0).
-    #[serde(default)]
     pub min_confidence: Option<f64>,
 }

@@ -336,12 +336,7 @@ pub trait Adapter: Send + Sync + 'static {
     fn request(&self, body: &[u8]) -> Result<Box<dyn WireRequest>, WireError>;
 
     /// Scans and rewrites a buffered answer.
-    fn answer(
-        &self,
-        body: &Bytes,
-        facts: &RequestFacts,
-        filter: &mut dyn TextFilter,
-    ) -> Result<Answer, WireError>;
+    fn answer(&self, body: &Bytes, filter: &mut dyn TextFilter) -> Result<Answer, WireError>;
 
     /// A rewriter for one streamed answer.
     fn stream(&self, facts: &RequestFacts) -> Box<dyn StreamRewriter>;
@@ -349,8 +344,12 @@ pub trait Adapter: Send + Sync + 'static {
     /// The refusal `text` as a normal buffered answer (a JSON body).
     fn refusal_answer(&self, facts: &RequestFacts, text: &str) -> Bytes;
 
-    /// The refusal `text` as a whole streamed answer (SSE events, in-band end included).
-    fn refusal_stream(&self, facts: &RequestFacts, text: &str) -> Bytes;
+    /// The refusal `text` as a whole streamed answer (SSE events, in-band end included): by
+    /// default what a fresh [`StreamRewriter`] for the request writes, so the streamed refusal
+    /// before the upstream was called and the one after it are the same shape.
+    fn refusal_stream(&self, facts: &RequestFacts, text: &str) -> Bytes {
+        self.stream(facts).refusal(text)
+    }
 
     /// The answer to a request refused before the upstream was called: the refusal as a normal
     /// answer, streamed when the request asked for a stream. Returns the content type and body.

@@ -75,12 +75,7 @@ impl Adapter for Messages {
         Ok(Box::new(request::MessagesRequest::parse(body)?))
     }
 
-    fn answer(
-        &self,
-        body: &Bytes,
-        _facts: &RequestFacts,
-        filter: &mut dyn TextFilter,
-    ) -> Result<Answer, WireError> {
+    fn answer(&self, body: &Bytes, filter: &mut dyn TextFilter) -> Result<Answer, WireError> {
         answer::enforce(body, filter)
     }
 
@@ -91,10 +86,6 @@ impl Adapter for Messages {
     fn refusal_answer(&self, facts: &RequestFacts, text: &str) -> Bytes {
         let meta = MessageMeta::new(&facts.model);
         Bytes::from(refusal_message(&meta, text).to_string())
-    }
-
-    fn refusal_stream(&self, facts: &RequestFacts, text: &str) -> Bytes {
-        refusal_stream(&MessageMeta::new(&facts.model), text)
     }
 
     fn error_body(&self, error: &ErrorInfo) -> Value {

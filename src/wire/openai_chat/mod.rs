@@ -87,12 +87,7 @@ impl Adapter for ChatCompletions {
         Ok(Box::new(request::ChatRequestDoc::parse(body)?))
     }
 
-    fn answer(
-        &self,
-        body: &Bytes,
-        _facts: &RequestFacts,
-        filter: &mut dyn TextFilter,
-    ) -> Result<Answer, WireError> {
+    fn answer(&self, body: &Bytes, filter: &mut dyn TextFilter) -> Result<Answer, WireError> {
         answer::enforce(body, filter)
     }
 
@@ -102,9 +97,5 @@ impl Adapter for ChatCompletions {
 
     fn refusal_answer(&self, facts: &RequestFacts, text: &str) -> Bytes {
         refusal::completion(facts, text)
-    }
-
-    fn refusal_stream(&self, facts: &RequestFacts, text: &str) -> Bytes {
-        refusal::stream(facts, text)
     }
 }

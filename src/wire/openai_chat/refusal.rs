@@ -203,12 +203,8 @@ pub(crate) fn completion(facts: &RequestFacts, text: &str) -> Bytes {
     Bytes::from(v.to_string())
 }
 
-/// A whole SSE stream refusing every requested choice, then `data: [DONE]`.
-pub(crate) fn stream(facts: &RequestFacts, text: &str) -> Bytes {
-    stream_with(&request_meta(facts), facts.n, facts.include_usage, text)
-}
-
-/// [`stream`] with the completion's id, model and creation time given: `n` refusal choices,
+/// A whole SSE stream refusing every requested choice, with the completion's id, model and
+/// creation time given: `n` refusal choices,
 /// the usage chunk when the client asked for one, then `data: [DONE]`.
 pub(crate) fn stream_with(meta: &CompletionMeta, n: u32, include_usage: bool, text: &str) -> Bytes {
     let mut chunks = Vec::new();

@@ -270,12 +270,7 @@ impl Adapter for Completions {
         }
     }
 
-    fn answer(
-        &self,
-        body: &Bytes,
-        _facts: &RequestFacts,
-        filter: &mut dyn TextFilter,
-    ) -> Result<Answer, WireError> {
+    fn answer(&self, body: &Bytes, filter: &mut dyn TextFilter) -> Result<Answer, WireError> {
         let mut v = crate::wire::parse_strict(body)?;
         let Some(Value::Array(choices)) = v.get_mut("choices") else {
             return Err(WireError::Shape {
@@ -324,10 +319,6 @@ impl Adapter for Completions {
 
     fn stream(&self, facts: &RequestFacts) -> Box<dyn StreamRewriter> {
         Box::new(stream::CompletionsStream::new(facts))
-    }
-
-    fn refusal_stream(&self, facts: &RequestFacts, text: &str) -> Bytes {
-        stream::refusal_stream(&stream::Meta::new(&facts.model), facts, text)
     }
 
     fn refusal_answer(&self, facts: &RequestFacts, text: &str) -> Bytes {

@@ -204,7 +204,7 @@ fn redacted_secret_never_leaks_and_streamed_equals_buffered() {
         assert!(end.terminal_seen && !end.all_blocked);
         let full = [pieces[0].concat(), pieces[1].concat()];
         let a = Completions
-            .answer(&buffered(&full), &facts(2), &mut TestFilter::new())
+            .answer(&buffered(&full), &mut TestFilter::new())
             .unwrap();
         let a: Value = serde_json::from_slice(&a.body).unwrap();
         assert!(
@@ -261,7 +261,6 @@ fn buffered_block_and_refusal() {
     let a = Completions
         .answer(
             &buffered(&["a pipe bomb".into(), "fine".into()]),
-            &facts(2),
             &mut TestFilter::new(),
         )
         .unwrap();
@@ -273,7 +272,7 @@ fn buffered_block_and_refusal() {
     let body = buffered(&["ok".into(), "fine".into()]);
     assert_eq!(
         Completions
-            .answer(&body, &facts(2), &mut TestFilter::new())
+            .answer(&body, &mut TestFilter::new())
             .unwrap()
             .body,
         body
@@ -309,7 +308,7 @@ proptest! {
         let (body, _) = run(&[pieces, vec!["x".into()]]);
         let s = String::from_utf8(body.clone()).unwrap();
         prop_assert!(!s.contains("pipe bomb") && !s.contains("secret-1234"));
-        let a = Completions.answer(&buffered(&[text.clone(), "x".into()]), &facts(2), &mut TestFilter::new()).unwrap();
+        let a = Completions.answer(&buffered(&[text.clone(), "x".into()]), &mut TestFilter::new()).unwrap();
         let a: Value = serde_json::from_slice(&a.body).unwrap();
         let per = per_choice(&body);
         if per[0].1 != ["content_filter"] {

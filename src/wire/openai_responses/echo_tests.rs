@@ -21,11 +21,7 @@ fn the_echoed_instructions_do_not_show_the_spec() {
         let mut r = response("completed", output(&benign()));
         r["instructions"] = echo.clone().into();
         let a = Responses
-            .answer(
-                &Bytes::from(r.to_string()),
-                &RequestFacts::default(),
-                &mut TestFilter::new(),
-            )
+            .answer(&Bytes::from(r.to_string()), &mut TestFilter::new())
             .unwrap();
         let v: Value = serde_json::from_slice(&a.body).unwrap();
         assert_eq!(v["instructions"], want, "{echo}");

@@ -75,12 +75,7 @@ impl Adapter for Responses {
         Ok(Box::new(request::ResponsesRequest::parse(body)?))
     }
 
-    fn answer(
-        &self,
-        body: &Bytes,
-        _facts: &RequestFacts,
-        filter: &mut dyn TextFilter,
-    ) -> Result<Answer, WireError> {
+    fn answer(&self, body: &Bytes, filter: &mut dyn TextFilter) -> Result<Answer, WireError> {
         answer::answer(body, filter)
     }
 
@@ -90,9 +85,5 @@ impl Adapter for Responses {
 
     fn refusal_answer(&self, facts: &RequestFacts, text: &str) -> Bytes {
         Bytes::from(refusal::refusal_response(&facts.model, text).to_string())
-    }
-
-    fn refusal_stream(&self, facts: &RequestFacts, text: &str) -> Bytes {
-        refusal::refusal_stream(&facts.model, text).freeze()
     }
 }

@@ -347,9 +347,7 @@ fn redacted_secret_never_leaks_and_streamed_equals_buffered() {
             let full: [String; 5] = std::array::from_fn(|i| pieces[i].concat());
             let buffered = Bytes::from(response("completed", output(&full)).to_string());
             let mut f = TestFilter::new();
-            let a = Responses
-                .answer(&buffered, &RequestFacts::default(), &mut f)
-                .unwrap();
+            let a = Responses.answer(&buffered, &mut f).unwrap();
             let a: Value = serde_json::from_slice(&a.body).unwrap();
             let per = channel_texts(&events);
             for i in 0..5 {
@@ -422,9 +420,7 @@ fn buffered_block_is_an_incomplete_refusal() {
     t[2] = r#"{"q":"pipe \u0062omb"}"#.into();
     let body = Bytes::from(response("completed", output(&t)).to_string());
     let mut f = TestFilter::new();
-    let a = Responses
-        .answer(&body, &RequestFacts::default(), &mut f)
-        .unwrap();
+    let a = Responses.answer(&body, &mut f).unwrap();
     assert!(a.all_blocked);
     let v: Value = serde_json::from_slice(&a.body).unwrap();
     assert_eq!(v["status"], "incomplete");
@@ -437,9 +433,7 @@ fn buffered_block_is_an_incomplete_refusal() {
     assert!(!a.body.windows(4).any(|w| w == b"pipe"));
     // Untouched answers go on as the upstream's bytes.
     let body = Bytes::from(response("completed", output(&benign())).to_string());
-    let a = Responses
-        .answer(&body, &RequestFacts::default(), &mut TestFilter::new())
-        .unwrap();
+    let a = Responses.answer(&body, &mut TestFilter::new()).unwrap();
     assert_eq!(a.body, body);
 }
 
@@ -449,9 +443,7 @@ fn buffered_scans_annotations_and_unknown_items() {
     out[1]["content"][0]["annotations"] = json!([{"type": "url_citation", "title": "secret-9999", "url": "u", "start_index": 0, "end_index": 1}]);
     out.push(json!({"type": "mystery", "id": "z", "note": {"deep": "secret-4321"}}));
     let body = Bytes::from(response("completed", out).to_string());
-    let a = Responses
-        .answer(&body, &RequestFacts::default(), &mut TestFilter::new())
-        .unwrap();
+    let a = Responses.answer(&body, &mut TestFilter::new()).unwrap();
     let v: Value = serde_json::from_slice(&a.body).unwrap();
     assert_eq!(
         v["output"][1]["content"][0]["annotations"][0]["title"],
@@ -565,7 +557,7 @@ proptest! {
         check_valid(&events);
         let full: [String; 5] = std::array::from_fn(|i| pieces[i].concat());
         let buffered = Bytes::from(response("completed", output(&full)).to_string());
-        let a = Responses.answer(&buffered, &RequestFacts::default(), &mut TestFilter::new()).unwrap();
+        let a = Responses.answer(&buffered, &mut TestFilter::new()).unwrap();
         prop_assert_eq!(a.all_blocked, end.all_blocked);
         if !end.all_blocked {
             let a: Value = serde_json::from_slice(&a.body).unwrap();

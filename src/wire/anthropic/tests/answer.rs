@@ -20,9 +20,7 @@ fn message(content: Value) -> Bytes {
 
 fn answer(body: &Bytes) -> (crate::wire::Answer, EngineFilter) {
     let mut f = EngineFilter::default();
-    let a = Messages
-        .answer(body, &RequestFacts::default(), &mut f)
-        .expect("an answer");
+    let a = Messages.answer(body, &mut f).expect("an answer");
     (a, f)
 }
 
@@ -155,11 +153,7 @@ fn a_block_anywhere_turns_the_answer_into_a_refusal() {
 fn malformed_answers_are_errors() {
     let mut f = EngineFilter::default();
     for body in [r#"{"content": {}}"#, "[]", r#"{"a":1,"a":2}"#] {
-        assert!(
-            Messages
-                .answer(&Bytes::from(body), &RequestFacts::default(), &mut f)
-                .is_err()
-        );
+        assert!(Messages.answer(&Bytes::from(body), &mut f).is_err());
     }
 }
 

@@ -307,7 +307,7 @@ fn channel_value(msg: &Value, w: Where) -> Value {
 /// What the buffered path makes of the same answer.
 fn buffered(body: &Bytes) -> Value {
     let mut f = EngineFilter::default();
-    let a = Messages.answer(body, &facts(), &mut f).expect("an answer");
+    let a = Messages.answer(body, &mut f).expect("an answer");
     super::json(&a.body)
 }
 
