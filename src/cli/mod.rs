@@ -24,7 +24,6 @@ macro_rules! out {
 mod check;
 mod eval;
 mod health;
-mod judge_examples;
 mod judge_opts;
 mod playground;
 mod scan;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::live::{KeywordDepths, LiveDfa};
 use super::{Decision, StreamScanner, scan};
-use crate::policy::{Action, Diagnostic, InjectMode, InjectRole, LoadError, Loc, Severity, Stage};
+use crate::policy::{Action, Diagnostic, InjectMode, InjectRole, Loc, Severity, Stage};
 use crate::text::{NormalizeOptions, Validator};
 
 /// Bytes of lookahead a regex assertion (`\b`, `$`) can need: one character.
@@ -247,10 +247,13 @@ impl LeafRegex {
     }
 }
 
+/// Compiled size limit of one regex (the compiler checks each leaf against it).
+pub const REGEX_SIZE_LIMIT: usize = 2 << 20;
+
 /// The regex engine's limits for a view's set and for each leaf regex (the same, so that a
 /// leaf that fits in its set fits alone).
 pub(crate) fn set_config() -> regex_automata::meta::Config {
-    let limit = crate::engine::compile::REGEX_SIZE_LIMIT * 8;
+    let limit = REGEX_SIZE_LIMIT * 8;
     regex_automata::meta::Config::new()
         .nfa_size_limit(Some(limit))
         .onepass_size_limit(Some(limit))
@@ -307,17 +310,6 @@ pub struct CompiledPolicy {
 }
 
 impl CompiledPolicy {
-    /// Loads and compiles a policy file (with its includes).
-    pub fn load(path: impl Into<PathBuf>) -> Result<Arc<CompiledPolicy>, LoadError> {
-        super::compile::load(&path.into()).map(Arc::new)
-    }
-
-    /// Compiles a policy from a string; `name` stands in for the file name in diagnostics.
-    /// Includes are resolved relative to the current directory.
-    pub fn from_yaml_str(src: &str, name: &str) -> Result<CompiledPolicy, LoadError> {
-        super::compile::load_str(src, std::path::Path::new(name))
-    }
-
     /// `name@hash`, as shown in headers and audit records.
     pub fn label(&self) -> String {
         format!("{}@{}", self.name, self.hash)

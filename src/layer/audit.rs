@@ -7,7 +7,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::engine::Finding;
 use crate::policy::{Action, Stage};
@@ -205,10 +205,10 @@ pub struct AuditRecord {
     pub policy_set: Option<String>,
     /// What the shadow candidate decided, when this request was in its sample.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub shadow: Option<super::shadow::ShadowRecord>,
+    pub shadow: Option<ShadowRecord>,
     /// The texts scanned, with `record_texts` (personal data: see [`super::shadow`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub texts: Vec<super::shadow::ScannedText>,
+    pub texts: Vec<ScannedText>,
 }
 
 /// Labels a server puts on a request (as an `http::Extensions` entry) for the layer to copy
@@ -278,6 +278,31 @@ pub fn rfc3339(t: SystemTime) -> String {
         rem % 60,
         d.subsec_millis()
     )
+}
+
+/// One text the live policies scanned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScannedText {
+    /// The stage it was scanned at.
+    pub stage: Stage,
+    /// The role, for input texts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// Where it was: `messages[0].content`, `choices[0].content`, ...
+    pub location: String,
+    /// The text.
+    pub text: String,
+}
+
+/// What the shadow candidate decided.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ShadowRecord {
+    /// `name@hash` of the candidate's policies.
+    pub policy: String,
+    /// The most severe action it would have taken.
+    pub action: Action,
+    /// Its findings.
+    pub findings: Vec<AuditFinding>,
 }
 
 #[cfg(test)]

@@ -17,13 +17,8 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
 
 use unicode_normalization::char::{decompose_canonical, decompose_compatible};
-
-use super::exchange::Exchange;
-use super::request::Input;
-use crate::wire::WireError;
 
 /// A job the layer hands to an [`Offload`]: the input scan of one request.
 pub type OffloadJob = Box<dyn FnOnce() + Send + 'static>;
@@ -70,24 +65,6 @@ pub fn normalized_len(text: &str) -> usize {
         };
     }
     n
-}
-
-/// The input scan's result of a request waiting in a slot, filled by the offloaded job.
-#[derive(Clone, Default)]
-pub(crate) struct ScanSlot(Arc<Mutex<Option<Scanned>>>);
-
-type Scanned = (Box<Exchange>, Result<Input, WireError>);
-
-impl ScanSlot {
-    pub(crate) fn put(&self, ex: Box<Exchange>, res: Result<Input, WireError>) {
-        if let Ok(mut g) = self.0.lock() {
-            *g = Some((ex, res));
-        }
-    }
-
-    pub(crate) fn take(&self) -> Option<Scanned> {
-        self.0.lock().ok().and_then(|mut g| g.take())
-    }
 }
 
 #[cfg(test)]

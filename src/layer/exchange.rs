@@ -42,7 +42,7 @@ pub(crate) struct Exchange {
     pub facts: RequestFacts,
     partial: Vec<&'static str>,
     /// Texts waiting for the judge (filled by the scans, taken by the response future).
-    pub judge_jobs: Vec<super::judging::JudgeJob>,
+    pub judge_jobs: Vec<super::judge::JudgeJob>,
     /// `stage=outcome` of each judge call, for the judge header.
     judge_notes: Vec<String>,
     /// While set, [`finish`](Exchange::finish) keeps the record back (a verdict is pending).

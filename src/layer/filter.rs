@@ -8,7 +8,7 @@ use super::audit::Deliberation;
 use super::chain::{self, ChainDecision, ChainScanner, PolicyFinding};
 use super::deliberation::DeliberationStripper;
 use super::exchange::Exchange;
-use super::judging::JudgeJob;
+use super::judge::JudgeJob;
 use super::options::ReasoningMode;
 use super::policies::PolicySet;
 use super::shape::ShapeCheck;

@@ -20,10 +20,10 @@ use tower::Service;
 
 use super::audit::Outcome;
 use super::body::{RequestBody, ResponseBody};
-use super::budget::ScanSlot;
 use super::error::{BoxError, Fault, RequestBodyTimeout};
 use super::exchange::Exchange;
 use super::judging::{JudgeBatch, queue_answer, stream_judging};
+use super::request::ScanSlot;
 use super::request::{self, Input};
 use super::respond::{
     bad_request, blocked_input, body_timeout, buffered_answer, done_response, fault_response,

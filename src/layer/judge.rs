@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::engine::judge::{FailMode, JudgePrompt, Verdict};
+use crate::engine::CompiledPolicy;
+use crate::engine::judge::{Escalation, FailMode, JudgeMode, JudgePrompt, Verdict, stable_hash};
 use crate::policy::{Action, Stage};
 
 /// What a judge call resolves to.
@@ -129,5 +130,58 @@ pub(crate) fn resolve(
         Ok(j) if j.verdict.violation => (false, "low_confidence"),
         Ok(_) => (false, "no_violation"),
         Err(e) => (on_error == FailMode::Closed, e.kind()),
+    }
+}
+
+/// A text waiting for the judge.
+#[derive(Debug, Clone)]
+pub(crate) struct JudgeJob {
+    /// Index of the policy (in the exchange's set) that asks.
+    pub pi: usize,
+    pub stage: Stage,
+    pub reason: JudgeReason,
+    /// Sections to judge against (empty: the policy's judged sections).
+    pub sections: Vec<String>,
+    /// Escalated rule ids.
+    pub rules: Vec<String>,
+    pub text: String,
+}
+
+impl JudgeJob {
+    /// The job for an escalation of policy `pi`.
+    pub fn escalation(pi: usize, stage: Stage, esc: Escalation, text: String) -> Self {
+        JudgeJob {
+            pi,
+            stage,
+            reason: JudgeReason::Escalation,
+            sections: esc.sections,
+            rules: esc.rules,
+            text,
+        }
+    }
+
+    /// The job when `policy` judges `text` at `stage` unprompted (`always`, or `sampled` and
+    /// the text is in the sample), else `None`.
+    pub fn unprompted(
+        pi: usize,
+        policy: &CompiledPolicy,
+        stage: Stage,
+        text: &str,
+    ) -> Option<Self> {
+        if text.trim().is_empty() || !policy.judge.judges_unprompted(stage, stable_hash(&[text])) {
+            return None;
+        }
+        let reason = match policy.judge.mode(stage) {
+            JudgeMode::Always => JudgeReason::Always,
+            _ => JudgeReason::Sampled,
+        };
+        Some(JudgeJob {
+            pi,
+            stage,
+            reason,
+            sections: policy.judge.sections.clone(),
+            rules: Vec::new(),
+            text: text.to_owned(),
+        })
     }
 }

@@ -1,4 +1,5 @@
-//! Running the judge for one exchange: the texts the scans queued ([`JudgeJob`]), their calls
+//! Running the judge for one exchange: the texts the scans queued ([`JudgeJob`], defined with
+//! the judge seam in `judge.rs`), their calls
 //! in flight ([`JudgeBatch`]), and what the verdicts come to. A batch resolves at the first
 //! text that must be refused (the others are dropped, cancelling their calls) or when every
 //! call has answered.
@@ -6,63 +7,9 @@
 use std::task::{Context, Poll};
 
 use super::exchange::Exchange;
-use super::judge::{JudgeError, JudgeFuture, JudgeReason, JudgeRecord, Judged, resolve};
-use crate::engine::CompiledPolicy;
-use crate::engine::judge::{Escalation, JudgeMode, StreamJudgeMode, judge_prompt, stable_hash};
+use super::judge::{JudgeError, JudgeFuture, JudgeJob, JudgeReason, JudgeRecord, Judged, resolve};
+use crate::engine::judge::{JudgeMode, StreamJudgeMode, judge_prompt, stable_hash};
 use crate::policy::{Action, Stage};
-
-/// A text waiting for the judge.
-#[derive(Debug, Clone)]
-pub(crate) struct JudgeJob {
-    /// Index of the policy (in the exchange's set) that asks.
-    pub pi: usize,
-    pub stage: Stage,
-    pub reason: JudgeReason,
-    /// Sections to judge against (empty: the policy's judged sections).
-    pub sections: Vec<String>,
-    /// Escalated rule ids.
-    pub rules: Vec<String>,
-    pub text: String,
-}
-
-impl JudgeJob {
-    /// The job for an escalation of policy `pi`.
-    pub fn escalation(pi: usize, stage: Stage, esc: Escalation, text: String) -> Self {
-        JudgeJob {
-            pi,
-            stage,
-            reason: JudgeReason::Escalation,
-            sections: esc.sections,
-            rules: esc.rules,
-            text,
-        }
-    }
-
-    /// The job when `policy` judges `text` at `stage` unprompted (`always`, or `sampled` and
-    /// the text is in the sample), else `None`.
-    pub fn unprompted(
-        pi: usize,
-        policy: &CompiledPolicy,
-        stage: Stage,
-        text: &str,
-    ) -> Option<Self> {
-        if text.trim().is_empty() || !policy.judge.judges_unprompted(stage, stable_hash(&[text])) {
-            return None;
-        }
-        let reason = match policy.judge.mode(stage) {
-            crate::engine::judge::JudgeMode::Always => JudgeReason::Always,
-            _ => JudgeReason::Sampled,
-        };
-        Some(JudgeJob {
-            pi,
-            stage,
-            reason,
-            sections: policy.judge.sections.clone(),
-            rules: Vec::new(),
-            text: text.to_owned(),
-        })
-    }
-}
 
 /// How a streamed answer of this exchange is judged: `None` when no policy judges output
 /// unprompted (or no judge is configured); else the strictest mode among the policies that do

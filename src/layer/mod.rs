@@ -76,7 +76,6 @@ mod body;
 mod budget;
 mod cache;
 mod chain;
-mod checkpoint;
 mod deliberation;
 pub(crate) mod error;
 mod exchange;

@@ -1,6 +1,8 @@
 //! Input enforcement, whatever the API: scan every text the model will read (the adapter lists
 //! them), redact or refuse, then inject the spec once where the adapter places it.
 
+use std::sync::{Arc, Mutex};
+
 use bytes::Bytes;
 
 use super::chain::PolicyFinding;
@@ -179,6 +181,24 @@ fn strip_injection(text: &str, p: &CompiledPolicy) -> Stripped {
     }
     out.push_str(rest);
     Stripped::Removed(out)
+}
+
+/// The input scan's result of a request waiting in a slot, filled by the offloaded job.
+#[derive(Clone, Default)]
+pub(crate) struct ScanSlot(Arc<Mutex<Option<Scanned>>>);
+
+type Scanned = (Box<Exchange>, Result<Input, WireError>);
+
+impl ScanSlot {
+    pub(crate) fn put(&self, ex: Box<Exchange>, res: Result<Input, WireError>) {
+        if let Ok(mut g) = self.0.lock() {
+            *g = Some((ex, res));
+        }
+    }
+
+    pub(crate) fn take(&self) -> Option<Scanned> {
+        self.0.lock().ok().and_then(|mut g| g.take())
+    }
 }
 
 #[cfg(test)]

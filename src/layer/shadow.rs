@@ -4,7 +4,7 @@
 //! over the same texts the live policies scanned — request texts by role, and each answer
 //! channel's whole text, streams included (the streamed decision equals the buffered one) —
 //! after the exchange ended, so it never changes what the client gets. Its decision goes to
-//! the audit record as `shadow` ([`ShadowRecord`]). A sample rate bounds the cost; `0` (the
+//! the audit record as `shadow` ([`ShadowRecord`], defined with the record in `audit.rs`). A sample rate bounds the cost; `0` (the
 //! default) turns it off.
 //!
 //! With `record_texts` (off by default) the record also keeps those texts (`texts`), for
@@ -14,7 +14,7 @@
 
 use std::hash::{BuildHasher, Hasher};
 
-use serde::{Deserialize, Serialize};
+pub use super::audit::{ScannedText, ShadowRecord};
 
 use super::audit::AuditFinding;
 use super::chain;
@@ -28,31 +28,6 @@ pub struct ShadowConfig {
     pub policies: SharedPolicies,
     /// Share of requests scanned by it, `0.0..=1.0`.
     pub sample: f64,
-}
-
-/// One text the live policies scanned.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ScannedText {
-    /// The stage it was scanned at.
-    pub stage: Stage,
-    /// The role, for input texts.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub role: Option<String>,
-    /// Where it was: `messages[0].content`, `choices[0].content`, ...
-    pub location: String,
-    /// The text.
-    pub text: String,
-}
-
-/// What the shadow candidate decided.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ShadowRecord {
-    /// `name@hash` of the candidate's policies.
-    pub policy: String,
-    /// The most severe action it would have taken.
-    pub action: Action,
-    /// Its findings.
-    pub findings: Vec<AuditFinding>,
 }
 
 /// Whether the request with id `id` is in the sample.

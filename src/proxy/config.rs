@@ -42,6 +42,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use super::config_error::ConfigError;
 pub use super::health::HealthConfig;
 use super::telemetry::TelemetryConfig;
 use super::tenants::{RawSelect, RawSet, RawShadow, Selection};
@@ -183,20 +184,6 @@ impl Default for Config {
             file: None,
         }
     }
-}
-
-/// A configuration file that could not be used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}:{line}:{column}: {message}")]
-pub struct ConfigError {
-    /// The file.
-    pub file: PathBuf,
-    /// 1-based line (0: unknown).
-    pub line: usize,
-    /// 1-based column (0: unknown).
-    pub column: usize,
-    /// What is wrong.
-    pub message: String,
 }
 
 #[derive(Debug, Deserialize)]

@@ -34,8 +34,10 @@
 //! ```
 
 mod audit;
+mod body;
 pub mod client;
 mod config;
+mod config_error;
 mod echo;
 pub mod front;
 mod health;
@@ -64,6 +66,7 @@ use tower::Layer;
 use tower_http::catch_panic::CatchPanicLayer;
 
 pub use audit::{AuditLog, ProxyObserver};
+pub use body::ProxyBody;
 pub use config::{
     Config, ConfigError, HealthConfig, OtherRoutes, Timeouts, UpstreamConfig, parse_duration,
     parse_size,
@@ -74,7 +77,7 @@ pub use metrics::Metrics;
 pub use reload::{SetSource, load_set, reload};
 pub use routes::{PathError, Route, RouteClass, RouteTable, canonicalize};
 pub use service::{ClientBackend, GatewayService};
-pub use upstream::{Backend, HttpUpstream, ProxyBody, TimedBody, UpstreamConfigError};
+pub use upstream::{Backend, HttpUpstream, TimedBody, UpstreamConfigError};
 
 use crate::layer::{PolicyLayer, SharedPolicies};
 

@@ -9,8 +9,8 @@ use http::header::{CONNECTION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 
+use super::body::ProxyBody;
 use super::routes::PathError;
-use super::upstream::ProxyBody;
 use crate::layer::error::Fault;
 use crate::layer::{ENFORCEMENT_HEADER, POLICY_HEADER};
 use crate::wire::error::openai_error_body;

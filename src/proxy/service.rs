@@ -17,6 +17,7 @@ use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use tower::{Service, ServiceExt};
 
+use super::body::ProxyBody;
 use super::config::OtherRoutes;
 use super::front::{ClientBody, ConnActivity, RequestBodyTimeout, Tracked};
 use super::health::Health;
@@ -25,7 +26,7 @@ use super::respond;
 use super::routes::{Route, RouteClass, RouteTable, canonicalize};
 use super::telemetry::{self, InSpan};
 use super::tenants::{RequestKey, Selection, body_model, key_sha256};
-use super::upstream::{Backend, ProxyBody};
+use super::upstream::Backend;
 use crate::layer::error::Fault;
 use crate::layer::trace::{RequestSpan, request_span};
 use crate::layer::{

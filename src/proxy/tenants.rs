@@ -35,7 +35,7 @@ use http::HeaderMap;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use super::config::ConfigError;
+use super::config_error::ConfigError;
 use super::routes::ENFORCED_APIS;
 
 /// A policy set of the config.

@@ -11,12 +11,12 @@ use http::uri::PathAndQuery;
 use http::{HeaderMap, Request, Response, Uri, Version};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
-use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 use tower::Service;
 
+use super::body::ProxyBody;
 use super::client::{ClientBuilder, HttpsClient};
 use super::config::{Timeouts, UpstreamConfig};
 use super::echo::Echo;
@@ -24,9 +24,6 @@ use super::telemetry;
 use crate::layer::trace::{RequestSpan, upstream_span};
 use crate::layer::{BoxError, RequestBody, TimeoutPhase, UpstreamTimeout};
 use tracing::Instrument as _;
-
-/// The body every upstream answers with.
-pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
 
 /// What the gateway forwards to: a real endpoint or the echo.
 #[derive(Clone, Debug)]

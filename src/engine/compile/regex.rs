@@ -5,6 +5,7 @@ use regex_syntax::hir::{Class, Hir, HirKind};
 
 use super::Compiler;
 use crate::engine::live::LiveDfa;
+pub use crate::engine::program::REGEX_SIZE_LIMIT;
 use crate::engine::program::{LeafRegex, RegexLeaf};
 use crate::policy::raw::RawMatch;
 use crate::policy::{Loc, Sink, Stage};
@@ -12,8 +13,6 @@ use crate::text::NormalizeOptions;
 
 /// Longest regex pattern accepted.
 pub const MAX_PATTERN_CHARS: usize = 4096;
-/// Compiled size limit of one regex.
-pub const REGEX_SIZE_LIMIT: usize = 2 << 20;
 
 impl Compiler {
     #[allow(clippy::too_many_arguments)]

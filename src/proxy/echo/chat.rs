@@ -5,7 +5,7 @@ use http::{Response, StatusCode};
 use serde_json::{Value, json};
 
 use super::{Echo, Frames, conversation, json_response, model_of, sse_response, streamed, words};
-use crate::proxy::upstream::ProxyBody;
+use crate::proxy::body::ProxyBody;
 use crate::wire::openai_chat::refusal::CompletionMeta;
 use crate::wire::sse::DONE_FRAME;
 

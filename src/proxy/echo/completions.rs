@@ -8,7 +8,7 @@ use http::{Response, StatusCode};
 use serde_json::{Value, json};
 
 use super::{Echo, Frames, fresh, json_response, model_of, sse_response, streamed, words};
-use crate::proxy::upstream::ProxyBody;
+use crate::proxy::body::ProxyBody;
 use crate::wire::sse::DONE_FRAME;
 
 /// `prompt` without the spec blocks at its start (and the blank line after each).

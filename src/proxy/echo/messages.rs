@@ -4,7 +4,7 @@ use http::{Response, StatusCode};
 use serde_json::{Value, json};
 
 use super::{Echo, Frames, conversation, json_response, sse_response, text_of, words};
-use crate::proxy::upstream::ProxyBody;
+use crate::proxy::body::ProxyBody;
 use crate::wire::anthropic::MessageMeta;
 
 impl Echo {

@@ -23,8 +23,8 @@ use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 
-use super::upstream::ProxyBody;
 use crate::layer::{BoxError, RequestBody};
+use crate::proxy::body::ProxyBody;
 use crate::wire::anthropic;
 use crate::wire::error::openai_error_body;
 use crate::wire::openai_chat::refusal::{CompletionMeta, ID_PREFIX};

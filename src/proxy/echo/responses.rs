@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use super::{
     Echo, Frames, fresh, json_response, model_of, sse_response, streamed, text_of_parts, words,
 };
-use crate::proxy::upstream::ProxyBody;
+use crate::proxy::body::ProxyBody;
 
 /// Content part types that carry text in a Responses input message.
 const TEXT_PARTS: &[&str] = &["input_text", "output_text", "text"];

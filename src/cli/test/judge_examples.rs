@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::judge_opts::{JudgeArgs, judge_blocking, runtime};
-use super::test::CaseResult;
+use super::CaseResult;
+use crate::cli::judge_opts::{JudgeArgs, judge_blocking, runtime};
 use crate::engine::CompiledPolicy;
 use crate::policy::{Action, Stage};
 

@@ -14,10 +14,10 @@ use std::task::{Context, Poll};
 use bytes::{Bytes, BytesMut};
 use http_body::Body;
 
-use super::error::BoxError;
-use super::judge::JudgeReason;
-use super::judging::{JudgeBatch, JudgeJob};
-use super::stream::{StreamFilter, feed};
+use super::{StreamFilter, feed};
+use crate::layer::error::BoxError;
+use crate::layer::judge::{JudgeJob, JudgeReason};
+use crate::layer::judging::JudgeBatch;
 use crate::policy::Stage;
 
 /// What a checkpointed stream holds.
@@ -58,7 +58,7 @@ fn closes(window: &str, min: usize) -> bool {
         })
 }
 
-/// [`poll_next`](super::stream::poll_next) for a checkpointed stream.
+/// [`poll_next`](crate::layer::stream::poll_next) for a checkpointed stream.
 pub(crate) fn poll<B>(
     mut inner: Pin<&mut B>,
     filter: &mut StreamFilter,

@@ -5,6 +5,8 @@
 //! of these agree with the expectation. The spec sections' judge examples run too
 //! (`judge_examples.rs`: against the rules, recorded verdicts, or a live `--judge`).
 
+mod judge_examples;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -45,7 +47,7 @@ pub struct Args {
     pub record: bool,
     /// Judge the spec's labeled examples with a judge model (`--judge URL`).
     #[command(flatten)]
-    pub judge: super::judge_opts::JudgeArgs,
+    pub judge: crate::cli::judge_opts::JudgeArgs,
 }
 
 /// One test case's result.
@@ -71,10 +73,10 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut test_files: Vec<PathBuf> = Vec::new();
     for p in &paths {
         if p.is_dir() {
-            policies.extend(super::policy_files(std::slice::from_ref(p))?);
+            policies.extend(crate::cli::policy_files(std::slice::from_ref(p))?);
             let tests = p.join("tests");
             if tests.is_dir() {
-                test_files.extend(super::policy_files(&[tests])?);
+                test_files.extend(crate::cli::policy_files(&[tests])?);
             }
         } else if looks_like_test_file(p) {
             test_files.push(p.clone());
@@ -109,7 +111,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             let r = run_case(&policy, &case, &label, &mut covered);
             results.push(r);
         }
-        results.extend(super::judge_examples::run(
+        results.extend(judge_examples::run(
             &policy,
             file,
             &label,

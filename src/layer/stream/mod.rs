@@ -6,6 +6,8 @@
 //! response head is answered with an error status, after it in-band in the API's own error
 //! shape; when the rewriter says the stream is over, the upstream is dropped.
 
+mod checkpoint;
+
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -33,7 +35,7 @@ pub(crate) struct StreamFilter {
     /// Judge the released text after the stream ended (`monitor` mode).
     monitor: bool,
     /// `checkpoint` mode: what is held until the judge allows it.
-    pub(crate) checkpoint: Option<Box<super::checkpoint::Checkpoint>>,
+    pub(crate) checkpoint: Option<Box<checkpoint::Checkpoint>>,
     /// One `output_scan` span over the whole stream (not one per piece).
     span: tracing::Span,
 }
@@ -96,7 +98,7 @@ where
     B::Error: Into<BoxError>,
 {
     if filter.checkpoint.is_some() {
-        return super::checkpoint::poll(inner, filter, cx);
+        return checkpoint::poll(inner, filter, cx);
     }
     loop {
         if let Some(b) = filter.take_output() {
@@ -167,7 +169,7 @@ impl StreamFilter {
             .map(|p| p.judge.checkpoint_bytes)
             .min()
             .unwrap_or(200);
-        self.checkpoint = Some(Box::new(super::checkpoint::Checkpoint::new(min)));
+        self.checkpoint = Some(Box::new(checkpoint::Checkpoint::new(min)));
         // The record waits for the last verdict.
         self.ex.hold_record();
     }
