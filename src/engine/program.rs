@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::live::{KeywordDepths, LiveDfa};
-use super::{Decision, StreamScanner, scan};
 use crate::policy::{Action, Diagnostic, InjectMode, InjectRole, Loc, Severity, Stage};
 use crate::text::{NormalizeOptions, Validator};
 
@@ -343,17 +342,6 @@ impl CompiledPolicy {
             .replace("{section}", section_id)
             .replace("{title}", title)
             .replace("{rule}", rule.map_or("policy", |r| r.id.as_str()))
-    }
-
-    /// Scans a whole text at `stage`. For input, `role` is the message role (`user`, `tool`…):
-    /// only rules that read that role apply; `None` applies every rule of the stage.
-    pub fn scan(&self, text: &str, stage: Stage, role: Option<&str>) -> Decision {
-        scan::scan(self, text, stage, role)
-    }
-
-    /// Starts a stream scan at `stage` (every rule of the stage applies).
-    pub fn stream(&self, stage: Stage) -> StreamScanner<'_> {
-        StreamScanner::new(self, stage)
     }
 
     /// The replacement text of rule `rule_id`.

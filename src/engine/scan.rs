@@ -11,6 +11,16 @@ use super::{Decision, Finding, apply_redactions};
 use crate::policy::{Action, Stage};
 use crate::text::{NormText, NormalizeOptions, normalize, normalize_rewrites, whole_word};
 
+// `scan` lives beside the scanner it runs (and `stream` in `stream/`), so that the compiled
+// program (`program.rs`) does not refer to its scanners.
+impl CompiledPolicy {
+    /// Scans a whole text at `stage`. For input, `role` is the message role (`user`, `tool`…):
+    /// only rules that read that role apply; `None` applies every rule of the stage.
+    pub fn scan(&self, text: &str, stage: Stage, role: Option<&str>) -> Decision {
+        scan(self, text, stage, role)
+    }
+}
+
 /// Scans a whole text at `stage` ([`CompiledPolicy::scan`]).
 pub(crate) fn scan(p: &CompiledPolicy, text: &str, stage: Stage, role: Option<&str>) -> Decision {
     let (hits, live) = leaf_hits(p, stage, role, text);

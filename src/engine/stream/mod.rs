@@ -109,6 +109,13 @@ impl std::fmt::Debug for StreamScanner<'_> {
     }
 }
 
+impl CompiledPolicy {
+    /// Starts a stream scan at `stage` (every rule of the stage applies).
+    pub fn stream(&self, stage: Stage) -> StreamScanner<'_> {
+        StreamScanner::new(self, stage)
+    }
+}
+
 // === impl StreamScanner ===
 
 impl<'p> StreamScanner<'p> {

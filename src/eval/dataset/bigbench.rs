@@ -5,8 +5,8 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::json::{array_open, element_lines};
 use super::labels::{Mapped, label_of, map_label};
+use super::lines::{array_open, element_lines};
 use super::{Case, Content, Dataset, DatasetError, ReadOptions, dataset, err, json_err};
 use crate::policy::Stage;
 

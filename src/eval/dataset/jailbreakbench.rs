@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::json::{array_open, element_lines};
+use super::lines::{array_open, element_lines};
 use super::{Case, Content, Dataset, DatasetError, Label, ReadOptions, dataset, json_err};
 use crate::policy::Stage;
 

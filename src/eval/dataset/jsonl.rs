@@ -4,8 +4,8 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::json::element_lines;
 use super::labels::{resolve_label, value_as_label};
+use super::lines::element_lines;
 use super::{Case, Content, Dataset, DatasetError, ReadOptions, dataset, err, json_err};
 use crate::policy::Stage;
 

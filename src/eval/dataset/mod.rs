@@ -52,8 +52,8 @@ mod jailbreakbench;
 mod json;
 mod jsonl;
 mod labels;
+mod lines;
 mod presidio;
-mod xstest;
 
 pub use audit::read_audit;
 

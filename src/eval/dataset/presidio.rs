@@ -4,7 +4,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::json::element_lines;
+use super::lines::element_lines;
 use super::{Content, Dataset, DatasetError, GoldSpan, SpanCase, dataset, err, json_err};
 
 #[derive(Deserialize)]

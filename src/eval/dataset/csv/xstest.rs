@@ -3,8 +3,10 @@
 
 use std::path::Path;
 
-use super::csv::find_column;
-use super::{Completion, Content, Dataset, DatasetError, RefusalLabel, dataset, err};
+use super::find_column;
+use crate::eval::dataset::{
+    Completion, Content, Dataset, DatasetError, RefusalLabel, dataset, err,
+};
 
 pub(super) fn read_completions(
     path: &Path,

@@ -1,11 +1,13 @@
 //! CSV / TSV with a header row: labeled prompts (XSTest prompts among them); a file with
-//! `completion` and `final_label` columns goes to [`super::xstest`].
+//! `completion` and `final_label` columns goes to [`xstest`].
+
+mod xstest;
 
 use std::path::Path;
 
 use super::jsonl::{CATEGORY_KEYS, TEXT_KEYS};
 use super::labels::resolve_label;
-use super::{Case, Content, Dataset, DatasetError, ReadOptions, dataset, err, xstest};
+use super::{Case, Content, Dataset, DatasetError, ReadOptions, dataset, err};
 use crate::policy::Stage;
 
 pub(super) fn find_column(headers: &csv::StringRecord, wanted: &str) -> Option<usize> {
