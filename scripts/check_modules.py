@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 # Each top-level module may name only modules listed before it.
-LAYERS = ["text", "policy", "engine", "wire", "playground", "layer", "proxy", "eval", "cli"]
+LAYERS = ["text", "policy", "engine", "wire", "layer", "playground", "proxy", "eval", "cli"]
 ROOT = Path(__file__).resolve().parent.parent / "src"
 
 
