@@ -352,6 +352,14 @@ async fn spans_arrive_with_their_parents_and_the_upstream_continues_the_trace() 
     assert_eq!(judged.parent, req.span_id);
     assert_eq!(judged.attrs["deliberate.stage"], "input");
     assert_eq!(judged.attrs["deliberate.judge.blocked"], "false");
+    // The judge's HTTP call continues the trace under the `judge` span.
+    let calls = judge.traceparents.lock().unwrap().clone();
+    let last = calls.last().cloned().flatten();
+    let (t, parent, _) = traceparent(&last.unwrap_or_else(|| panic!("no traceparent: {calls:?}")));
+    assert_eq!(
+        (t.as_str(), parent.as_str()),
+        (trace.as_str(), judged.span_id.as_str())
+    );
 
     // Admin routes make no spans.
     let before = rx.spans.lock().unwrap().len();

@@ -103,7 +103,8 @@ impl JudgeBatch {
                 (Some(j), Some(p)) => {
                     let prompt = judge_prompt(p, job.stage, &job.sections, &job.text);
                     job.sections = prompt.sections.clone();
-                    let fut = j.judge(prompt, p.judge.budget);
+                    // Called inside the `judge` span: an HTTP judge sends it as the parent.
+                    let fut = span.in_scope(|| j.judge(prompt, p.judge.budget));
                     calls.push(Call {
                         job,
                         fut: Some(fut),

@@ -176,7 +176,11 @@ impl Inner {
         Bytes::from(body.to_string())
     }
 
-    async fn call(&self, prompt: &JudgePrompt) -> Result<Verdict, JudgeError> {
+    async fn call(
+        &self,
+        prompt: &JudgePrompt,
+        span: &tracing::Span,
+    ) -> Result<Verdict, JudgeError> {
         let _slot = self
             .slots
             .acquire()
@@ -188,9 +192,10 @@ impl Inner {
         if let Some(k) = &self.api_key {
             req = req.header(http::header::AUTHORIZATION, format!("Bearer {k}"));
         }
-        let req = req
+        let mut req = req
             .body(Full::new(self.body(prompt)))
             .map_err(|e| JudgeError::Transport(e.to_string()))?;
+        super::telemetry::inject(span, req.headers_mut());
         let resp = self
             .client
             .request(req)
@@ -235,6 +240,8 @@ impl Inner {
 impl Judge for HttpJudge {
     fn judge(&self, prompt: JudgePrompt, budget: Duration) -> JudgeFuture {
         let inner = self.inner.clone();
+        // The caller's span (the layer's `judge` span): the call continues its trace.
+        let span = tracing::Span::current();
         Box::pin(async move {
             let started = Instant::now();
             if let Some(v) = inner.cache.as_ref().and_then(|c| c.get(&prompt.cache_key)) {
@@ -247,7 +254,7 @@ impl Judge for HttpJudge {
                 return res;
             }
             let limit = budget.min(inner.config.timeout);
-            let res = match tokio::time::timeout(limit, inner.call(&prompt)).await {
+            let res = match tokio::time::timeout(limit, inner.call(&prompt, &span)).await {
                 Err(_) => Err(JudgeError::Timeout(limit)),
                 Ok(Err(e)) => Err(e),
                 Ok(Ok(verdict)) => {

@@ -11,8 +11,8 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -27,6 +27,8 @@ pub struct MockJudge {
     pub addr: SocketAddr,
     pub calls: Arc<AtomicUsize>,
     pub max_in_flight: Arc<AtomicUsize>,
+    /// The `traceparent` header of each call, in order (`None`: the call had none).
+    pub traceparents: Arc<Mutex<Vec<Option<String>>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -50,18 +52,23 @@ impl MockJudge {
         let calls = Arc::new(AtomicUsize::new(0));
         let max_in_flight = Arc::new(AtomicUsize::new(0));
         let in_flight = Arc::new(AtomicUsize::new(0));
-        let (c, m) = (calls.clone(), max_in_flight.clone());
+        let traceparents = Arc::new(Mutex::new(Vec::new()));
+        let (c, m, tp) = (calls.clone(), max_in_flight.clone(), traceparents.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let (c, m, f) = (c.clone(), m.clone(), in_flight.clone());
+                let (c, m, f, tp) = (c.clone(), m.clone(), in_flight.clone(), tp.clone());
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                        let (c, m, f) = (c.clone(), m.clone(), f.clone());
+                        let (c, m, f, tp) = (c.clone(), m.clone(), f.clone(), tp.clone());
                         async move {
                             c.fetch_add(1, Ordering::SeqCst);
+                            let parent = req.headers().get("traceparent");
+                            tp.lock()
+                                .unwrap()
+                                .push(parent.and_then(|v| v.to_str().ok()).map(str::to_owned));
                             let now = f.fetch_add(1, Ordering::SeqCst) + 1;
                             m.fetch_max(now, Ordering::SeqCst);
                             let body = req.into_body().collect().await.unwrap().to_bytes();
@@ -119,6 +126,7 @@ impl MockJudge {
             addr,
             calls,
             max_in_flight,
+            traceparents,
             task,
         }
     }
