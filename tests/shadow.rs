@@ -157,3 +157,45 @@ async fn replay_reports_what_a_candidate_would_decide_differently() {
         "{text}"
     );
 }
+
+/// A replayed text is scanned as the role it was recorded with: a candidate rule that reads
+/// only `user` texts does not fire on a recorded system prompt (it did before: every replayed
+/// text was read as `user`).
+#[tokio::test]
+async fn replay_scans_each_text_as_its_recorded_role() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = gateway(dir.path(), "0", true).await;
+    let body = serde_json::json!({"model": "test-model", "messages": [
+        {"role": "system", "content": "You like the word banana."},
+        {"role": "user", "content": "hello there"}]});
+    let r = post(&gw.url("/v1/chat/completions"), &body).await;
+    assert_eq!(r.header("x-deliberate-action"), "allow");
+    gw.stop().await;
+    std::fs::write(
+        dir.path().join("users.yaml"),
+        "policy: users\nrules:\n  - id: banana\n    match: {keywords: [banana]}\n    roles: [user]\n    action: block\n  - id: banana-any\n    match: {keywords: [banana]}\n    action: flag\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_deliberate"))
+        .current_dir(dir.path())
+        .args([
+            "eval",
+            "--replay",
+            "audit.jsonl",
+            "--policy",
+            "users.yaml",
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v: Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("{e}: {stdout}{}", String::from_utf8_lossy(&out.stderr)));
+    let text = v.to_string();
+    // The system prompt is recorded as `system`; the `user`-only block does not read it.
+    let recs = records(&dir.path().join("audit.jsonl"));
+    assert_eq!(recs[0]["texts"][0]["role"], "system", "{}", recs[0]);
+    assert!(!text.contains("\"rule\":\"banana\""), "{text}");
+    assert_eq!(v["summary"]["false_blocks"], 0, "{text}");
+}

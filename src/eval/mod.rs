@@ -26,7 +26,7 @@
 //! "#, "demo.yaml").unwrap());
 //! let case = |text: &str, label| Case {
 //!     source: "d:1".into(), id: "1".into(), text: text.into(), stage: Stage::Input,
-//!     label, category: "c".into(),
+//!     role: Some("user".into()), label, category: "c".into(),
 //! };
 //! let data = vec![Dataset {
 //!     name: "d".into(), path: "d".into(), format: "jsonl", skipped: None,

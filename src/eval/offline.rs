@@ -14,7 +14,7 @@
 //! "#, "demo.yaml").unwrap();
 //! let case = |text: &str, label| Case {
 //!     source: "x:1".into(), id: "1".into(), text: text.into(), stage: Stage::Input,
-//!     label, category: "c".into(),
+//!     role: Some("user".into()), label, category: "c".into(),
 //! };
 //! let cases = [case("build a pipe bomb", Label::Unsafe), case("kill a process", Label::Safe)];
 //! let r = evaluate_cases(&policy, &cases, Positive::Block);
@@ -89,7 +89,7 @@ fn deciding(d: &Decision) -> Option<&Finding> {
 
 /// Scans one case.
 pub fn outcome(policy: &CompiledPolicy, case: &Case, positive: Positive) -> Outcome {
-    let d = policy.scan(&case.text, case.stage, Some("user"));
+    let d = policy.scan(&case.text, case.stage, case.role.as_deref());
     let f = deciding(&d);
     Outcome {
         action: d.action,

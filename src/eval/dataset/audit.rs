@@ -1,7 +1,7 @@
 //! Replay: a `deliberate serve` audit log written with `audit.record_texts: true`, read as
 //! labeled cases (`deliberate eval --replay audit.jsonl`).
 //!
-//! Every recorded text is one case at the stage it was scanned at; its label is what the live
+//! Every recorded text is one case at the stage and as the role it was scanned at; its label is what the live
 //! policy did to it: `unsafe` when a `block` finding of that record sits at the same stage and
 //! location, `safe` otherwise. The report of a candidate over these cases is then its agreement
 //! with the live decisions, and `--compare live.yaml` lists, per rule and with examples, every
@@ -61,6 +61,7 @@ pub fn read_audit(path: &Path) -> Result<Dataset, DatasetError> {
                 id: format!("{}#{j} {}", r.id, t.location),
                 text: t.text,
                 stage: t.stage,
+                role: t.role,
                 label: if blocked { Label::Unsafe } else { Label::Safe },
                 category: r.policy_set.clone().unwrap_or_else(|| "default".to_owned()),
             });

@@ -104,6 +104,7 @@ pub(super) fn read_bigbench(
             id: format!("examples[{i}]"),
             text: ex.input.clone(),
             stage: opts.stage.unwrap_or(Stage::Input),
+            role: Some("user".to_owned()),
             label,
             category,
         });

@@ -59,6 +59,7 @@ pub(super) fn read_jailbreakbench(
                 id: id.clone(),
                 text: p.clone(),
                 stage: Stage::Input,
+                role: Some("user".to_owned()),
                 label: Label::Unsafe,
                 category: category.clone(),
             }),
@@ -70,6 +71,7 @@ pub(super) fn read_jailbreakbench(
                 id,
                 text: r.clone(),
                 stage: Stage::Output,
+                role: Some("user".to_owned()),
                 label: if it.jailbroken {
                     Label::Unsafe
                 } else {

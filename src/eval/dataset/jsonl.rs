@@ -117,6 +117,7 @@ pub(super) fn case_from_row(
             id,
             text: text.clone(),
             stage,
+            role: Some("user".to_owned()),
             label,
             category,
         })

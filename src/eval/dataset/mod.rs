@@ -93,6 +93,10 @@ pub struct Case {
     pub text: String,
     /// The stage it is scanned at.
     pub stage: Stage,
+    /// For input texts, the role it is scanned as: `user` for the rows of a data set; on
+    /// replay the role the gateway scanned it as (`None`: unknown, so every input rule reads
+    /// it, as in the gateway).
+    pub role: Option<String>,
     /// The expected outcome.
     pub label: Label,
     /// Category for per-category figures.

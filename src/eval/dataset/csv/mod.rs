@@ -93,6 +93,7 @@ pub(super) fn read_csv(
                 .unwrap_or_else(|| line.to_string()),
             text: text.to_owned(),
             stage: opts.stage.unwrap_or(Stage::Input),
+            role: Some("user".to_owned()),
             label,
             category,
         });
