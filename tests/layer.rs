@@ -757,3 +757,50 @@ async fn a_cancelled_stream_is_audited() {
 }
 
 use futures_util::StreamExt as _;
+
+/// An offload that drops every job without running it, as tokio's blocking pool does at
+/// shutdown.
+struct DroppingOffload;
+
+impl deliberate::layer::Offload for DroppingOffload {
+    fn run(
+        &self,
+        job: deliberate::layer::OffloadJob,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        drop(job);
+        Box::pin(async {})
+    }
+}
+
+/// A scan the offload dropped is a `503` in the error shape of the request's API (Anthropic
+/// here), and the upstream is never called.
+#[tokio::test]
+async fn a_dropped_offloaded_scan_is_a_503_in_the_apis_shape() {
+    let policy = CompiledPolicy::load(policy_path()).unwrap();
+    let called = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = called.clone();
+    let inner = service_fn(move |_req: Request<RequestBody<Full<Bytes>>>| {
+        seen.store(true, std::sync::atomic::Ordering::SeqCst);
+        async { Ok::<_, BoxError>(Response::new(Full::new(Bytes::new()))) }
+    });
+    let opts = EnforceOptions {
+        offload_scan_bytes: 0,
+        ..opts()
+    };
+    let svc = PolicyLayer::new(policy)
+        .options(opts)
+        .offload(Arc::new(DroppingOffload))
+        .layer(inner);
+    let body = json!({"model": "claude", "max_tokens": 10,
+                      "messages": [{"role": "user", "content": "hello"}]});
+    let req = Request::post("/v1/messages")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap();
+    let resp = svc.oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), 503);
+    let v: Value =
+        serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(v["type"], "error", "{v}");
+    assert_eq!(v["error"]["message"], "the gateway is shutting down", "{v}");
+    assert!(!called.load(std::sync::atomic::Ordering::SeqCst));
+}

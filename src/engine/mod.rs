@@ -46,6 +46,7 @@ mod decision;
 pub mod explain;
 pub mod inject;
 pub mod judge;
+mod judge_policy;
 mod live;
 mod matcher;
 mod program;

@@ -41,7 +41,7 @@ pub struct Section {
     /// Always injected.
     pub always: bool,
     /// What a judge model needs to classify against this section.
-    pub judge: Option<super::judge::SectionJudge>,
+    pub judge: Option<super::judge_policy::SectionJudge>,
     pub(crate) trigger: Option<Node>,
 }
 
@@ -299,7 +299,7 @@ pub struct CompiledPolicy {
     /// Refusal template.
     pub refusal: String,
     /// When and how a judge model classifies texts (used only when one is configured).
-    pub judge: super::judge::JudgePolicy,
+    pub judge: super::judge_policy::JudgePolicy,
     /// Source files, the main one first.
     pub sources: Vec<PathBuf>,
     /// Warnings found while compiling.

@@ -33,7 +33,7 @@ use super::response;
 use super::stream::{StreamFilter, poll_next, poll_start};
 use super::trace;
 use crate::engine::judge::StreamJudgeMode;
-use crate::wire::{ErrorInfo, ErrorKind};
+use crate::wire::{Adapter, ErrorInfo, ErrorKind};
 
 pin_project! {
     /// Response future of [`PolicyService`](super::PolicyService).
@@ -71,6 +71,7 @@ pin_project! {
         Scanning {
             job: Pin<Box<dyn Future<Output = ()> + Send>>,
             slot: ScanSlot,
+            adapter: &'static dyn Adapter,
             inner: Option<S>,
             parts: Option<http::request::Parts>,
         },
@@ -234,6 +235,7 @@ where
                     {
                         let slot = ScanSlot::default();
                         let out = slot.clone();
+                        let adapter = ex.adapter;
                         let job = o.run(Box::new(move || {
                             let mut ex = ex;
                             let res = input_scan(&mut ex, body);
@@ -242,6 +244,7 @@ where
                         State::Scanning {
                             job,
                             slot,
+                            adapter,
                             inner: Some(inner),
                             parts: Some(parts),
                         }
@@ -256,6 +259,7 @@ where
                 StateProj::Scanning {
                     job,
                     slot,
+                    adapter,
                     inner,
                     parts,
                 } => {
@@ -263,7 +267,7 @@ where
                     let (Some((ex, res)), Some(parts), Some(inner)) =
                         (slot.take(), parts.take(), inner.take())
                     else {
-                        return Poll::Ready(Ok(scan_lost()));
+                        return Poll::Ready(Ok(scan_lost(*adapter)));
                     };
                     match scanned(res, ex, parts, inner) {
                         Ok(state) => state,

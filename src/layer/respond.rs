@@ -10,7 +10,7 @@ use super::body::ResponseBody;
 use super::error::{Fault, json_bytes};
 use super::exchange::Exchange;
 use super::options::BlockResponse;
-use crate::wire::{ErrorInfo, ErrorKind};
+use crate::wire::{Adapter, ErrorInfo, ErrorKind};
 
 /// The answer of a future polled after it finished (never sent in practice).
 pub(crate) fn done_response<B>() -> Response<ResponseBody<B>> {
@@ -60,11 +60,15 @@ pub(crate) fn error_response<B>(
     )
 }
 
-/// The offload dropped a scan without running it (the runtime is shutting down): `503`.
-pub(crate) fn scan_lost<B>() -> Response<ResponseBody<B>> {
-    let mut r = Response::new(ResponseBody::full(Bytes::from_static(
-        br#"{"error":{"message":"the gateway is shutting down","type":"server_error","code":"unavailable"}}"#,
-    )));
+/// The offload dropped a scan without running it (the runtime is shutting down): `503`, in
+/// the error shape of `adapter`'s API (the exchange went with the dropped job).
+pub(crate) fn scan_lost<B>(adapter: &dyn Adapter) -> Response<ResponseBody<B>> {
+    let info = ErrorInfo::new(
+        ErrorKind::Overloaded,
+        "the gateway is shutting down",
+        "unavailable",
+    );
+    let mut r = Response::new(ResponseBody::full(json_bytes(&adapter.error_body(&info))));
     *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -132,8 +136,8 @@ pub(crate) fn over_budget<B>(ex: &mut Exchange, spent: usize) -> Response<Respon
 pub(crate) fn blocked_input<B>(ex: &mut Exchange, text: &str) -> Response<ResponseBody<B>> {
     match ex.shared.opts.block_response {
         BlockResponse::Error400 => {
-            let info = ErrorInfo::new(ErrorKind::PolicyViolation, text, "content_policy_violation")
-                .with_param("messages");
+            // No `param`: the field at fault differs by API (`messages`, `input`, `prompt`).
+            let info = ErrorInfo::new(ErrorKind::PolicyViolation, text, "content_policy_violation");
             let body = ex.adapter.error_body(&info);
             own_response(
                 ex,

@@ -1,5 +1,8 @@
+use std::time::Duration;
+
 use super::*;
 use crate::engine::CompiledPolicy;
+use crate::policy::Stage;
 
 const POLICY: &str = r#"
 policy: judged
