@@ -7,7 +7,9 @@
 //!
 //! ## Layout
 //!
-//! Dependencies run one way, top to bottom; nothing imports from a module above it.
+//! Dependencies run one way, top to bottom; nothing imports from a module above it, and
+//! inside each module its submodules import each other without a cycle (`scripts/check_modules.py`
+//! checks both in CI).
 //!
 //! - [`text`]: normalization with its offset map, word boundaries, validators. Depends on
 //!   nothing else in the crate.
@@ -37,8 +39,8 @@
 //!   ([`proxy::judge::HttpJudge`]).
 //! - [`eval`] (feature `eval`): `deliberate eval`: one reader per data-set format, metrics with
 //!   Wilson intervals, reports; offline (rules only) and the A/B through a real model.
-//! - `cli` (feature `cli`, private): the `deliberate` subcommands, one file each; the binary
-//!   calls [`run_cli`].
+//! - `cli` (feature `cli`, private): the `deliberate` subcommands, one module each (plus the
+//!   judge flags they share, `judge_opts.rs`); the binary calls [`run_cli`].
 //!
 //! With `default-features = false` the crate is `text`, `policy`, `engine` and `wire` alone.
 //!

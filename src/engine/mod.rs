@@ -9,7 +9,8 @@
 //! split point. [`inject`] chooses and renders the spec sections shown to the model. [`explain`] says why a
 //! finding fired, [`trace`] records a stream scan piece by piece, [`cases`] runs a policy's
 //! test cases (what `deliberate test` and the playground show). The engine
-//! knows nothing of HTTP or JSON.
+//! knows nothing of HTTP or of any model API; JSON appears only in the judge's prompt and the
+//! verdict it parses ([`judge`]).
 //!
 //! ```
 //! use deliberate::engine::CompiledPolicy;

@@ -4,13 +4,18 @@
 //! ([`wire::adapter_for`](crate::wire::adapter_for) on its path) lists the texts, places the
 //! spec and shapes refusals and errors; the layer decides.
 //!
-//! Files: [`PolicyLayer`] (`layer.rs`), [`PolicyService`] (`service.rs`), its
-//! [`ResponseFuture`] (`future.rs`, which only moves between states), the bodies (`body.rs`),
-//! every response the layer makes itself (`respond.rs`), the request and answer enforcement
-//! (`request.rs`, `response.rs`, `stream.rs`) through the layer's side of the seam
-//! (`filter.rs`), the per-request state (`exchange.rs`), the audit record (`audit.rs`), the
-//! judge seam ([`Judge`], `judge.rs`), the calls in flight (`judging.rs`), the
-//! checkpointed streams (`checkpoint.rs`) and the request's `tracing` spans ([`trace`]).
+//! Files: [`PolicyLayer`] (`layer.rs`) and its options (`options.rs`), [`PolicyService`]
+//! (`service.rs`), its [`ResponseFuture`] (`future.rs`, the request's state machine), the bodies
+//! (`body.rs`), every response the layer makes itself (`respond.rs`) and its errors
+//! (`error.rs`); input enforcement (`request.rs`, the scan itself in `input_scan.rs`, the scan
+//! budget and the offload in `budget.rs`, the scan cache in `cache.rs`); answer enforcement,
+//! buffered (`response.rs`) and streamed (`stream/`, with judged windows in
+//! `stream/checkpoint.rs`), through the layer's side of the wire seam (`filter.rs`, which checks
+//! JSON-in-string edits with `shape.rs`); the policy sets and their chaining (`policies.rs`,
+//! `chain.rs`), deliberation blocks (`deliberation.rs`), the state shared by every request
+//! (`shared.rs`) and the per-request state (`exchange.rs`); the audit record (`audit.rs`) and
+//! shadow candidates (`shadow.rs`); the judge seam ([`Judge`], `judge.rs`) and the calls in
+//! flight (`judging.rs`); the request's `tracing` spans ([`trace`]).
 //!
 //! For each enforced request (shown here for Chat Completions) the [`PolicyService`]:
 //!

@@ -22,15 +22,24 @@
 //! ## Adding an API
 //!
 //! 1. Make a folder `src/wire/<api>/` with a type implementing [`Adapter`] (and a
-//!    [`StreamRewriter`] when the API streams). List *every* text the format can carry: what the
-//!    adapter does not list is not scanned, so when in doubt, hand a string to
-//!    [`TextFilter::scan`] as [`ChannelKind::Other`] or report it with
-//!    [`TextFilter::partial`].
-//! 2. Register it in [`ADAPTERS`] with the canonical route suffix it serves.
-//! 3. Test it with the official SDK of that API against the gateway, blocked and redacted text
-//!    at every split point and in every channel (see `tests/`).
+//!    [`StreamRewriter`] when the API streams) and declare it here (`pub mod <api>;`). List
+//!    *every* text the format can carry: what the adapter does not list is not scanned, so when
+//!    in doubt, hand a string to [`TextFilter::scan`] as [`ChannelKind::Other`] or report it
+//!    with [`TextFilter::partial`].
+//! 2. Register it in [`ADAPTERS`] with the canonical route suffix it serves (before a shorter
+//!    suffix it shares an ending with).
+//! 3. Enforce its route: its route name in `proxy::routes::ENFORCED_APIS`, and, for a path the
+//!    route table does not know yet, its rows in `proxy::routes::STANDARD_ROUTES`; add the pair
+//!    to the table test `enforced_apis_and_adapters_agree` (`src/proxy/routes_tests.rs`), which
+//!    fails while the two lists disagree.
+//! 4. Let the embedded echo upstream answer it (`src/proxy/echo/`: a module that writes the
+//!    API's answer and stream, and its adapter name in `Api::of`), so `deliberate serve` without
+//!    an upstream and the tests can drive it.
+//! 5. Test it with the official SDK of that API against the gateway (`tests/sdk_apis.rs`),
+//!    blocked and redacted text at every split point and in every channel (`tests/fail_closed.rs`),
+//!    and add its `request_*` and `stream_*` targets to `fuzz/`.
 //!
-//! The layer and the proxy pick the adapter with [`adapter_for`]; nothing else changes.
+//! The layer picks the adapter with [`adapter_for`] and changes nothing.
 
 pub mod anthropic;
 pub mod error;

@@ -48,17 +48,14 @@ enum Api {
 }
 
 impl Api {
+    /// The API of `path`, as the gateway's adapters read it (one suffix table: the wire's).
     fn of(path: &str) -> Option<Api> {
-        if path.ends_with("/v1/messages") {
-            Some(Api::Messages)
-        } else if path.ends_with("/chat/completions") {
-            Some(Api::Chat)
-        } else if path.ends_with("/responses") {
-            Some(Api::Responses)
-        } else if path.ends_with("/completions") {
-            Some(Api::Completions)
-        } else {
-            None
+        match crate::wire::adapter_for(path)?.name() {
+            "anthropic.messages" => Some(Api::Messages),
+            "openai.chat" => Some(Api::Chat),
+            "openai.responses" => Some(Api::Responses),
+            "openai.completions" => Some(Api::Completions),
+            _ => None,
         }
     }
 }

@@ -17,7 +17,7 @@
 //! A block started again at an index that already had events, a delta or stop for a block
 //! before its start or after its stop, and a text block starting while another is open are
 //! upstream protocol faults: the stream ends with an `event: error` and nothing held is
-//! //! released (real streams never do this; a fresh channel would drop what the old one held).
+//! released (real streams never do this; a fresh channel would drop what the old one held).
 //!
 //! A `thinking` block's `signature_delta` is held until the block stops: when the gateway
 //! changed the block's text (a redaction) the signature no longer signs it and is dropped,
