@@ -16,6 +16,7 @@ mod tree;
 mod tests;
 
 use std::collections::HashMap;
+use std::hash::Hasher as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -117,14 +118,11 @@ impl Compiler {
         let version = main.raw.version.clone();
         let description = main.raw.description.clone();
         let hash = {
-            let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+            let mut h = fnv::FnvHasher::default();
             for u in &units {
-                for b in u.src.as_bytes() {
-                    h ^= u64::from(*b);
-                    h = h.wrapping_mul(0x0100_0000_01b3);
-                }
+                h.write(u.src.as_bytes());
             }
-            format!("{:012x}", h >> 16)
+            format!("{:012x}", h.finish() >> 16)
         };
         let sources = std::iter::once(main_path.clone())
             .chain(units.iter().rev().skip(1).map(|u| u.path.clone()))

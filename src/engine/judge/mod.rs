@@ -153,13 +153,13 @@ impl CompiledPolicy {
 /// A stable 64-bit hash (FNV-1a) of `parts`, separated so `["ab", "c"]` and `["a", "bc"]`
 /// differ: the sampling decision and half of the verdict cache key.
 pub fn stable_hash(parts: &[&str]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    use std::hash::Hasher as _;
+    let mut fnv = fnv::FnvHasher::default();
     for p in parts {
-        for b in p.as_bytes().iter().chain(&[0xff]) {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
+        fnv.write(p.as_bytes());
+        fnv.write_u8(0xff);
     }
+    let mut h = fnv.finish();
     // Final avalanche (splitmix64), so the top bits used for sampling are well mixed.
     h ^= h >> 30;
     h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
