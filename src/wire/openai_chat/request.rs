@@ -11,9 +11,10 @@ use std::cell::RefCell;
 use bytes::Bytes;
 use serde_json::Value;
 
+use super::documents::request_from_value;
 use super::types::{ChatRequest, Content, ContentPart, Message, Nullable};
 use crate::policy::InjectRole;
-use crate::wire::json::parse_strict_as;
+use crate::wire::parse_strict;
 use crate::wire::{Flow, InputText, Placement, RequestFacts, RequestSink, WireError, WireRequest};
 
 /// A parsed chat completion request.
@@ -31,7 +32,7 @@ pub(crate) struct ChatRequestDoc {
 impl ChatRequestDoc {
     pub(crate) fn parse(body: &[u8]) -> Result<Self, WireError> {
         Ok(ChatRequestDoc {
-            req: parse_strict_as(body)?,
+            req: parse_strict(body).and_then(request_from_value)?,
             raw: Bytes::copy_from_slice(body),
             edited: false,
             prepended: None,
