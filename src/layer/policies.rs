@@ -16,6 +16,10 @@ use crate::engine::CompiledPolicy;
 pub struct PolicySet {
     policies: Vec<Arc<CompiledPolicy>>,
     label: String,
+    /// `name@hash` of each policy (audit findings name their policy so).
+    labels: Vec<String>,
+    /// `label` as the `x-deliberate-policy` header value.
+    header: http::HeaderValue,
     /// Unique in the process: what the input scan cache keys decisions by.
     id: u64,
     /// Rendered injections by the sections chosen (see [`PolicySet::injection`]).
@@ -34,14 +38,13 @@ static NEXT_SET_ID: AtomicU64 = AtomicU64::new(1);
 impl PolicySet {
     /// A set of `policies`, enforced in this order.
     pub fn new(policies: Vec<Arc<CompiledPolicy>>) -> Self {
-        let label = policies
-            .iter()
-            .map(|p| p.label())
-            .collect::<Vec<_>>()
-            .join(",");
+        let labels: Vec<String> = policies.iter().map(|p| p.label()).collect();
+        let label = labels.join(",");
         PolicySet {
             policies,
+            header: super::exchange::header_value(&label),
             label,
+            labels,
             id: NEXT_SET_ID.fetch_add(1, Ordering::Relaxed),
             injections: Arc::default(),
         }
@@ -80,6 +83,16 @@ impl PolicySet {
     /// `name@hash` of each policy, comma-separated: the `x-deliberate-policy` header.
     pub fn label(&self) -> &str {
         &self.label
+    }
+
+    /// `name@hash` of the policy at `index` (empty when there is none).
+    pub(crate) fn policy_label(&self, index: usize) -> &str {
+        self.labels.get(index).map_or("", String::as_str)
+    }
+
+    /// [`PolicySet::label`] as a header value (characters a header cannot carry as `?`).
+    pub(crate) fn label_header(&self) -> &http::HeaderValue {
+        &self.header
     }
 
     /// This set's id, unique in the process (a clone keeps it: same policies, same id).
