@@ -79,7 +79,11 @@ impl Weighter<Key, Arc<ChainDecision>> for ByBytes {
         let findings: usize = val.findings.iter().map(|(_, f)| finding(f)).sum::<usize>()
             + val.block.as_ref().map_or(0, |(_, f)| finding(f));
         let triggered: usize = val.triggered.iter().map(|(_, s)| s.len() + 32).sum();
-        (key.text.len() + key.role.len() + val.output.len() + findings + triggered) as u64
+        (key.text.len()
+            + key.role.len()
+            + val.output.as_ref().map_or(0, String::len)
+            + findings
+            + triggered) as u64
             + ENTRY_OVERHEAD
     }
 }
@@ -148,7 +152,7 @@ mod tests {
         ChainDecision {
             action: Action::Allow,
             findings: Vec::new(),
-            output: text.to_owned(),
+            output: Some(text.to_owned()),
             block: None,
             triggered: Vec::new(),
             escalations: Vec::new(),

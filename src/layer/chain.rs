@@ -16,8 +16,9 @@ pub(crate) struct ChainDecision {
     pub action: Action,
     /// Every finding, policy by policy.
     pub findings: Vec<PolicyFinding>,
-    /// The text after redactions (unchanged when blocked).
-    pub output: String,
+    /// The text after redactions: `None` when no policy redacted it (the text is what was
+    /// scanned; not copied for the common case), and when blocked.
+    pub output: Option<String>,
     /// The finding that blocked, if any.
     pub block: Option<PolicyFinding>,
     /// Input scans: `(policy index, section id)` of section triggers that matched.
@@ -44,25 +45,26 @@ pub(crate) fn scan(
     let mut out = ChainDecision {
         action: Action::Allow,
         findings: Vec::new(),
-        output: text.to_owned(),
+        output: None,
         block: None,
         triggered: Vec::new(),
         escalations: Vec::new(),
         escalated: Vec::new(),
     };
     for (pi, policy) in set.policies().iter().enumerate() {
-        let mut d = policy.scan(&out.output, stage, role);
+        let current = out.output.as_deref().unwrap_or(text);
+        let mut d = policy.scan(current, stage, role);
         if judging
             && policy.judge.mode(stage) != JudgeMode::Off
             && let Some(esc) = policy.escalation(&d)
         {
-            let kept = policy.without_escalated(&out.output, &d);
+            let kept = policy.without_escalated(current, &d);
             for f in &d.findings {
                 if !kept.findings.contains(f) {
                     out.escalated.push((pi, f.clone()));
                 }
             }
-            out.escalations.push((pi, esc, out.output.clone()));
+            out.escalations.push((pi, esc, current.to_owned()));
             d = kept;
         }
         out.action = out.action.max(d.action);
@@ -75,7 +77,7 @@ pub(crate) fn scan(
             return out;
         }
         if d.action == Action::Redact {
-            out.output = d.output;
+            out.output = Some(d.output);
         }
     }
     out

@@ -126,15 +126,10 @@ impl Exchange {
         (pi, f): &PolicyFinding,
         location: impl FnOnce() -> String,
     ) {
-        let label = self
-            .set
-            .policies()
-            .get(*pi)
-            .map(|p| p.label())
-            .unwrap_or_default();
+        let label = self.set.policy_label(*pi);
         self.record
             .findings
-            .push(AuditFinding::new(&label, f, location()));
+            .push(AuditFinding::new(label, f, location()));
     }
 
     /// Records a judge call, for the audit record and the judge header.
@@ -182,18 +177,13 @@ impl Exchange {
 
     /// Records a finding of policy `pi` at `location`.
     pub fn finding(&mut self, (pi, f): &PolicyFinding, location: impl FnOnce() -> String) {
-        let label = self
-            .set
-            .policies()
-            .get(*pi)
-            .map(|p| p.label())
-            .unwrap_or_default();
         if f.action != Action::Allow {
             self.record.action = self.record.action.max(f.action);
         }
+        let label = self.set.policy_label(*pi);
         self.record
             .findings
-            .push(AuditFinding::new(&label, f, location()));
+            .push(AuditFinding::new(label, f, location()));
     }
 
     /// Marks the enforcement partial for `reason`.
@@ -218,7 +208,7 @@ impl Exchange {
 
     /// Adds the `x-deliberate-*` headers.
     pub fn set_headers(&self, headers: &mut HeaderMap) {
-        headers.insert(POLICY_HEADER, header_value(self.set.label()));
+        headers.insert(POLICY_HEADER, self.set.label_header().clone());
         headers.insert(
             ACTION_HEADER,
             HeaderValue::from_static(self.record.action.as_str()),
@@ -358,7 +348,8 @@ impl Drop for Exchange {
     }
 }
 
-fn header_value(s: &str) -> HeaderValue {
+/// `s` as a header value, characters a header cannot carry replaced by `?`.
+pub(super) fn header_value(s: &str) -> HeaderValue {
     HeaderValue::from_str(s).unwrap_or_else(|_| {
         let clean: String = s
             .chars()

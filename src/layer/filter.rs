@@ -163,10 +163,16 @@ impl OutputFilter<'_> {
         stage: Stage,
         view: &str,
     ) -> Option<PolicyFinding> {
-        let key = (channel.unit, channel.location.clone());
-        let slot = match self.state.whole_tails.iter().position(|(k, _)| *k == key) {
+        let slot = match self
+            .state
+            .whole_tails
+            .iter()
+            .position(|((unit, location), _)| {
+                *unit == channel.unit && *location == channel.location
+            }) {
             Some(i) => i,
             None => {
+                let key = (channel.unit, channel.location.clone());
                 self.state.whole_tails.push((key, String::new()));
                 self.state.whole_tails.len() - 1
             }
@@ -434,11 +440,14 @@ impl TextFilter for OutputFilter<'_> {
                 &|| channel.location.clone(),
             );
         }
-        if d.action == Action::Redact && d.output != *view {
+        if d.action == Action::Redact
+            && let Some(output) = d.output.as_deref()
+            && output != &*view
+        {
             if !channel.json {
-                return Verdict::Send(d.output);
+                return Verdict::Send(output.to_owned());
             }
-            let raw = json_text::encode(&d.output);
+            let raw = json_text::encode(output);
             // A redaction must not change the structure of the JSON the client parses.
             let was_json = serde_json::from_str::<serde::de::IgnoredAny>(&visible).is_ok();
             if was_json && serde_json::from_str::<serde::de::IgnoredAny>(&raw).is_err() {

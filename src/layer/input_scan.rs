@@ -124,9 +124,12 @@ impl RequestSink for InputScan<'_> {
                 self.fired[*pi].push(section.clone());
             }
         }
-        if d.action == Action::Redact && d.output != *view {
+        if d.action == Action::Redact
+            && let Some(output) = d.output.as_deref()
+            && output != &*view
+        {
             let out = if t.json {
-                let raw = json_text::encode(&d.output);
+                let raw = json_text::encode(output);
                 let was_json = serde_json::from_str::<serde::de::IgnoredAny>(t.text).is_ok();
                 if was_json && serde_json::from_str::<serde::de::IgnoredAny>(&raw).is_err() {
                     // The redaction would change the JSON's structure: refuse instead.
@@ -139,7 +142,7 @@ impl RequestSink for InputScan<'_> {
                 }
                 raw
             } else {
-                d.output.clone()
+                output.to_owned()
             };
             *t.text = out;
             self.changed = true;

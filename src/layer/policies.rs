@@ -1,7 +1,7 @@
 //! The policies a [`PolicyLayer`](super::PolicyLayer) enforces, swappable while it runs.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
@@ -16,9 +16,21 @@ use crate::engine::CompiledPolicy;
 pub struct PolicySet {
     policies: Vec<Arc<CompiledPolicy>>,
     label: String,
+    /// `name@hash` of each policy (audit findings name their policy so).
+    labels: Vec<String>,
+    /// `label` as the `x-deliberate-policy` header value.
+    header: http::HeaderValue,
     /// Unique in the process: what the input scan cache keys decisions by.
     id: u64,
+    /// Rendered injections by the sections chosen (see [`PolicySet::injection`]).
+    injections: Arc<Mutex<Vec<Rendered>>>,
 }
+
+/// A rendered injection and the key of the sections it renders.
+type Rendered = (Vec<u32>, Arc<str>);
+
+/// How many different choices of sections a set keeps rendered.
+const INJECTIONS_KEPT: usize = 64;
 
 /// Ids of policy sets, never reused.
 static NEXT_SET_ID: AtomicU64 = AtomicU64::new(1);
@@ -26,16 +38,36 @@ static NEXT_SET_ID: AtomicU64 = AtomicU64::new(1);
 impl PolicySet {
     /// A set of `policies`, enforced in this order.
     pub fn new(policies: Vec<Arc<CompiledPolicy>>) -> Self {
-        let label = policies
-            .iter()
-            .map(|p| p.label())
-            .collect::<Vec<_>>()
-            .join(",");
+        let labels: Vec<String> = policies.iter().map(|p| p.label()).collect();
+        let label = labels.join(",");
         PolicySet {
             policies,
+            header: super::exchange::header_value(&label),
             label,
+            labels,
             id: NEXT_SET_ID.fetch_add(1, Ordering::Relaxed),
+            injections: Arc::default(),
         }
+    }
+
+    /// The injected text for the sections `key` names (each chosen policy's index, its
+    /// sections' indices, then `u32::MAX`), rendered by `render` the first time. Rendering
+    /// depends on nothing but the policies and the sections, and most requests choose the
+    /// same ones (the policy's `always` sections): the text is rendered once, not per request.
+    pub(crate) fn injection(&self, key: &[u32], render: impl FnOnce() -> String) -> Arc<str> {
+        if let Ok(kept) = self.injections.lock()
+            && let Some((_, text)) = kept.iter().find(|(k, _)| k == key)
+        {
+            return text.clone();
+        }
+        let text: Arc<str> = render().into();
+        if let Ok(mut kept) = self.injections.lock()
+            && kept.len() < INJECTIONS_KEPT
+            && !kept.iter().any(|(k, _)| k == key)
+        {
+            kept.push((key.to_vec(), text.clone()));
+        }
+        text
     }
 
     /// A set of one policy.
@@ -51,6 +83,16 @@ impl PolicySet {
     /// `name@hash` of each policy, comma-separated: the `x-deliberate-policy` header.
     pub fn label(&self) -> &str {
         &self.label
+    }
+
+    /// `name@hash` of the policy at `index` (empty when there is none).
+    pub(crate) fn policy_label(&self, index: usize) -> &str {
+        self.labels.get(index).map_or("", String::as_str)
+    }
+
+    /// [`PolicySet::label`] as a header value (characters a header cannot carry as `?`).
+    pub(crate) fn label_header(&self) -> &http::HeaderValue {
+        &self.header
     }
 
     /// This set's id, unique in the process (a clone keeps it: same policies, same id).

@@ -78,7 +78,10 @@ pub(crate) fn enforce(body: Bytes, ex: &mut Exchange) -> Result<Input, WireError
 
     // 3. Inject.
     let opts = &ex.shared.opts;
-    let mut blocks: Vec<String> = Vec::new();
+    let mut picks = Vec::new();
+    // The sections chosen, as `PolicySet::injection` keys them; `None` if one is not found in
+    // its policy (then the text is rendered without the set's cache).
+    let mut key: Option<Vec<u32>> = Some(Vec::new());
     let mut injected_ids: Vec<String> = Vec::new();
     let mut skipped: Vec<String> = Vec::new();
     for (pi, p) in policies.iter().enumerate() {
@@ -98,14 +101,40 @@ pub(crate) fn enforce(body: Bytes, ex: &mut Exchange) -> Result<Input, WireError
                 s.id.clone()
             });
         }
-        blocks.push(inject::render(p, &chosen));
+        if let Some(k) = key.as_mut() {
+            k.push(pi as u32);
+            for s in &chosen {
+                match p.spec.sections.iter().position(|x| std::ptr::eq(x, *s)) {
+                    Some(i) => k.push(i as u32),
+                    None => {
+                        key = None;
+                        break;
+                    }
+                }
+            }
+            if let Some(k) = key.as_mut() {
+                k.push(u32::MAX);
+            }
+        }
+        picks.push((pi, chosen));
     }
+    let render = || {
+        picks
+            .iter()
+            .map(|(pi, chosen)| inject::render(&policies[*pi], chosen))
+            .collect::<Vec<_>>()
+            .join("\n\n")
+    };
+    let text: std::sync::Arc<str> = match &key {
+        _ if picks.is_empty() => "".into(),
+        Some(k) => set.injection(k, render),
+        None => render().into(),
+    };
     let role = opts
         .inject_role
         .or_else(|| policies.first().map(|p| p.spec.role))
         .unwrap_or_default();
-    if !blocks.is_empty() || replaced || !skipped.is_empty() {
-        let text = blocks.join("\n\n");
+    if !picks.is_empty() || replaced || !skipped.is_empty() {
         ex.record.injection = Some(super::audit::Injection {
             sections: injected_ids,
             bytes: text.len(),
@@ -121,7 +150,7 @@ pub(crate) fn enforce(body: Bytes, ex: &mut Exchange) -> Result<Input, WireError
             skipped,
         });
         if !text.is_empty() {
-            req.place_spec(text, role, opts.placement);
+            req.place_spec(text.to_string(), role, opts.placement);
             changed = true;
         }
     }
@@ -149,6 +178,10 @@ enum Stripped {
 
 /// Removes every injected block of `p` (any version) from `text`.
 fn strip_injection(text: &str, p: &CompiledPolicy) -> Stripped {
+    // Every marker starts so: most texts carry none, and need no marker formatted.
+    if !text.contains("[deliberate policy ") {
+        return Stripped::None;
+    }
     let (start, end) = marker_prefixes(p);
     if !text.contains(&start) {
         return Stripped::None;

@@ -51,12 +51,8 @@ pub(crate) fn decide(set: &PolicySet, texts: &[ScannedText]) -> ShadowRecord {
         let d = chain::scan(set, &t.text, t.stage, t.role.as_deref(), false);
         action = action.max(d.action);
         for (pi, f) in &d.findings {
-            let label = set
-                .policies()
-                .get(*pi)
-                .map(|p| p.label())
-                .unwrap_or_default();
-            findings.push(AuditFinding::new(&label, f, t.location.clone()));
+            let label = set.policy_label(*pi);
+            findings.push(AuditFinding::new(label, f, t.location.clone()));
         }
     }
     ShadowRecord {

@@ -99,6 +99,21 @@ fn labeled_counters(out: &mut String, families: &[LabeledCounter<'_>]) {
     }
 }
 
+/// `n` in decimal, written into `buf`.
+fn decimal(mut n: u16, buf: &mut [u8; 5]) -> &str {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // Only ASCII digits were written.
+    std::str::from_utf8(&buf[i..]).unwrap_or("0")
+}
+
 fn escape(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('"', "\\\"")
@@ -109,10 +124,23 @@ impl Metrics {
     /// Counts a request to `route` answered with `status` (`cancelled` when none) after
     /// `action`.
     pub fn request(&self, route: &str, status: Option<u16>, action: &str) {
-        let status = status.map_or_else(|| "cancelled".to_owned(), |s| s.to_string());
+        let mut digits = [0u8; 5];
+        let status = match status {
+            Some(s) => decimal(s, &mut digits),
+            None => "cancelled",
+        };
         if let Ok(mut m) = self.requests.lock() {
-            *m.entry((route.to_owned(), status, action.to_owned()))
-                .or_default() += 1;
+            // A request adds to a counter that exists (labels are bounded): found without
+            // building a key of fresh strings.
+            let seen = m
+                .iter_mut()
+                .find(|((r, s, a), _)| r == route && s == status && a == action);
+            match seen {
+                Some((_, n)) => *n += 1,
+                None => {
+                    m.insert((route.to_owned(), status.to_owned(), action.to_owned()), 1);
+                }
+            }
         }
     }
 
@@ -434,5 +462,25 @@ mod tests {
         assert!(text.contains("deliberate_added_latency_seconds_bucket{le=\"0.0025\"} 1"));
         assert!(text.contains("deliberate_added_latency_seconds_bucket{le=\"0.001\"} 0"));
         assert!(text.contains("deliberate_active_streams 1"));
+    }
+
+    /// A counter counts on from where it stood; statuses are written in decimal.
+    #[test]
+    fn requests_count_per_label_set() {
+        let m = Metrics::default();
+        for status in [Some(200), Some(200), Some(5), Some(65535), None, Some(200)] {
+            m.request("r", status, "allow");
+        }
+        m.request("r", Some(200), "block");
+        let text = m.render();
+        for line in [
+            "status=\"200\",action=\"allow\"} 3",
+            "status=\"200\",action=\"block\"} 1",
+            "status=\"5\",action=\"allow\"} 1",
+            "status=\"65535\",action=\"allow\"} 1",
+            "status=\"cancelled\",action=\"allow\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
     }
 }

@@ -186,13 +186,14 @@ fn with_path(uri: &Uri, path: &str) -> Result<Uri, http::Error> {
 
 async fn route(state: Arc<State>, req: Request<Incoming>) -> Response<ProxyBody> {
     let method = req.method().clone();
-    let label = state.policies.current().label().to_owned();
+    let policies = state.policies.current();
+    let label = policies.label();
     let segments = match canonicalize(req.uri().path()) {
         Ok(s) => s,
         Err(e) => {
             state.metrics.request("invalid_path", Some(400), "none");
             let mut r = respond::invalid_path(&e);
-            respond::mark_policy(&mut r, &label);
+            respond::mark_policy(&mut r, label);
             return r;
         }
     };
@@ -218,7 +219,7 @@ async fn route(state: Arc<State>, req: Request<Incoming>) -> Response<ProxyBody>
     // the client's trace; the layer and the upstream client find it in the extensions.
     let span = request_span(method.as_str(), &route.path);
     if span.is_disabled() {
-        return proxied(&state, req, &route, &label).await;
+        return proxied(&state, req, &route, label).await;
     }
     telemetry::continue_trace(&span, req.headers());
     if let Some(api) = route.api {
@@ -226,7 +227,7 @@ async fn route(state: Arc<State>, req: Request<Incoming>) -> Response<ProxyBody>
     }
     let mut req = req;
     req.extensions_mut().insert(RequestSpan(span.clone()));
-    let resp = proxied(&state, req, &route, &label).await;
+    let resp = proxied(&state, req, &route, label).await;
     span.record("http.response.status_code", resp.status().as_u16());
     if resp.status().is_server_error() {
         span.record("otel.status_code", "error");
@@ -241,7 +242,7 @@ async fn proxied(
     route: &Route,
     label: &str,
 ) -> Response<ProxyBody> {
-    let (state, label, method) = (state.clone(), label.to_owned(), req.method().clone());
+    let (state, method) = (state.clone(), req.method().clone());
     let (mut parts, body) = req.into_parts();
     match with_path(&parts.uri, &route.path) {
         Ok(uri) => parts.uri = uri,
@@ -257,7 +258,7 @@ async fn proxied(
             // untouched is refused, never forwarded as if enforced.
             if !is_enforced(&method, &route.path) {
                 tracing::error!(path = %route.path, "route table enforces a route the policy layer does not");
-                return refuse(&state, &method, route, &label);
+                return refuse(&state, &method, route, label);
             }
             let resp = match enforce(&state, route.api, req).await {
                 Ok(r) => r,
@@ -277,15 +278,15 @@ async fn proxied(
         RouteClass::Unknown => {
             state.metrics.request("unknown", Some(404), "none");
             let mut r = respond::unknown_url(method.as_str(), &route.path);
-            respond::mark_policy(&mut r, &label);
+            respond::mark_policy(&mut r, label);
             return r;
         }
     };
     let Some(reason) = passes else {
-        return refuse(&state, &method, route, &label);
+        return refuse(&state, &method, route, label);
     };
     let mut resp = pass(&state, req).await;
-    respond::mark_skipped(&mut resp, &label, (!reason.is_empty()).then_some(reason));
+    respond::mark_skipped(&mut resp, label, (!reason.is_empty()).then_some(reason));
     state.metrics.request(
         route.api.unwrap_or("unknown"),
         Some(resp.status().as_u16()),

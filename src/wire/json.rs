@@ -305,25 +305,35 @@ impl<'de> Visitor<'de> for ValueSeed<'_, '_> {
     fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
         let mut map = Map::new();
         while let Some(key) = access.next_key::<String>()? {
-            let path = Path::Key {
-                parent: self.path,
-                key: &key,
-            };
-            if map.contains_key(&key) {
-                let rendered = path.to_string();
-                let message = format!("duplicate key `{key}` at {rendered}");
-                *self.duplicate = Some(Duplicate {
-                    key,
-                    path: rendered,
-                });
-                return Err(A::Error::custom(message));
+            // One search per key: the entry says whether it was there and keeps the place.
+            match map.entry(key) {
+                serde_json::map::Entry::Occupied(o) => {
+                    let key = o.key().clone();
+                    let rendered = Path::Key {
+                        parent: self.path,
+                        key: &key,
+                    }
+                    .to_string();
+                    let message = format!("duplicate key `{key}` at {rendered}");
+                    *self.duplicate = Some(Duplicate {
+                        key,
+                        path: rendered,
+                    });
+                    return Err(A::Error::custom(message));
+                }
+                serde_json::map::Entry::Vacant(v) => {
+                    let path = Path::Key {
+                        parent: self.path,
+                        key: v.key(),
+                    };
+                    let seed = ValueSeed {
+                        path: &path,
+                        duplicate: &mut *self.duplicate,
+                    };
+                    let value = access.next_value_seed(seed)?;
+                    v.insert(value);
+                }
             }
-            let seed = ValueSeed {
-                path: &path,
-                duplicate: &mut *self.duplicate,
-            };
-            let value = access.next_value_seed(seed)?;
-            map.insert(key, value);
         }
         Ok(Value::Object(map))
     }
@@ -390,6 +400,30 @@ mod tests {
         for (input, key, path) in cases {
             assert_eq!(dup(input), (key.to_owned(), path.to_owned()), "{input}");
         }
+    }
+
+    /// The repeated key is found through the map's entry, in objects larger than one tree node
+    /// too, and the same key one level down is not a repetition.
+    #[test]
+    fn rejects_duplicates_in_large_objects() {
+        let mut keys: Vec<String> = (0..40).map(|i| format!("\"k{i}\":{i}")).collect();
+        let ok = format!("{{{}}}", keys.join(","));
+        assert!(parse_strict(ok.as_bytes()).is_ok());
+        for again in ["k0", "k17", "k39"] {
+            keys.push(format!("\"{again}\":null"));
+            let doc = format!("{{\"outer\":{{{}}}}}", keys.join(","));
+            assert_eq!(
+                dup(&doc),
+                (again.to_owned(), format!("outer.{again}")),
+                "{again}"
+            );
+            keys.pop();
+        }
+        assert_eq!(
+            dup(r#"{"a":{"a":1},"a":2}"#),
+            ("a".to_owned(), "a".to_owned())
+        );
+        assert!(parse_strict(br#"{"a":{"a":{"a":[{"a":1}]}}}"#).is_ok());
     }
 
     #[test]

@@ -48,6 +48,7 @@ pub mod json_text;
 pub mod openai_chat;
 pub mod openai_completions;
 pub mod openai_responses;
+mod splice;
 pub mod sse;
 #[cfg(test)]
 mod testing;

@@ -3,9 +3,10 @@
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
+use super::documents::completion_from_value;
 use super::refusal::CONTENT_FILTER;
 use super::types::{ChatCompletion, Nullable, ResponseMessage};
-use crate::wire::json::parse_strict_as;
+use crate::wire::parse_strict;
 use crate::wire::{Answer, Channel, ChannelKind, TextFilter, Verdict, WireError};
 
 /// Fields of a response message that hold no text.
@@ -66,7 +67,7 @@ fn scan_strings(filter: &mut dyn TextFilter, unit: u32, path: &str, v: &mut Valu
 
 /// Scans and rewrites an upstream chat completion.
 pub(crate) fn enforce(body: &Bytes, filter: &mut dyn TextFilter) -> Result<Answer, WireError> {
-    let mut resp: ChatCompletion = parse_strict_as(body)?;
+    let mut resp: ChatCompletion = parse_strict(body).and_then(completion_from_value)?;
     let mut changed = false;
     let mut blocked_choices = 0;
     for choice in resp.choices.iter_mut() {

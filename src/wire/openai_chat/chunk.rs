@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value};
 
-use super::types::{ChatChunk, ChunkChoice, Delta, Nullable};
+use super::types::{AssistantMessage, ChatChunk, ChunkChoice, Delta, Nullable};
 use crate::wire::WireError;
 use crate::wire::json::from_value;
 
@@ -22,39 +22,50 @@ pub(crate) fn chunk_from_value(v: Value) -> Result<ChatChunk, WireError> {
 
 /// Whether `take_chunk` reads `map` exactly as serde would.
 fn is_text_chunk(map: &Map<String, Value>) -> bool {
-    let nullable_str = |v: Option<&Value>| matches!(v, None | Some(Value::Null | Value::String(_)));
-    let text_delta = |d: &Map<String, Value>| {
-        [
-            "role",
-            "content",
-            "refusal",
-            "reasoning_content",
-            "reasoning",
-        ]
-        .iter()
-        .all(|k| nullable_str(d.get(*k)))
-            && matches!(d.get("tool_calls"), None | Some(Value::Null))
-    };
     let text_choice = |c: &Value| {
         let Value::Object(c) = c else {
             return false;
         };
-        let index_ok = match c.get("index") {
-            None => true,
-            Some(i) => i.as_u64().is_some_and(|i| u32::try_from(i).is_ok()),
-        };
         let delta_ok = match c.get("delta") {
             None | Some(Value::Null) => true,
-            Some(Value::Object(d)) => text_delta(d),
+            Some(Value::Object(d)) => is_text_message(d),
             Some(_) => false,
         };
-        index_ok && delta_ok && nullable_str(c.get("finish_reason"))
+        index_ok(c.get("index")) && delta_ok && nullable_str(c.get("finish_reason"))
     };
     match map.get("choices") {
         None => true,
         Some(Value::Array(cs)) => cs.iter().all(text_choice),
         Some(_) => false,
     }
+}
+
+/// A field serde reads as `Nullable<String>`: absent, `null` or a string.
+pub(super) fn nullable_str(v: Option<&Value>) -> bool {
+    matches!(v, None | Some(Value::Null | Value::String(_)))
+}
+
+/// A choice `index` serde reads as `u32` with a default: absent or an integer that fits.
+pub(super) fn index_ok(v: Option<&Value>) -> bool {
+    match v {
+        None => true,
+        Some(i) => i.as_u64().is_some_and(|i| u32::try_from(i).is_ok()),
+    }
+}
+
+/// Whether [`take_message`] reads `d` exactly as serde reads an [`AssistantMessage`]: its
+/// text fields absent, `null` or strings, no tool calls.
+pub(super) fn is_text_message(d: &Map<String, Value>) -> bool {
+    [
+        "role",
+        "content",
+        "refusal",
+        "reasoning_content",
+        "reasoning",
+    ]
+    .iter()
+    .all(|k| nullable_str(d.get(*k)))
+        && matches!(d.get("tool_calls"), None | Some(Value::Null))
 }
 
 /// Takes apart a chunk `is_text_chunk` accepted.
@@ -76,24 +87,9 @@ fn take_chunk(mut map: Map<String, Value>) -> ChatChunk {
 }
 
 fn take_choice(mut c: Map<String, Value>) -> ChunkChoice {
-    let index = c
-        .remove("index")
-        .and_then(|i| i.as_u64())
-        .and_then(|i| u32::try_from(i).ok())
-        .unwrap_or(0);
+    let index = take_index(&mut c);
     let delta = match c.remove("delta") {
-        Some(Value::Object(mut d)) => Delta {
-            role: take_nullable_str(&mut d, "role"),
-            content: take_nullable_str(&mut d, "content"),
-            refusal: take_nullable_str(&mut d, "refusal"),
-            tool_calls: match d.remove("tool_calls") {
-                Some(Value::Null) => Nullable::Null,
-                _ => Nullable::Absent,
-            },
-            reasoning_content: take_nullable_str(&mut d, "reasoning_content"),
-            reasoning: take_nullable_str(&mut d, "reasoning"),
-            extra: d,
-        },
+        Some(Value::Object(d)) => take_message(d),
         _ => Delta::default(),
     };
     let finish_reason = take_nullable_str(&mut c, "finish_reason");
@@ -105,7 +101,31 @@ fn take_choice(mut c: Map<String, Value>) -> ChunkChoice {
     }
 }
 
-fn take_nullable_str(map: &mut Map<String, Value>, key: &str) -> Nullable<String> {
+/// Takes out a choice `index` [`index_ok`] accepted.
+pub(super) fn take_index(c: &mut Map<String, Value>) -> u32 {
+    c.remove("index")
+        .and_then(|i| i.as_u64())
+        .and_then(|i| u32::try_from(i).ok())
+        .unwrap_or(0)
+}
+
+/// Takes apart a message [`is_text_message`] accepted.
+pub(super) fn take_message(mut d: Map<String, Value>) -> AssistantMessage {
+    AssistantMessage {
+        role: take_nullable_str(&mut d, "role"),
+        content: take_nullable_str(&mut d, "content"),
+        refusal: take_nullable_str(&mut d, "refusal"),
+        tool_calls: match d.remove("tool_calls") {
+            Some(Value::Null) => Nullable::Null,
+            _ => Nullable::Absent,
+        },
+        reasoning_content: take_nullable_str(&mut d, "reasoning_content"),
+        reasoning: take_nullable_str(&mut d, "reasoning"),
+        extra: d,
+    }
+}
+
+pub(super) fn take_nullable_str(map: &mut Map<String, Value>, key: &str) -> Nullable<String> {
     match map.remove(key) {
         Some(Value::String(s)) => Nullable::Present(s),
         Some(Value::Null) => Nullable::Null,

@@ -58,6 +58,7 @@
 
 mod answer;
 mod chunk;
+mod documents;
 pub mod refusal;
 mod request;
 mod stream;

@@ -1,25 +1,72 @@
 //! Chat Completions requests: every text the model reads, the instructions, and where the
 //! spec goes.
+//!
+//! A request whose only change is the injected spec, prepended as a message of its own (the
+//! default), is forwarded as the client's own bytes with that message spliced in at the start
+//! of `messages` ([`splice`]): re-serializing the whole request cost as much as parsing it.
+//! Any other change (a redaction, an earlier injection taken out, a merge) re-serializes.
+
+use std::cell::RefCell;
 
 use bytes::Bytes;
 use serde_json::Value;
 
+use super::documents::request_from_value;
 use super::types::{ChatRequest, Content, ContentPart, Message, Nullable};
 use crate::policy::InjectRole;
-use crate::wire::json::parse_strict_as;
+use crate::wire::parse_strict;
 use crate::wire::{Flow, InputText, Placement, RequestFacts, RequestSink, WireError, WireRequest};
 
 /// A parsed chat completion request.
 #[derive(Debug)]
 pub(crate) struct ChatRequestDoc {
     req: ChatRequest,
+    /// The body as the client sent it.
+    raw: Bytes,
+    /// `req` was changed by something other than one prepended spec message.
+    edited: bool,
+    /// The spec message `place_spec` prepended, as JSON, while nothing else changed.
+    prepended: Option<String>,
 }
 
 impl ChatRequestDoc {
     pub(crate) fn parse(body: &[u8]) -> Result<Self, WireError> {
         Ok(ChatRequestDoc {
-            req: parse_strict_as(body)?,
+            req: parse_strict(body).and_then(request_from_value)?,
+            raw: Bytes::copy_from_slice(body),
+            edited: false,
+            prepended: None,
         })
+    }
+}
+
+/// A [`RequestSink`] in front of another that notes whether it rewrote a text.
+struct Watch<'a> {
+    sink: &'a mut dyn RequestSink,
+    rewrote: bool,
+}
+
+impl RequestSink for Watch<'_> {
+    fn text(&mut self, t: InputText<'_>) -> Flow {
+        let InputText {
+            role,
+            location,
+            text,
+            json,
+        } = t;
+        let before = text.clone();
+        let flow = self.sink.text(InputText {
+            role,
+            location,
+            text: &mut *text,
+            json,
+        });
+        self.rewrote |= *text != before;
+        flow
+    }
+
+    fn partial(&mut self, reason: &'static str) {
+        self.sink.partial(reason);
     }
 }
 
@@ -106,12 +153,52 @@ impl WireRequest for ChatRequestDoc {
             }
         }
         if changed {
+            self.edited = true;
             drop_emptied(&mut self.req.messages);
         }
         changed
     }
 
     fn texts(&mut self, sink: &mut dyn RequestSink) {
+        let mut watch = Watch {
+            sink,
+            rewrote: false,
+        };
+        self.each_text(&mut watch);
+        self.edited |= watch.rewrote;
+    }
+
+    fn place_spec(&mut self, text: String, role: InjectRole, placement: Placement) {
+        let role = match role {
+            InjectRole::System => "system",
+            InjectRole::Developer => "developer",
+        };
+        if placement == Placement::Prepend && !self.edited && self.prepended.is_none() {
+            self.prepended = Some(message_json(role, &text));
+        } else {
+            self.edited = true;
+        }
+        place(&mut self.req.messages, text, role, placement);
+    }
+
+    fn to_bytes(&self) -> Result<Bytes, WireError> {
+        if !self.edited
+            && let Some(message) = &self.prepended
+            && let Some(body) = splice(&self.raw, message)
+        {
+            return Ok(body);
+        }
+        serde_json::to_vec(&self.req)
+            .map(Bytes::from)
+            .map_err(|e| WireError::Shape {
+                message: e.to_string(),
+            })
+    }
+}
+
+impl ChatRequestDoc {
+    /// Hands every text of the request to `sink` (see [`WireRequest::texts`]).
+    fn each_text(&mut self, sink: &mut dyn RequestSink) {
         for (mi, m) in self.req.messages.iter_mut().enumerate() {
             let role = rule_role(&m.role);
             match &mut m.content {
@@ -177,22 +264,38 @@ impl WireRequest for ChatRequestDoc {
             }
         }
     }
+}
 
-    fn place_spec(&mut self, text: String, role: InjectRole, placement: Placement) {
-        let role = match role {
-            InjectRole::System => "system",
-            InjectRole::Developer => "developer",
-        };
-        place(&mut self.req.messages, text, role, placement);
-    }
+/// The client's body with the spec `message` spliced in first in `messages`; `None` when the
+/// body's shape is not one [`crate::wire::splice`] handles.
+fn splice(raw: &[u8], message: &str) -> Option<Bytes> {
+    crate::wire::splice::prepend_element(raw, b"messages", message.as_bytes()).map(Bytes::from)
+}
 
-    fn to_bytes(&self) -> Result<Bytes, WireError> {
-        serde_json::to_vec(&self.req)
-            .map(Bytes::from)
-            .map_err(|e| WireError::Shape {
-                message: e.to_string(),
-            })
+/// A message with string content, as JSON: what serializing [`Message::new`] writes.
+///
+/// The injected text is the same on most requests (the policy's spec), so the last one is
+/// kept with its JSON form: escaping a few kilobytes of spec cost more than the rest of the
+/// splice.
+fn message_json(role: &str, text: &str) -> String {
+    thread_local! {
+        static LAST: RefCell<(String, String)> = const { RefCell::new((String::new(), String::new())) };
     }
+    let role = Value::String(role.to_owned()).to_string();
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        if last.0 != text || last.1.is_empty() {
+            let quoted = Value::String(text.to_owned()).to_string();
+            *last = (text.to_owned(), quoted);
+        }
+        let mut out = String::with_capacity(role.len() + last.1.len() + 22);
+        out.push_str("{\"role\":");
+        out.push_str(&role);
+        out.push_str(",\"content\":");
+        out.push_str(&last.1);
+        out.push('}');
+        out
+    })
 }
 
 /// The texts of one content part.
@@ -293,8 +396,102 @@ fn place(messages: &mut Vec<Message>, text: String, role: &str, placement: Place
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// Rewrites every text that contains `secret`.
+    struct Redact;
+
+    impl RequestSink for Redact {
+        fn text(&mut self, t: InputText<'_>) -> Flow {
+            if t.text.contains("secret") {
+                *t.text = t.text.replace("secret", "[x]");
+            }
+            Flow::Continue
+        }
+        fn partial(&mut self, _: &'static str) {}
+    }
+
+    /// What the request serializes to, read back as a value.
+    fn forwarded(doc: &ChatRequestDoc) -> Value {
+        serde_json::from_slice(&doc.to_bytes().unwrap()).unwrap()
+    }
+
+    /// A spec prepended to an otherwise untouched request is spliced into the client's bytes
+    /// (unknown fields and number spellings kept as sent) and reads as the serialized request.
+    #[test]
+    fn prepended_spec_is_spliced_into_the_original_bytes() {
+        let body = br#"{"model":"m","top_k":5,"temperature":1.0,"messages":[{"role":"user","content":"hi \u00e9"}],"z":[1,2]}"#;
+        for role in [InjectRole::System, InjectRole::Developer] {
+            let mut doc = ChatRequestDoc::parse(body).unwrap();
+            doc.texts(&mut Redact);
+            doc.place_spec("spec \"quoted\"\nline".to_owned(), role, Placement::Prepend);
+            let bytes = doc.to_bytes().unwrap();
+            let text = std::str::from_utf8(&bytes).unwrap();
+            // The client's own bytes follow the spliced message.
+            assert!(
+                text.ends_with(r#"{"role":"user","content":"hi \u00e9"}],"z":[1,2]}"#),
+                "{text}"
+            );
+            assert!(text.contains(r#""temperature":1.0"#), "{text}");
+            let want = serde_json::to_value(&doc.req).unwrap();
+            assert_eq!(forwarded(&doc), want);
+        }
+    }
+
+    /// A rewritten text, an earlier injection taken out, or a merged spec: the request is
+    /// serialized from the edited document, never forwarded from the client's bytes.
+    #[test]
+    fn any_other_edit_serializes_the_edited_request() {
+        let body = br#"{"messages":[{"role":"system","content":"old"},{"role":"user","content":"my secret"}]}"#;
+        let mut doc = ChatRequestDoc::parse(body).unwrap();
+        doc.texts(&mut Redact);
+        doc.place_spec("spec".to_owned(), InjectRole::System, Placement::Prepend);
+        let v = forwarded(&doc);
+        assert_eq!(v["messages"][0]["content"], "spec");
+        assert_eq!(v["messages"][2]["content"], "my [x]");
+        assert!(
+            !String::from_utf8(doc.to_bytes().unwrap().to_vec())
+                .unwrap()
+                .contains("secret")
+        );
+
+        let mut doc = ChatRequestDoc::parse(body).unwrap();
+        assert!(doc.instructions(&mut |t: &mut String| {
+            t.clear();
+            true
+        }));
+        doc.place_spec("spec".to_owned(), InjectRole::System, Placement::Prepend);
+        let v = forwarded(&doc);
+        assert_eq!(v["messages"].as_array().unwrap().len(), 2, "{v}");
+        assert_eq!(v["messages"][1]["content"], "my secret");
+
+        let mut doc = ChatRequestDoc::parse(body).unwrap();
+        doc.place_spec("spec".to_owned(), InjectRole::System, Placement::Merge);
+        assert_eq!(forwarded(&doc)["messages"][0]["content"], "spec\n\nold");
+
+        // Two placements: the second is not spliced over the first.
+        let mut doc = ChatRequestDoc::parse(body).unwrap();
+        doc.place_spec("a".to_owned(), InjectRole::System, Placement::Prepend);
+        doc.place_spec("b".to_owned(), InjectRole::System, Placement::Prepend);
+        let v = forwarded(&doc);
+        assert_eq!(
+            (&v["messages"][0]["content"], &v["messages"][1]["content"]),
+            (&"b".into(), &"a".into())
+        );
+    }
+
+    /// A body whose `messages` key is written with an escape is serialized, not spliced.
+    #[test]
+    fn escaped_messages_key_falls_back_to_serializing() {
+        let body = br#"{"mess\u0061ges":[{"role":"user","content":"hi"}]}"#;
+        let mut doc = ChatRequestDoc::parse(body).unwrap();
+        doc.place_spec("spec".to_owned(), InjectRole::System, Placement::Prepend);
+        let v = forwarded(&doc);
+        assert_eq!(v["messages"][0]["content"], "spec");
+        assert_eq!(v["messages"][1]["content"], "hi");
+    }
 
     #[test]
     fn roles_read_case_insensitively_and_trimmed() {
