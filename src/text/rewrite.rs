@@ -273,15 +273,30 @@ fn only_rot13(opts: NormalizeOptions) -> bool {
     opts.rot13 && !o.rewrites()
 }
 
-/// The ASCII bytes [`special`] reacts to under `opts`, as a bit set.
-fn special_mask(opts: NormalizeOptions) -> u128 {
-    let mut m = 0u128;
-    for b in 0u8..128 {
-        if special(opts, b) {
-            m |= 1 << b;
+/// The ASCII bytes [`special`] reacts to under `opts`, as a bit set: from constant sets, as
+/// a stream computes it for every piece of every view (a test checks it against `special`).
+pub(super) fn special_mask(opts: NormalizeOptions) -> u128 {
+    const fn set(bytes: &[u8]) -> u128 {
+        let (mut m, mut i) = (0u128, 0);
+        while i < bytes.len() {
+            m |= 1 << bytes[i];
+            i += 1;
         }
+        m
     }
-    m
+    const STEPS: [u128; 4] = [
+        set(b"&%"),
+        set(b"*`~_"),
+        set(b"0123456789@$"),
+        set(b"/|,+:;*~^=!#\\"),
+    ];
+    let on = [
+        opts.entities,
+        opts.markup,
+        opts.leetspeak,
+        opts.letter_spacing,
+    ];
+    (0..4).filter(|&k| on[k]).fold(0, |m, k| m | STEPS[k])
 }
 
 /// The end of the unit at `i` when the steps would copy it unchanged: a fast path over the
@@ -438,7 +453,7 @@ struct Scratch {
 }
 
 /// Whether the unit may need more than a copy.
-fn special(opts: NormalizeOptions, b: u8) -> bool {
+pub(super) fn special(opts: NormalizeOptions, b: u8) -> bool {
     (opts.entities && matches!(b, b'&' | b'%'))
         || (opts.markup && matches!(b, b'*' | b'`' | b'~' | b'_'))
         || (opts.leetspeak && (b.is_ascii_digit() || matches!(b, b'@' | b'$')))
