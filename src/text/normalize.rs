@@ -25,8 +25,6 @@
 //! ```
 
 use std::borrow::Cow;
-use std::sync::OnceLock;
-
 use unicode_normalization::char::{
     canonical_combining_class, decompose_canonical, decompose_compatible,
 };
@@ -35,8 +33,8 @@ use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfkc_quick};
 pub use super::offsets::OffsetMap;
 use super::offsets::Piece;
 use super::tables::{
-    fold_confusable, has_mark, is_invisible, is_separator, is_simple, is_strippable_mark,
-    is_symbol, simple_table,
+    BOUNDARY, NFKC_INERT, bmp, fold_confusable, has_mark, is_invisible, is_separator, is_simple,
+    is_strippable_mark, is_symbol, simple_table,
 };
 
 /// The most characters one segment may hold before it is cut regardless (a guard against
@@ -497,12 +495,9 @@ fn segment_end(opts: NormalizeOptions, orig: &str, start: usize) -> Option<usize
 /// Whether normalization may cut the text just before `c`: `c` is a starter that nothing
 /// before it can compose with, and its decomposition starts with such a starter.
 pub(super) fn is_boundary(c: char) -> bool {
-    if c.is_ascii() {
-        return true;
-    }
     let cp = c as usize;
     if cp < 0x10000 {
-        return char_props()[cp] & BOUNDARY != 0;
+        return bmp()[cp] & BOUNDARY != 0;
     }
     compute_boundary(c)
 }
@@ -511,34 +506,9 @@ pub(super) fn is_boundary(c: char) -> bool {
 pub(super) fn nfkc_inert(c: char) -> bool {
     let cp = c as usize;
     if cp < 0x10000 {
-        return char_props()[cp] & NFKC_INERT != 0;
+        return bmp()[cp] & NFKC_INERT != 0;
     }
     is_nfkc_quick(std::iter::once(c)) == IsNormalized::Yes
-}
-
-const BOUNDARY: u8 = 1;
-const NFKC_INERT: u8 = 2;
-
-/// Per-character properties over the BMP, computed once from `unicode-normalization`.
-fn char_props() -> &'static [u8] {
-    static PROPS: OnceLock<Vec<u8>> = OnceLock::new();
-    PROPS.get_or_init(|| {
-        (0u32..0x10000)
-            .map(|cp| match char::from_u32(cp) {
-                None => 0,
-                Some(c) => {
-                    let mut p = 0;
-                    if c.is_ascii() || compute_boundary(c) {
-                        p |= BOUNDARY;
-                    }
-                    if is_nfkc_quick(std::iter::once(c)) == IsNormalized::Yes {
-                        p |= NFKC_INERT;
-                    }
-                    p
-                }
-            })
-            .collect()
-    })
 }
 
 fn compute_boundary(c: char) -> bool {
