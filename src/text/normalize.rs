@@ -300,18 +300,41 @@ pub fn normalize_into(
     let mut first = String::new();
     let mut first_map = OffsetMap::default();
     let read = char_steps_into(opts, orig, orig_base, 0, finish, &mut first, &mut first_map);
-    let cx = super::rewrite::Source {
-        text: &first,
-        map: &first_map,
-        orig,
-        orig_base,
-    };
-    let used = super::rewrite::rewrite_into(opts, &cx, finish, norm_base, out, map);
+    let used = rewrite_pass_into(
+        opts, &first, &first_map, orig, orig_base, finish, norm_base, out, map,
+    );
     if used >= first.len() {
         read
     } else {
         first_map.orig_start(used).map_or(read, |o| o - orig_base)
     }
+}
+
+/// The rewrite steps of [`normalize_into`] alone, over a per-character pass that the caller
+/// keeps (a stream's views with the same per-character steps share it): `chars` is
+/// `normalize_into(opts.char_steps(), …)`'s output from a point where `orig` (at absolute
+/// offset `orig_base`) starts, and `chars_map` its map with normalized offsets counted from
+/// the start of `chars`. Appends to `out` and `map` like [`normalize_into`] and returns how
+/// many bytes of `chars` were read; the rest must be passed again with more text.
+#[allow(clippy::too_many_arguments)]
+pub fn rewrite_pass_into(
+    opts: NormalizeOptions,
+    chars: &str,
+    chars_map: &OffsetMap,
+    orig: &str,
+    orig_base: usize,
+    finish: bool,
+    norm_base: usize,
+    out: &mut String,
+    map: &mut OffsetMap,
+) -> usize {
+    let cx = super::rewrite::Source {
+        text: chars,
+        map: chars_map,
+        orig,
+        orig_base,
+    };
+    super::rewrite::rewrite_into(opts, &cx, finish, norm_base, out, map)
 }
 
 /// The per-character steps (everything up to `separators`) of [`normalize_into`].
