@@ -190,15 +190,20 @@ impl LiveState {
                 None => {
                     // Start positions whose first byte kills the run at once are skipped
                     // with a lookup: the run below would find the same.
-                    if let Some(first) = &live.first {
-                        while self.start < end
-                            && (self.start == 0 || self.start > nb)
-                            && !in_set(first, bytes[self.start - nb])
+                    // (Not at `nb` past the stream's start: the byte behind is gone, and the
+                    // run below says alive.)
+                    if let Some(first) = &live.first
+                        && (self.start == 0 || self.start > nb)
+                    {
+                        match bytes[self.start - nb..]
+                            .iter()
+                            .position(|&b| in_set(first, b))
                         {
-                            self.start += 1;
-                        }
-                        if self.start >= end {
-                            continue;
+                            Some(k) => self.start += k,
+                            None => {
+                                self.start = end;
+                                continue;
+                            }
                         }
                     }
                     // The byte before the start decides look-behind assertions (`\b`); the
