@@ -24,7 +24,7 @@ mod words;
 
 pub use normalize::{
     NormText, NormalizeOptions, OffsetMap, normalize, normalize_into, normalize_rewrites,
-    normalize_str,
+    normalize_str, rewrite_pass_into,
 };
 pub use tables::{fold_confusable, is_invisible, is_separator, is_strippable_mark, is_symbol};
 pub use validate::{Validator, iban, luhn};

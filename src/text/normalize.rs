@@ -25,8 +25,6 @@
 //! ```
 
 use std::borrow::Cow;
-use std::sync::OnceLock;
-
 use unicode_normalization::char::{
     canonical_combining_class, decompose_canonical, decompose_compatible,
 };
@@ -35,8 +33,8 @@ use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfkc_quick};
 pub use super::offsets::OffsetMap;
 use super::offsets::Piece;
 use super::tables::{
-    fold_confusable, has_mark, is_invisible, is_separator, is_simple, is_strippable_mark,
-    is_symbol, simple_table,
+    BOUNDARY, NFKC_INERT, bmp, fold_confusable, has_mark, is_invisible, is_separator, is_simple,
+    is_strippable_mark, is_symbol, simple_table,
 };
 
 /// The most characters one segment may hold before it is cut regardless (a guard against
@@ -302,18 +300,41 @@ pub fn normalize_into(
     let mut first = String::new();
     let mut first_map = OffsetMap::default();
     let read = char_steps_into(opts, orig, orig_base, 0, finish, &mut first, &mut first_map);
-    let cx = super::rewrite::Source {
-        text: &first,
-        map: &first_map,
-        orig,
-        orig_base,
-    };
-    let used = super::rewrite::rewrite_into(opts, &cx, finish, norm_base, out, map);
+    let used = rewrite_pass_into(
+        opts, &first, &first_map, orig, orig_base, finish, norm_base, out, map,
+    );
     if used >= first.len() {
         read
     } else {
         first_map.orig_start(used).map_or(read, |o| o - orig_base)
     }
+}
+
+/// The rewrite steps of [`normalize_into`] alone, over a per-character pass that the caller
+/// keeps (a stream's views with the same per-character steps share it): `chars` is
+/// `normalize_into(opts.char_steps(), …)`'s output from a point where `orig` (at absolute
+/// offset `orig_base`) starts, and `chars_map` its map with normalized offsets counted from
+/// the start of `chars`. Appends to `out` and `map` like [`normalize_into`] and returns how
+/// many bytes of `chars` were read; the rest must be passed again with more text.
+#[allow(clippy::too_many_arguments)]
+pub fn rewrite_pass_into(
+    opts: NormalizeOptions,
+    chars: &str,
+    chars_map: &OffsetMap,
+    orig: &str,
+    orig_base: usize,
+    finish: bool,
+    norm_base: usize,
+    out: &mut String,
+    map: &mut OffsetMap,
+) -> usize {
+    let cx = super::rewrite::Source {
+        text: chars,
+        map: chars_map,
+        orig,
+        orig_base,
+    };
+    super::rewrite::rewrite_into(opts, &cx, finish, norm_base, out, map)
 }
 
 /// The per-character steps (everything up to `separators`) of [`normalize_into`].
@@ -497,12 +518,9 @@ fn segment_end(opts: NormalizeOptions, orig: &str, start: usize) -> Option<usize
 /// Whether normalization may cut the text just before `c`: `c` is a starter that nothing
 /// before it can compose with, and its decomposition starts with such a starter.
 pub(super) fn is_boundary(c: char) -> bool {
-    if c.is_ascii() {
-        return true;
-    }
     let cp = c as usize;
     if cp < 0x10000 {
-        return char_props()[cp] & BOUNDARY != 0;
+        return bmp()[cp] & BOUNDARY != 0;
     }
     compute_boundary(c)
 }
@@ -511,34 +529,9 @@ pub(super) fn is_boundary(c: char) -> bool {
 pub(super) fn nfkc_inert(c: char) -> bool {
     let cp = c as usize;
     if cp < 0x10000 {
-        return char_props()[cp] & NFKC_INERT != 0;
+        return bmp()[cp] & NFKC_INERT != 0;
     }
     is_nfkc_quick(std::iter::once(c)) == IsNormalized::Yes
-}
-
-const BOUNDARY: u8 = 1;
-const NFKC_INERT: u8 = 2;
-
-/// Per-character properties over the BMP, computed once from `unicode-normalization`.
-fn char_props() -> &'static [u8] {
-    static PROPS: OnceLock<Vec<u8>> = OnceLock::new();
-    PROPS.get_or_init(|| {
-        (0u32..0x10000)
-            .map(|cp| match char::from_u32(cp) {
-                None => 0,
-                Some(c) => {
-                    let mut p = 0;
-                    if c.is_ascii() || compute_boundary(c) {
-                        p |= BOUNDARY;
-                    }
-                    if is_nfkc_quick(std::iter::once(c)) == IsNormalized::Yes {
-                        p |= NFKC_INERT;
-                    }
-                    p
-                }
-            })
-            .collect()
-    })
 }
 
 fn compute_boundary(c: char) -> bool {

@@ -93,6 +93,11 @@ impl OffsetMap {
         }
     }
 
+    /// Drops every piece (keeping the allocation, for a scratch map).
+    pub fn clear(&mut self) {
+        self.pieces.clear();
+    }
+
     /// Number of pieces held (for memory accounting in tests).
     pub fn len(&self) -> usize {
         self.pieces.len()
@@ -136,7 +141,7 @@ impl OffsetMap {
     /// that `start` lands on `at`: this map then maps text copied from `src`'s text to the
     /// original that `src` maps to. A piece cut by the range keeps its whole original range
     /// unless it is byte-for-byte.
-    pub(super) fn append_mapped(&mut self, src: &OffsetMap, start: usize, end: usize, at: usize) {
+    pub fn append_mapped(&mut self, src: &OffsetMap, start: usize, end: usize, at: usize) {
         let idx = src.pieces.partition_point(|p| p.norm + p.norm_len <= start);
         for p in &src.pieces[idx..] {
             if p.norm >= end {

@@ -13,7 +13,8 @@
 //! unit, 32 letters a run, 4096 bytes a decoded run), so a stream can stop before an
 //! undecided unit and start again there: streamed and buffered output agree.
 //!
-//! This file is the driver and the per-unit steps; `letters.rs` holds letter runs and
+//! This file is the driver and the per-unit steps, one concern (just over 600 lines: the unit
+//! loop, its fast path and the byte classes both read); `letters.rs` holds letter runs and
 //! leetspeak, `decode.rs` the decoders, `joins.rs` split tokens.
 
 use super::decode::{MIN_DECODE_CHARS, decode_run, html_entity, percent_escapes};
@@ -273,15 +274,30 @@ fn only_rot13(opts: NormalizeOptions) -> bool {
     opts.rot13 && !o.rewrites()
 }
 
-/// The ASCII bytes [`special`] reacts to under `opts`, as a bit set.
-fn special_mask(opts: NormalizeOptions) -> u128 {
-    let mut m = 0u128;
-    for b in 0u8..128 {
-        if special(opts, b) {
-            m |= 1 << b;
+/// The ASCII bytes a step of `opts` reacts to (`special`), as a bit set: from constant sets, as
+/// a stream computes it for every piece of every view (a test checks it against `special`).
+pub(super) fn special_mask(opts: NormalizeOptions) -> u128 {
+    const fn set(bytes: &[u8]) -> u128 {
+        let (mut m, mut i) = (0u128, 0);
+        while i < bytes.len() {
+            m |= 1 << bytes[i];
+            i += 1;
         }
+        m
     }
-    m
+    const STEPS: [u128; 4] = [
+        set(b"&%"),
+        set(b"*`~_"),
+        set(b"0123456789@$"),
+        set(b"/|,+:;*~^=!#\\"),
+    ];
+    let on = [
+        opts.entities,
+        opts.markup,
+        opts.leetspeak,
+        opts.letter_spacing,
+    ];
+    (0..4).filter(|&k| on[k]).fold(0, |m, k| m | STEPS[k])
 }
 
 /// The end of the unit at `i` when the steps would copy it unchanged: a fast path over the
@@ -437,8 +453,10 @@ struct Scratch {
     kept: Vec<usize>,
 }
 
-/// Whether the unit may need more than a copy.
-fn special(opts: NormalizeOptions, b: u8) -> bool {
+/// Whether byte `b` may make a unit need more than a copy: the reference that
+/// [`special_mask`]'s constant sets are tested against.
+#[cfg(test)]
+pub(super) fn special(opts: NormalizeOptions, b: u8) -> bool {
     (opts.entities && matches!(b, b'&' | b'%'))
         || (opts.markup && matches!(b, b'*' | b'`' | b'~' | b'_'))
         || (opts.leetspeak && (b.is_ascii_digit() || matches!(b, b'@' | b'$')))
@@ -482,7 +500,8 @@ fn emit_unit(
 ) {
     let text = src.text;
     let bytes = &text.as_bytes()[s..e];
-    if !bytes.iter().any(|&b| special(opts, b)) {
+    let has_special = |mask: u128| bytes.iter().any(|&b| b < 128 && (mask >> b) & 1 == 1);
+    if !has_special(special_mask(opts)) {
         w.copy(src, s, e);
         return;
     }
@@ -490,7 +509,7 @@ fn emit_unit(
         // Punctuation alone (`regions,`) changes nothing unless it spells letters out.
         let mut others = opts;
         others.letter_spacing = false;
-        if !bytes.iter().any(|&b| special(others, b)) && !spelled_out(&text[s..e]) {
+        if !has_special(special_mask(others)) && !spelled_out(&text[s..e]) {
             w.copy(src, s, e);
             return;
         }

@@ -288,3 +288,24 @@ fn reverse_reads_each_word_backwards_and_maps_it_whole() {
     assert_eq!(n.map.orig_span(at, at + 4), (10, 14));
     assert_eq!(&text[10..14], "bmob");
 }
+
+#[test]
+fn special_mask_is_special_per_byte() {
+    // The constant sets of `special_mask` must say what `special` says, for every
+    // combination of the steps that react to bytes.
+    for bits in 0u8..16 {
+        let mut o = NormalizeOptions::none();
+        o.entities = bits & 1 != 0;
+        o.markup = bits & 2 != 0;
+        o.leetspeak = bits & 4 != 0;
+        o.letter_spacing = bits & 8 != 0;
+        let mask = super::special_mask(o);
+        for b in 0u8..128 {
+            assert_eq!(
+                (mask >> b) & 1 == 1,
+                super::special(o, b),
+                "byte {b} steps {bits:04b}"
+            );
+        }
+    }
+}

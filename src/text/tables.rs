@@ -1,58 +1,52 @@
-//! Character tables for normalization, derived once from the Unicode data of
-//! `unicode-normalization` and `unicode-security`.
+//! Character tables for normalization. Their data (`tables_data.rs`) is generated from the
+//! Unicode data of `unicode-normalization`, `unicode-security` (UTS #39) and the standard
+//! library's case mapping, and checked against them by a test that also rewrites it
+//! (`tables_tests.rs`): loading a policy used to derive them (about 200 M instructions, a
+//! sixth of a load of the default policy). Run time only spreads the BMP ranges into a byte
+//! per code point.
 
 use std::sync::OnceLock;
 
-use unicode_normalization::{IsNormalized, is_nfkc_quick};
+use super::normalize::NormalizeOptions;
 
-use super::normalize::{NormalizeOptions, is_boundary, nfkc_inert};
+#[rustfmt::skip]
+#[path = "tables_data.rs"]
+mod data;
 
-/// Tables derived once from the Unicode data of `unicode-security` (UTS #39).
-struct Tables {
-    /// Default-ignorable code points, as sorted ranges.
-    invisible: Vec<(char, char)>,
-    /// Non-ASCII characters whose UTS #39 prototype is one ASCII letter, sorted by source.
-    confusable: Vec<(char, char)>,
-}
+/// Property bits of a BMP code point ([`bmp`]).
+pub(super) const BOUNDARY: u8 = 1;
+pub(super) const NFKC_INERT: u8 = 2;
+const INVISIBLE: u8 = 4;
+const CONFUSABLE: u8 = 8;
+const HAS_MARK: u8 = 16;
+const CASE_STABLE: u8 = 32;
 
-fn tables() -> &'static Tables {
-    static TABLES: OnceLock<Tables> = OnceLock::new();
-    TABLES.get_or_init(build_tables)
-}
-
-fn build_tables() -> Tables {
-    let mut invisible: Vec<(char, char)> = Vec::new();
-    let mut confusable = Vec::new();
-    let planes = [(0x80u32, 0x2_FFFFu32), (0xE_0000, 0xE_0FFF)];
-    let mut buf = [0u8; 4];
-    for (lo, hi) in planes {
-        for cp in lo..=hi {
-            let Some(c) = char::from_u32(cp) else {
-                continue;
-            };
-            let s: &str = c.encode_utf8(&mut buf);
-            let mut sk = unicode_security::skeleton(s);
-            match (sk.next(), sk.next()) {
-                // The skeleton drops default-ignorable code points only.
-                (None, _) if is_nfkc_quick(std::iter::once(c)) != IsNormalized::Maybe => {
-                    match invisible.last_mut() {
-                        Some(last) if last.1 as u32 + 1 == cp => last.1 = c,
-                        _ => invisible.push((c, c)),
-                    }
-                }
-                (Some(p), None) if p.is_ascii_alphabetic() && p != c => {
-                    // UTS #39 folds `I` to `l`; an upper-case look-alike of I stays I.
-                    let p = if p == 'l' && c.is_uppercase() { 'I' } else { p };
-                    confusable.push((c, p));
-                }
-                _ => {}
+/// Per BMP code point, its property bits: [`BOUNDARY`] (normalization may cut before it),
+/// [`NFKC_INERT`] (NFKC quick check says yes), invisible, a look-alike that folds, has a
+/// strippable mark, lower-cases to itself.
+pub(super) fn bmp() -> &'static [u8] {
+    static PROPS: OnceLock<Vec<u8>> = OnceLock::new();
+    PROPS.get_or_init(|| {
+        let mut props = vec![0u8; 0x10000];
+        let mut spread = |ranges: &[(u32, u32)], bit: u8| {
+            for &(lo, hi) in ranges {
+                props[lo as usize..=hi as usize]
+                    .iter_mut()
+                    .for_each(|p| *p |= bit);
             }
+        };
+        spread(data::BMP_BOUNDARY, BOUNDARY);
+        spread(data::BMP_NFKC_INERT, NFKC_INERT);
+        spread(data::BMP_HAS_MARK, HAS_MARK);
+        spread(data::BMP_CASE_STABLE, CASE_STABLE);
+        for &(lo, hi) in data::INVISIBLE.iter().filter(|r| (r.0 as u32) < 0x10000) {
+            spread(&[(lo as u32, (hi as u32).min(0xFFFF))], INVISIBLE);
         }
-    }
-    Tables {
-        invisible,
-        confusable,
-    }
+        for &(c, _) in data::CONFUSABLE.iter().filter(|r| (r.0 as u32) < 0x10000) {
+            props[c as usize] |= CONFUSABLE;
+        }
+        props
+    })
 }
 
 /// Bit set over the Basic Multilingual Plane: characters that normalization with some options
@@ -70,21 +64,21 @@ pub(super) fn simple_table(opts: NormalizeOptions) -> &'static SimpleTable {
         | usize::from(opts.separators) << 5
         | usize::from(opts.separators && opts.symbols) << 6;
     TABLES[key].get_or_init(|| {
+        let props = bmp();
         let mut bits = vec![0u64; 0x10000 / 64];
         for cp in 0x80u32..0x10000 {
             let Some(c) = char::from_u32(cp) else {
                 continue;
             };
-            let unchanged = !(opts.strip_invisible && is_invisible(c))
-                && (!opts.nfkc || (is_boundary(c) && nfkc_inert(c)))
-                && (!opts.confusables || fold_confusable(c) == c)
-                && (!opts.strip_marks || !has_mark(c))
+            let p = props[cp as usize];
+            let has = |bit: u8| p & bit != 0;
+            let unchanged = !(opts.strip_invisible && has(INVISIBLE))
+                && (!opts.nfkc || (has(BOUNDARY) && has(NFKC_INERT)))
+                && (!opts.confusables || !has(CONFUSABLE))
+                && (!opts.strip_marks || !has(HAS_MARK))
                 && (!opts.separators || !is_separator(c))
                 && !(opts.separators && opts.symbols && is_symbol(c))
-                && (!opts.casefold || {
-                    let mut l = c.to_lowercase();
-                    l.next() == Some(c) && l.next().is_none()
-                });
+                && (!opts.casefold || has(CASE_STABLE));
             if unchanged {
                 bits[cp as usize / 64] |= 1 << (cp % 64);
             }
@@ -102,17 +96,22 @@ pub(super) fn is_simple(table: &SimpleTable, c: char) -> bool {
 /// Whether `c` is invisible: a default-ignorable code point (zero-width characters, soft
 /// hyphen, bidi controls, tag characters, variation selectors, fillers).
 pub fn is_invisible(c: char) -> bool {
-    if c.is_ascii() {
-        return false;
+    let cp = c as usize;
+    if cp < 0x10000 {
+        return bmp()[cp] & INVISIBLE != 0;
     }
-    let t = &tables().invisible;
+    let t = data::INVISIBLE;
     let idx = t.partition_point(|&(_, hi)| hi < c);
     t.get(idx).is_some_and(|&(lo, _)| lo <= c)
 }
 
 /// Folds a look-alike of a Latin letter (Cyrillic `а`, Greek `ο`, …) to that letter.
 pub fn fold_confusable(c: char) -> char {
-    let t = &tables().confusable;
+    let cp = c as usize;
+    if cp < 0x10000 && bmp()[cp] & CONFUSABLE == 0 {
+        return c;
+    }
+    let t = data::CONFUSABLE;
     match t.binary_search_by_key(&c, |&(from, _)| from) {
         Ok(i) => t[i].1,
         Err(_) => c,
@@ -134,8 +133,9 @@ pub fn is_strippable_mark(c: char) -> bool {
 
 /// Whether `c` is a strippable mark or canonically decomposes into one (`é`, `ñ`, `ǘ`).
 pub(super) fn has_mark(c: char) -> bool {
-    if c.is_ascii() {
-        return false;
+    let cp = c as usize;
+    if cp < 0x10000 {
+        return bmp()[cp] & HAS_MARK != 0;
     }
     let mut found = false;
     unicode_normalization::char::decompose_canonical(c, |d| found |= is_strippable_mark(d));
@@ -179,3 +179,7 @@ pub fn is_symbol(c: char) -> bool {
         | '\u{1F1E6}'..='\u{1F1FF}'
         | '\u{1F300}'..='\u{1FAFF}')
 }
+
+#[cfg(test)]
+#[path = "tables_tests.rs"]
+mod tests;

@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 mod view;
 
-use view::{ViewState, floor_char};
+use view::{CharPass, ViewState, floor_char};
 
 use aho_corasick::Anchored;
 use aho_corasick::automaton::Automaton;
@@ -77,6 +77,10 @@ pub struct StreamScanner<'p> {
     /// Findings with a start before this were reported.
     reported: usize,
     views: Vec<ViewState>,
+    /// The per-character passes the views read (one per distinct set of per-character steps).
+    passes: Vec<CharPass>,
+    /// A scratch offset map (no allocation per piece).
+    scratch_map: OffsetMap,
     /// Known leaf hits, `(leaf, span)`: few at a time, so a flat list (a per-leaf table
     /// would cost every stream memory in proportion to the policy's size).
     hits: Vec<(usize, Span)>,
@@ -128,10 +132,22 @@ impl<'p> StreamScanner<'p> {
         let policy_ref = policy.clone();
         let policy: &CompiledPolicy = &policy_ref;
         let st = &policy.stages[stage.index()];
+        let mut passes: Vec<CharPass> = Vec::new();
         let views = st
             .views
             .iter()
             .map(|v| ViewState {
+                pass: {
+                    let key = v.opts.char_steps();
+                    match passes.iter().position(|p| p.opts == key) {
+                        Some(k) => k,
+                        None => {
+                            passes.push(CharPass::new(key));
+                            passes.len() - 1
+                        }
+                    }
+                },
+                read: 0,
                 norm: String::new(),
                 norm_base: 0,
                 map: OffsetMap::default(),
@@ -169,6 +185,8 @@ impl<'p> StreamScanner<'p> {
             released: 0,
             reported: 0,
             views,
+            passes,
+            scratch_map: OffsetMap::default(),
             hits: Vec::new(),
             held_leaves,
             allow_leaves,
@@ -216,7 +234,9 @@ impl StreamScanner<'_> {
     /// Bytes of text the scanner keeps in memory (original and normalized), for memory
     /// accounting: stays near the holdback while no whole-text rule is open.
     pub fn buffered_bytes(&self) -> usize {
-        self.orig.len() + self.views.iter().map(|v| v.norm.len()).sum::<usize>()
+        self.orig.len()
+            + self.views.iter().map(|v| v.norm.len()).sum::<usize>()
+            + self.passes.iter().map(|p| p.text.len()).sum::<usize>()
     }
 
     /// The live-match frontier after the last piece (original offset): no match still in
@@ -299,6 +319,7 @@ impl StreamScanner<'_> {
         let received = self.received();
         // 1. Normalize and find leaf hits; the frontier is where unknown hits may start.
         let mut frontier = received;
+        self.advance_passes(fin);
         for vi in 0..self.views.len() {
             let f = self.scan_view(vi, fin);
             frontier = frontier.min(f);
@@ -561,5 +582,6 @@ impl StreamScanner<'_> {
                 vs.map.forget_before(vs.norm_base);
             }
         }
+        self.prune_passes();
     }
 }

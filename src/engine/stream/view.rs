@@ -8,10 +8,46 @@ use super::StreamScanner;
 use crate::engine::live::LiveState;
 use crate::engine::matcher;
 use crate::engine::program::{CompiledPolicy, LOOKAHEAD, LeafKind};
-use crate::text::{OffsetMap, normalize_into, whole_word};
+use crate::text::{NormalizeOptions, OffsetMap, normalize_into, rewrite_pass_into, whole_word};
+
+/// A per-character normalization pass shared by the views whose per-character steps agree
+/// (`NormalizeOptions::char_steps`), as the buffered scan shares it: each view copies from it
+/// (no rewrite steps) or runs its rewrite steps over it, so the pass runs once per piece, not
+/// once per view.
+pub(super) struct CharPass {
+    pub opts: NormalizeOptions,
+    pub text: String,
+    /// Absolute offset of `text[0]` in the pass's normalized text.
+    pub base: usize,
+    /// The pass's absolute normalized offsets → absolute original offsets.
+    pub map: OffsetMap,
+    /// Absolute original offset up to which text was normalized.
+    pub consumed: usize,
+}
+
+impl CharPass {
+    pub(super) fn new(opts: NormalizeOptions) -> Self {
+        CharPass {
+            opts,
+            text: String::new(),
+            base: 0,
+            map: OffsetMap::default(),
+            consumed: 0,
+        }
+    }
+
+    /// Absolute offset of the end of the pass's text.
+    pub(super) fn end(&self) -> usize {
+        self.base + self.text.len()
+    }
+}
 
 /// Per normalization view: the normalized text kept and the automata's states.
 pub(super) struct ViewState {
+    /// Index of the view's per-character pass in `StreamScanner::passes`.
+    pub pass: usize,
+    /// Absolute offset in the pass's text read so far.
+    pub read: usize,
     pub norm: String,
     /// Absolute normalized offset of `norm[0]`.
     pub norm_base: usize,
@@ -34,6 +70,42 @@ pub(super) struct ViewState {
 // === impl StreamScanner: views ===
 
 impl StreamScanner<'_> {
+    /// Runs the per-character passes over the new text.
+    pub(super) fn advance_passes(&mut self, fin: bool) {
+        for pass in &mut self.passes {
+            let end = pass.end();
+            let n = normalize_into(
+                pass.opts,
+                &self.orig[pass.consumed - self.base..],
+                pass.consumed,
+                end,
+                fin,
+                &mut pass.text,
+                &mut pass.map,
+            );
+            pass.consumed += n;
+        }
+    }
+
+    /// Drops pass text that every view of the pass has read.
+    pub(super) fn prune_passes(&mut self) {
+        for (pi, pass) in self.passes.iter_mut().enumerate() {
+            let keep = self
+                .views
+                .iter()
+                .filter(|v| v.pass == pi)
+                .map(|v| v.read)
+                .min()
+                .unwrap_or(pass.end());
+            let local = floor_char(&pass.text, keep - pass.base);
+            if local > 1024 || (local > 0 && local > pass.text.len() / 2) {
+                pass.text.drain(..local);
+                pass.base += local;
+                pass.map.forget_before(pass.base);
+            }
+        }
+    }
+
     /// Normalizes new text of view `vi` and finds its leaf hits. Returns the original offset
     /// before which every hit of this view is known.
     pub(super) fn scan_view(&mut self, vi: usize, fin: bool) -> usize {
@@ -41,18 +113,40 @@ impl StreamScanner<'_> {
         let policy: &CompiledPolicy = &policy_ref;
         let view = &policy.stages[self.stage.index()].views[vi];
         let vs = &mut self.views[vi];
-        let start = vs.consumed - self.base;
+        let pass = &self.passes[vs.pass];
+        let pass_end = pass.end();
         let norm_end = vs.norm_base + vs.norm.len();
-        let n = normalize_into(
-            view.opts,
-            &self.orig[start..],
-            vs.consumed,
-            norm_end,
-            fin,
-            &mut vs.norm,
-            &mut vs.map,
-        );
-        vs.consumed += n;
+        if !view.opts.rewrites() {
+            // The view is its per-character pass: copy what is new.
+            vs.norm.push_str(&pass.text[vs.read - pass.base..]);
+            vs.map.append_mapped(&pass.map, vs.read, pass_end, norm_end);
+            vs.read = pass_end;
+            vs.consumed = pass.consumed;
+        } else {
+            // The rewrite steps over the pass's text from where they stopped; what they leave
+            // unread is read again with the next piece.
+            let tail = &mut self.scratch_map;
+            tail.clear();
+            tail.append_mapped(&pass.map, vs.read, pass_end, 0);
+            let used = rewrite_pass_into(
+                view.opts,
+                &pass.text[vs.read - pass.base..],
+                tail,
+                &self.orig[vs.consumed - self.base..],
+                vs.consumed,
+                fin,
+                norm_end,
+                &mut vs.norm,
+                &mut vs.map,
+            );
+            if vs.read + used >= pass_end {
+                vs.read = pass_end;
+                vs.consumed = pass.consumed;
+            } else {
+                vs.read += used;
+                vs.consumed = tail.orig_start(used).unwrap_or(pass.consumed);
+            }
+        }
         let norm_end = vs.norm_base + vs.norm.len();
         let nb = vs.norm_base;
         let mut front = norm_end;
