@@ -10,7 +10,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::audit::{AuditFinding, AuditRecord, Latency, Outcome, millis};
 use super::chain::PolicyFinding;
-use super::policies::PolicySet;
+use super::policies::{PolicySet, header_value};
 use super::shadow::{Capture, decide, sampled};
 use super::shared::Shared;
 use crate::policy::Action;
@@ -346,23 +346,6 @@ impl Drop for Exchange {
             );
         }
     }
-}
-
-/// `s` as a header value, characters a header cannot carry replaced by `?`.
-pub(super) fn header_value(s: &str) -> HeaderValue {
-    HeaderValue::from_str(s).unwrap_or_else(|_| {
-        let clean: String = s
-            .chars()
-            .map(|c| {
-                if c.is_ascii_graphic() || c == ' ' {
-                    c
-                } else {
-                    '?'
-                }
-            })
-            .collect();
-        HeaderValue::from_str(&clean).unwrap_or(HeaderValue::from_static("?"))
-    })
 }
 
 /// The client's `x-request-id` when it is short and plain, else a fresh id.

@@ -4,6 +4,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
+use http::HeaderValue;
 
 use crate::engine::CompiledPolicy;
 
@@ -42,7 +43,7 @@ impl PolicySet {
         let label = labels.join(",");
         PolicySet {
             policies,
-            header: super::exchange::header_value(&label),
+            header: header_value(&label),
             label,
             labels,
             id: NEXT_SET_ID.fetch_add(1, Ordering::Relaxed),
@@ -144,4 +145,21 @@ impl From<CompiledPolicy> for SharedPolicies {
     fn from(policy: CompiledPolicy) -> Self {
         SharedPolicies::new(PolicySet::single(Arc::new(policy)))
     }
+}
+
+/// `s` as a header value, characters a header cannot carry replaced by `?`.
+pub(super) fn header_value(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap_or_else(|_| {
+        let clean: String = s
+            .chars()
+            .map(|c| {
+                if c.is_ascii_graphic() || c == ' ' {
+                    c
+                } else {
+                    '?'
+                }
+            })
+            .collect();
+        HeaderValue::from_str(&clean).unwrap_or(HeaderValue::from_static("?"))
+    })
 }

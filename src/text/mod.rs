@@ -12,20 +12,18 @@
 //! assert!(Validator::Luhn.check(&n.text[4..]));
 //! ```
 
-mod decode;
-mod joins;
-mod letters;
 mod normalize;
 mod offsets;
-mod rewrite;
+mod options;
 mod tables;
 mod validate;
 mod words;
 
 pub use normalize::{
-    NormText, NormalizeOptions, OffsetMap, normalize, normalize_into, normalize_rewrites,
-    normalize_str, rewrite_pass_into,
+    NormText, OffsetMap, normalize, normalize_into, normalize_rewrites, normalize_str,
+    rewrite_pass_into,
 };
+pub use options::NormalizeOptions;
 pub use tables::{fold_confusable, is_invisible, is_separator, is_strippable_mark, is_symbol};
 pub use validate::{Validator, iban, luhn};
 pub use words::{is_unspaced, is_word_char, whole_word};

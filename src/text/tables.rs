@@ -7,7 +7,7 @@
 
 use std::sync::OnceLock;
 
-use super::normalize::NormalizeOptions;
+use super::options::NormalizeOptions;
 
 #[rustfmt::skip]
 #[path = "tables_data.rs"]

@@ -217,7 +217,7 @@ fn an_article_before_a_word_does_not_wait_for_the_word() {
 #[test]
 fn shared_per_character_pass_equals_a_whole_normalization() {
     use crate::text::normalize_rewrites;
-    let matrix = include_str!("../../policies/eval/evasion.jsonl");
+    let matrix = include_str!("../../../../policies/eval/evasion.jsonl");
     let mut texts: Vec<String> = matrix
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())

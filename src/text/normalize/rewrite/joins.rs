@@ -6,7 +6,8 @@
 //! characters of `[A-Za-z0-9_+/=-]` with a letter and a digit, and so is the piece after it.
 //! Prose lines and `name = value` lines do not join.
 
-use super::rewrite::{MAX_UNIT_BYTES, Source};
+use super::Source;
+use crate::text::options::MAX_UNIT_BYTES;
 
 /// Where a unit's key-like tail continues after a break.
 pub(super) enum Join {

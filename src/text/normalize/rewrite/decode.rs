@@ -2,13 +2,12 @@
 //! hex runs that decode to readable text, and the rewrite step that puts a decoded run in
 //! place of its token (mapped back to the whole token).
 
-use super::normalize::{NormalizeOptions, normalize};
-use super::rewrite::{Source, Step, Writer};
+use super::{Source, Step, Writer};
+use crate::text::normalize::normalize;
+use crate::text::options::{MAX_DECODE_BYTES, NormalizeOptions};
 
 /// Shortest base64 or hex run that is decoded.
 pub(super) const MIN_DECODE_CHARS: usize = 16;
-/// Longest base64 or hex run read as one (a longer one is cut there).
-pub(super) const MAX_DECODE_BYTES: usize = 4096;
 
 // === entities and escapes ===
 

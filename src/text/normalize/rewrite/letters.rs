@@ -1,9 +1,9 @@
 //! The letter-spacing and leetspeak parts of the rewrite steps: single letters spelled one by
 //! one (`p i p e`, `p.i.p.e`), the article before such a run, and leetspeak letters.
 
-use super::normalize::NormalizeOptions;
-use super::offsets::OffsetMap;
-use super::rewrite::{Source, Step, Writer, unit_end};
+use super::{Source, Step, Writer, unit_end};
+use crate::text::offsets::OffsetMap;
+use crate::text::options::NormalizeOptions;
 
 /// Most single letters one collapsed run takes; a longer run goes on as a new run.
 const MAX_RUN_LETTERS: usize = 32;

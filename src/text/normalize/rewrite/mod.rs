@@ -17,17 +17,16 @@
 //! loop, its fast path and the byte classes both read); `letters.rs` holds letter runs and
 //! leetspeak, `decode.rs` the decoders, `joins.rs` split tokens.
 
-use super::decode::{MIN_DECODE_CHARS, decode_run, html_entity, percent_escapes};
-use super::joins::{Join, split_token};
-use super::letters::{
-    article_before_run, leet, letter_run, narrow_gap, numeric_with_unit, single_letter,
-};
-use super::normalize::{NormalizeOptions, push_decoded};
-use super::offsets::OffsetMap;
+mod decode;
+mod joins;
+mod letters;
 
-/// Longest unit, in bytes of normalized text, before it is cut regardless.
-pub(crate) const MAX_UNIT_BYTES: usize = 64;
-pub(super) use super::decode::MAX_DECODE_BYTES;
+use super::push_decoded;
+use crate::text::offsets::OffsetMap;
+use crate::text::options::{MAX_UNIT_BYTES, NormalizeOptions};
+use decode::{MIN_DECODE_CHARS, decode_run, html_entity, percent_escapes};
+use joins::{Join, split_token};
+use letters::{article_before_run, leet, letter_run, narrow_gap, numeric_with_unit, single_letter};
 
 /// The text the rewrite steps read: the per-character steps' output, its map into the
 /// original, and the original (for the decoders, which need the original case).
@@ -609,5 +608,4 @@ fn emit_unit(
 }
 
 #[cfg(test)]
-#[path = "rewrite_tests.rs"]
 mod tests;
