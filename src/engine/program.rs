@@ -331,17 +331,24 @@ impl CompiledPolicy {
 
     /// The refusal text for a block by `rule`.
     pub fn refusal_for(&self, rule: Option<&Rule>) -> String {
-        let section_id = rule.and_then(|r| r.section.as_deref()).unwrap_or("policy");
+        self.render_refusal(
+            rule.and_then(|r| r.section.as_deref()).unwrap_or("policy"),
+            rule.map_or("policy", |r| r.id.as_str()),
+        )
+    }
+
+    /// The refusal template with `{section}`, its `{title}` and `{rule}` filled in.
+    pub(crate) fn render_refusal(&self, section: &str, rule: &str) -> String {
         let title = self
             .spec
             .sections
             .iter()
-            .find(|s| s.id == section_id)
-            .map_or(section_id, |s| s.title.as_str());
+            .find(|s| s.id == section)
+            .map_or(section, |s| s.title.as_str());
         self.refusal
-            .replace("{section}", section_id)
+            .replace("{section}", section)
             .replace("{title}", title)
-            .replace("{rule}", rule.map_or("policy", |r| r.id.as_str()))
+            .replace("{rule}", rule)
     }
 
     /// The replacement text of rule `rule_id`.

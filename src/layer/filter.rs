@@ -104,6 +104,21 @@ pub(crate) struct OutputFilter<'a> {
 }
 
 impl OutputFilter<'_> {
+    /// What a piece of channel `id` comes to before it is read: nothing for a channel the
+    /// filter does not know, the refusal for a unit already refused; `None`: scan it.
+    fn gate(&self, id: ChannelId) -> Option<Verdict> {
+        let Some(st) = self.state.channels.get(id.0) else {
+            return Some(Verdict::Send(String::new()));
+        };
+        let refusal = self.state.refusal.as_ref()?;
+        (self.state.refuse_all || self.state.blocked.contains(&st.channel.unit)).then(|| {
+            Verdict::Block {
+                refusal: refusal.clone(),
+                released: String::new(),
+            }
+        })
+    }
+
     fn stage_of(&self, kind: ChannelKind) -> Option<Stage> {
         match kind {
             ChannelKind::Reasoning => match self.ex.shared.opts.reasoning {
@@ -317,18 +332,12 @@ impl TextFilter for OutputFilter<'_> {
     }
 
     fn push(&mut self, id: ChannelId, text: &str) -> Verdict {
+        if let Some(v) = self.gate(id) {
+            return v;
+        }
         let Some(st) = self.state.channels.get_mut(id.0) else {
             return Verdict::Send(String::new());
         };
-        let unit = st.channel.unit;
-        if let Some(refusal) = self.state.refusal.clone()
-            && (self.state.refuse_all || self.state.blocked.contains(&unit))
-        {
-            return Verdict::Block {
-                refusal,
-                released: String::new(),
-            };
-        }
         if st.chain.is_none() {
             return self.unscanned(text);
         }
@@ -346,18 +355,13 @@ impl TextFilter for OutputFilter<'_> {
     }
 
     fn close(&mut self, id: ChannelId) -> Verdict {
+        if let Some(v) = self.gate(id) {
+            return v;
+        }
         let Some(st) = self.state.channels.get_mut(id.0) else {
             return Verdict::Send(String::new());
         };
         let unit = st.channel.unit;
-        if let Some(refusal) = self.state.refusal.clone()
-            && (self.state.refuse_all || self.state.blocked.contains(&unit))
-        {
-            return Verdict::Block {
-                refusal,
-                released: String::new(),
-            };
-        }
         if st.chain.is_none() {
             return self.unscanned("");
         }

@@ -8,9 +8,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use bytes::{Bytes, BytesMut};
-use http::header::{
-    CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, TRANSFER_ENCODING,
-};
+use http::header::{CONTENT_ENCODING, CONTENT_TYPE};
 use http::{Request, Response};
 use http_body::Body;
 use http_body_util::combinators::Collect;
@@ -20,20 +18,20 @@ use tower::Service;
 
 use super::audit::Outcome;
 use super::body::{RequestBody, ResponseBody};
-use super::error::{BoxError, Fault, RequestBodyTimeout};
+use super::error::{BoxError, Fault};
 use super::exchange::Exchange;
 use super::judging::{JudgeBatch, queue_answer, stream_judging};
 use super::request::ScanSlot;
 use super::request::{self, Input};
 use super::respond::{
-    bad_request, blocked_input, body_timeout, buffered_answer, done_response, fault_response,
-    over_budget, relay_error, scan_lost, too_large, upstream_error,
+    bad_request, blocked_input, buffered_answer, done_response, fault_response, held_answer,
+    over_budget, relay_error, scan_lost, stream_head, unreadable_body, upstream_error,
 };
 use super::response;
 use super::stream::{StreamFilter, poll_next, poll_start};
 use super::trace;
 use crate::engine::judge::StreamJudgeMode;
-use crate::wire::{Adapter, ErrorInfo, ErrorKind};
+use crate::wire::Adapter;
 
 pin_project! {
     /// Response future of [`PolicyService`](super::PolicyService).
@@ -212,22 +210,7 @@ where
                     };
                     let body = match res {
                         Ok(c) => c.to_bytes(),
-                        Err(e) => {
-                            let timeout = e.downcast_ref::<RequestBodyTimeout>().copied();
-                            let r = if e.downcast_ref::<LengthLimitError>().is_some() {
-                                too_large(&mut ex)
-                            } else if let Some(t) = timeout {
-                                body_timeout(&mut ex, t.after)
-                            } else {
-                                let info = ErrorInfo::new(
-                                    ErrorKind::InvalidRequest,
-                                    format!("could not read the request body: {e}"),
-                                    "body_read_error",
-                                );
-                                bad_request(&mut ex, &info)
-                            };
-                            return Poll::Ready(Ok(r));
-                        }
+                        Err(e) => return Poll::Ready(Ok(unreadable_body(&mut ex, &e))),
                     };
                     let offload = ex.shared.opts.offload_scan_bytes;
                     if let Some(o) = ex.shared.offload.clone()
@@ -382,7 +365,7 @@ where
                         Some(j) => ready!(j.poll(&mut f.ex, cx)),
                         None => None,
                     };
-                    let (Some(mut parts), Some(mut filter)) = (parts.take(), filter.take()) else {
+                    let (Some(parts), Some(mut filter)) = (parts.take(), filter.take()) else {
                         return Poll::Ready(Ok(done_response()));
                     };
                     let out = match verdict {
@@ -392,12 +375,7 @@ where
                             filter.refusal_bytes(&block.refusal)
                         }
                     };
-                    parts.headers.remove(CONTENT_LENGTH);
-                    parts.headers.remove(TRANSFER_ENCODING);
-                    filter.ex.set_headers(&mut parts.headers);
-                    filter.ex.sent(parts.status.as_u16());
-                    filter.ex.release_record();
-                    return Poll::Ready(Ok(Response::from_parts(parts, ResponseBody::full(out))));
+                    return Poll::Ready(Ok(held_answer(parts, &mut filter, out)));
                 }
                 StateProj::Buffering {
                     collect,
@@ -472,22 +450,12 @@ where
                     if let Some(fault) = f.take_fault() {
                         return Poll::Ready(Ok(fault_response(&mut f.ex, &fault)));
                     }
-                    let (Some(body), Some(mut parts), Some(mut filter)) =
+                    let (Some(body), Some(parts), Some(filter)) =
                         (body.take(), parts.take(), filter.take())
                     else {
                         return Poll::Ready(Ok(done_response()));
                     };
-                    let prefix = filter.take_output().unwrap_or_default();
-                    filter.commit();
-                    parts.headers.remove(CONTENT_LENGTH);
-                    parts.headers.remove(TRANSFER_ENCODING);
-                    filter.ex.set_headers(&mut parts.headers);
-                    filter.ex.sent(parts.status.as_u16());
-                    filter.ex.open_stream();
-                    return Poll::Ready(Ok(Response::from_parts(
-                        parts,
-                        ResponseBody::stream(body, filter, prefix),
-                    )));
+                    return Poll::Ready(Ok(stream_head(parts, body, filter)));
                 }
             };
             this.state.set(next);
@@ -597,9 +565,6 @@ fn is_event_stream(headers: &http::HeaderMap) -> bool {
         })
 }
 
-/// What the input scan came to: a refusal (`Err`), or the upstream call (with the input judge).
-// As in `answered`: the `Err` side is the response, returned at once.
-#[allow(clippy::result_large_err)]
 /// The input scan in its trace span (a no-op span when tracing is off), timed.
 fn input_scan(ex: &mut Exchange, body: Bytes) -> Result<Input, crate::wire::WireError> {
     let span = trace::input_scan(&ex.span);
@@ -615,6 +580,7 @@ fn input_scan(ex: &mut Exchange, body: Bytes) -> Result<Input, crate::wire::Wire
     input
 }
 
+/// What the input scan came to: a refusal (`Err`), or the upstream call (with the input judge).
 fn scanned<S, ReqB, ResB>(
     res: Result<Input, crate::wire::WireError>,
     mut ex: Box<Exchange>,
@@ -642,15 +608,7 @@ where
             Err(Box::new(blocked_input(&mut ex, &text)))
         }
         Ok(Input::Forward(bytes)) => {
-            parts.headers.remove(TRANSFER_ENCODING);
-            parts
-                .headers
-                .insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
-            // The gateway must read what the upstream answers.
-            parts.headers.insert(
-                http::header::ACCEPT_ENCODING,
-                HeaderValue::from_static("identity"),
-            );
+            request::forward_head(&mut parts.headers, bytes.len());
             // Judged texts go to the judge while the upstream works.
             let judge = JudgeBatch::start(&mut ex);
             ex.upstream_called();

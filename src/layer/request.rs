@@ -234,6 +234,15 @@ impl ScanSlot {
     }
 }
 
+/// The head of the request forwarded upstream: the (possibly rewritten) body's length, and
+/// no compression, since the gateway must read what the upstream answers.
+pub(crate) fn forward_head(headers: &mut http::HeaderMap, len: usize) {
+    use http::header::{ACCEPT_ENCODING, CONTENT_LENGTH, HeaderValue, TRANSFER_ENCODING};
+    headers.remove(TRANSFER_ENCODING);
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
+    headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,9 +7,10 @@ use http::{Response, StatusCode};
 
 use super::audit::Outcome;
 use super::body::ResponseBody;
-use super::error::{Fault, json_bytes};
+use super::error::{BoxError, Fault, RequestBodyTimeout, json_bytes};
 use super::exchange::Exchange;
 use super::options::BlockResponse;
+use super::stream::StreamFilter;
 use crate::wire::{Adapter, ErrorInfo, ErrorKind};
 
 /// The answer of a future polled after it finished (never sent in practice).
@@ -209,4 +210,54 @@ pub(crate) fn buffered_answer<B>(
     };
     ex.finish(outcome, Some(parts.status.as_u16()), None);
     Response::from_parts(parts, ResponseBody::full(out))
+}
+
+/// A request body that could not be read: over the limit (`413`), too slow (`408`), or
+/// broken (`400`).
+pub(crate) fn unreadable_body<B>(ex: &mut Exchange, e: &BoxError) -> Response<ResponseBody<B>> {
+    if e.downcast_ref::<http_body_util::LengthLimitError>()
+        .is_some()
+    {
+        too_large(ex)
+    } else if let Some(t) = e.downcast_ref::<RequestBodyTimeout>() {
+        body_timeout(ex, t.after)
+    } else {
+        let info = ErrorInfo::new(
+            ErrorKind::InvalidRequest,
+            format!("could not read the request body: {e}"),
+            "body_read_error",
+        );
+        bad_request(ex, &info)
+    }
+}
+
+/// A stream held whole (judged `hold`) and sent as one body `out` under the upstream's head.
+pub(crate) fn held_answer<B>(
+    mut parts: http::response::Parts,
+    filter: &mut StreamFilter,
+    out: Bytes,
+) -> Response<ResponseBody<B>> {
+    parts.headers.remove(CONTENT_LENGTH);
+    parts.headers.remove(TRANSFER_ENCODING);
+    filter.ex.set_headers(&mut parts.headers);
+    filter.ex.sent(parts.status.as_u16());
+    filter.ex.release_record();
+    Response::from_parts(parts, ResponseBody::full(out))
+}
+
+/// The head of a filtered stream: the upstream's, with the layer's headers; the body starts
+/// with what the filter released before the head went out.
+pub(crate) fn stream_head<B>(
+    mut parts: http::response::Parts,
+    body: std::pin::Pin<Box<B>>,
+    mut filter: Box<StreamFilter>,
+) -> Response<ResponseBody<B>> {
+    let prefix = filter.take_output().unwrap_or_default();
+    filter.commit();
+    parts.headers.remove(CONTENT_LENGTH);
+    parts.headers.remove(TRANSFER_ENCODING);
+    filter.ex.set_headers(&mut parts.headers);
+    filter.ex.sent(parts.status.as_u16());
+    filter.ex.open_stream();
+    Response::from_parts(parts, ResponseBody::stream(body, filter, prefix))
 }

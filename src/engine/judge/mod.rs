@@ -136,17 +136,7 @@ impl CompiledPolicy {
 
     /// The refusal for a judge's violation of `section`.
     pub fn refusal_for_section(&self, section: Option<&str>) -> String {
-        let id = section.unwrap_or("policy");
-        let title = self
-            .spec
-            .sections
-            .iter()
-            .find(|s| s.id == id)
-            .map_or(id, |s| s.title.as_str());
-        self.refusal
-            .replace("{section}", id)
-            .replace("{title}", title)
-            .replace("{rule}", "judge")
+        self.render_refusal(section.unwrap_or("policy"), "judge")
     }
 }
 
