@@ -1,12 +1,15 @@
 //! Output enforcement of a buffered answer: the adapter hands every text of it to an
 //! [`OutputFilter`].
 
+use std::ops::ControlFlow;
+
 use bytes::Bytes;
 use serde_json::Value;
 
 use super::error::Fault;
 use super::exchange::Exchange;
 use super::filter::{FilterState, OutputFilter};
+use crate::wire::walk;
 use crate::wire::{Answer, Channel, ChannelKind, ErrorInfo, ErrorKind, TextFilter, Verdict};
 
 /// Scans and rewrites an upstream answer.
@@ -75,40 +78,21 @@ pub(crate) fn enforce_error(body: &Bytes, ex: &mut Exchange) -> Bytes {
     }
 }
 
-/// Scans every string of `v`: `None` when nothing changed, `Some(true)` on a block,
-/// `Some(false)` when something was redacted.
+/// Scans every string of `v`: `None` when nothing changed, `Some(true)` on a block (a
+/// stripped string counts as one: the body is withheld), `Some(false)` when something was
+/// redacted.
 fn scan_value(filter: &mut OutputFilter<'_>, path: &str, v: &mut Value) -> Option<bool> {
-    match v {
-        Value::String(s) => match filter.scan(&Channel::new(ChannelKind::Other, 0, path), s) {
-            Verdict::Send(t) if t == *s => None,
-            Verdict::Send(t) => {
-                *s = t;
-                Some(false)
-            }
-            Verdict::Strip | Verdict::Block { .. } => Some(true),
-        },
-        Value::Array(a) => {
-            let mut out = None;
-            for (i, x) in a.iter_mut().enumerate() {
-                match scan_value(filter, &format!("{path}[{i}]"), x) {
-                    Some(true) => return Some(true),
-                    Some(false) => out = Some(false),
-                    None => {}
-                }
-            }
-            out
+    let mut out = None;
+    let flow = walk::strings(v, path, &[], &mut |s, loc| match filter
+        .scan(&Channel::new(ChannelKind::Other, 0, loc), s)
+    {
+        Verdict::Send(t) if t == *s => ControlFlow::Continue(()),
+        Verdict::Send(t) => {
+            *s = t;
+            out = Some(false);
+            ControlFlow::Continue(())
         }
-        Value::Object(m) => {
-            let mut out = None;
-            for (k, x) in m.iter_mut() {
-                match scan_value(filter, &format!("{path}.{k}"), x) {
-                    Some(true) => return Some(true),
-                    Some(false) => out = Some(false),
-                    None => {}
-                }
-            }
-            out
-        }
-        _ => None,
-    }
+        Verdict::Strip | Verdict::Block { .. } => ControlFlow::Break(()),
+    });
+    if flow.is_break() { Some(true) } else { out }
 }

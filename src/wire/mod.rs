@@ -52,7 +52,7 @@ mod splice;
 pub mod sse;
 #[cfg(test)]
 mod testing;
-mod walk;
+pub(crate) mod walk;
 
 use std::fmt;
 

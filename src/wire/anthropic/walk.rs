@@ -4,6 +4,7 @@
 
 use serde_json::Value;
 
+use crate::wire::walk::{self, Edit};
 use crate::wire::{Channel, ChannelKind, Flow, InputText, RequestSink, TextFilter, Verdict};
 
 /// Keys whose strings are identifiers or structure, never text anyone reads as prose.
@@ -114,54 +115,41 @@ impl InputWalker<'_> {
 /// Applies a verdict on a whole string: `Ok(true)` when it was rewritten, `Err(refusal)` on a
 /// block. Stripped text becomes empty.
 pub(super) fn apply(verdict: Verdict, s: &mut String) -> Result<bool, String> {
-    match verdict {
-        Verdict::Send(t) if t == *s => Ok(false),
-        Verdict::Send(t) => {
-            *s = t;
-            Ok(true)
-        }
-        Verdict::Strip => {
-            let changed = !s.is_empty();
-            s.clear();
-            Ok(changed)
-        }
-        Verdict::Block { refusal, .. } => Err(refusal),
+    changed(walk::apply(verdict, s))
+}
+
+fn changed(edit: Edit) -> Result<bool, String> {
+    match edit {
+        Edit::Kept => Ok(false),
+        Edit::Changed => Ok(true),
+        Edit::Blocked(refusal) => Err(refusal),
     }
 }
 
 /// Scans every string of `v` (found under `key`, at `location`) as [`ChannelKind::Other`],
-/// except identifiers and encrypted strings (which the client cannot read either). Returns
-/// whether something was rewritten, or the refusal on a block.
+/// except identifiers and encrypted strings (which the client cannot read either): a string
+/// whose nearest object key is one of those passes unread. Returns whether something was
+/// rewritten, or the refusal on a block.
 pub(super) fn scan_value(
     filter: &mut dyn TextFilter,
     key: &str,
     v: &mut Value,
     location: &str,
 ) -> Result<bool, String> {
-    match v {
-        Value::String(s) => {
-            if STRUCTURE.contains(&key) || ENCRYPTED.contains(&key) {
-                return Ok(false);
-            }
-            let verdict = filter.scan(&Channel::new(ChannelKind::Other, 0, location), s);
-            apply(verdict, s)
+    let unread = |k: &str| STRUCTURE.contains(&k) || ENCRYPTED.contains(&k);
+    if let Value::String(s) = v {
+        if unread(key) {
+            return Ok(false);
         }
-        Value::Array(items) => {
-            let mut changed = false;
-            for (i, item) in items.iter_mut().enumerate() {
-                changed |= scan_value(filter, key, item, &format!("{location}[{i}]"))?;
-            }
-            Ok(changed)
-        }
-        Value::Object(m) => {
-            let mut changed = false;
-            for (k, item) in m.iter_mut() {
-                changed |= scan_value(filter, k, item, &format!("{location}.{k}"))?;
-            }
-            Ok(changed)
-        }
-        _ => Ok(false),
+        return apply(
+            filter.scan(&Channel::new(ChannelKind::Other, 0, location), s),
+            s,
+        );
     }
+    // Below `location` (which ends with `key`), a string's key is the last object key of its
+    // path, array indices skipped.
+    let keep = |loc: &str| unread(walk::key_of(loc));
+    changed(walk::scan_strings(filter, 0, location, v, &keep))
 }
 
 /// [`scan_value`] on every member of `obj` but the `handled` ones.

@@ -7,62 +7,20 @@ use super::documents::completion_from_value;
 use super::refusal::CONTENT_FILTER;
 use super::types::{ChatCompletion, Nullable, ResponseMessage};
 use crate::wire::parse_strict;
+use crate::wire::walk::{self, Edit as Field, apply};
 use crate::wire::{Answer, Channel, ChannelKind, TextFilter, Verdict, WireError};
 
 /// Fields of a response message that hold no text.
 const MESSAGE_META: [&str; 1] = ["role"];
 
-/// What a scan of one field came to.
-enum Field {
-    Kept,
-    Changed,
-    Blocked(String),
-}
-
 /// Scans one string field in place.
 fn scan_str(filter: &mut dyn TextFilter, ch: &Channel, text: &mut String) -> Field {
-    match filter.scan(ch, text) {
-        Verdict::Send(s) if s == *text => Field::Kept,
-        Verdict::Send(s) => {
-            *text = s;
-            Field::Changed
-        }
-        Verdict::Strip => {
-            text.clear();
-            Field::Changed
-        }
-        Verdict::Block { refusal, .. } => Field::Blocked(refusal),
-    }
+    apply(filter.scan(ch, text), text)
 }
 
 /// Scans every string inside `v` as [`ChannelKind::Other`].
 fn scan_strings(filter: &mut dyn TextFilter, unit: u32, path: &str, v: &mut Value) -> Field {
-    match v {
-        Value::String(s) => scan_str(filter, &Channel::new(ChannelKind::Other, unit, path), s),
-        Value::Array(a) => {
-            let mut out = Field::Kept;
-            for (i, x) in a.iter_mut().enumerate() {
-                match scan_strings(filter, unit, &format!("{path}[{i}]"), x) {
-                    Field::Blocked(r) => return Field::Blocked(r),
-                    Field::Changed => out = Field::Changed,
-                    Field::Kept => {}
-                }
-            }
-            out
-        }
-        Value::Object(m) => {
-            let mut out = Field::Kept;
-            for (k, x) in m.iter_mut() {
-                match scan_strings(filter, unit, &format!("{path}.{k}"), x) {
-                    Field::Blocked(r) => return Field::Blocked(r),
-                    Field::Changed => out = Field::Changed,
-                    Field::Kept => {}
-                }
-            }
-            out
-        }
-        _ => Field::Kept,
-    }
+    walk::scan_strings(filter, unit, path, v, &|_| false)
 }
 
 /// Scans and rewrites an upstream chat completion.
