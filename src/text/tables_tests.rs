@@ -2,7 +2,6 @@
 //! generator: `DELIBERATE_WRITE_TABLES=1 cargo test --lib tables_are_current` rewrites the
 //! file (after a dependency or toolchain update changes the data, which this test reports).
 
-use unicode_normalization::char::{canonical_combining_class, decompose_compatible};
 use unicode_normalization::{IsNormalized, is_nfkc_quick};
 
 use super::{
@@ -47,25 +46,7 @@ fn reference_lists() -> (CharPairs, CharPairs) {
 }
 
 fn reference_boundary(c: char) -> bool {
-    if c.is_ascii() {
-        return true;
-    }
-    if canonical_combining_class(c) != 0 {
-        return false;
-    }
-    match is_nfkc_quick(std::iter::once(c)) {
-        IsNormalized::Yes => true,
-        IsNormalized::Maybe => false,
-        IsNormalized::No => {
-            let mut first = None;
-            decompose_compatible(c, |d| {
-                if first.is_none() {
-                    first = Some(d);
-                }
-            });
-            first.is_some_and(|d| canonical_combining_class(d) == 0)
-        }
-    }
+    c.is_ascii() || crate::text::normalize::compute_boundary(c)
 }
 
 /// The property bits of every BMP code point, from the reference functions.

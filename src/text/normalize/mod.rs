@@ -350,7 +350,8 @@ pub(super) fn nfkc_inert(c: char) -> bool {
     is_nfkc_quick(std::iter::once(c)) == IsNormalized::Yes
 }
 
-fn compute_boundary(c: char) -> bool {
+/// [`is_boundary`] computed from the Unicode data (the tables hold it for the BMP).
+pub(super) fn compute_boundary(c: char) -> bool {
     if canonical_combining_class(c) != 0 {
         return false;
     }

@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value};
 
-use super::types::{AssistantMessage, ChatChunk, ChunkChoice, Delta, Nullable};
+use super::types::{AssistantMessage, ChatChunk, Choices, ChunkChoice, Delta, Nullable};
 use crate::wire::WireError;
 use crate::wire::json::from_value;
 
@@ -22,16 +22,23 @@ pub(crate) fn chunk_from_value(v: Value) -> Result<ChatChunk, WireError> {
 
 /// Whether `take_chunk` reads `map` exactly as serde would.
 fn is_text_chunk(map: &Map<String, Value>) -> bool {
+    is_text_choices(map, "delta")
+}
+
+/// Whether every choice of `map` (a chunk or a completion) is one the take-apart reads as
+/// serde would: an index, a finish reason, and its `message_key` (`delta` or `message`)
+/// absent, `null` or a message without tool calls.
+pub(super) fn is_text_choices(map: &Map<String, Value>, message_key: &str) -> bool {
     let text_choice = |c: &Value| {
         let Value::Object(c) = c else {
             return false;
         };
-        let delta_ok = match c.get("delta") {
+        let message_ok = match c.get(message_key) {
             None | Some(Value::Null) => true,
-            Some(Value::Object(d)) => is_text_message(d),
+            Some(Value::Object(m)) => is_text_message(m),
             Some(_) => false,
         };
-        index_ok(c.get("index")) && delta_ok && nullable_str(c.get("finish_reason"))
+        index_ok(c.get("index")) && message_ok && nullable_str(c.get("finish_reason"))
     };
     match map.get("choices") {
         None => true,
@@ -69,18 +76,27 @@ pub(super) fn is_text_message(d: &Map<String, Value>) -> bool {
 }
 
 /// Takes apart a chunk `is_text_chunk` accepted.
-fn take_chunk(mut map: Map<String, Value>) -> ChatChunk {
+fn take_chunk(map: Map<String, Value>) -> ChatChunk {
+    take_choices(map, take_choice)
+}
+
+/// Takes apart a chunk or a completion whose shape was checked: each object of `choices`
+/// through `choice`, every other member kept as it was.
+pub(super) fn take_choices<C>(
+    mut map: Map<String, Value>,
+    choice: fn(Map<String, Value>) -> C,
+) -> Choices<C> {
     let choices = match map.remove("choices") {
         Some(Value::Array(cs)) => cs
             .into_iter()
             .filter_map(|c| match c {
-                Value::Object(c) => Some(take_choice(c)),
+                Value::Object(c) => Some(choice(c)),
                 _ => None,
             })
             .collect(),
         _ => Vec::new(),
     };
-    ChatChunk {
+    Choices {
         choices,
         extra: map,
     }

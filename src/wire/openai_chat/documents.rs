@@ -11,8 +11,9 @@
 
 use serde_json::{Map, Value};
 
-use super::chunk::take_nullable_str;
-use super::chunk::{index_ok, is_text_message, nullable_str, take_index, take_message};
+use super::chunk::{
+    is_text_choices, nullable_str, take_choices, take_index, take_message, take_nullable_str,
+};
 use super::types::{ChatCompletion, ChatRequest, Choice, Content, Message, Nullable};
 use crate::wire::WireError;
 use crate::wire::json::from_value;
@@ -112,40 +113,12 @@ fn take_plain_message(mut m: Map<String, Value>) -> Message {
 /// Whether `take_completion` reads `map` exactly as serde would: choices whose `message` is
 /// absent, `null` or a message without tool calls.
 fn is_text_completion(map: &Map<String, Value>) -> bool {
-    let text_choice = |c: &Value| {
-        let Value::Object(c) = c else {
-            return false;
-        };
-        let message_ok = match c.get("message") {
-            None | Some(Value::Null) => true,
-            Some(Value::Object(m)) => is_text_message(m),
-            Some(_) => false,
-        };
-        index_ok(c.get("index")) && message_ok && nullable_str(c.get("finish_reason"))
-    };
-    match map.get("choices") {
-        None => true,
-        Some(Value::Array(cs)) => cs.iter().all(text_choice),
-        Some(_) => false,
-    }
+    is_text_choices(map, "message")
 }
 
 /// Takes apart a completion `is_text_completion` accepted.
-fn take_completion(mut map: Map<String, Value>) -> ChatCompletion {
-    let choices = match map.remove("choices") {
-        Some(Value::Array(cs)) => cs
-            .into_iter()
-            .filter_map(|c| match c {
-                Value::Object(c) => Some(take_choice(c)),
-                _ => None,
-            })
-            .collect(),
-        _ => Vec::new(),
-    };
-    ChatCompletion {
-        choices,
-        extra: map,
-    }
+fn take_completion(map: Map<String, Value>) -> ChatCompletion {
+    take_choices(map, take_choice)
 }
 
 fn take_choice(mut c: Map<String, Value>) -> Choice {
