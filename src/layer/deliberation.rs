@@ -20,8 +20,7 @@
 //! assert_eq!(s.hidden(), "privacy applies");
 //! ```
 
-/// Strips `<tag>…</tag>` blocks from a text that arrives in pieces. See the
-/// [module docs](self).
+/// Strips `<tag>…</tag>` blocks from a text that arrives in pieces.
 #[derive(Debug, Clone)]
 pub struct DeliberationStripper {
     open: String,

@@ -183,7 +183,7 @@ impl FrontDoor {
 }
 
 /// `wanted`, or what `fd_limit` leaves room for: two descriptors per connection after
-/// [`RESERVED_FDS`]. `None` (unknown limit): `wanted`.
+/// the descriptors the process keeps for itself. `None` (unknown limit): `wanted`.
 pub fn clamp_to_fd_limit(wanted: usize, fd_limit: Option<u64>) -> usize {
     let Some(limit) = fd_limit else {
         return wanted;

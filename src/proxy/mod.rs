@@ -7,7 +7,7 @@
 //! - every path is first brought to its canonical form and classified ([`routes`]); the request
 //!   goes on, and upstream, on that canonical path. A path with no canonical form is `400`;
 //! - an API with an adapter (`POST …/chat/completions`): enforced by the
-//!   [`PolicyLayer`](crate::layer::PolicyLayer), then forwarded to the upstream;
+//!   [`PolicyLayer`], then forwarded to the upstream;
 //! - `GET …/models`, `…/models/{id}`: forwarded, marked `x-deliberate-enforcement: skipped`;
 //! - model routes of APIs without an adapter, and unknown `/v1/` routes: refused with `404`
 //!   `route_not_enforced`, or forwarded and marked `skipped` with `other_routes: pass`

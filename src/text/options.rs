@@ -117,7 +117,7 @@ impl NormalizeOptions {
     }
 
     /// These options with only their per-character steps: views whose options agree here
-    /// share one per-character pass (see [`normalize_rewrites`]).
+    /// share one per-character pass (see [`normalize_rewrites`](crate::text::normalize_rewrites)).
     pub const fn char_steps(self) -> Self {
         let mut o = self;
         o.leetspeak = false;

@@ -4,7 +4,7 @@
 //! `layer`'s and `proxy`'s job; this module says what to ask and how to read the answer.
 //!
 //! The same section text serves three uses: injected for the answering model to deliberate
-//! over, rendered as the judge's system prompt ([`prompt`]), and its labeled examples checked
+//! over, rendered as the judge's system prompt ([`render_system`], [`judge_prompt`]), and its labeled examples checked
 //! by `deliberate test`.
 //!
 //! ```

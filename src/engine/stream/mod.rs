@@ -64,7 +64,8 @@ impl std::ops::Deref for PolicyRef<'_> {
     }
 }
 
-/// Scans a text that arrives in pieces. See the [module docs](self).
+/// Scans a text that arrives in pieces: it releases only what no blocking or redacting rule
+/// can still cover (see [`CompiledPolicy::stream`]).
 pub struct StreamScanner<'p> {
     policy: PolicyRef<'p>,
     stage: Stage,

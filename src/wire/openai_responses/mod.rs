@@ -18,7 +18,7 @@
 //! does not carry it over to the next turn with `previous_response_id`, so the spec is shown
 //! once per turn instead of piling up in the stored conversation.
 //!
-//! **Answer** ([`Adapter::answer`], [`StreamRewriter`](crate::wire::StreamRewriter)): every
+//! **Answer** ([`Adapter::answer`], [`StreamRewriter`]): every
 //! output item — message `output_text` (content; its annotations as other text), `refusal`,
 //! `function_call` (`name`, `arguments` as JSON), `custom_tool_call` (`name`, `input`),
 //! `reasoning` (summary and content texts), every string of any other item; the response's
