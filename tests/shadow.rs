@@ -12,6 +12,19 @@ use serde_json::Value;
 const CANDIDATE: &str =
     "policy: candidate\nrules:\n  - id: apple\n    match: {keywords: [apple]}\n    action: block\n";
 
+/// `deliberate eval --replay audit.jsonl --format json` in `dir` with `args`: the report.
+fn replay(dir: &std::path::Path, args: &[&str]) -> Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_deliberate"))
+        .current_dir(dir)
+        .args(["eval", "--replay", "audit.jsonl", "--format", "json"])
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("{e}: {stdout}{}", String::from_utf8_lossy(&out.stderr)))
+}
+
 fn records(path: &std::path::Path) -> Vec<Value> {
     std::fs::read_to_string(path)
         .unwrap()
@@ -113,24 +126,10 @@ async fn replay_reports_what_a_candidate_would_decide_differently() {
         let _ = post(&url, &chat(text, false)).await;
     }
     gw.stop().await;
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_deliberate"))
-        .current_dir(dir.path())
-        .args([
-            "eval",
-            "--replay",
-            "audit.jsonl",
-            "--policy",
-            "candidate.yaml",
-            "--compare",
-            "live.yaml",
-            "--format",
-            "json",
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let v: Value = serde_json::from_str(&stdout)
-        .unwrap_or_else(|e| panic!("{e}: {stdout}{}", String::from_utf8_lossy(&out.stderr)));
+    let v = replay(
+        dir.path(),
+        &["--policy", "candidate.yaml", "--compare", "live.yaml"],
+    );
     let text = v.to_string();
     let compare = &v["datasets"][0]["compare"];
     assert!(compare.is_object(), "{text}");
@@ -176,22 +175,7 @@ async fn replay_scans_each_text_as_its_recorded_role() {
         "policy: users\nrules:\n  - id: banana\n    match: {keywords: [banana]}\n    roles: [user]\n    action: block\n  - id: banana-any\n    match: {keywords: [banana]}\n    action: flag\n",
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_deliberate"))
-        .current_dir(dir.path())
-        .args([
-            "eval",
-            "--replay",
-            "audit.jsonl",
-            "--policy",
-            "users.yaml",
-            "--format",
-            "json",
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let v: Value = serde_json::from_str(&stdout)
-        .unwrap_or_else(|e| panic!("{e}: {stdout}{}", String::from_utf8_lossy(&out.stderr)));
+    let v = replay(dir.path(), &["--policy", "users.yaml"]);
     let text = v.to_string();
     // The system prompt is recorded as `system`; the `user`-only block does not read it.
     let recs = records(&dir.path().join("audit.jsonl"));

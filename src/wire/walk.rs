@@ -16,11 +16,23 @@ pub(crate) fn strings<B>(
     skip: &[&str],
     f: &mut dyn FnMut(&mut String, &str) -> ControlFlow<B>,
 ) -> ControlFlow<B> {
+    keyed_strings(v, at, "", skip, &mut |s, at, _| f(s, at))
+}
+
+/// [`strings`], also handing `f` the object key each string sits under (`key` for `v` itself;
+/// an array element keeps its array's key).
+fn keyed_strings<B>(
+    v: &mut Value,
+    at: &str,
+    key: &str,
+    skip: &[&str],
+    f: &mut dyn FnMut(&mut String, &str, &str) -> ControlFlow<B>,
+) -> ControlFlow<B> {
     match v {
-        Value::String(s) => f(s, at),
+        Value::String(s) => f(s, at, key),
         Value::Array(a) => {
             for (i, e) in a.iter_mut().enumerate() {
-                strings(e, &format!("{at}[{i}]"), skip, f)?;
+                keyed_strings(e, &format!("{at}[{i}]"), key, skip, f)?;
             }
             ControlFlow::Continue(())
         }
@@ -34,7 +46,7 @@ pub(crate) fn strings<B>(
                 } else {
                     format!("{at}.{k}")
                 };
-                strings(e, &path, skip, f)?;
+                keyed_strings(e, &path, k, skip, f)?;
             }
             ControlFlow::Continue(())
         }
@@ -70,19 +82,20 @@ pub(crate) fn apply(verdict: Verdict, s: &mut String) -> Edit {
     }
 }
 
-/// Scans every string [`strings`] visits in `v` as [`ChannelKind::Other`] of `unit` (its path
-/// below `at` the location) and applies each verdict; `keep` says which strings (by path) pass
-/// unread. Stops at the first block.
+/// Scans every string [`strings`] visits in `v` (found under `key`) as [`ChannelKind::Other`]
+/// of `unit`, its path below `at` the location, and applies each verdict; a string whose object
+/// key `unread` accepts passes unread. Stops at the first block.
 pub(crate) fn scan_strings(
     filter: &mut dyn TextFilter,
     unit: u32,
     at: &str,
+    key: &str,
     v: &mut Value,
-    keep: &dyn Fn(&str) -> bool,
+    unread: &dyn Fn(&str) -> bool,
 ) -> Edit {
     let mut edit = Edit::Kept;
-    let flow = strings(v, at, &[], &mut |s, loc| {
-        if keep(loc) {
+    let flow = keyed_strings(v, at, key, &[], &mut |s, loc, k| {
+        if unread(k) {
             return ControlFlow::Continue(());
         }
         match apply(
@@ -101,18 +114,6 @@ pub(crate) fn scan_strings(
         ControlFlow::Break(r) => Edit::Blocked(r),
         ControlFlow::Continue(()) => edit,
     }
-}
-
-/// The object key a string at path `loc` sits under (`a.b[2]` -> `b`), array indices skipped.
-pub(crate) fn key_of(loc: &str) -> &str {
-    let mut rest = loc;
-    while rest.ends_with(']') {
-        match rest.rfind('[') {
-            Some(i) => rest = &rest[..i],
-            None => break,
-        }
-    }
-    rest.rsplit('.').next().unwrap_or(rest)
 }
 
 #[cfg(test)]
@@ -135,14 +136,18 @@ mod tests {
     }
 
     #[test]
-    fn key_of_skips_indices() {
-        for (loc, key) in [
-            ("a.b[2]", "b"),
-            ("content[0].id", "id"),
-            ("x", "x"),
-            ("a[1][2]", "a"),
-        ] {
-            assert_eq!(key_of(loc), key, "{loc}");
-        }
+    fn unread_strings_are_chosen_by_their_key_not_their_path() {
+        let mut v = json!({"id": "skip-me", "x.id": "dotted", "ids": {"id": ["in-array"]},
+                           "a": [{"b": "nested"}]});
+        let mut f = crate::wire::testing::TestFilter::new();
+        let edit = scan_strings(&mut f, 0, "m", "", &mut v, &|k| k == "id");
+        assert_eq!(edit, Edit::Kept);
+        let seen: Vec<(&str, &str)> = f
+            .scanned
+            .iter()
+            .map(|(c, t)| (c.location.as_str(), t.as_str()))
+            .collect();
+        // A key that merely ends in `.id` in the path is scanned; the array under `id` is not.
+        assert_eq!(seen, [("m.a[0].b", "nested"), ("m.x.id", "dotted")]);
     }
 }

@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 use crate::wire::walk::{self, Edit};
-use crate::wire::{Channel, ChannelKind, Flow, InputText, RequestSink, TextFilter, Verdict};
+use crate::wire::{Flow, InputText, RequestSink, TextFilter, Verdict};
 
 /// Keys whose strings are identifiers or structure, never text anyone reads as prose.
 const STRUCTURE: &[&str] = &[
@@ -126,7 +126,7 @@ fn changed(edit: Edit) -> Result<bool, String> {
     }
 }
 
-/// Scans every string of `v` (found under `key`, at `location`) as [`ChannelKind::Other`],
+/// Scans every string of `v` (found under `key`, at `location`) as [`ChannelKind::Other`](crate::wire::ChannelKind::Other),
 /// except identifiers and encrypted strings (which the client cannot read either): a string
 /// whose nearest object key is one of those passes unread. Returns whether something was
 /// rewritten, or the refusal on a block.
@@ -137,19 +137,7 @@ pub(super) fn scan_value(
     location: &str,
 ) -> Result<bool, String> {
     let unread = |k: &str| STRUCTURE.contains(&k) || ENCRYPTED.contains(&k);
-    if let Value::String(s) = v {
-        if unread(key) {
-            return Ok(false);
-        }
-        return apply(
-            filter.scan(&Channel::new(ChannelKind::Other, 0, location), s),
-            s,
-        );
-    }
-    // Below `location` (which ends with `key`), a string's key is the last object key of its
-    // path, array indices skipped.
-    let keep = |loc: &str| unread(walk::key_of(loc));
-    changed(walk::scan_strings(filter, 0, location, v, &keep))
+    changed(walk::scan_strings(filter, 0, location, key, v, &unread))
 }
 
 /// [`scan_value`] on every member of `obj` but the `handled` ones.

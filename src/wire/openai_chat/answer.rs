@@ -20,7 +20,7 @@ fn scan_str(filter: &mut dyn TextFilter, ch: &Channel, text: &mut String) -> Fie
 
 /// Scans every string inside `v` as [`ChannelKind::Other`].
 fn scan_strings(filter: &mut dyn TextFilter, unit: u32, path: &str, v: &mut Value) -> Field {
-    walk::scan_strings(filter, unit, path, v, &|_| false)
+    walk::scan_strings(filter, unit, path, "", v, &|_| false)
 }
 
 /// Scans and rewrites an upstream chat completion.

@@ -209,18 +209,6 @@ mod tests {
             r#"[1,2]"#,
             r#""text""#,
         ];
-        for case in cases {
-            let v = parse_strict(case.as_bytes()).expect(case);
-            let fast = chunk_from_value(v.clone());
-            let serde = from_value::<ChatChunk>(v);
-            assert_eq!(fast, serde, "{case}");
-            if let Ok(c) = fast {
-                assert_eq!(
-                    serde_json::to_string(&c).ok(),
-                    serde_json::to_string(&serde.expect(case)).ok(),
-                    "{case}"
-                );
-            }
-        }
+        crate::wire::openai_chat::documents::tests::same_as_serde(&cases, chunk_from_value);
     }
 }

@@ -138,14 +138,16 @@ fn take_choice(mut c: Map<String, Value>) -> Choice {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::wire::parse_strict;
 
     /// Checks that the hand-made decoding gives what serde gives (values, errors and the JSON
     /// written back) on every case.
-    fn same_as_serde<T>(cases: &[&str], fast: fn(Value) -> Result<T, WireError>)
-    where
+    pub(in crate::wire::openai_chat) fn same_as_serde<T>(
+        cases: &[&str],
+        fast: fn(Value) -> Result<T, WireError>,
+    ) where
         T: serde::de::DeserializeOwned + serde::Serialize + PartialEq + std::fmt::Debug,
     {
         for case in cases {

@@ -15,6 +15,7 @@ use super::refusal::{CONTENT_FILTER, CompletionMeta, stream_with};
 use super::types::{ChatChunk, ChunkChoice, Delta, FunctionCall, Nullable, ToolCall};
 use crate::wire::json::parse_strict;
 use crate::wire::sse::{DONE, DONE_FRAME, encode_data};
+use crate::wire::walk::{self, Edit};
 use crate::wire::{
     Channel, ChannelId, ChannelKind, Emit, ErrorInfo, RequestFacts, SseEvent, Step, StreamEnd,
     StreamRewriter, TextFilter, Verdict, WireError,
@@ -304,26 +305,9 @@ fn scan_strings(
     path: &str,
     v: &mut Value,
 ) -> Option<String> {
-    match v {
-        Value::String(s) => match filter.scan(&Channel::new(ChannelKind::Other, unit, path), s) {
-            Verdict::Send(t) => {
-                *s = t;
-                None
-            }
-            Verdict::Strip => {
-                s.clear();
-                None
-            }
-            Verdict::Block { refusal, .. } => Some(refusal),
-        },
-        Value::Array(a) => a
-            .iter_mut()
-            .enumerate()
-            .find_map(|(i, x)| scan_strings(filter, unit, &format!("{path}[{i}]"), x)),
-        Value::Object(m) => m
-            .iter_mut()
-            .find_map(|(k, x)| scan_strings(filter, unit, &format!("{path}.{k}"), x)),
-        _ => None,
+    match walk::scan_strings(filter, unit, path, "", v, &|_| false) {
+        Edit::Blocked(refusal) => Some(refusal),
+        Edit::Kept | Edit::Changed => None,
     }
 }
 
