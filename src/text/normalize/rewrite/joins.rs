@@ -2,9 +2,11 @@
 //!
 //! `"sk-proj-AbCd…" + "EfGh…"`, `"sk-proj-AbCd…"\n"EfGh…"` and a key broken over two lines
 //! are joined, so a secret rule matches the whole key or nothing (a redaction never leaves
-//! half a key behind). Only key-like pieces join: the piece before the break is at least 8
-//! characters of `[A-Za-z0-9_+/=-]` with a letter and a digit, and so is the piece after it.
-//! Prose lines and `name = value` lines do not join.
+//! half a key behind). Only key-like pieces join: both pieces around the break are at least 8
+//! characters of `[A-Za-z0-9_+/=-]` with a letter, one of them has a digit, and the other has a
+//! digit too, or reads like a random run of letters (a lower-case letter followed by an upper-case
+//! one: `AbCdEfGh`), or has no lower-case letter (`AKIAIOSF`). A key's random body almost always
+//! has one of those in 8 characters; prose words and `name = value` lines do not join.
 
 use super::Source;
 use crate::text::options::MAX_UNIT_BYTES;
@@ -23,10 +25,46 @@ fn token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'_' | b'+' | b'/' | b'=' | b'-')
 }
 
-fn key_like(piece: &[u8], min: usize) -> bool {
-    let letters = piece.iter().any(u8::is_ascii_alphabetic);
-    let digits = piece.iter().any(u8::is_ascii_digit);
-    piece.len() >= min && letters && digits
+/// The least length of a piece that joins.
+const MIN_PIECE: usize = 8;
+
+/// How much a piece looks like part of a key.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Piece {
+    /// Not key-like: too short, no letter, or a word of lower-case letters.
+    Prose,
+    /// Letters in random case (`AbCdEfGh`) or upper case and digits without a digit.
+    Letters,
+    /// Letters and digits.
+    Mixed,
+}
+
+fn piece(piece: &[u8]) -> Piece {
+    if piece.len() < MIN_PIECE || !piece.iter().any(u8::is_ascii_alphabetic) {
+        return Piece::Prose;
+    }
+    if piece.iter().any(u8::is_ascii_digit) {
+        return Piece::Mixed;
+    }
+    let case_switch = piece
+        .windows(2)
+        .any(|w| w[0].is_ascii_lowercase() && w[1].is_ascii_uppercase());
+    if case_switch || !piece.iter().any(u8::is_ascii_lowercase) {
+        Piece::Letters
+    } else {
+        Piece::Prose
+    }
+}
+
+/// Whether two pieces around a break join: both key-like, at least one with a digit.
+fn joins(before: Piece, after: Piece) -> bool {
+    before.min(after) >= Piece::Letters && before.max(after) == Piece::Mixed
+}
+
+/// Whether a unit of `len` bytes might end in the first piece of a split key, from what the
+/// fast path of the rewrite steps knows about it (a digit or an upper-case letter in it).
+pub(super) fn may_start_join(len: usize, digit_or_upper: bool) -> bool {
+    len >= MIN_PIECE && digit_or_upper
 }
 
 /// Whether the unit `[i, end)` ends in a key-like piece that continues after a line break or
@@ -43,7 +81,8 @@ pub(super) fn split_token(src: &Source<'_>, i: usize, end: usize, finish: bool) 
         .take_while(|&k| token_byte(b[k]))
         .last()
         .unwrap_or(tail_end);
-    if !key_like(&b[tail_start..tail_end], 8) {
+    let before = piece(&b[tail_start..tail_end]);
+    if before == Piece::Prose {
         return Join::No;
     }
     // The break: white space with one line break, or a closing quote, white space, an
@@ -82,7 +121,7 @@ pub(super) fn split_token(src: &Source<'_>, i: usize, end: usize, finish: bool) 
     if p + rest == b.len() && !finish && rest < MAX_UNIT_BYTES {
         return Join::Wait;
     }
-    if !key_like(&b[p..p + rest], 8) || (newlines == 0 && !quoted) {
+    if !joins(before, piece(&b[p..p + rest])) || (newlines == 0 && !quoted) {
         return Join::No;
     }
     Join::At { tail_end, next: p }

@@ -25,7 +25,7 @@ use super::push_decoded;
 use crate::text::offsets::OffsetMap;
 use crate::text::options::{MAX_UNIT_BYTES, NormalizeOptions};
 use decode::{MIN_DECODE_CHARS, decode_run, html_entity, percent_escapes};
-use joins::{Join, split_token};
+use joins::{Join, may_start_join, split_token};
 use letters::{article_before_run, leet, letter_run, narrow_gap, numeric_with_unit, single_letter};
 
 /// The text the rewrite steps read: the per-character steps' output, its map into the
@@ -334,7 +334,7 @@ fn plain_unit(
     // Length of the leading run of base64/hex characters, while it lasts.
     let mut token = 0usize;
     let mut in_token = true;
-    let mut digit = false;
+    let mut digit_or_upper = false;
     loop {
         let Some(&c) = b.get(e) else {
             if !finish {
@@ -362,7 +362,7 @@ fn plain_unit(
             }
             ch.len_utf8()
         };
-        digit |= c.is_ascii_digit();
+        digit_or_upper |= c.is_ascii_digit() || c.is_ascii_uppercase();
         if in_token && (c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=')) {
             token += 1;
         } else {
@@ -374,8 +374,8 @@ fn plain_unit(
     if chars == 0 || (chars == 1 && opts.letter_spacing) {
         return None;
     }
-    // A split key's first part is at least 8 bytes with a digit in it.
-    if opts.joins && e - i >= 8 && digit {
+    // A split key's first part has a digit or an upper-case letter (`joins.rs`).
+    if opts.joins && may_start_join(e - i, digit_or_upper) {
         return None;
     }
     if decoders {

@@ -171,7 +171,26 @@ fn joins_read_a_split_token_whole() {
             "sk-proj-AbCdEfGh1234\nIjKlMnOpQr5678StUv done",
             "sk-proj-AbCdEfGh1234IjKlMnOpQr5678StUv done",
         ),
+        // A piece without a digit joins one with a digit when it reads like a key's random
+        // letters (case switches, or no lower case).
+        (
+            "sk-proj-AbCdEfGhIjKlMnOp\nQrStUvWxYz0123456789_-abcd ok",
+            "sk-proj-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789_-abcd ok",
+        ),
+        ("id AKIAIOSFOD\nNN7EXAMPLE ok", "id AKIAIOSFODNN7EXAMPLE ok"),
         // Prose and short pieces do not join.
+        (
+            "sk-proj-AbCdEfGh1234\nexplanation follows",
+            "sk-proj-AbCdEfGh1234\nexplanation follows",
+        ),
+        (
+            "AbCdEfGhIjKl\nMnOpQrStUvWx",
+            "AbCdEfGhIjKl\nMnOpQrStUvWx",
+        ),
+        (
+            "Kubernetes\nEverything works",
+            "Kubernetes\nEverything works",
+        ),
         (
             "Call me at 555-1234\nThanks a lot",
             "Call me at 555-1234\nThanks a lot",
