@@ -72,6 +72,15 @@ pub(crate) enum Fault {
 }
 
 impl Fault {
+    /// An upstream answer the adapter could not read (`what`: "response body", "stream
+    /// event"). The client is told where it failed but not what the body said (the detail
+    /// goes to the log): serde's messages quote the body's strings and keys, which nobody
+    /// scanned.
+    pub fn unreadable(what: &str, e: &crate::wire::WireError) -> Fault {
+        tracing::warn!(detail = %e, "upstream {what} unusable");
+        Fault::Protocol(format!("{what}: {}", e.without_quotes()))
+    }
+
     /// Classifies an error from the inner service or body.
     pub fn from_error(err: &(dyn std::error::Error + 'static)) -> Fault {
         let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);

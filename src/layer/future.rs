@@ -497,8 +497,18 @@ where
     if let Some(enc) = parts.headers.get(CONTENT_ENCODING)
         && !enc.as_bytes().eq_ignore_ascii_case(b"identity")
     {
+        // The header's value is the upstream's: named only when it is a plain coding token.
+        let named = enc
+            .to_str()
+            .ok()
+            .filter(|v| {
+                v.len() <= 32
+                    && v.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_, ".contains(&b))
+            })
+            .unwrap_or("an unknown coding");
         let fault = Fault::Protocol(format!(
-            "upstream sent a compressed body ({enc:?}) the gateway cannot scan"
+            "upstream sent a compressed body ({named}) the gateway cannot scan"
         ));
         // An error body the gateway cannot read may quote text it never scanned: the client
         // gets the status with a body of the gateway's own.

@@ -32,7 +32,7 @@ fn filter_answer(body: &Bytes, ex: &mut Exchange, mut state: FilterState) -> Res
     };
     adapter
         .answer(body, &mut filter)
-        .map_err(|e| Fault::Protocol(format!("response body: {e}")))
+        .map_err(|e| Fault::unreadable("response body", &e))
 }
 
 /// The body of an upstream error status. Its strings may quote the request or the model's
@@ -66,6 +66,10 @@ pub(crate) fn enforce_error(body: &Bytes, ex: &mut Exchange) -> Bytes {
             Some(false) => Bytes::from(v.to_string()),
             Some(true) => withheld(&mut filter),
         },
+        // JSON the strict parser refuses (a repeated key, deep nesting, a byte order mark) is
+        // still JSON to a client, which decodes its escapes (`\u0062omb`) where a text scan
+        // would not: withheld. Plain text and HTML error pages are scanned as text.
+        Err(_) if looks_like_json(body) => withheld(&mut filter),
         Err(_) => match std::str::from_utf8(body) {
             Ok(text) => match filter.scan(&Channel::new(ChannelKind::Other, 0, "error"), text) {
                 _ if escalated(&mut filter) => withheld(&mut filter),
@@ -78,10 +82,47 @@ pub(crate) fn enforce_error(body: &Bytes, ex: &mut Exchange) -> Bytes {
     }
 }
 
-/// Scans every string of `v`: `None` when nothing changed, `Some(true)` on a block (a
-/// stripped string counts as one: the body is withheld), `Some(false)` when something was
-/// redacted.
+/// Whether a body the strict parser refused starts like JSON (after a byte order mark and
+/// white space), so that a client would read it as JSON.
+fn looks_like_json(body: &[u8]) -> bool {
+    let body = body.strip_prefix("\u{feff}".as_bytes()).unwrap_or(body);
+    matches!(
+        body.iter().find(|b| !b.is_ascii_whitespace()),
+        Some(b'{' | b'[' | b'"')
+    )
+}
+
+/// Every object key inside `v`, with its path.
+fn keys(v: &Value, path: &str, out: &mut Vec<(String, String)>) {
+    match v {
+        Value::Object(m) => {
+            for (k, e) in m {
+                let at = format!("{path}.{k}");
+                out.push((at.clone(), k.clone()));
+                keys(e, &at, out);
+            }
+        }
+        Value::Array(a) => {
+            for (i, e) in a.iter().enumerate() {
+                keys(e, &format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Scans every string of `v`, and every object key: `None` when nothing changed, `Some(true)`
+/// on a block (a stripped string counts as one: the body is withheld; so does any change to
+/// a key), `Some(false)` when something was redacted.
 fn scan_value(filter: &mut OutputFilter<'_>, path: &str, v: &mut Value) -> Option<bool> {
+    let mut names = Vec::new();
+    keys(v, path, &mut names);
+    for (at, k) in names {
+        match filter.scan(&Channel::new(ChannelKind::Other, 0, at), &k) {
+            Verdict::Send(t) if t == k => {}
+            _ => return Some(true),
+        }
+    }
     let mut out = None;
     let flow = walk::strings(v, path, &[], &mut |s, loc| match filter
         .scan(&Channel::new(ChannelKind::Other, 0, loc), s)

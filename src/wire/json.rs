@@ -137,6 +137,23 @@ pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, WireError> {
 // === impl WireError ===
 
 impl WireError {
+    /// The error without any text it quotes from the body: for an upstream's answer, whose
+    /// strings and keys nobody has scanned (`duplicate key `…``, `invalid type: string "…"`),
+    /// so the gateway's own error never carries them to the client. Positions are kept.
+    pub fn without_quotes(&self) -> String {
+        match self {
+            WireError::InvalidUtf8 { .. } => self.to_string(),
+            // serde_json's syntax messages name what it expected, never the input's text.
+            WireError::Syntax { line, column, .. } => {
+                format!("malformed JSON at line {line}, column {column}")
+            }
+            WireError::DuplicateKey { line, column, .. } => {
+                format!("duplicate key at line {line}, column {column}")
+            }
+            WireError::Shape { .. } => "unexpected JSON shape".to_owned(),
+        }
+    }
+
     /// A stable machine-readable code for the OpenAI error body's `code` field.
     pub fn code(&self) -> &'static str {
         match self {

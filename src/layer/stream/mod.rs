@@ -330,7 +330,7 @@ impl StreamFilter {
         match self.rewriter.event(ev, &mut filter, &mut self.out) {
             Ok(Step::Continue) => {}
             Ok(Step::Ended(end)) => self.ended_with(end, None),
-            Err(e) => self.fail(Fault::Protocol(format!("stream event: {e}"))),
+            Err(e) => self.fail(Fault::unreadable("stream event", &e)),
         }
     }
 

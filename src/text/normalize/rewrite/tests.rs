@@ -183,10 +183,7 @@ fn joins_read_a_split_token_whole() {
             "sk-proj-AbCdEfGh1234\nexplanation follows",
             "sk-proj-AbCdEfGh1234\nexplanation follows",
         ),
-        (
-            "AbCdEfGhIjKl\nMnOpQrStUvWx",
-            "AbCdEfGhIjKl\nMnOpQrStUvWx",
-        ),
+        ("AbCdEfGhIjKl\nMnOpQrStUvWx", "AbCdEfGhIjKl\nMnOpQrStUvWx"),
         (
             "Kubernetes\nEverything works",
             "Kubernetes\nEverything works",
