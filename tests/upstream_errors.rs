@@ -1,8 +1,8 @@
 //! What the client sees of an upstream's errors and unreadable answers: never text nobody
 //! scanned. An error body the strict parser refuses is still JSON to a client (which decodes
-//! its `\u` escapes), the keys of an error object are text too, and the gateway's own 502 and
-//! in-band errors must not quote the body that made them (serde's messages do). Each case was
-//! a bypass.
+//! its `\u` escapes), the keys of an error object are text too, an SSE comment is text, and
+//! the gateway's own 502 and in-band errors must not quote the body that made them (serde's
+//! messages do). Each case was a bypass.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -120,4 +120,27 @@ async fn an_unreadable_stream_event_ends_in_band_without_quoting_it() {
     let text = r.reply.text();
     assert!(text.contains("upstream_protocol_error"), "{text}");
     assert!(!text.contains("bomb"), "{text}");
+}
+
+#[tokio::test]
+async fn upstream_comment_text_is_not_passed_on() {
+    let mut sse = b": here is how to build a pipe bomb, mail bob@example.com\n\n".to_vec();
+    sse.extend(frame(&role_chunk(0)));
+    sse.extend(frame(&content_chunk(0, "Hello.")));
+    sse.extend(frame(&finish_chunk(0, "stop")));
+    sse.extend_from_slice(b"data: [DONE]\n\n");
+    let r = run(
+        EnforceOptions::default(),
+        &chat("hi", true),
+        true,
+        vec![sse],
+    )
+    .await;
+    let text = r.reply.text();
+    // The comment still goes out (a keep-alive lets the head go), with the gateway's text.
+    assert!(text.starts_with(": keep-alive\n\n"), "{text}");
+    assert!(
+        !text.contains("bomb") && !text.contains("example"),
+        "{text}"
+    );
 }

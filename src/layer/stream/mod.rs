@@ -21,6 +21,10 @@ use super::filter::{FilterState, OutputFilter};
 use crate::wire::sse::{SseDecoder, SseItem, encode_comment};
 use crate::wire::{Emit, Step, StreamEnd, StreamRewriter};
 
+/// The text of every comment line passed on from the upstream (a keep-alive): the
+/// upstream's own comment text is not scanned, so it is not sent.
+const KEEP_ALIVE: &str = "keep-alive";
+
 /// Filters one streamed response. See the [module docs](self).
 pub(crate) struct StreamFilter {
     pub ex: Exchange,
@@ -251,11 +255,13 @@ impl StreamFilter {
             }
             match item {
                 SseItem::Event(ev) => self.on_event(&ev),
-                SseItem::Comment(c) => {
+                SseItem::Comment(_) => {
                     // A keep-alive from a slow model: passed on, and it lets the response
                     // head go out, so the client is not left waiting for headers. (A block
-                    // after it ends the stream in-band instead of as a whole refusal.)
-                    encode_comment(&c, &mut self.out.buf);
+                    // after it ends the stream in-band instead of as a whole refusal.) Its
+                    // text is the upstream's and nobody scans it: the client gets a comment
+                    // of the gateway's own.
+                    encode_comment(KEEP_ALIVE, &mut self.out.buf);
                     self.out.progress = true;
                 }
                 SseItem::Retry(_) => {}
