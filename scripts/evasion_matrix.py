@@ -136,6 +136,8 @@ REWRITES = {
     "tab_inside": lambda p: p.replace(" ", "\t"),
     "markdown_bold_inside": lambda p: words_map(p, lambda w: inside(w, "**")),
     "markdown_code_inside": lambda p: words_map(p, lambda w: inside(w, "`")),
+    "html_tags_around": lambda p: "<span>" + p + "</span>",
+    "html_tags_inside": lambda p: words_map(p, lambda w: inside(w, "<b>") + "</b>" if len(w) > 3 else w),
     "html_entities": lambda p: "".join("&#%d;" % ord(c) if c in "aeiou" else c for c in p),
     "html_hex_entities": lambda p: "".join("&#x%x;" % ord(c) if c in "aeiou" else c for c in p),
     "percent_encoding": lambda p: urllib.parse.quote(p, safe=""),

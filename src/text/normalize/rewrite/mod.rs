@@ -286,7 +286,7 @@ pub(super) fn special_mask(opts: NormalizeOptions) -> u128 {
     }
     const STEPS: [u128; 4] = [
         set(b"&%"),
-        set(b"*`~_"),
+        set(b"*`~_<"),
         set(b"0123456789@$"),
         set(b"/|,+:;*~^=!#\\"),
     ];
@@ -457,7 +457,7 @@ struct Scratch {
 #[cfg(test)]
 pub(super) fn special(opts: NormalizeOptions, b: u8) -> bool {
     (opts.entities && matches!(b, b'&' | b'%'))
-        || (opts.markup && matches!(b, b'*' | b'`' | b'~' | b'_'))
+        || (opts.markup && matches!(b, b'*' | b'`' | b'~' | b'_' | b'<'))
         || (opts.leetspeak && (b.is_ascii_digit() || matches!(b, b'@' | b'$')))
         || (opts.letter_spacing && is_spacing_punct(b))
 }
@@ -483,6 +483,30 @@ fn spelled_out(unit: &str) -> bool {
                 c.is_ascii() && is_spacing_punct(c as u8)
             }
         })
+}
+
+/// The length in tokens of an HTML tag without attributes (`<b>`, `</span>`, `<br/>`) at the
+/// start of `toks`, if one is there. (Comments, `<!---->`, do not reach this step whole: the
+/// separators step has read their dashes as a space.)
+fn html_tag(toks: &[Tok]) -> Option<usize> {
+    let c = |k: usize| toks.get(k).filter(|t| t.decoded.is_none()).map(|t| t.c);
+    if c(0) != Some('<') {
+        return None;
+    }
+    let mut k = 1;
+    if c(k) == Some('/') {
+        k += 1;
+    }
+    if !c(k).is_some_and(|x| x.is_ascii_alphabetic()) {
+        return None;
+    }
+    while c(k).is_some_and(|x| x.is_ascii_alphanumeric()) {
+        k += 1;
+    }
+    if c(k) == Some('/') {
+        k += 1;
+    }
+    (c(k) == Some('>')).then_some(k + 1)
 }
 
 fn is_markup(c: char) -> bool {
@@ -553,6 +577,27 @@ fn emit_unit(
     }
     let wordy = |t: &Tok| t.decoded.is_none() && (t.c.is_alphanumeric() || leet(t.c).is_some());
     if opts.markup && toks.iter().any(wordy) {
+        // HTML tags without attributes in a unit with a word character outside them go
+        // (`pi<b>pe</b>`, `<span>pipe`, `bomb</i>`); a unit that is a tag alone (`<br>`) stays.
+        let mut k = 0;
+        let mut tags = false;
+        while k < toks.len() {
+            match html_tag(&toks[k..]) {
+                Some(n) => {
+                    for t in &mut toks[k..k + n] {
+                        t.keep = false;
+                    }
+                    tags = true;
+                    k += n;
+                }
+                None => k += 1,
+            }
+        }
+        if tags && !toks.iter().any(|t| t.keep && wordy(t)) {
+            for t in toks.iter_mut() {
+                t.keep = true;
+            }
+        }
         // Emphasis and code marks in a unit with a word character in it go (`pi**pe**`,
         // `b`o`mb`, `**bomb**`); a unit of marks alone (`***`, a code fence) stays.
         for t in toks.iter_mut() {
