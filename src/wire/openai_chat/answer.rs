@@ -4,7 +4,7 @@ use bytes::Bytes;
 use serde_json::{Map, Value};
 
 use super::documents::completion_from_value;
-use super::refusal::CONTENT_FILTER;
+use super::refusal::{CONTENT_FILTER, CompletionMeta, refusal_completion_with};
 use super::types::{ChatCompletion, Nullable, ResponseMessage};
 use crate::wire::parse_strict;
 use crate::wire::walk::{self, Edit as Field, apply};
@@ -12,6 +12,22 @@ use crate::wire::{Answer, Channel, ChannelKind, TextFilter, Verdict, WireError};
 
 /// Fields of a response message that hold no text.
 const MESSAGE_META: [&str; 1] = ["role"];
+
+/// Top-level fields of a completion that pass unread, each an identifier or an enum no model
+/// writes: `id` (the completion's id), `object` (`chat.completion`), `created` (a number),
+/// `model` (the model's name), `system_fingerprint` (a backend configuration id),
+/// `service_tier` (an enum). Every other top-level field — `usage` (numbers, and whatever
+/// strings a vendor nests there), `prompt_filter_results`, an `error` object, `output`,
+/// anything unknown — is read by the generic walk. They are also the only fields a refusal
+/// written in the completion's place copies.
+const COMPLETION_META: [&str; 6] = [
+    "id",
+    "object",
+    "created",
+    "model",
+    "system_fingerprint",
+    "service_tier",
+];
 
 /// Scans one string field in place.
 fn scan_str(filter: &mut dyn TextFilter, ch: &Channel, text: &mut String) -> Field {
@@ -27,14 +43,40 @@ fn scan_strings(filter: &mut dyn TextFilter, unit: u32, path: &str, v: &mut Valu
 pub(crate) fn enforce(body: &Bytes, filter: &mut dyn TextFilter) -> Result<Answer, WireError> {
     let mut resp: ChatCompletion = parse_strict(body).and_then(completion_from_value)?;
     let mut changed = false;
+    // The completion's own fields first: a block there (a 200 that is an error object, text
+    // outside any choice) refuses the whole answer.
+    for (k, v) in resp.extra.iter_mut() {
+        if COMPLETION_META.contains(&k.as_str()) {
+            continue;
+        }
+        match scan_strings(filter, 0, k, v) {
+            Field::Kept => {}
+            Field::Changed => changed = true,
+            Field::Blocked(refusal) => return Ok(refuse_all(&resp, &refusal)),
+        }
+    }
     let mut blocked_choices = 0;
     for choice in resp.choices.iter_mut() {
         let ci = choice.index;
-        let Some(msg) = choice.message.get_mut() else {
-            continue;
+        let (mut block, mut modified) = match choice.message.get_mut() {
+            Some(msg) => scan_message(filter, ci, msg),
+            None => (None, false),
         };
-        let (block, modified) = scan_message(filter, ci, msg);
-        let mut modified = modified;
+        // The choice's other fields (a `delta` or `text` where `message` should be, `logprobs`
+        // — its tokens and their alternatives are model-written text too —,
+        // `content_filter_results`, `stop_reason`, vendor fields): the generic walk.
+        if block.is_none() {
+            for (k, v) in choice.extra.iter_mut() {
+                match scan_strings(filter, ci, &format!("choices[{ci}].{k}"), v) {
+                    Field::Kept => {}
+                    Field::Changed => modified = true,
+                    Field::Blocked(r) => {
+                        block = Some(r);
+                        break;
+                    }
+                }
+            }
+        }
         if let Some(refusal) = block {
             blocked_choices += 1;
             choice.message = Nullable::Present(ResponseMessage {
@@ -47,6 +89,8 @@ pub(crate) fn enforce(body: &Bytes, filter: &mut dyn TextFilter) -> Result<Answe
                 extra: Map::new(),
             });
             choice.finish_reason = Nullable::Present(CONTENT_FILTER.to_owned());
+            // The field that blocked, and those not read after it.
+            choice.extra.clear();
             modified = true;
         }
         if modified {
@@ -74,6 +118,28 @@ pub(crate) fn enforce(body: &Bytes, filter: &mut dyn TextFilter) -> Result<Answe
         body: Bytes::from(out),
         all_blocked,
     })
+}
+
+/// The answer when a field outside the choices blocks: a refusal in every choice the upstream
+/// sent (one when it sent none), with the completion's identifiers and nothing else of it.
+fn refuse_all(resp: &ChatCompletion, refusal: &str) -> Answer {
+    let meta = CompletionMeta::from_extra(&resp.extra, "");
+    let mut v = refusal_completion_with(&meta, refusal, CONTENT_FILTER);
+    if resp.choices.len() > 1
+        && let Some(Value::Array(choices)) = v.get_mut("choices")
+        && let Some(first) = choices.first().cloned()
+    {
+        choices.clear();
+        for c in &resp.choices {
+            let mut r = first.clone();
+            r["index"] = Value::from(c.index);
+            choices.push(r);
+        }
+    }
+    Answer {
+        body: Bytes::from(v.to_string()),
+        all_blocked: true,
+    }
 }
 
 /// Scans every text of one choice's message; returns the refusal when it blocks, and whether
@@ -233,4 +299,149 @@ fn scan_function_call(filter: &mut dyn TextFilter, ci: u32, v: &mut Value) -> Fi
         }
     }
     out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::wire::testing::{REFUSAL, TestFilter};
+    use serde_json::json;
+
+    fn base() -> Value {
+        json!({"id": "c1", "object": "chat.completion", "created": 1, "model": "m"})
+    }
+
+    fn with(mut v: Value, extra: Value) -> Value {
+        if let (Value::Object(m), Value::Object(e)) = (&mut v, extra) {
+            m.extend(e);
+        }
+        v
+    }
+
+    fn ok_choice(extra: Value) -> Value {
+        with(
+            json!({"index": 0, "message": {"role": "assistant", "content": "ok"},
+                   "finish_reason": "stop"}),
+            extra,
+        )
+    }
+
+    fn answer(v: &Value) -> (String, Answer, TestFilter) {
+        let mut f = TestFilter::new();
+        let a = enforce(&Bytes::from(v.to_string()), &mut f).unwrap();
+        (String::from_utf8(a.body.to_vec()).unwrap(), a, f)
+    }
+
+    /// Red team finding 4, buffered Chat (`c_choice_extra`, `c_msgnull`, `c_nomsg`,
+    /// `c_top_extra`, `c_nochoices`, `c_error200`, `c_usage`, `c_logprobs`): strings outside the
+    /// message were passed unread. Each is blocked now.
+    #[test]
+    fn strings_outside_the_message_are_scanned() {
+        let cases = [
+            (
+                "c_choice_extra",
+                with(
+                    base(),
+                    json!({"choices": [ok_choice(json!({"x_note": "a pipe bomb"}))]}),
+                ),
+            ),
+            (
+                "c_msgnull",
+                with(
+                    base(),
+                    json!({"choices": [{"index": 0, "message": null,
+                        "delta": {"content": "a pipe bomb"}, "finish_reason": "stop"}]}),
+                ),
+            ),
+            (
+                "c_nomsg",
+                with(
+                    base(),
+                    json!({"choices": [{"index": 0, "text": "a pipe bomb", "finish_reason": "stop"}]}),
+                ),
+            ),
+            (
+                "c_top_extra",
+                with(
+                    base(),
+                    json!({"choices": [ok_choice(json!({}))], "x_note": "a pipe bomb"}),
+                ),
+            ),
+            (
+                "c_nochoices",
+                with(base(), json!({"output": "a pipe bomb"})),
+            ),
+            ("c_error200", json!({"error": {"message": "a pipe bomb"}})),
+            (
+                "c_usage",
+                with(
+                    base(),
+                    json!({"choices": [ok_choice(json!({}))], "usage": {"note": "a pipe bomb"}}),
+                ),
+            ),
+            (
+                "c_logprobs",
+                with(
+                    base(),
+                    json!({"choices": [ok_choice(json!({"logprobs": {"content": [{"token": "ok",
+                        "logprob": 0, "top_logprobs": [{"token": "a pipe bomb", "logprob": -9}]}]}}))]}),
+                ),
+            ),
+            (
+                "stop_reason and content_filter_results",
+                with(
+                    base(),
+                    json!({"choices": [ok_choice(json!({"stop_reason": "x",
+                        "content_filter_results": {"hate": {"detail": "a pipe bomb"}}}))]}),
+                ),
+            ),
+        ];
+        for (name, v) in cases {
+            let (out, a, _) = answer(&v);
+            assert!(!out.contains("bomb"), "{name}: {out}");
+            assert!(a.all_blocked, "{name}: {out}");
+            let got: Value = serde_json::from_str(&out).unwrap();
+            assert_eq!(got["choices"][0]["finish_reason"], CONTENT_FILTER, "{name}");
+            assert_eq!(got["choices"][0]["message"]["content"], REFUSAL, "{name}");
+        }
+    }
+
+    /// A redaction outside the message is written into the body sent; identifiers are not read.
+    #[test]
+    fn redactions_outside_the_message_are_written_back_and_identifiers_pass_unread() {
+        let v = with(
+            base(),
+            json!({"system_fingerprint": "fp_secret-1234", "x_note": "key secret-5678",
+                   "choices": [ok_choice(json!({"x_note": "key secret-9012"}))]}),
+        );
+        let (out, a, f) = answer(&v);
+        assert!(!a.all_blocked);
+        let got: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(got["x_note"], "key [secret]");
+        assert_eq!(got["choices"][0]["x_note"], "key [secret]");
+        assert_eq!(got["system_fingerprint"], "fp_secret-1234");
+        let locations: Vec<&str> = f.scanned.iter().map(|(c, _)| c.location.as_str()).collect();
+        for skipped in ["id", "object", "model", "system_fingerprint"] {
+            assert!(!locations.contains(&skipped), "{locations:?}");
+        }
+    }
+
+    /// Two choices, a top-level block: both are refused, with the completion's id kept.
+    #[test]
+    fn a_top_level_block_refuses_every_choice() {
+        let mut second = ok_choice(json!({}));
+        second["index"] = json!(1);
+        let v = with(
+            base(),
+            json!({"choices": [ok_choice(json!({})), second], "error": {"message": "a pipe bomb"}}),
+        );
+        let (out, a, _) = answer(&v);
+        assert!(a.all_blocked);
+        let got: Value = serde_json::from_str(&out).unwrap();
+        assert!(!out.contains("bomb"), "{out}");
+        assert_eq!(got["id"], "c1");
+        assert_eq!(got["choices"][1]["index"], 1);
+        assert_eq!(got["choices"][1]["finish_reason"], CONTENT_FILTER);
+    }
 }

@@ -62,6 +62,8 @@ mod documents;
 pub mod refusal;
 mod request;
 mod stream;
+#[cfg(test)]
+mod stream_tests;
 pub mod types;
 
 use bytes::Bytes;

@@ -89,6 +89,47 @@ fn is_instruction_role(role: &str) -> bool {
 /// Fields of a message that hold no text the model reads.
 const MESSAGE_META: [&str; 5] = ["tool_call_id", "id", "type", "cache_control", "audio"];
 
+/// Whether the top-level field `key` holding `v` is a setting the model does not read as text
+/// and that cannot hold free text as sent: numbers and switches when they are numbers, booleans
+/// or `null`; the model's name and enum settings when they are strings; `modalities` when it
+/// lists modalities. A setting of any other shape (`"temperature": "…"`) is read like an
+/// unknown field, and so is every field not listed here (`response_format`, `prediction`,
+/// `stop`, `user`, `metadata`, vLLM's `chat_template`, `guided_*`, vendor fields, …).
+fn is_setting(key: &str, v: &Value) -> bool {
+    match key {
+        "temperature"
+        | "top_p"
+        | "top_k"
+        | "min_p"
+        | "n"
+        | "max_tokens"
+        | "max_completion_tokens"
+        | "presence_penalty"
+        | "frequency_penalty"
+        | "repetition_penalty"
+        | "seed"
+        | "logprobs"
+        | "top_logprobs"
+        | "stream"
+        | "parallel_tool_calls"
+        | "store" => {
+            matches!(v, Value::Number(_) | Value::Bool(_) | Value::Null)
+        }
+        // `tool_choice` as `none` / `auto` / `required` (its object form names a tool: read).
+        "model" | "reasoning_effort" | "service_tier" | "verbosity" | "tool_choice" => {
+            v.is_string()
+        }
+        "modalities" => v.as_array().is_some_and(|a| {
+            a.iter()
+                .all(|m| matches!(m.as_str(), Some("text" | "audio")))
+        }),
+        _ => false,
+    }
+}
+
+/// Top-level fields read field by field elsewhere.
+const READ_APART: [&str; 3] = ["messages", "tools", "functions"];
+
 /// Part types that carry something the gateway cannot scan.
 fn unscannable_part(type_: &str) -> Option<&'static str> {
     match type_ {
@@ -263,6 +304,18 @@ impl ChatRequestDoc {
                 }
             }
         }
+        // Every other top-level field: a JSON schema's descriptions and enums
+        // (`response_format`), predicted output, vLLM's `chat_template` and guided decoding,
+        // stop sequences, `user` and `metadata` (they leave the gateway too), anything
+        // unknown. Read with every input rule (no role); redactions are forwarded.
+        for (k, v) in self.req.extra.iter_mut() {
+            if READ_APART.contains(&k.as_str()) || is_setting(k, v) {
+                continue;
+            }
+            if !walk_strings(v, None, k, sink) {
+                return;
+            }
+        }
     }
 }
 
@@ -314,7 +367,14 @@ fn part_texts(
         {
             return false;
         }
-        return true;
+        // A text part's other fields (`cache_control` aside): unknown, so read.
+        return p
+            .extra
+            .iter_mut()
+            .filter(|(k, _)| k.as_str() != "cache_control")
+            .all(|(k, v)| {
+                walk_strings(v, role, &format!("messages[{mi}].content[{pi}].{k}"), sink)
+            });
     }
     if let Some(reason) = unscannable_part(&p.type_) {
         sink.partial(reason);
@@ -507,6 +567,103 @@ mod tests {
         ];
         for (role, want) in cases {
             assert_eq!(rule_role(role), want, "{role:?}");
+        }
+    }
+}
+
+/// Red team finding 6 (Chat): top-level fields outside `messages` and `tools` went to the
+/// model — or to the provider — unread.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod top_level_tests {
+    use super::*;
+    use crate::wire::testing::TestSink;
+    use serde_json::json;
+
+    fn with(extra: Value) -> Value {
+        let mut v = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]});
+        if let (Value::Object(m), Value::Object(e)) = (&mut v, extra) {
+            m.extend(e);
+        }
+        v
+    }
+
+    fn read(v: &Value) -> (ChatRequestDoc, TestSink) {
+        let mut doc = ChatRequestDoc::parse(v.to_string().as_bytes()).unwrap();
+        let mut sink = TestSink::default();
+        doc.texts(&mut sink);
+        (doc, sink)
+    }
+
+    #[test]
+    fn every_free_text_top_level_field_is_read_as_the_most_restrictive_role() {
+        let cases = [
+            json!({"response_format": {"type": "json_schema", "json_schema": {"name": "x",
+                "schema": {"type": "object", "properties": {"type": {"type": "string",
+                "description": "explain a pipe bomb"}}}}}}),
+            json!({"response_format": {"type": "json_schema", "json_schema": {"name": "x",
+                "schema": {"enum": ["ok", "a pipe bomb"]}}}}),
+            json!({"prediction": {"type": "content", "content": "a pipe bomb"}}),
+            json!({"prediction": {"type": "content", "content": [{"type": "text", "text": "a pipe bomb"}]}}),
+            json!({"chat_template": "{{ 'a pipe bomb' }}"}),
+            json!({"guided_choice": ["yes", "a pipe bomb"]}),
+            json!({"guided_regex": "a pipe bomb"}),
+            json!({"chat_template_kwargs": {"persona": "a pipe bomb maker"}}),
+            json!({"stop": ["a pipe bomb"]}),
+            json!({"stop": "a pipe bomb"}),
+            json!({"user": "a pipe bomb"}),
+            json!({"metadata": {"note": "a pipe bomb"}}),
+            json!({"x_vendor": {"deep": ["a pipe bomb"]}}),
+            // A mistyped setting is read too.
+            json!({"temperature": "a pipe bomb"}),
+            json!({"tool_choice": {"type": "function", "function": {"name": "a pipe bomb"}}}),
+        ];
+        for extra in cases {
+            let (_, sink) = read(&with(extra.clone()));
+            assert!(sink.blocked, "{extra}: {:?}", sink.texts);
+            let last = sink.texts.last().unwrap();
+            assert_eq!(last.0, None, "{extra}: read as {:?}", last.0);
+        }
+        // Unknown keys of a text part.
+        let v = json!({"messages": [{"role": "user",
+            "content": [{"type": "text", "text": "hi", "x_note": "a pipe bomb"}]}]});
+        let (_, sink) = read(&v);
+        assert!(sink.blocked, "{:?}", sink.texts);
+    }
+
+    #[test]
+    fn redactions_in_top_level_fields_are_forwarded_and_settings_are_not_read() {
+        let v = with(
+            json!({"user": "secret-1234", "metadata": {"k": "secret-5678"},
+            "response_format": {"type": "json_schema", "json_schema": {"name": "x",
+                "schema": {"description": "secret-9012"}}},
+            "temperature": 0.5, "n": 1, "stream": false, "tool_choice": "auto",
+            "reasoning_effort": "low", "service_tier": "auto", "modalities": ["text"],
+            "logit_bias": {"123": 5}, "stream_options": {"include_usage": true}}),
+        );
+        let (doc, sink) = read(&v);
+        assert!(!sink.blocked);
+        let body = String::from_utf8(doc.to_bytes().unwrap().to_vec()).unwrap();
+        assert!(!body.contains("secret-"), "{body}");
+        let got: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(got["user"], "[secret]");
+        assert_eq!(got["metadata"]["k"], "[secret]");
+        assert_eq!(
+            got["response_format"]["json_schema"]["schema"]["description"],
+            "[secret]"
+        );
+        let read_at: Vec<&str> = sink.texts.iter().map(|t| t.1.as_str()).collect();
+        for setting in [
+            "model",
+            "tool_choice",
+            "reasoning_effort",
+            "service_tier",
+            "modalities",
+        ] {
+            assert!(
+                !read_at.iter().any(|l| l.starts_with(setting)),
+                "{setting}: {read_at:?}"
+            );
         }
     }
 }

@@ -21,21 +21,26 @@ use crate::wire::{
     StreamRewriter, TextFilter, Verdict, WireError,
 };
 
-/// Fields of a chunk that hold no text.
-const CHUNK_META: [&str; 8] = [
+/// Fields of a chunk that are read as identifiers or enums, not text, and pass unread: the
+/// completion's `id`, `object` (`chat.completion.chunk`), `created` (a number), `model` (the
+/// model's name), `system_fingerprint` (a backend configuration id) and `service_tier` (an
+/// enum). No model writes them. They are also the only fields the chunks the gateway writes
+/// itself copy. Everything else of a chunk — `usage` (numbers, and whatever strings a vendor
+/// nests there), `obfuscation` (random padding, free text), an `error` object, vendor fields —
+/// is scanned.
+const CHUNK_META: [&str; 6] = [
     "id",
     "object",
     "created",
     "model",
     "system_fingerprint",
     "service_tier",
-    "usage",
-    "obfuscation",
 ];
 
-/// Fields of a chunk choice that hold no text (log probabilities are dropped: they carry the
-/// tokens of the text as the upstream sent it).
-const CHOICE_META: [&str; 3] = ["logprobs", "content_filter_results", "stop_reason"];
+/// Fields of a chunk choice that pass unread: `logprobs` only, and it is never sent (it is set
+/// to `null`: it carries the tokens of the text as the upstream sent it). `stop_reason` (vLLM:
+/// the stop string that matched) and `content_filter_results` (Azure) can carry text: scanned.
+const CHOICE_META: [&str; 1] = ["logprobs"];
 
 /// The rewriter of one streamed chat completion.
 #[derive(Debug)]
@@ -104,22 +109,28 @@ impl ChatStream {
         out: &mut Emit,
     ) -> Step {
         if self.template.is_none() {
-            let mut t = chunk.extra.clone();
-            t.remove("usage");
+            // The chunks the gateway writes itself copy the identifiers only: never a field
+            // that is scanned (its text may be blocked, or redacted below).
+            let t = chunk
+                .extra
+                .iter()
+                .filter(|(k, _)| CHUNK_META.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
             self.template = Some(t);
         }
         // Strings of the chunk itself that the format does not define (an `error` object, a
-        // vendor field): scanned whole; a block there ends every choice.
+        // vendor field, usage, padding): scanned whole; a block there ends every choice (and
+        // this chunk is not sent).
         let mut chunk_block = None;
-        for (k, v) in chunk.extra.iter_mut() {
-            if CHUNK_META.contains(&k.as_str()) {
-                continue;
-            }
-            if let Some(r) = scan_strings(filter, 0, k, v) {
-                chunk_block = Some(r);
-                break;
-            }
-        }
+        scan_fields(
+            filter,
+            0,
+            &mut chunk.extra,
+            &CHUNK_META,
+            &|k| k.to_owned(),
+            &mut chunk_block,
+        );
         if let Some(refusal) = chunk_block {
             return self.block_all(out, &refusal);
         }
@@ -133,11 +144,11 @@ impl ChatStream {
         }
         let has_usage = chunk.extra.get("usage").is_some_and(|u| !u.is_null());
         // Fields of the chunk itself that the format does not define go on even when every
-        // choice in it is held back.
+        // choice in it is held back (padding alone does not make a chunk worth sending).
         let has_own_fields = chunk
             .extra
             .iter()
-            .any(|(k, v)| !CHUNK_META.contains(&k.as_str()) && !v.is_null());
+            .any(|(k, v)| !CHUNK_META.contains(&k.as_str()) && k != "obfuscation" && !v.is_null());
         if !had_choices || !kept.is_empty() || has_usage || has_own_fields {
             out.progress |= !had_choices || kept.iter().any(has_payload);
             chunk.choices = kept;
@@ -311,6 +322,30 @@ fn scan_strings(
     }
 }
 
+/// Scans the fields of `m` in order with [`scan_strings`] (its path `at(key)`); keys in
+/// `unread` pass as they are. Once `block` is set — by a field before `m` or by one of `m`'s —
+/// the field that blocked and every field after it (not read) are removed from `m`: nothing
+/// blocked or unread goes out beside the choice's `content_filter` end.
+fn scan_fields(
+    filter: &mut dyn TextFilter,
+    unit: u32,
+    m: &mut Map<String, Value>,
+    unread: &[&str],
+    at: &dyn Fn(&str) -> String,
+    block: &mut Option<String>,
+) {
+    m.retain(|k, v| {
+        if block.is_some() {
+            return false;
+        }
+        if unread.contains(&k.as_str()) {
+            return true;
+        }
+        *block = scan_strings(filter, unit, &at(k), v);
+        block.is_none()
+    });
+}
+
 fn channel(
     slot: &mut Option<ChannelId>,
     filter: &mut dyn TextFilter,
@@ -391,76 +426,24 @@ fn process_choice(
         let mut kept = Vec::with_capacity(calls.len());
         for (pos, mut call) in std::mem::take(calls).into_iter().enumerate() {
             if block.is_some() {
+                // This call and the ones after it were not read.
                 break;
             }
             let ti = call.index.get().copied().unwrap_or(pos as u32);
-            if let Some(f) = call.function.get_mut() {
-                if let Some(name) = f.name.get_mut() {
-                    let c = Channel::new(
-                        ChannelKind::ToolName,
-                        index,
-                        loc(&format!("tool_calls[{ti}].name")),
-                    );
-                    match filter.scan(&c, name) {
-                        Verdict::Send(t) => *name = t,
-                        Verdict::Strip => name.clear(),
-                        Verdict::Block { refusal, .. } => {
-                            name.clear();
-                            block = Some(refusal);
-                        }
-                    }
-                }
-                if block.is_none()
-                    && let Some(args) = f.arguments.get_mut()
-                    && !args.is_empty()
-                {
-                    let id = tool_channel(st, filter, ti);
-                    match filter.push(id, args) {
-                        Verdict::Send(t) => *args = t,
-                        Verdict::Strip => args.clear(),
-                        Verdict::Block { refusal, released } => {
-                            *args = released;
-                            block = Some(refusal);
-                        }
-                    }
-                }
-                if block.is_none() {
-                    for (k, v) in f.extra.iter_mut() {
-                        let path = loc(&format!("tool_calls[{ti}].function.{k}"));
-                        if let Some(r) = scan_strings(filter, index, &path, v) {
-                            block = Some(r);
-                            break;
-                        }
-                    }
-                }
-            }
-            if block.is_none() {
-                for (k, v) in call.extra.iter_mut() {
-                    let path = loc(&format!("tool_calls[{ti}].{k}"));
-                    if let Some(r) = scan_strings(filter, index, &path, v) {
-                        block = Some(r);
-                        break;
-                    }
-                }
-            }
+            block = process_call(st, filter, ti, &mut call);
             kept.push(call);
         }
         *calls = kept;
     }
-    if block.is_none() {
-        block = delta_extra(st, filter, d);
-    }
-    if block.is_none() {
-        for (k, v) in choice.extra.iter_mut() {
-            if CHOICE_META.contains(&k.as_str()) {
-                continue;
-            }
-            if let Some(r) = scan_strings(filter, index, &loc(k), v) {
-                block = Some(r);
-                break;
-            }
-        }
-    }
+    delta_extra(st, filter, d, &mut block);
+    scan_fields(
+        filter,
+        index,
+        &mut choice.extra,
+        &CHOICE_META,
+        &|k| loc(k),
+        &mut block,
+    );
     if choice.delta.role.get().is_some() {
         st.role_sent = true;
     }
@@ -471,48 +454,128 @@ fn process_choice(
     finalize(st, choice, block)
 }
 
-/// The delta's other fields: a legacy `function_call` (its `arguments` streamed as JSON text),
-/// `audio` (not scanned), and any unknown string.
-fn delta_extra(st: &mut ChoiceState, filter: &mut dyn TextFilter, d: &mut Delta) -> Option<String> {
+/// One tool call of a delta: its name, its arguments (streamed as JSON text), and every other
+/// string of it (a custom tool's `input`, unknown fields) whole. On a block, whatever of the
+/// call blocked or was not read yet is removed; released arguments stay.
+fn process_call(
+    st: &mut ChoiceState,
+    filter: &mut dyn TextFilter,
+    ti: u32,
+    call: &mut ToolCall,
+) -> Option<String> {
     let index = st.index;
-    for (k, v) in d.extra.iter_mut() {
-        match (k.as_str(), v) {
-            ("audio", _) => filter.partial("audio output not scanned"),
-            ("function_call", Value::Object(fc)) => {
-                for (fk, fv) in fc.iter_mut() {
-                    let path = format!("choices[{index}].function_call.{fk}");
-                    match (fk.as_str(), fv) {
-                        ("arguments", Value::String(args)) if !args.is_empty() => {
-                            let id = channel(&mut st.function_call, filter, || {
-                                Channel::new(ChannelKind::ToolArguments, index, path).json()
-                            });
-                            match filter.push(id, args) {
-                                Verdict::Send(t) => *args = t,
-                                Verdict::Strip => args.clear(),
-                                Verdict::Block { refusal, released } => {
-                                    *args = released;
-                                    return Some(refusal);
-                                }
-                            }
-                        }
-                        (_, fv) => {
-                            if let Some(r) = scan_strings(filter, index, &path, fv) {
-                                return Some(r);
-                            }
-                        }
-                    }
-                }
-            }
-            (k, v) => {
-                if let Some(r) =
-                    scan_strings(filter, index, &format!("choices[{index}].delta.{k}"), v)
-                {
-                    return Some(r);
+    let loc = |f: &str| format!("choices[{index}].tool_calls[{ti}].{f}");
+    let mut block = None;
+    if let Some(f) = call.function.get_mut() {
+        if let Some(name) = f.name.get_mut() {
+            let c = Channel::new(ChannelKind::ToolName, index, loc("name"));
+            match filter.scan(&c, name) {
+                Verdict::Send(t) => *name = t,
+                Verdict::Strip => name.clear(),
+                Verdict::Block { refusal, .. } => {
+                    f.name = Nullable::Absent;
+                    f.arguments = Nullable::Absent;
+                    block = Some(refusal);
                 }
             }
         }
+        if block.is_none()
+            && let Some(args) = f.arguments.get_mut()
+            && !args.is_empty()
+        {
+            let id = tool_channel(st, filter, ti);
+            match filter.push(id, args) {
+                Verdict::Send(t) => *args = t,
+                Verdict::Strip => args.clear(),
+                Verdict::Block { refusal, released } => {
+                    *args = released;
+                    block = Some(refusal);
+                }
+            }
+        }
+        scan_fields(
+            filter,
+            index,
+            &mut f.extra,
+            &[],
+            &|k| loc(&format!("function.{k}")),
+            &mut block,
+        );
     }
-    None
+    // Custom tool calls (`{"type":"custom","custom":{"name","input"}}`) and anything else a
+    // call carries.
+    scan_fields(filter, index, &mut call.extra, &[], &|k| loc(k), &mut block);
+    block
+}
+
+/// The delta's other fields: a legacy `function_call` (its `arguments` streamed as JSON text),
+/// `audio` (not scanned), and any unknown string. On a block (here or earlier in the choice),
+/// the field that blocked and every field not read yet are removed.
+fn delta_extra(
+    st: &mut ChoiceState,
+    filter: &mut dyn TextFilter,
+    d: &mut Delta,
+    block: &mut Option<String>,
+) {
+    let index = st.index;
+    d.extra.retain(|k, v| {
+        if block.is_some() {
+            return false;
+        }
+        match (k.as_str(), v) {
+            ("audio", _) => {
+                filter.partial("audio output not scanned");
+                true
+            }
+            ("function_call", Value::Object(fc)) => {
+                function_call_fields(st, filter, fc, block);
+                // What it kept was read (its released arguments): it goes on.
+                true
+            }
+            (k, v) => {
+                *block = scan_strings(filter, index, &format!("choices[{index}].delta.{k}"), v);
+                block.is_none()
+            }
+        }
+    });
+}
+
+/// The fields of a streamed legacy `function_call`: `arguments` through its channel, every
+/// other string whole. On a block, the released arguments stay; the field that blocked and the
+/// fields not read yet are removed.
+fn function_call_fields(
+    st: &mut ChoiceState,
+    filter: &mut dyn TextFilter,
+    fc: &mut Map<String, Value>,
+    block: &mut Option<String>,
+) {
+    let index = st.index;
+    fc.retain(|fk, fv| {
+        if block.is_some() {
+            return false;
+        }
+        let path = format!("choices[{index}].function_call.{fk}");
+        match (fk.as_str(), fv) {
+            ("arguments", Value::String(args)) if !args.is_empty() => {
+                let id = channel(&mut st.function_call, filter, || {
+                    Channel::new(ChannelKind::ToolArguments, index, path).json()
+                });
+                match filter.push(id, args) {
+                    Verdict::Send(t) => *args = t,
+                    Verdict::Strip => args.clear(),
+                    Verdict::Block { refusal, released } => {
+                        *args = released;
+                        *block = Some(refusal);
+                    }
+                }
+                true
+            }
+            (_, fv) => {
+                *block = scan_strings(filter, index, &path, fv);
+                block.is_none()
+            }
+        }
+    });
 }
 
 fn tool_channel(st: &mut ChoiceState, filter: &mut dyn TextFilter, ti: u32) -> ChannelId {

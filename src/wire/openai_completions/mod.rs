@@ -10,8 +10,12 @@
 //! the spec. [`WireRequest::instructions`] hands the prompt strings to `edit`, so an earlier
 //! injection is found again and taken out. Token prompts get no spec.
 //!
-//! **Answer**: `choices[].text` per choice (the unit is the choice `index`); `logprobs` is
-//! nulled when the text was edited (its tokens are the upstream's text). A blocked choice
+//! **Answer**: `choices[].text` per choice (the unit is the choice `index`); every other string
+//! of a choice (`logprobs` tokens, a `message`, a `text` that is not a string, vendor fields)
+//! and of the completion or chunk (`usage`, an `error` object, vendor fields; identifiers
+//! aside, see [`COMPLETION_META`]) through the generic walk (a block outside the choices
+//! refuses every choice); `logprobs` is nulled when the text was edited (its tokens are the
+//! upstream's text). A blocked choice
 //! becomes the refusal text with `finish_reason: "content_filter"`; in a stream it ends
 //! in-band with `finish_reason: "content_filter"` (the refusal as its text when nothing of it
 //! was sent), then `data: [DONE]` once every choice is over.
@@ -75,6 +79,51 @@ const SETTINGS: &[&str] = &[
     "top_p",
     "user",
 ];
+
+/// Fields of a completion object (buffered, or a stream chunk) that pass unread, each an
+/// identifier or an enum no model writes: `id`, `object` (`text_completion`), `created` (a
+/// number), `model` (the model's name), `system_fingerprint` (a backend configuration id).
+/// Every other field but `choices` — `usage` (numbers, and whatever strings a vendor nests
+/// there), an `error` object, anything unknown — is read by the generic walk.
+pub(crate) const COMPLETION_META: [&str; 5] =
+    ["id", "object", "created", "model", "system_fingerprint"];
+
+/// Fields of a choice read apart from the generic walk: `index` (a number) and
+/// `finish_reason` (an enum) pass unread; `text` is the choice's channel. Every other field —
+/// `logprobs` (its tokens are model-written text), a `message`, vendor fields — is walked.
+pub(crate) const CHOICE_OWN: [&str; 3] = ["index", "finish_reason", "text"];
+
+/// Scans the fields of the object `v` whose keys `read` accepts with the generic walk (unit
+/// `unit`, each at `at(key)`); redactions are written in place. Stops at the first block.
+pub(crate) fn scan_fields(
+    filter: &mut dyn TextFilter,
+    unit: u32,
+    v: &mut Value,
+    read: &dyn Fn(&str) -> bool,
+    at: &dyn Fn(&str) -> String,
+) -> walk::Edit {
+    let Value::Object(m) = v else {
+        return walk::Edit::Kept;
+    };
+    let mut edit = walk::Edit::Kept;
+    for (k, x) in m.iter_mut() {
+        if !read(k) {
+            continue;
+        }
+        match walk::scan_strings(filter, unit, &at(k), "", x, &|_| false) {
+            walk::Edit::Kept => {}
+            walk::Edit::Changed => edit = walk::Edit::Changed,
+            blocked @ walk::Edit::Blocked(_) => return blocked,
+        }
+    }
+    edit
+}
+
+/// A choice the policy stopped, as sent: the refusal (or `text`) and `content_filter`, nothing
+/// else of the upstream's choice.
+pub(crate) fn blocked_choice(index: u32, text: &str) -> Value {
+    json!({"text": text, "index": index, "logprobs": null, "finish_reason": CONTENT_FILTER})
+}
 
 /// The legacy Completions adapter. See the [module docs](self).
 #[derive(Debug, Clone, Copy, Default)]
@@ -247,6 +296,35 @@ pub(crate) fn completion(id: &str, created: u64, model: &str, choices: Value) ->
     json!({"id": id, "object": "text_completion", "created": created, "model": model, "choices": choices})
 }
 
+/// The answer when a field outside the choices blocks: every choice the upstream sent (one
+/// when it sent none) is the refusal; of the upstream's completion only its identifiers stay.
+fn refuse_all(v: &Value, refusal: &str) -> Result<Answer, WireError> {
+    let mut indexes: Vec<u32> = match v.get("choices") {
+        Some(Value::Array(cs)) => cs.iter().map(index_of).collect(),
+        _ => Vec::new(),
+    };
+    if indexes.is_empty() {
+        indexes.push(0);
+    }
+    let mut out = serde_json::Map::new();
+    if let Value::Object(m) = v {
+        for (k, x) in m {
+            if COMPLETION_META.contains(&k.as_str()) {
+                out.insert(k.clone(), x.clone());
+            }
+        }
+    }
+    let choices = indexes
+        .into_iter()
+        .map(|i| blocked_choice(i, refusal))
+        .collect();
+    out.insert("choices".to_owned(), Value::Array(choices));
+    Ok(Answer {
+        body: to_bytes(&Value::Object(out))?,
+        all_blocked: true,
+    })
+}
+
 /// Zero usage: no upstream tokens were spent.
 pub(crate) fn zero_usage() -> Value {
     json!({"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0})
@@ -272,36 +350,76 @@ impl Adapter for Completions {
 
     fn answer(&self, body: &Bytes, filter: &mut dyn TextFilter) -> Result<Answer, WireError> {
         let mut v = crate::wire::parse_strict(body)?;
+        if !matches!(v.get("choices"), Some(Value::Array(_))) {
+            return Err(WireError::Shape {
+                message: "a completion has `choices`".to_owned(),
+            });
+        }
+        let mut changed = false;
+        // The completion's own fields: a block there refuses every choice.
+        match scan_fields(
+            filter,
+            0,
+            &mut v,
+            &|k| k != "choices" && !COMPLETION_META.contains(&k),
+            &|k| k.to_owned(),
+        ) {
+            walk::Edit::Kept => {}
+            walk::Edit::Changed => changed = true,
+            walk::Edit::Blocked(refusal) => return refuse_all(&v, &refusal),
+        }
         let Some(Value::Array(choices)) = v.get_mut("choices") else {
             return Err(WireError::Shape {
                 message: "a completion has `choices`".to_owned(),
             });
         };
-        let mut changed = false;
         let mut blocked = 0;
         let total = choices.len();
         for c in choices.iter_mut() {
             let i = index_of(c);
-            let Some(Value::String(text)) = c.get_mut("text") else {
-                continue;
+            // `text` when it is a string; anything else there (an upstream fault: a list, an
+            // object) and every other field of the choice through the generic walk.
+            let mut verdict = match c.get_mut("text") {
+                Some(Value::String(text)) => match filter.scan(&channel(i), text) {
+                    Verdict::Send(s) if s == *text => walk::Edit::Kept,
+                    Verdict::Send(s) => {
+                        *text = s;
+                        walk::Edit::Changed
+                    }
+                    Verdict::Strip => {
+                        text.clear();
+                        walk::Edit::Changed
+                    }
+                    Verdict::Block { refusal, .. } => walk::Edit::Blocked(refusal),
+                },
+                _ => walk::Edit::Kept,
             };
-            let edit = match filter.scan(&channel(i), text) {
-                Verdict::Send(s) if s == *text => None,
-                Verdict::Send(s) => Some((s, None)),
-                Verdict::Strip => Some((String::new(), None)),
-                Verdict::Block { refusal: r, .. } => {
+            if !matches!(verdict, walk::Edit::Blocked(_)) {
+                let text_is_string = c.get("text").is_some_and(Value::is_string);
+                let rest = scan_fields(
+                    filter,
+                    i,
+                    c,
+                    &|k| !CHOICE_OWN.contains(&k) || (k == "text" && !text_is_string),
+                    &|k| format!("choices[{i}].{k}"),
+                );
+                if rest != walk::Edit::Kept {
+                    verdict = rest;
+                }
+            }
+            match verdict {
+                walk::Edit::Kept => {}
+                walk::Edit::Changed => {
+                    changed = true;
+                    // Log probabilities carry the tokens of the upstream's text.
+                    if let Some(lp) = c.get_mut("logprobs") {
+                        *lp = Value::Null;
+                    }
+                }
+                walk::Edit::Blocked(refusal) => {
                     blocked += 1;
-                    Some((r, Some(CONTENT_FILTER)))
-                }
-            };
-            if let Some((s, finish)) = edit {
-                *text = s;
-                changed = true;
-                if let Some(f) = finish {
-                    c["finish_reason"] = f.into();
-                }
-                if let Some(lp) = c.get_mut("logprobs") {
-                    *lp = Value::Null;
+                    changed = true;
+                    *c = blocked_choice(i, &refusal);
                 }
             }
         }

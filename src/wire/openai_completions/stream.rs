@@ -15,8 +15,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::{Bytes, BytesMut};
 use serde_json::{Value, json};
 
-use super::{CONTENT_FILTER, ID_PREFIX, channel, completion, index_of, zero_usage};
+use super::{
+    CHOICE_OWN, COMPLETION_META, CONTENT_FILTER, ID_PREFIX, blocked_choice, channel, completion,
+    index_of, scan_fields, zero_usage,
+};
 use crate::wire::sse::{DONE, DONE_FRAME, encode_data};
+use crate::wire::walk::Edit;
 use crate::wire::{
     ChannelId, Emit, ErrorInfo, ErrorKind, RequestFacts, SseEvent, Step, StreamEnd, StreamRewriter,
     TextFilter, Verdict, WireError,
@@ -165,6 +169,20 @@ impl CompletionsStream {
             return None;
         }
         let st = &mut self.choices[si];
+        // The choice's other fields first (`logprobs` tokens, a `message`, vendor fields): a
+        // block there ends the choice before its text is read, and nothing of them goes out.
+        if let Edit::Blocked(refusal) =
+            scan_fields(filter, index, &mut c, &|k| !CHOICE_OWN.contains(&k), &|k| {
+                format!("choices[{index}].{k}")
+            })
+        {
+            st.blocked = true;
+            st.finished = true;
+            out.progress = true;
+            let text = if st.sent { "" } else { refusal.as_str() };
+            st.sent = true;
+            return Some(blocked_choice(index, text));
+        }
         let id = *st.id.get_or_insert_with(|| filter.open(channel(index)));
         let upstream = c
             .get("text")
@@ -236,6 +254,30 @@ impl CompletionsStream {
         !self.choices.is_empty() && self.choices.iter().all(|c| c.blocked)
     }
 
+    /// A block outside any choice: every choice not over yet ends with `content_filter` (the
+    /// refusal as its text when nothing of it was sent), then `[DONE]`.
+    fn block_all(&mut self, out: &mut Emit, refusal: &str) -> StreamEnd {
+        for i in 0..self.facts.n.max(1) {
+            self.state(i);
+        }
+        let meta = self.meta();
+        for st in self.choices.iter_mut().filter(|c| !c.finished) {
+            st.blocked = true;
+            st.finished = true;
+            let text = if st.sent { "" } else { refusal };
+            encode_data(
+                &meta.chunk(st.index, text, Some(CONTENT_FILTER)).to_string(),
+                &mut out.buf,
+            );
+        }
+        let end = StreamEnd {
+            all_blocked: self.all_blocked(),
+            complete: true,
+            terminal_seen: false,
+        };
+        self.finish(out, end)
+    }
+
     /// Closes every choice still open, each in a chunk of its own.
     fn flush(&mut self, filter: &mut dyn TextFilter, out: &mut Emit) {
         let meta = self.meta();
@@ -287,6 +329,17 @@ impl StreamRewriter for CompletionsStream {
         let mut v = crate::wire::parse_strict(event.data.as_bytes())?;
         if self.meta.is_none() {
             self.meta = Some(Meta::of(&v, &self.facts.model));
+        }
+        // The chunk's own fields (`usage`, an `error` object, vendor fields): a block there
+        // ends every choice, and this chunk is not sent.
+        if let Edit::Blocked(refusal) = scan_fields(
+            filter,
+            0,
+            &mut v,
+            &|k| k != "choices" && !COMPLETION_META.contains(&k),
+            &|k| k.to_owned(),
+        ) {
+            return Ok(Step::Ended(self.block_all(out, &refusal)));
         }
         let had_choices;
         match v.get_mut("choices") {

@@ -318,3 +318,164 @@ proptest! {
         }
     }
 }
+
+// === strings outside `text` ===
+
+fn cbase(extra: Value) -> Value {
+    let mut v = json!({"id": "cmpl", "object": "text_completion", "created": 1, "model": "m"});
+    if let (Value::Object(m), Value::Object(e)) = (&mut v, extra) {
+        m.extend(e);
+    }
+    v
+}
+
+fn buffered_out(v: &Value) -> (String, bool) {
+    let mut f = TestFilter::new();
+    let a = Completions
+        .answer(&Bytes::from(v.to_string()), &mut f)
+        .unwrap();
+    (String::from_utf8(a.body.to_vec()).unwrap(), a.all_blocked)
+}
+
+/// Red team finding 4, buffered Completions (`l_choice_extra`, `l_top_extra`,
+/// `l_text_nonstr`, `l_message`, `l_logprobs`): only a string `text` was read.
+#[test]
+fn buffered_strings_outside_text_are_scanned() {
+    let ok = |extra: Value| {
+        let mut c = json!({"index": 0, "text": "ok", "finish_reason": "stop"});
+        if let (Value::Object(m), Value::Object(e)) = (&mut c, extra) {
+            m.extend(e);
+        }
+        c
+    };
+    let cases = [
+        (
+            "l_choice_extra",
+            cbase(json!({"choices": [ok(json!({"x": "a pipe bomb"}))]})),
+        ),
+        (
+            "l_top_extra",
+            cbase(json!({"choices": [ok(json!({}))], "x": "a pipe bomb"})),
+        ),
+        (
+            "l_text_nonstr",
+            cbase(
+                json!({"choices": [{"index": 0, "text": ["a pipe bomb"], "finish_reason": "stop"}]}),
+            ),
+        ),
+        (
+            "l_message",
+            cbase(
+                json!({"choices": [{"index": 0, "message": {"content": "a pipe bomb"},
+                                      "finish_reason": "stop"}]}),
+            ),
+        ),
+        (
+            "l_logprobs",
+            cbase(json!({"choices": [ok(json!({"logprobs": {"tokens": ["a pipe bomb"]}}))]})),
+        ),
+        (
+            "usage",
+            cbase(json!({"choices": [ok(json!({}))], "usage": {"note": "a pipe bomb"}})),
+        ),
+    ];
+    for (name, v) in cases {
+        let (out, all_blocked) = buffered_out(&v);
+        assert!(!out.contains("bomb"), "{name}: {out}");
+        assert!(all_blocked, "{name}: {out}");
+        let got: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(got["choices"][0]["text"], REFUSAL, "{name}: {out}");
+        assert_eq!(
+            got["choices"][0]["finish_reason"], "content_filter",
+            "{name}"
+        );
+    }
+    // A redaction there is written back; identifiers are not read.
+    let v = cbase(
+        json!({"system_fingerprint": "fp_secret-1234", "x": "k secret-5678",
+                         "choices": [ok(json!({"x": "k secret-9012"}))]}),
+    );
+    let (out, all_blocked) = buffered_out(&v);
+    assert!(!all_blocked);
+    let got: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(got["x"], "k [secret]");
+    assert_eq!(got["choices"][0]["x"], "k [secret]");
+    assert_eq!(got["system_fingerprint"], "fp_secret-1234");
+}
+
+fn stream_out(events: &[Value]) -> String {
+    let mut body = Vec::new();
+    for e in events {
+        body.extend_from_slice(format!("data: {e}\n\n").as_bytes());
+    }
+    body.extend_from_slice(b"data: [DONE]\n\n");
+    let mut f = TestFilter::new();
+    let mut rw = Completions.stream(&facts(1));
+    let (out, _, _) = run_stream(rw.as_mut(), &mut f, &[&body]);
+    String::from_utf8(out).unwrap()
+}
+
+/// Red team finding 4, streamed Completions (`ls_choice_extra`, `ls_usage`, `ls_top_extra`,
+/// `ls_logprobs`): strings of a chunk other than `text` went on unread.
+#[test]
+fn streamed_strings_outside_text_are_scanned() {
+    let lc = |t: &str, fin: Option<&str>, extra: Value| {
+        let mut ch = json!({"index": 0, "text": t, "finish_reason": fin, "logprobs": null});
+        if let (Value::Object(m), Value::Object(e)) = (&mut ch, extra) {
+            m.extend(e);
+        }
+        cbase(json!({"choices": [ch]}))
+    };
+    let stop = lc("", Some("stop"), json!({}));
+    let cases = [
+        (
+            "ls_choice_extra",
+            vec![lc("ok", None, json!({"x": "a pipe bomb"})), stop.clone()],
+        ),
+        (
+            "ls_choice_extra after text",
+            vec![
+                lc("hello world. ", None, json!({})),
+                lc("more. ", None, json!({"x": "a pipe bomb"})),
+                stop.clone(),
+            ],
+        ),
+        (
+            "ls_usage",
+            vec![
+                lc("ok", None, json!({})),
+                cbase(json!({"choices": [], "usage": {"x": "a pipe bomb"}})),
+                stop.clone(),
+            ],
+        ),
+        (
+            "ls_top_extra",
+            vec![
+                {
+                    let mut c = lc("ok", None, json!({}));
+                    c["x"] = json!("a pipe bomb");
+                    c
+                },
+                stop.clone(),
+            ],
+        ),
+        (
+            "ls_logprobs",
+            vec![
+                lc("ok", None, json!({"logprobs": {"tokens": ["a pipe bomb"]}})),
+                stop.clone(),
+            ],
+        ),
+    ];
+    for (name, events) in cases {
+        let out = stream_out(&events);
+        assert!(!out.contains("bomb"), "{name}: {out}");
+        assert!(out.contains("content_filter"), "{name}: {out}");
+    }
+    // A redaction in a choice's or a chunk's own field is written into the chunk sent.
+    let mut c = lc("ok", None, json!({"x": "k secret-1234"}));
+    c["y"] = json!("k secret-5678");
+    let out = stream_out(&[c, stop]);
+    assert!(!out.contains("secret-"), "{out}");
+    assert_eq!(out.matches("k [secret]").count(), 2, "{out}");
+}
