@@ -442,7 +442,8 @@ impl ResponsesStream {
                 let part = Part::Summary(index(&v, "summary_index"));
                 if let Some(Value::Object(p)) = v.get_mut("part") {
                     for (k, e) in p.iter_mut() {
-                        if !(k == "text" && e.is_string()) && !SKIP.contains(&k.as_str()) {
+                        let read_below = k == "text" && e.is_string();
+                        if !read_below && !SKIP.contains(&k.as_str()) {
                             Self::generic(filter, e, &format!("part.{k}"))?;
                         }
                     }
