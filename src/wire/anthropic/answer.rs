@@ -19,7 +19,7 @@
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
-use super::walk::{apply, scan_rest};
+use super::walk::{apply, scan_rest, scan_signature};
 use super::{MessageMeta, refusal_message};
 use crate::wire::{Answer, Channel, ChannelKind, TextFilter, Verdict, WireError, parse_strict};
 
@@ -28,18 +28,11 @@ use crate::wire::{Answer, Channel, ChannelKind, TextFilter, Verdict, WireError, 
 /// without a valid signature when a client sends it back in a later turn.
 pub const SIGNATURE_DROPPED: &str = "thinking edited, signature dropped";
 
-/// Top-level members of a message that carry no text.
-const MESSAGE_FIELDS: &[&str] = &[
-    "id",
-    "type",
-    "role",
-    "model",
-    "content",
-    "stop_reason",
-    "stop_sequence",
-    "usage",
-    "container",
-];
+/// Top-level members of a message left unread: identifiers and enums (`id`, `type`, `role`,
+/// `model`, `stop_reason`) and `content`, read block by block. Every other member
+/// (`stop_sequence`, `usage`, `container`, unknown fields) is the upstream's writing and is
+/// scanned.
+const MESSAGE_FIELDS: &[&str] = &["id", "type", "role", "model", "content", "stop_reason"];
 
 /// Scans and rewrites a buffered Messages response. See the [module docs](self).
 pub fn enforce(body: &Bytes, filter: &mut dyn TextFilter) -> Result<Answer, WireError> {
@@ -144,7 +137,16 @@ fn scan_block(
         }
         _ => &[],
     };
-    changed |= scan_rest(filter, b, handled, &format!("content[{i}]"))?;
+    // A field read above only when it was a string (a `text` given as a list is read by the
+    // generic walk); `input` is read whatever it holds.
+    let handled: Vec<&str> = handled
+        .iter()
+        .copied()
+        .filter(|k| *k == "input" || b.get(*k).is_none_or(Value::is_string))
+        .collect();
+    let at = format!("content[{i}]");
+    changed |= scan_rest(filter, b, &handled, &at)?;
+    changed |= scan_signature(filter, b, &at)?;
     Ok(changed)
 }
 
@@ -229,7 +231,9 @@ fn scan_text_run(
     }
     for (k, b) in blocks.iter_mut().enumerate() {
         if let Some(b) = b.as_object_mut() {
-            changed |= scan_rest(filter, b, &["text"], &format!("content[{}]", first + k))?;
+            let at = format!("content[{}]", first + k);
+            changed |= scan_rest(filter, b, &["text"], &at)?;
+            changed |= scan_signature(filter, b, &at)?;
         }
     }
     Ok(changed)

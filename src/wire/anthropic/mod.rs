@@ -7,14 +7,21 @@
 //!   handed as JSON text, so keys and values are read as the model reads them), tool
 //!   definitions' `name`, `description` and the descriptive strings of their `input_schema`
 //!   (role `tool_definition`), and every string of a block type the adapter does not know
-//!   (role `None`: every input rule reads it). Images, PDFs and files by reference, redacted
-//!   thinking, encrypted or signed strings and MCP servers cannot be scanned: the request is
-//!   reported `partial`. The spec goes into `system`; Anthropic has no system role inside
+//!   (role `None`: every input rule reads it), and every string of every other top-level member
+//!   (`output_format` / `output_config` schemas, `stop_sequences`, `metadata`, `tool_choice`,
+//!   unknown fields; role `None`; redactions are forwarded) but the settings that hold no free
+//!   text (`model`, `max_tokens`, `stream`, `temperature`, `top_p`, `top_k`, `service_tier`).
+//!   Images, PDFs and files by reference (`container_upload` too), a code-execution
+//!   `container`, redacted thinking, encrypted or signed strings and MCP servers cannot be
+//!   scanned: the request is reported `partial`. The spec goes into `system`; Anthropic has no system role inside
 //!   `messages`, so the requested [`InjectRole`](crate::policy::InjectRole) is ignored.
 //! - **Answers** ([`answer`]) and **streams** ([`stream`]): `text` blocks and their citations,
 //!   `thinking` (reasoning; its `signature` is dropped, and the answer marked `partial`, when a
 //!   redaction changed the text), `tool_use` / `server_tool_use`
-//!   names and inputs (JSON), and every other string; a block ends the answer the way
+//!   names and inputs (JSON), and every other string (`stop_sequence`, `usage`, `container`, a
+//!   field of an unexpected shape such as a `text` that is not a string, a `signature` that
+//!   does not read as one); a signature delta on a block that is not `thinking` is left out;
+//!   a block ends the answer the way
 //!   Anthropic's own classifier does, with `stop_reason: "refusal"`.
 //! - **Errors**: `{"type":"error","error":{"type","message"}}` with Anthropic's error types.
 //!
@@ -158,10 +165,23 @@ impl MessageMeta {
         if let Some(m) = text("model") {
             meta.model = m.to_owned();
         }
-        if let Some(u) = message.get("usage").filter(|u| u.is_object()) {
-            meta.usage = u.clone();
+        // Only the counts: a string member (`service_tier`, or anything an upstream writes
+        // there) may be what a refusal built on this is refusing.
+        if let Some(Value::Object(u)) = message.get("usage") {
+            let counts = u.iter().filter(|(_, v)| !has_string(v));
+            meta.usage = Value::Object(counts.map(|(k, v)| (k.clone(), v.clone())).collect());
         }
         meta
+    }
+}
+
+/// Whether `v` holds a string at any depth.
+fn has_string(v: &Value) -> bool {
+    match v {
+        Value::String(_) => true,
+        Value::Array(a) => a.iter().any(has_string),
+        Value::Object(m) => m.values().any(has_string),
+        _ => false,
     }
 }
 

@@ -14,6 +14,22 @@ use super::walk::InputWalker;
 use crate::policy::InjectRole;
 use crate::wire::{Placement, RequestFacts, RequestSink, WireError, WireRequest, parse_strict};
 
+/// Top-level members that hold no free text (numbers, booleans, enums, the model's name):
+/// left unread. Every member neither here nor in [`READ`] is walked string by string.
+const SETTINGS: &[&str] = &[
+    "model",
+    "max_tokens",
+    "stream",
+    "temperature",
+    "top_p",
+    "top_k",
+    "service_tier",
+];
+
+/// Top-level members read field by field (`container` and `mcp_servers` are reported partial:
+/// files and tools the gateway cannot see).
+const READ: &[&str] = &["messages", "system", "tools", "mcp_servers", "container"];
+
 /// Role of the texts of tool definitions.
 pub const TOOL_DEFINITION: &str = "tool_definition";
 
@@ -23,7 +39,7 @@ pub struct MessagesRequest {
     raw: Bytes,
     body: Map<String, Value>,
     /// Top-level members edited since parsing (serialized afresh by `to_bytes`).
-    dirty: Vec<&'static str>,
+    dirty: Vec<String>,
     /// A spec block put in front of an unedited `system` block list: spliced into the raw bytes.
     spliced_spec: Option<String>,
 }
@@ -96,9 +112,9 @@ impl MessagesRequest {
         &self.body
     }
 
-    fn touch(&mut self, key: &'static str) {
-        if !self.dirty.contains(&key) {
-            self.dirty.push(key);
+    fn touch(&mut self, key: &str) {
+        if !self.dirty.iter().any(|d| d == key) {
+            self.dirty.push(key.to_owned());
         }
         if key == "system" {
             // The spec block is in the value now; the whole `system` is serialized.
@@ -198,11 +214,27 @@ impl WireRequest for MessagesRequest {
                 }
             }
         }
-        let messages_changed = w.changed;
+        let messages_changed = std::mem::take(&mut w.changed);
         if let Some(Value::Array(servers)) = self.body.get("mcp_servers")
             && !servers.is_empty()
         {
             w.partial("tools of MCP servers not scanned");
+        }
+        if self.body.get("container").is_some_and(|c| !c.is_null()) {
+            w.partial("files of a code-execution container not scanned");
+        }
+        // Every other top-level member: the schemas of `output_format` and
+        // `output_config.format` (the model reads them), `stop_sequences`, `metadata`,
+        // `tool_choice`, anything unknown — every string, read as the most restrictive role.
+        let mut edited: Vec<String> = Vec::new();
+        for (k, v) in self.body.iter_mut() {
+            if SETTINGS.contains(&k.as_str()) || READ.contains(&k.as_str()) {
+                continue;
+            }
+            w.walk(None, k, v, &|| k.clone());
+            if std::mem::take(&mut w.changed) {
+                edited.push(k.clone());
+            }
         }
         for (key, changed) in [
             ("tools", tools_changed),
@@ -213,6 +245,9 @@ impl WireRequest for MessagesRequest {
                 self.touch(key);
             }
         }
+        for key in edited {
+            self.touch(&key);
+        }
     }
 
     fn place_spec(&mut self, text: String, _role: InjectRole, _placement: Placement) {
@@ -221,7 +256,7 @@ impl WireRequest for MessagesRequest {
         match self.body.get_mut("system") {
             Some(Value::Array(blocks)) => {
                 blocks.insert(0, block(&text));
-                if self.dirty.contains(&"system") {
+                if self.dirty.iter().any(|d| d == "system") {
                     return;
                 }
                 self.spliced_spec = Some(text);
@@ -331,6 +366,10 @@ fn block_texts(
         "image" => {
             w.partial("image content not scanned");
             &["source"]
+        }
+        "container_upload" => {
+            w.partial("image, PDF or file content not scanned");
+            &["file_id"]
         }
         "tool_use" | "server_tool_use" | "mcp_tool_use" => {
             if let Some(Value::String(s)) = b.get_mut("name") {

@@ -35,7 +35,7 @@ use super::answer::SIGNATURE_DROPPED;
 use super::answer::scan_input;
 use super::block::{Block, Kind, channel_for};
 use super::run::{Held, Piece, TextRun};
-use super::walk::{apply, scan_rest, scan_value};
+use super::walk::{apply, scan_rest, scan_signature, scan_value};
 use super::write_text_block;
 use super::{MessageMeta, REFUSAL, error_body, refusal_stream, write_end, write_event};
 use crate::wire::sse::encode_event;
@@ -332,15 +332,9 @@ impl MessagesStream {
                     .ok_or(shape("message_start without message"))?;
                 self.meta = Some(MessageMeta::from_message(message, &self.model));
                 if let Some(m) = message.as_object_mut() {
-                    const META: &[&str] = &[
-                        "id",
-                        "type",
-                        "role",
-                        "model",
-                        "stop_reason",
-                        "stop_sequence",
-                        "usage",
-                    ];
+                    // Identifiers and enums; `content`, `stop_sequence`, `usage` and unknown
+                    // members are read.
+                    const META: &[&str] = &["id", "type", "role", "model", "stop_reason"];
                     blocked(scan_rest(filter, m, META, "message"))?;
                 }
                 blocked(scan_rest(filter, obj, &["type", "message"], ""))?;
@@ -387,14 +381,11 @@ impl MessagesStream {
                 self.release_all(filter, out)?;
                 if let Some(Value::Object(d)) = obj.get_mut("delta") {
                     self.stop_seen |= d.get("stop_reason").is_some_and(Value::is_string);
-                    blocked(scan_rest(
-                        filter,
-                        d,
-                        &["stop_reason", "stop_sequence"],
-                        "delta",
-                    ))?;
+                    // `stop_reason` is an enum; the `stop_sequence` the upstream says it met is
+                    // text it writes, read like any other.
+                    blocked(scan_rest(filter, d, &["stop_reason"], "delta"))?;
                 }
-                blocked(scan_rest(filter, obj, &["type", "delta", "usage"], ""))?;
+                blocked(scan_rest(filter, obj, &["type", "delta"], ""))?;
                 out.progress = true;
             }
             "message_stop" => {
@@ -501,10 +492,10 @@ impl MessagesStream {
                         *s = released;
                     }
                 }
-                if kind == Kind::Text {
-                    &["text"]
-                } else {
-                    &["thinking"]
+                match cb.get(field) {
+                    Some(v) if !v.is_string() => &[],
+                    _ if kind == Kind::Text => &["text"],
+                    _ => &["thinking"],
                 }
             }
             Kind::Tool => {
@@ -531,6 +522,7 @@ impl MessagesStream {
             }
         };
         blocked(scan_rest(filter, cb, handled, &loc))?;
+        blocked(scan_signature(filter, cb, &loc))?;
         blocked(scan_rest(
             filter,
             obj,
@@ -563,15 +555,17 @@ impl MessagesStream {
         let bi = self.block(index, Kind::Text);
         let mut text = String::new();
         if let Some(Value::Object(cb)) = obj.get_mut("content_block") {
-            if let Some(Value::String(s)) = cb.get_mut("text") {
-                text = std::mem::take(s);
-            }
-            blocked(scan_rest(
-                filter,
-                cb,
-                &["text"],
-                &format!("content[{index}]"),
-            ))?;
+            let handled: &[&str] = match cb.get_mut("text") {
+                Some(Value::String(s)) => {
+                    text = std::mem::take(s);
+                    &["text"]
+                }
+                // A `text` that is not a string is read by the generic walk.
+                _ => &[],
+            };
+            let loc = format!("content[{index}]");
+            blocked(scan_rest(filter, cb, handled, &loc))?;
+            blocked(scan_signature(filter, cb, &loc))?;
         }
         blocked(scan_rest(
             filter,
@@ -640,9 +634,16 @@ impl MessagesStream {
                     None => false,
                 }
             }
+            _ if delta_type == "signature_delta" && self.blocks[bi].kind != Kind::Thinking => {
+                // Only a thinking block is signed: a signature on any other block signs
+                // nothing a client can use, and is left out.
+                return Ok(false);
+            }
             _ => {
-                // Signatures pass (`signature` is never text); citations, deltas of a type
-                // that does not fit the block, and unknown deltas are scanned whole.
+                // Signatures pass while they read as signatures (`scan_signature`);
+                // citations, deltas of a type that does not fit the block, and unknown
+                // deltas are scanned whole.
+                blocked(scan_signature(filter, delta, &loc))?;
                 let mut d = Value::Object(std::mem::take(delta));
                 let r = scan_value(filter, "", &mut d, &loc);
                 if let Value::Object(d) = d {

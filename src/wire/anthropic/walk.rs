@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 use crate::wire::walk::{self, Edit};
-use crate::wire::{Flow, InputText, RequestSink, TextFilter, Verdict};
+use crate::wire::{Channel, ChannelKind, Flow, InputText, RequestSink, TextFilter, Verdict};
 
 /// Keys whose strings are identifiers or structure, never text anyone reads as prose.
 const STRUCTURE: &[&str] = &[
@@ -126,18 +126,59 @@ fn changed(edit: Edit) -> Result<bool, String> {
     }
 }
 
-/// Scans every string of `v` (found under `key`, at `location`) as [`ChannelKind::Other`](crate::wire::ChannelKind::Other),
-/// except identifiers and encrypted strings (which the client cannot read either): a string
-/// whose nearest object key is one of those passes unread. Returns whether something was
-/// rewritten, or the refusal on a block.
+/// Scans every string of `v` (found under `key`, at `location`) as [`ChannelKind::Other`],
+/// except identifiers and encrypted strings (which the client cannot read either): a *string*
+/// whose object key is one of those passes unread. Anything else under such a key (a list or
+/// an object where an id belongs) is not an identifier and is read like any other value — the
+/// one point where this differs from [`walk::scan_strings`], whose skip is by key alone.
+/// Returns whether something was rewritten, or the refusal on a block.
 pub(super) fn scan_value(
     filter: &mut dyn TextFilter,
     key: &str,
     v: &mut Value,
     location: &str,
 ) -> Result<bool, String> {
-    let unread = |k: &str| STRUCTURE.contains(&k) || ENCRYPTED.contains(&k);
-    changed(walk::scan_strings(filter, 0, location, key, v, &unread))
+    match v {
+        Value::String(_) if STRUCTURE.contains(&key) || ENCRYPTED.contains(&key) => Ok(false),
+        Value::String(s) => apply(
+            filter.scan(&Channel::new(ChannelKind::Other, 0, location), s),
+            s,
+        ),
+        Value::Array(items) => {
+            let mut changed = false;
+            for (i, item) in items.iter_mut().enumerate() {
+                changed |= scan_value(filter, "", item, &format!("{location}[{i}]"))?;
+            }
+            Ok(changed)
+        }
+        Value::Object(m) => scan_rest(filter, m, &[], location),
+        _ => Ok(false),
+    }
+}
+
+/// Whether `s` reads as a provider signature: base64 or base64url, nothing else (no space, no
+/// punctuation a sentence needs).
+pub(super) fn is_signature(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"+/=_-".contains(&b))
+}
+
+/// A block's `signature` (and a `signature_delta`'s): the provider's opaque signature over a
+/// thinking block, which the API verifies byte for byte, passes unread — but only while it
+/// reads as one ([`is_signature`]); anything else is text and is scanned like any other.
+pub(super) fn scan_signature(
+    filter: &mut dyn TextFilter,
+    obj: &mut serde_json::Map<String, Value>,
+    location: &str,
+) -> Result<bool, String> {
+    match obj.get_mut("signature") {
+        Some(Value::String(s)) if !is_signature(s) => {
+            let ch = Channel::new(ChannelKind::Other, 0, format!("{location}.signature"));
+            apply(filter.scan(&ch, s), s)
+        }
+        // Not a string: [`scan_value`] reads it.
+        _ => Ok(false),
+    }
 }
 
 /// [`scan_value`] on every member of `obj` but the `handled` ones.

@@ -21,12 +21,17 @@
 //! **Answer** ([`Adapter::answer`], [`StreamRewriter`]): every
 //! output item — message `output_text` (content; its annotations as other text), `refusal`,
 //! `function_call` (`name`, `arguments` as JSON), `custom_tool_call` (`name`, `input`),
-//! `reasoning` (summary and content texts), every string of any other item; the response's
-//! `error`; the `output_text` convenience field is recomputed from the edited output. The
-//! request echoes a response carries (`instructions`, `tools`, `metadata`) are not scanned:
-//! they are the client's input, already scanned. A block makes the response `incomplete` for
-//! `content_filter`, its output one assistant message with a `refusal` part. Streams: see
-//! [`stream`].
+//! `reasoning` (summary and content texts), every string of any other item, and every other
+//! string of a known item or part (extra fields, log probabilities, a message `content` given
+//! as a string) as other text; every member of the response object but its identifiers and
+//! enums (`id`, `object`, `status`, `model`, `previous_response_id`): `error`, the request
+//! echoes the upstream writes back (`instructions`, `tools`, `text`, `metadata`, …),
+//! `incomplete_details`, unknown fields; the `output_text` convenience field is recomputed from
+//! the edited output. An encrypted reasoning item (`encrypted_content`) makes the answer
+//! `partial`. A block makes the response `incomplete` for `content_filter`, its output one
+//! assistant message with a `refusal` part. Streams: see [`stream`]; every member of a known
+//! event beyond its routing fields is read too, and an event whose `event:` name disagrees
+//! with its JSON `type` is an upstream fault.
 //!
 //! ```
 //! use deliberate::wire::{Adapter, RequestFacts, adapter_for};
@@ -45,6 +50,8 @@ mod answer;
 #[cfg(test)]
 mod echo_tests;
 mod events;
+#[cfg(test)]
+mod fail_closed_tests;
 mod items;
 mod refusal;
 mod request;

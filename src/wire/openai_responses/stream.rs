@@ -35,6 +35,17 @@ use crate::wire::{
     TextFilter, Verdict, WireError,
 };
 
+/// Top-level members of an event that route it and hold no text: its type, indices and the
+/// item id.
+const EVENT_SKIP: &[&str] = &[
+    "type",
+    "sequence_number",
+    "output_index",
+    "content_index",
+    "summary_index",
+    "item_id",
+];
+
 /// An output item the client saw announced (`response.output_item.added`).
 #[derive(Debug)]
 struct Item {
@@ -235,6 +246,9 @@ impl ResponsesStream {
         oi: usize,
         item: &mut Value,
     ) -> Result<(), String> {
+        if items::is_encrypted(item) {
+            filter.partial(items::ENCRYPTED_REASONING);
+        }
         let item_id = item.get("id").cloned().unwrap_or(Value::Null);
         let flow = items::rewrite_item(item, oi, &mut |part, _, s| {
             self.text(filter, mode, oi, &item_id, part, s)
@@ -266,6 +280,22 @@ impl ResponsesStream {
         }
     }
 
+    /// Every top-level member of event `v` but `handled` and [`EVENT_SKIP`], scanned by
+    /// [`generic`](Self::generic): an extra field of a known event is read like an unknown
+    /// event's.
+    fn rest(filter: &mut dyn TextFilter, v: &mut Value, handled: &[&str]) -> Result<(), String> {
+        let Value::Object(m) = v else {
+            return Ok(());
+        };
+        for (k, e) in m.iter_mut() {
+            if handled.contains(&k.as_str()) || EVENT_SKIP.contains(&k.as_str()) {
+                continue;
+            }
+            Self::generic(filter, e, k)?;
+        }
+        Ok(())
+    }
+
     fn on_event(
         &mut self,
         mut v: Value,
@@ -280,6 +310,7 @@ impl ResponsesStream {
         let oi = index(&v, "output_index");
         let item_id = v.get("item_id").cloned().unwrap_or(Value::Null);
         if let Some((part, field)) = delta_part(&t, &v) {
+            Self::rest(filter, &mut v, &[field])?;
             let ci = self.chan(filter, oi, &part, &item_id);
             let text = v
                 .get(field)
@@ -299,6 +330,13 @@ impl ResponsesStream {
             return Ok(false);
         }
         if let Some((part, field)) = done_part(&t, &v) {
+            // `logprobs` goes out emptied, `name` is scanned below.
+            let name = if v.get("name").is_some_and(Value::is_string) {
+                "name"
+            } else {
+                field
+            };
+            Self::rest(filter, &mut v, &[field, name, "logprobs"])?;
             let ci = self.chan(filter, oi, &part, &item_id);
             let full = v.get(field).and_then(Value::as_str).map(str::to_owned);
             self.finish(filter, ci, full.as_deref())?;
@@ -330,6 +368,7 @@ impl ResponsesStream {
                     }
                     self.template = Some(r.clone());
                 }
+                Self::rest(filter, &mut v, &["response"])?;
             }
             "response.output_item.added" | "response.output_item.done" => {
                 let mode = if t.ends_with("added") {
@@ -355,6 +394,7 @@ impl ResponsesStream {
                         }),
                     }
                 }
+                Self::rest(filter, &mut v, &["item"])?;
                 self.flush_pending(out);
             }
             "response.content_part.added" | "response.content_part.done" => {
@@ -390,6 +430,7 @@ impl ResponsesStream {
                         }
                     }
                 }
+                Self::rest(filter, &mut v, &["part"])?;
                 self.flush_pending(out);
             }
             "response.reasoning_summary_part.added" | "response.reasoning_summary_part.done" => {
@@ -399,6 +440,17 @@ impl ResponsesStream {
                     Mode::Final
                 };
                 let part = Part::Summary(index(&v, "summary_index"));
+                if let Some(Value::Object(p)) = v.get_mut("part") {
+                    for (k, e) in p.iter_mut() {
+                        let read_below = k == "text" && e.is_string();
+                        if !read_below && !SKIP.contains(&k.as_str()) {
+                            Self::generic(filter, e, &format!("part.{k}"))?;
+                        }
+                    }
+                } else if let Some(p) = v.get_mut("part") {
+                    Self::generic(filter, p, "part")?;
+                }
+                Self::rest(filter, &mut v, &["part"])?;
                 if let Some(Value::String(s)) = v.get_mut("part").and_then(|p| p.get_mut("text")) {
                     let mut text = std::mem::take(s);
                     let got = self.text(filter, mode, oi, &item_id, &part, &mut text);
@@ -423,18 +475,25 @@ impl ResponsesStream {
                             self.item(filter, Mode::Final, i, item)?;
                         }
                     }
-                    if let Some(e) = r.get_mut("error").filter(|e| !e.is_null()) {
-                        Self::generic(filter, e, "error")?;
+                    if let std::ops::ControlFlow::Break(b) =
+                        answer::rewrite_members(r, filter, &mut false)
+                    {
+                        return Err(b);
                     }
                     answer::fix_output_text(r);
                     self.template = Some(r.clone());
                 }
+                Self::rest(filter, &mut v, &["response"])?;
                 self.flush_pending(out);
                 out.progress = true;
                 self.write(v, out);
                 return Ok(true);
             }
-            "response.audio.delta" => filter.partial("audio output not scanned"),
+            "response.audio.delta" => {
+                // The audio itself is base64, not text; the event's other members are read.
+                filter.partial("audio output not scanned");
+                Self::rest(filter, &mut v, &["delta"])?;
+            }
             "error" => {
                 Self::generic(filter, &mut v, "")?;
                 out.progress = true;
@@ -556,6 +615,17 @@ impl StreamRewriter for ResponsesStream {
         if !v.is_object() {
             return Err(WireError::Shape {
                 message: "a stream event is a JSON object".to_owned(),
+            });
+        }
+        // A client dispatches on the `event:` name, the gateway on the JSON `type`: when they
+        // disagree, what the gateway reads as one event the client would show as another
+        // (a `delta` read as part of `response.in_progress`, shown as output text). Real
+        // streams name every event by its type; anything else is an upstream fault.
+        if let Some(name) = event.event.as_deref().filter(|n| !n.is_empty())
+            && v.get("type").and_then(Value::as_str) != Some(name)
+        {
+            return Err(WireError::Shape {
+                message: "a stream event's name disagrees with its type".to_owned(),
             });
         }
         self.restarted(&v)?;

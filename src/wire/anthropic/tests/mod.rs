@@ -5,6 +5,7 @@
 
 mod answer;
 mod events;
+mod fail_closed;
 mod request;
 mod stream;
 
