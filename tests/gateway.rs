@@ -31,7 +31,8 @@ async fn echo_upstream_shows_injection_redaction_and_blocks() {
         v["choices"][0]["message"]["content"],
         "what is the phone number of my friend?"
     );
-    let seen = &v["echo"]["request"]["messages"];
+    let echoed: serde_json::Value = serde_json::from_str(r.header("x-echo-request")).unwrap();
+    let seen = &echoed["messages"];
     assert_eq!(seen.as_array().unwrap().len(), 2);
     assert!(
         seen[0]["content"]

@@ -4,7 +4,10 @@
 use http::{Response, StatusCode};
 use serde_json::{Value, json};
 
-use super::{Echo, Frames, conversation, json_response, model_of, sse_response, streamed, words};
+use super::{
+    Echo, Frames, conversation, json_response, model_of, sse_response, streamed, with_request,
+    words,
+};
 use crate::proxy::body::ProxyBody;
 use crate::wire::openai_chat::refusal::CompletionMeta;
 use crate::wire::sse::DONE_FRAME;
@@ -31,13 +34,15 @@ impl Echo {
                            "logprobs": null, "finish_reason": "stop"})
                 })
                 .collect();
-            return json_response(
-                StatusCode::OK,
-                &json!({
-                    "id": meta.id, "object": "chat.completion", "created": meta.created, "model": meta.model,
-                    "system_fingerprint": "fp_echo", "choices": choices, "usage": usage,
-                    "echo": {"request": request},
-                }),
+            return with_request(
+                json_response(
+                    StatusCode::OK,
+                    &json!({
+                        "id": meta.id, "object": "chat.completion", "created": meta.created, "model": meta.model,
+                        "system_fingerprint": "fp_echo", "choices": choices, "usage": usage,
+                    }),
+                ),
+                request,
             );
         }
         let include_usage = request

@@ -7,7 +7,9 @@
 use http::{Response, StatusCode};
 use serde_json::{Value, json};
 
-use super::{Echo, Frames, fresh, json_response, model_of, sse_response, streamed, words};
+use super::{
+    Echo, Frames, fresh, json_response, model_of, sse_response, streamed, with_request, words,
+};
 use crate::proxy::body::ProxyBody;
 use crate::wire::sse::DONE_FRAME;
 
@@ -75,8 +77,7 @@ impl Echo {
                 .collect();
             let mut v = object(Value::Array(choices));
             v["usage"] = usage;
-            v["echo"] = json!({"request": request});
-            return json_response(StatusCode::OK, &v);
+            return with_request(json_response(StatusCode::OK, &v), request);
         }
         let mut frames = Frames::default();
         for (i, reply) in replies.iter().enumerate() {
@@ -105,7 +106,7 @@ mod tests {
     use http::header::CONTENT_TYPE;
     use serde_json::{Value, json};
 
-    use super::super::testing::{body_of, events};
+    use super::super::testing::{body_of, echoed, events};
     use super::{Echo, without_spec};
 
     const SPEC: &str = "[deliberate policy p@1]\nBe good.\n[end of deliberate policy p@1]";
@@ -131,6 +132,7 @@ mod tests {
         let request = json!({"model": "m", "prompt": format!("{SPEC}\n\nhello there"), "n": 2});
         let r = Echo::default().completions(&request);
         assert_eq!(r.headers()[CONTENT_TYPE], "application/json");
+        let seen = echoed(&r);
         let v: Value = serde_json::from_slice(&body_of(r).await).unwrap();
         assert_eq!(v["object"], "text_completion");
         assert!(v["id"].as_str().unwrap().starts_with("cmpl-"));
@@ -143,7 +145,7 @@ mod tests {
             assert_eq!(c["finish_reason"], "stop");
         }
         assert_eq!(v["usage"]["completion_tokens"], 4);
-        assert_eq!(v["echo"]["request"], request);
+        assert_eq!(seen, request);
 
         let list = json!({"prompt": ["a b", "c"]});
         let v: Value =

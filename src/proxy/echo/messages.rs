@@ -3,7 +3,9 @@
 use http::{Response, StatusCode};
 use serde_json::{Value, json};
 
-use super::{Echo, Frames, conversation, json_response, sse_response, text_of, words};
+use super::{
+    Echo, Frames, conversation, json_response, sse_response, text_of, with_request, words,
+};
 use crate::proxy::body::ProxyBody;
 use crate::wire::anthropic::MessageMeta;
 
@@ -21,14 +23,16 @@ impl Echo {
         let meta = MessageMeta::new(model);
         let usage = json!({"input_tokens": input_tokens, "output_tokens": output_tokens});
         if request.get("stream").and_then(Value::as_bool) != Some(true) {
-            return json_response(
-                StatusCode::OK,
-                &json!({
-                    "id": meta.id, "type": "message", "role": "assistant", "model": meta.model,
-                    "content": [{"type": "text", "text": reply}],
-                    "stop_reason": "end_turn", "stop_sequence": null, "usage": usage,
-                    "echo": {"request": request},
-                }),
+            return with_request(
+                json_response(
+                    StatusCode::OK,
+                    &json!({
+                        "id": meta.id, "type": "message", "role": "assistant", "model": meta.model,
+                        "content": [{"type": "text", "text": reply}],
+                        "stop_reason": "end_turn", "stop_sequence": null, "usage": usage,
+                    }),
+                ),
+                request,
             );
         }
         let mut frames = Frames::default();
@@ -74,7 +78,7 @@ mod tests {
     use http::header::CONTENT_TYPE;
     use serde_json::{Value, json};
 
-    use super::super::testing::body_of;
+    use super::super::testing::{body_of, echoed};
     use super::Echo;
     use crate::wire::sse::{SseDecoder, SseItem};
 
@@ -87,6 +91,7 @@ mod tests {
                          {"role": "user", "content": [{"type": "text", "text": "say hello there"}]}]});
         let r = Echo::default().messages(&request);
         assert_eq!(r.headers()[CONTENT_TYPE], "application/json");
+        let seen = echoed(&r);
         let v: Value = serde_json::from_slice(&body_of(r).await).unwrap();
         assert_eq!(v["type"], "message");
         assert_eq!(v["model"], "claude-x");
@@ -96,7 +101,7 @@ mod tests {
         );
         assert_eq!(v["stop_reason"], "end_turn");
         assert_eq!(v["usage"]["output_tokens"], 3);
-        assert_eq!(v["echo"]["request"]["system"], "Be brief.");
+        assert_eq!(seen["system"], "Be brief.");
 
         let mut streamed = request.clone();
         streamed["stream"] = json!(true);

@@ -1,7 +1,9 @@
 //! The built-in echo upstream: answers every request with the last user text, streamed word by
 //! word when asked. It lets anyone see injection and filtering work without a model; the
-//! non-streamed answer also carries the request as the upstream received it (in an extra
-//! `echo` field), so the injected spec can be seen.
+//! non-streamed answer also carries the request as the upstream received it in its
+//! `x-echo-request` header (the JSON, non-ASCII as `\u` escapes), so the injected spec can be
+//! seen. Not in the body: the gateway scans every string of an answer as output, and a copy
+//! of the injected spec there is what `system-prompt.leak` blocks.
 //!
 //! Routes: `…/chat/completions` ([`chat`]), `…/v1/messages` in Anthropic's shapes
 //! ([`messages`]), `…/responses` in the Responses API's shapes ([`responses`]) and
@@ -58,6 +60,34 @@ impl Api {
             _ => None,
         }
     }
+}
+
+/// The header that carries the request an answer was made for.
+pub const ECHO_REQUEST_HEADER: &str = "x-echo-request";
+
+/// Requests longer than this (as JSON) are not copied into the header; it says `truncated`.
+const ECHO_HEADER_MAX: usize = 32 * 1024;
+
+/// `response` with the [`ECHO_REQUEST_HEADER`] holding `request`.
+fn with_request(mut response: Response<ProxyBody>, request: &Value) -> Response<ProxyBody> {
+    let mut ascii = String::new();
+    for c in request.to_string().chars() {
+        if c.is_ascii() {
+            ascii.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for u in c.encode_utf16(&mut units) {
+                ascii.push_str(&format!("\\u{u:04x}"));
+            }
+        }
+    }
+    if ascii.len() > ECHO_HEADER_MAX {
+        ascii = "truncated".to_owned();
+    }
+    if let Ok(v) = HeaderValue::from_str(&ascii) {
+        response.headers_mut().insert(ECHO_REQUEST_HEADER, v);
+    }
+    response
 }
 
 fn json_response(status: StatusCode, v: &Value) -> Response<ProxyBody> {
@@ -267,6 +297,12 @@ pub(super) mod testing {
 
     use super::ProxyBody;
     use crate::wire::sse::{SseDecoder, SseItem};
+
+    /// The request an echo answer says it was made for (its `x-echo-request` header).
+    pub(crate) fn echoed(r: &Response<ProxyBody>) -> Value {
+        let h = r.headers()[super::ECHO_REQUEST_HEADER].to_str().unwrap();
+        serde_json::from_str(h).unwrap()
+    }
 
     pub(crate) async fn body_of(r: Response<ProxyBody>) -> Bytes {
         r.into_body().collect().await.unwrap().to_bytes()

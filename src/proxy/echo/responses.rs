@@ -8,7 +8,8 @@ use http::{Response, StatusCode};
 use serde_json::{Value, json};
 
 use super::{
-    Echo, Frames, fresh, json_response, model_of, sse_response, streamed, text_of_parts, words,
+    Echo, Frames, fresh, json_response, model_of, sse_response, streamed, text_of_parts,
+    with_request, words,
 };
 use crate::proxy::body::ProxyBody;
 
@@ -81,8 +82,7 @@ impl Echo {
         let done_item = message("completed", json!([part(&reply)]));
         if !streamed(request) {
             let mut r = response("completed", json!([done_item]), usage);
-            r["echo"] = json!({"request": request});
-            return json_response(StatusCode::OK, &r);
+            return with_request(json_response(StatusCode::OK, &r), request);
         }
         let mut frames = Frames::default();
         let mut seq = 0u64;
@@ -130,7 +130,7 @@ mod tests {
     use http::header::CONTENT_TYPE;
     use serde_json::{Value, json};
 
-    use super::super::testing::{body_of, events};
+    use super::super::testing::{body_of, echoed, events};
     use super::Echo;
 
     /// A string `input` is echoed as one `output_text` message, with usage.
@@ -140,6 +140,7 @@ mod tests {
             json!({"model": "gpt-x", "instructions": "Be brief.", "input": "hello there"});
         let r = Echo::default().responses(&request);
         assert_eq!(r.headers()[CONTENT_TYPE], "application/json");
+        let seen = echoed(&r);
         let v: Value = serde_json::from_slice(&body_of(r).await).unwrap();
         assert_eq!(v["object"], "response");
         assert_eq!(v["status"], "completed");
@@ -153,7 +154,7 @@ mod tests {
         assert_eq!(v["usage"]["input_tokens"], 4);
         assert_eq!(v["usage"]["output_tokens"], 2);
         assert_eq!(v["instructions"], "Be brief.");
-        assert_eq!(v["echo"]["request"], request);
+        assert_eq!(seen, request);
     }
 
     /// With items, the last user message is echoed (string or `input_text` parts).

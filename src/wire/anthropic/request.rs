@@ -6,6 +6,9 @@
 //! and a spec placed in front of a `system` block list is spliced into the original bytes, so
 //! the operator's blocks — their `cache_control` included — reach the provider byte for byte
 //! and its prompt cache still hits (the same spec text gives the same prefix).
+//!
+//! One concern in one file (just over 600 lines): reading and re-encoding one Messages
+//! request, every member of it, and its unit tests' shared helpers stay beside it.
 
 use bytes::Bytes;
 use serde_json::{Map, Value};

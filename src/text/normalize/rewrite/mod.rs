@@ -13,8 +13,8 @@
 //! unit, 32 letters a run, 4096 bytes a decoded run), so a stream can stop before an
 //! undecided unit and start again there: streamed and buffered output agree.
 //!
-//! This file is the driver and the per-unit steps, one concern (just over 600 lines: the unit
-//! loop, its fast path and the byte classes both read); `letters.rs` holds letter runs and
+//! This file is the driver and the per-unit steps, one concern (over 600 lines: the unit
+//! loop, its fast path, the byte classes both read, and the HTML tags of `markup`); `letters.rs` holds letter runs and
 //! leetspeak, `decode.rs` the decoders, `joins.rs` split tokens.
 
 mod decode;
