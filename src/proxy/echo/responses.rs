@@ -81,7 +81,7 @@ impl Echo {
         };
         let done_item = message("completed", json!([part(&reply)]));
         if !streamed(request) {
-            let mut r = response("completed", json!([done_item]), usage);
+            let r = response("completed", json!([done_item]), usage);
             return with_request(json_response(StatusCode::OK, &r), request);
         }
         let mut frames = Frames::default();

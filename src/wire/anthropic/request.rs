@@ -7,8 +7,8 @@
 //! the operator's blocks — their `cache_control` included — reach the provider byte for byte
 //! and its prompt cache still hits (the same spec text gives the same prefix).
 //!
-//! One concern in one file (just over 600 lines): reading and re-encoding one Messages
-//! request, every member of it, and its unit tests' shared helpers stay beside it.
+//! One concern in one file (just over 600 lines): reading every member of one Messages request
+//! and re-encoding what the gateway changed.
 
 use bytes::Bytes;
 use serde_json::{Map, Value};
