@@ -451,7 +451,11 @@ fn walk(v: &Value, path: String, delta: bool, out: &mut Vec<(String, String, boo
         Value::String(s) => out.push((path, s.clone(), delta)),
         Value::Array(a) => {
             for (i, x) in a.iter().enumerate() {
-                walk(x, format!("{path}[{i}]"), delta, out);
+                // An element that names its own index (a choice, a tool call) is keyed by it
+                // alone: the same tool call may sit at another position in the next chunk.
+                let named = x.get("index").is_some();
+                let at = if named { format!("{path}[]") } else { format!("{path}[{i}]") };
+                walk(x, at, delta, out);
             }
         }
         Value::Object(m) => {

@@ -13,7 +13,7 @@
 //! **Answer**: `choices[].text` per choice (the unit is the choice `index`); every other string
 //! of a choice (`logprobs` tokens, a `message`, a `text` that is not a string, vendor fields)
 //! and of the completion or chunk (`usage`, an `error` object, vendor fields; identifiers
-//! aside, see [`COMPLETION_META`]) through the generic walk (a block outside the choices
+//! aside, see `COMPLETION_META`) through the generic walk (a block outside the choices
 //! refuses every choice); `logprobs` is nulled when the text was edited (its tokens are the
 //! upstream's text). A blocked choice
 //! becomes the refusal text with `finish_reason: "content_filter"`; in a stream it ends
