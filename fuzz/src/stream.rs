@@ -454,7 +454,11 @@ fn walk(v: &Value, path: String, delta: bool, out: &mut Vec<(String, String, boo
                 // An element that names its own index (a choice, a tool call) is keyed by it
                 // alone: the same tool call may sit at another position in the next chunk.
                 let named = x.get("index").is_some();
-                let at = if named { format!("{path}[]") } else { format!("{path}[{i}]") };
+                let at = if named {
+                    format!("{path}[]")
+                } else {
+                    format!("{path}[{i}]")
+                };
                 walk(x, at, delta, out);
             }
         }
