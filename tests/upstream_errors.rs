@@ -60,6 +60,11 @@ async fn error_bodies_the_strict_parser_refuses_are_withheld() {
             r.reply.header("x-deliberate-enforcement")
         );
     }
+    // An error in SSE form whose JSON hides text behind escapes (any body with a backslash
+    // that is not strict JSON is withheld).
+    let r = answer(400, br#"data: {"error":{"message":"a pipe \u0062omb"}}"#).await;
+    assert!(!r.reply.text().contains("omb"), "{}", r.reply.text());
+    assert_eq!(r.reply.json()["error"]["code"], "upstream_error_withheld");
     // A plain-text error page is still scanned as text and passed when clean.
     let r = answer(503, b"Service Unavailable").await;
     assert_eq!(r.reply.text(), "Service Unavailable");

@@ -68,8 +68,10 @@ pub(crate) fn enforce_error(body: &Bytes, ex: &mut Exchange) -> Bytes {
         },
         // JSON the strict parser refuses (a repeated key, deep nesting, a byte order mark) is
         // still JSON to a client, which decodes its escapes (`\u0062omb`) where a text scan
-        // would not: withheld. Plain text and HTML error pages are scanned as text.
-        Err(_) if looks_like_json(body) => withheld(&mut filter),
+        // would not: withheld. So is any other body with a backslash in it: an SSE error stream
+        // (`data: {"error":…"\u0062omb"}`) is JSON to a client that parses events whatever the
+        // status. Plain-text and HTML error pages are scanned as text.
+        Err(_) if looks_like_json(body) || body.contains(&b'\\') => withheld(&mut filter),
         Err(_) => match std::str::from_utf8(body) {
             Ok(text) => match filter.scan(&Channel::new(ChannelKind::Other, 0, "error"), text) {
                 _ if escalated(&mut filter) => withheld(&mut filter),

@@ -509,12 +509,26 @@ impl MessagesStream {
                     blocked(scan_input(filter, input, &format!("{loc}.input")))?;
                 }
                 out.progress = true;
-                &["name", "input"]
+                // A name that is not a string, or an input that is not an object, is read by
+                // the walk below like any other member.
+                match (
+                    cb.get("name").is_none_or(Value::is_string),
+                    cb.get("input").is_none_or(Value::is_object),
+                ) {
+                    (true, true) => &["name", "input"],
+                    (true, false) => &["name"],
+                    (false, true) => &["input"],
+                    (false, false) => &[],
+                }
             }
             Kind::Other => {
                 if block_type == "redacted_thinking" {
                     filter.partial("redacted thinking not scanned");
-                    &["data"]
+                    if cb.get("data").is_none_or(Value::is_string) {
+                        &["data"]
+                    } else {
+                        &[]
+                    }
                 } else {
                     out.progress = true;
                     &[]

@@ -9,9 +9,10 @@ use crate::policy::InjectRole;
 use crate::wire::walk;
 use crate::wire::{Flow, InputText, Placement, RequestFacts, RequestSink, WireError, WireRequest};
 
-/// Top-level request fields the model does not read as text (settings, identifiers, metadata
-/// for the caller). Every other top-level field is read: known ones field by field, unknown
-/// ones by the generic walk.
+/// Top-level request fields the model does not read as text (settings and identifiers).
+/// Every other top-level field is read: known ones field by field, the rest (`metadata`,
+/// `user`, `safety_identifier`, `prompt_cache_key` and unknown ones: they still leave the
+/// gateway, so a secret in them is redacted) by the generic walk.
 const SETTINGS: &[&str] = &[
     "model",
     "stream",
@@ -21,20 +22,16 @@ const SETTINGS: &[&str] = &[
     "include",
     "max_output_tokens",
     "max_tool_calls",
-    "metadata",
     "parallel_tool_calls",
     "previous_response_id",
     "conversation",
-    "prompt_cache_key",
     "prompt_cache_retention",
     "reasoning",
-    "safety_identifier",
     "service_tier",
     "temperature",
     "top_p",
     "top_logprobs",
     "truncation",
-    "user",
     "tool_choice",
     "instructions",
     "input",

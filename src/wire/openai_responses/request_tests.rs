@@ -41,6 +41,20 @@ fn input_string_is_a_user_text() {
     );
 }
 
+/// `metadata`, `user` and the caller's identifiers leave the gateway too: a secret in them is
+/// redacted in what is forwarded.
+#[test]
+fn caller_metadata_is_read() {
+    let mut r = req(json!({"model": "m", "input": "hi", "user": "secret-1234",
+                           "metadata": {"note": "key secret-5678"}, "safety_identifier": "secret-9999"}));
+    let mut sink = TestSink::default();
+    r.texts(&mut sink);
+    let out: Value = serde_json::from_slice(&r.to_bytes().unwrap()).unwrap();
+    assert_eq!(out["user"], "[secret]");
+    assert_eq!(out["metadata"]["note"], "key [secret]");
+    assert_eq!(out["safety_identifier"], "[secret]");
+}
+
 #[test]
 fn input_items_are_read_with_their_roles() {
     let mut r = req(json!({"model": "m", "stream": true, "input": [

@@ -153,6 +153,45 @@ fn streamed_stop_sequence_usage_and_stray_signatures_are_read() {
                 block_start(0, json!({"type": "text", "text": [BOMB]})),
             ],
         ),
+        // `as2_block_start_tool_input_str` and its kin: a block start whose tool input is not
+        // an object, whose name is not a string, or whose redacted data is not a string.
+        (
+            "tool_use start with a string input",
+            vec![
+                start(),
+                block_start(
+                    0,
+                    json!({"type": "tool_use", "id": "t", "name": "f", "input": BOMB}),
+                ),
+            ],
+        ),
+        (
+            "server_tool_use start with a list input",
+            vec![
+                start(),
+                block_start(
+                    0,
+                    json!({"type": "server_tool_use", "id": "t", "name": "f", "input": [1, BOMB]}),
+                ),
+            ],
+        ),
+        (
+            "tool_use start with a list name",
+            vec![
+                start(),
+                block_start(
+                    0,
+                    json!({"type": "tool_use", "id": "t", "name": [BOMB], "input": {}}),
+                ),
+            ],
+        ),
+        (
+            "redacted_thinking start with object data",
+            vec![
+                start(),
+                block_start(0, json!({"type": "redacted_thinking", "data": {"x": BOMB}})),
+            ],
+        ),
         (
             "thinking signature_delta that is not a signature",
             vec![
