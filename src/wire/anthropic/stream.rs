@@ -648,6 +648,15 @@ impl MessagesStream {
                     None => false,
                 }
             }
+            // A text, thinking or tool-input delta for a block of another kind: real streams
+            // never send one, and scanned event by event (as an unknown delta is) a secret
+            // split across two of them would pass. An upstream fault.
+            Some(_) => {
+                return Err(shape(&format!(
+                    "a {delta_type} for content block {index} of another kind"
+                ))
+                .into());
+            }
             _ if delta_type == "signature_delta" && self.blocks[bi].kind != Kind::Thinking => {
                 // Only a thinking block is signed: a signature on any other block signs
                 // nothing a client can use, and is left out.
