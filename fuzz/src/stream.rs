@@ -341,6 +341,40 @@ fn check_output(buf: &[u8], cut: bool) {
                 .unwrap_or_else(|err| panic!("client event data is not JSON ({err}): {:?}", e.data))
         })
         .collect();
+    // Consecutive Anthropic text blocks are one text, as the adapter reads them (clients show
+    // them as one): each is keyed by the index of the first block of its run.
+    let mut values = values;
+    let mut leader: Vec<(Value, Value)> = Vec::new();
+    let mut last_text: Option<Value> = None;
+    for v in values.iter_mut() {
+        let t = v
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        if !t.starts_with("content_block_") {
+            continue;
+        }
+        let Some(i) = v.get("index").cloned() else {
+            continue;
+        };
+        if t == "content_block_start" {
+            let text = v.pointer("/content_block/type").and_then(Value::as_str) == Some("text");
+            let lead = match (&last_text, text) {
+                (Some(l), true) => {
+                    // Not a restart of the leader's index.
+                    v["type"] = Value::from("content_block_start_joined");
+                    l.clone()
+                }
+                _ => i.clone(),
+            };
+            last_text = text.then(|| lead.clone());
+            leader.push((i.clone(), lead));
+        }
+        if let Some((_, l)) = leader.iter().rev().find(|(k, _)| *k == i) {
+            v["index"] = l.clone();
+        }
+    }
     // A block or item restarted at an index it already had is a new text (the adapter drops
     // what the old one still held): it is keyed by generation, and every text may then stop
     // inside a word.
