@@ -54,6 +54,17 @@ fn keyed_strings<B>(
     }
 }
 
+/// Whether `v` holds a string at any depth (a member that does not may pass unread: numbers
+/// and booleans carry no text).
+pub(crate) fn has_string(v: &Value) -> bool {
+    match v {
+        Value::String(_) => true,
+        Value::Array(a) => a.iter().any(has_string),
+        Value::Object(m) => m.values().any(has_string),
+        _ => false,
+    }
+}
+
 /// What scanning strings in place came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Edit {

@@ -168,20 +168,10 @@ impl MessageMeta {
         // Only the counts: a string member (`service_tier`, or anything an upstream writes
         // there) may be what a refusal built on this is refusing.
         if let Some(Value::Object(u)) = message.get("usage") {
-            let counts = u.iter().filter(|(_, v)| !has_string(v));
+            let counts = u.iter().filter(|(_, v)| !crate::wire::walk::has_string(v));
             meta.usage = Value::Object(counts.map(|(k, v)| (k.clone(), v.clone())).collect());
         }
         meta
-    }
-}
-
-/// Whether `v` holds a string at any depth.
-fn has_string(v: &Value) -> bool {
-    match v {
-        Value::String(_) => true,
-        Value::Array(a) => a.iter().any(has_string),
-        Value::Object(m) => m.values().any(has_string),
-        _ => false,
     }
 }
 

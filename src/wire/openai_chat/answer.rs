@@ -20,14 +20,7 @@ const MESSAGE_META: [&str; 1] = ["role"];
 /// strings a vendor nests there), `prompt_filter_results`, an `error` object, `output`,
 /// anything unknown — is read by the generic walk. They are also the only fields a refusal
 /// written in the completion's place copies.
-const COMPLETION_META: [&str; 6] = [
-    "id",
-    "object",
-    "created",
-    "model",
-    "system_fingerprint",
-    "service_tier",
-];
+const COMPLETION_META: [&str; 6] = super::UNREAD_TOP_LEVEL;
 
 /// Scans one string field in place.
 fn scan_str(filter: &mut dyn TextFilter, ch: &Channel, text: &mut String) -> Field {

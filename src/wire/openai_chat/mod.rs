@@ -56,6 +56,17 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+/// The top-level members of a completion or chunk that are identifiers or enums, read by no
+/// rule (see `answer::COMPLETION_META` and `stream::CHUNK_META` for why each).
+const UNREAD_TOP_LEVEL: [&str; 6] = [
+    "id",
+    "object",
+    "created",
+    "model",
+    "system_fingerprint",
+    "service_tier",
+];
+
 mod answer;
 mod chunk;
 mod documents;

@@ -28,14 +28,7 @@ use crate::wire::{
 /// itself copy. Everything else of a chunk — `usage` (numbers, and whatever strings a vendor
 /// nests there), `obfuscation` (random padding, free text), an `error` object, vendor fields —
 /// is scanned.
-const CHUNK_META: [&str; 6] = [
-    "id",
-    "object",
-    "created",
-    "model",
-    "system_fingerprint",
-    "service_tier",
-];
+const CHUNK_META: [&str; 6] = super::UNREAD_TOP_LEVEL;
 
 /// Fields of a chunk choice that pass unread: `logprobs` only, and it is never sent (it is set
 /// to `null`: it carries the tokens of the text as the upstream sent it). `stop_reason` (vLLM:

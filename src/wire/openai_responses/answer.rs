@@ -219,19 +219,11 @@ pub(crate) fn answer(body: &Bytes, filter: &mut dyn TextFilter) -> Result<Answer
 /// still hold the blocked text (or text not scanned yet) and is replaced by the gateway's own
 /// value ([`response_object`]) or left out; numbers and booleans (`created_at`, `usage`) stay.
 fn blocked_base(r: &Value) -> Value {
-    fn has_string(v: &Value) -> bool {
-        match v {
-            Value::String(_) => true,
-            Value::Array(a) => a.iter().any(has_string),
-            Value::Object(m) => m.values().any(has_string),
-            _ => false,
-        }
-    }
     let model = r.get("model").and_then(Value::as_str).unwrap_or("");
     let mut base = response_object(model);
     if let (Value::Object(b), Value::Object(m)) = (&mut base, r) {
         for (k, v) in m {
-            if RESPONSE_UNREAD.contains(&k.as_str()) || !has_string(v) {
+            if RESPONSE_UNREAD.contains(&k.as_str()) || !crate::wire::walk::has_string(v) {
                 b.insert(k.clone(), v.clone());
             }
         }
