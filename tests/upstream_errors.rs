@@ -52,6 +52,12 @@ async fn error_bodies_the_strict_parser_refuses_are_withheld() {
         let text = r.reply.text();
         assert!(!text.contains("omb") && !text.contains("example"), "{text}");
         assert_eq!(r.reply.json()["error"]["code"], "upstream_error_withheld");
+        // Withheld for its form, not for what a rule found in it.
+        let why = r.reply.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(why.contains("could not read it"), "{why}");
         assert!(
             r.reply
                 .header("x-deliberate-enforcement")

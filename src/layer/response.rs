@@ -48,15 +48,16 @@ pub(crate) fn enforce_error(body: &Bytes, ex: &mut Exchange) -> Bytes {
         ex,
         state: &mut state,
     };
-    let withheld = |filter: &mut OutputFilter<'_>| {
-        let info = ErrorInfo::new(
-            ErrorKind::Upstream,
-            "the upstream's error message was withheld: it quoted text the policy does not allow",
-            "upstream_error_withheld",
-        );
+    const QUOTED: &str =
+        "the upstream's error message was withheld: it quoted text the policy does not allow";
+    const UNREADABLE: &str = "the upstream's error message was withheld: the gateway could not \
+         read it as a client would (not strict JSON, or not text)";
+    let withheld_as = |filter: &mut OutputFilter<'_>, why: &str| {
+        let info = ErrorInfo::new(ErrorKind::Upstream, why, "upstream_error_withheld");
         filter.ex.partial("upstream error body withheld");
         Bytes::from(adapter.error_body(&info).to_string())
     };
+    let withheld = |filter: &mut OutputFilter<'_>| withheld_as(filter, QUOTED);
     // An escalation in an error body is not judged: the body is withheld instead.
     let escalated = |filter: &mut OutputFilter<'_>| !filter.ex.judge_jobs.is_empty();
     match crate::wire::parse_strict(body) {
@@ -71,7 +72,9 @@ pub(crate) fn enforce_error(body: &Bytes, ex: &mut Exchange) -> Bytes {
         // would not: withheld. So is any other body with a backslash in it: an SSE error stream
         // (`data: {"error":…"\u0062omb"}`) is JSON to a client that parses events whatever the
         // status. Plain-text and HTML error pages are scanned as text.
-        Err(_) if looks_like_json(body) || body.contains(&b'\\') => withheld(&mut filter),
+        Err(_) if looks_like_json(body) || body.contains(&b'\\') => {
+            withheld_as(&mut filter, UNREADABLE)
+        }
         Err(_) => match std::str::from_utf8(body) {
             Ok(text) => match filter.scan(&Channel::new(ChannelKind::Other, 0, "error"), text) {
                 _ if escalated(&mut filter) => withheld(&mut filter),
@@ -79,7 +82,7 @@ pub(crate) fn enforce_error(body: &Bytes, ex: &mut Exchange) -> Bytes {
                 Verdict::Send(t) => Bytes::from(t),
                 Verdict::Strip | Verdict::Block { .. } => withheld(&mut filter),
             },
-            Err(_) => withheld(&mut filter),
+            Err(_) => withheld_as(&mut filter, UNREADABLE),
         },
     }
 }

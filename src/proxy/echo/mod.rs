@@ -72,7 +72,8 @@ const ECHO_HEADER_MAX: usize = 32 * 1024;
 fn with_request(mut response: Response<ProxyBody>, request: &Value) -> Response<ProxyBody> {
     let mut ascii = String::new();
     for c in request.to_string().chars() {
-        if c.is_ascii() {
+        // DEL is not allowed in a header value either (JSON does not escape it).
+        if c.is_ascii() && c != '\u{7f}' {
             ascii.push(c);
         } else {
             let mut units = [0u16; 2];
