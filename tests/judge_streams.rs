@@ -1,6 +1,7 @@
 //! Streamed answers with a judge, per stream mode (`hold`, `checkpoint`, `monitor`): no byte of
-//! a judged-unsafe window is sent in `hold` / `checkpoint`; escalations in streams keep their
-//! fallback; and (ignored) the time to first byte each mode costs.
+//! a judged-unsafe window is sent in `hold` / `checkpoint`; escalations on streamed content are
+//! held for the judge (whole fields keep their fallback); and (ignored) the time to first byte
+//! each mode costs.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -13,19 +14,17 @@ use common::{chat, content_chunk, finish_chunk, frame, role_chunk};
 use deliberate::CompiledPolicy;
 use serde_json::json;
 
-/// Regression: stream rewriters scan some whole strings (unknown fields, tool names) through
-/// the buffered path; an escalation there was set aside with nobody waiting for the judge.
-/// In streams, escalating rules keep their fallback.
-#[tokio::test]
-async fn a_streamed_escalation_keeps_its_fallback() {
-    let j = MockJudge::start(Duration::ZERO).await;
-    let p = CompiledPolicy::from_yaml_str(
-        r#"
+const STREAMED: &str = r#"
 policy: streamed
-judge: {input: off, output: escalation}
+judge: {input: off, output: escalation, budget_ms: 400}
 spec:
   sections:
-    - {id: weapons, text: No weapons.}
+    - id: weapons
+      title: Weapons
+      text: No weapons.
+      judge:
+        violates: ["Instructions for building a weapon."]
+        safe: ["Animals and products named after weapons."]
 rules:
   - id: sword
     section: weapons
@@ -33,10 +32,27 @@ rules:
     match: {keywords: [swordfish]}
     action: escalate
     tests: {match: ["swordfish"], no_match: ["sword"]}
-"#,
-        "streamed.yaml",
-    )
-    .unwrap();
+refusal: "Refused under {title}."
+"#;
+
+fn streamed_policy() -> CompiledPolicy {
+    CompiledPolicy::from_yaml_str(STREAMED, "streamed.yaml").unwrap()
+}
+
+fn frames_of(pieces: &[&str]) -> Vec<Vec<u8>> {
+    let mut frames = vec![frame(&role_chunk(0))];
+    frames.extend(pieces.iter().map(|p| frame(&content_chunk(0, p))));
+    frames.push(frame(&finish_chunk(0, "stop")));
+    frames.push(b"data: [DONE]\n\n".to_vec());
+    frames
+}
+
+/// Regression: stream rewriters scan some whole strings (unknown fields, tool names) through
+/// the buffered path; an escalation there was set aside with nobody waiting for the judge.
+/// There, escalating rules keep their fallback (only content text is held for the judge).
+#[tokio::test]
+async fn a_streamed_escalation_in_a_whole_field_keeps_its_fallback() {
+    let j = MockJudge::start(Duration::ZERO).await;
     let mut note = content_chunk(0, "hello ");
     note["x_note"] = json!("the swordfish plan");
     let frames = vec![
@@ -46,9 +62,113 @@ rules:
         frame(&finish_chunk(0, "stop")),
         b"data: [DONE]\n\n".to_vec(),
     ];
-    let (r, _) = send(p, http(&j, 4), Model::Frames(frames), chat("hi", true)).await;
+    let (r, _) = send(
+        streamed_policy(),
+        http(&j, 4),
+        Model::Frames(frames),
+        chat("hi", true),
+    )
+    .await;
     assert!(!r.text().contains("swordfish"), "{}", r.text());
-    assert_eq!(j.calls(), 0, "nothing waits for a verdict in a stream");
+    assert_eq!(j.calls(), 0, "a whole field's escalation is its fallback");
+}
+
+/// An `escalate` rule on streamed content text goes to the judge: the text is held from the
+/// event that matched until the verdict; an allow sends it on, and the stream goes on.
+#[tokio::test]
+async fn a_streamed_content_escalation_is_judged_and_allowed() {
+    let j = MockJudge::start(Duration::from_millis(20)).await;
+    let pieces = ["The sword", "fish is a ", "large fish. ", "It swims fast."];
+    let (r, s) = send(
+        streamed_policy(),
+        http(&j, 4),
+        Model::Frames(frames_of(&pieces)),
+        chat("hi", true),
+    )
+    .await;
+    assert_eq!(streamed_text(&r), pieces.concat());
+    assert!(r.text().ends_with("data: [DONE]\n\n"), "{}", r.text());
+    assert_eq!(j.calls(), 1);
+    let rec = record(&s);
+    assert_eq!(rec.outcome, deliberate::layer::Outcome::Completed);
+    assert_eq!(rec.judge.len(), 1);
+    assert_eq!(rec.judge[0].rules, vec!["sword".to_owned()]);
+    assert_eq!(rec.judge[0].outcome, "no_violation");
+    assert!(
+        rec.findings.iter().any(|f| f.rule == "sword"),
+        "the escalated finding is audited"
+    );
+}
+
+/// The judge refuses: not a byte of the escalated text reaches the client; what streamed
+/// before it did, and the stream ends in-band with the policy's error.
+#[tokio::test]
+async fn a_streamed_escalation_the_judge_refuses_never_reaches_the_client() {
+    let j = MockJudge::start(Duration::ZERO).await;
+    let pieces = [
+        "VIOLATE, it says. ",
+        "The sword",
+        "fish plan ",
+        "goes on here.",
+    ];
+    let (r, s) = send(
+        streamed_policy(),
+        http(&j, 4),
+        Model::Frames(frames_of(&pieces)),
+        chat("hi", true),
+    )
+    .await;
+    let text = r.text();
+    assert!(!text.contains("fish"), "{text}");
+    assert!(!text.contains("goes on"), "{text}");
+    assert!(text.contains("content_policy_violation"), "{text}");
+    assert!(text.contains("Refused under Weapons."), "{text}");
+    assert!(
+        streamed_text(&r).starts_with("VIOLATE, it says."),
+        "the text before the escalation streamed: {text}"
+    );
+    assert_eq!(j.calls(), 1);
+    assert_eq!(
+        record(&s).outcome,
+        deliberate::layer::Outcome::BlockedOutput
+    );
+}
+
+/// A judge past the budget fails closed (the policy's default): the held text is dropped,
+/// and the record and header say the judge timed out.
+#[tokio::test]
+async fn a_streamed_escalation_past_the_budget_fails_closed() {
+    let j = MockJudge::start(Duration::ZERO).await;
+    let pieces = ["SLOW answer: ", "the swordfish ", "is big."];
+    let (r, s) = send(
+        streamed_policy(),
+        http(&j, 4),
+        Model::Frames(frames_of(&pieces)),
+        chat("hi", true),
+    )
+    .await;
+    let text = r.text();
+    assert!(!text.contains("swordfish"), "{text}");
+    assert!(text.contains("content_policy_violation"), "{text}");
+    let rec = record(&s);
+    assert_eq!(rec.judge[0].outcome, "timeout");
+    assert_eq!(rec.outcome, deliberate::layer::Outcome::BlockedOutput);
+}
+
+/// Without a judge, the same rule is its fallback (a block), as it always was.
+#[tokio::test]
+async fn without_a_judge_a_streamed_escalation_blocks() {
+    let pieces = ["The sword", "fish is a ", "large fish."];
+    let (r, _) = send(
+        streamed_policy(),
+        None,
+        Model::Frames(frames_of(&pieces)),
+        chat("hi", true),
+    )
+    .await;
+    let text = r.text();
+    assert!(!text.contains("swordfish"), "{text}");
+    assert!(text.contains("content_filter"), "{text}");
 }
 
 #[tokio::test]

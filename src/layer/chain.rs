@@ -111,13 +111,22 @@ impl std::fmt::Debug for ChainScanner {
 }
 
 impl ChainScanner {
-    /// Scanners for `stage` of every policy in `set`.
-    pub fn new(set: &PolicySet, stage: Stage) -> Self {
+    /// Scanners for `stage` of every policy in `set`. With `escalating`, the scanner of each
+    /// policy that judges `stage` reports its `escalate` rules' findings as flags: the caller
+    /// holds their text for the judge (see [`StreamScanner::escalating`]).
+    pub fn new(set: &PolicySet, stage: Stage, escalating: bool) -> Self {
         ChainScanner {
             scanners: set
                 .policies()
                 .iter()
-                .map(|p| StreamScanner::new_shared(p.clone(), stage))
+                .map(|p| {
+                    let s = StreamScanner::new_shared(p.clone(), stage);
+                    if escalating && p.judge.mode(stage) != JudgeMode::Off {
+                        s.escalating()
+                    } else {
+                        s
+                    }
+                })
                 .collect(),
             blocked: false,
         }

@@ -13,6 +13,7 @@ use super::options::ReasoningMode;
 use super::policies::PolicySet;
 use super::shape::ShapeCheck;
 use crate::engine::apply_redactions;
+use crate::engine::judge::Escalation;
 use crate::policy::{Action, Stage};
 use crate::wire::json_text::{self, Decoder, Encoder};
 use crate::wire::{Channel, ChannelId, ChannelKind, TextFilter, Verdict};
@@ -28,9 +29,18 @@ pub(crate) struct FilterState {
     refuse_all: bool,
     /// Whether released content text is kept for the judge (judged streams).
     pub collect: bool,
-    /// The answer is a stream: escalations are not judged here (nothing would wait for the
-    /// verdict), so escalating rules act as their fallback.
+    /// The answer is a stream: escalations of whole-scanned fields are not judged (nothing
+    /// waits for a verdict there), so escalating rules act as their fallback, except on
+    /// content channels with `escalating`.
     pub streaming: bool,
+    /// Streams whose body waits for verdicts on escalations (a judge is configured and the
+    /// stream is not judged unprompted): `escalate` rules on content text are flagged, their
+    /// text released into [`escalations`](Self::escalations)' hold instead of decided here.
+    pub escalating: bool,
+    /// Escalations found on content text since the stream body last took them: the policy
+    /// index and what it escalates. The body holds everything from the event that found them
+    /// until the judge has spoken on the content released so far.
+    pub escalations: Vec<(usize, Escalation)>,
     /// Released content text, per unit (choice), when `collect` is set.
     pub collected: Vec<(u32, String)>,
     /// Streams: the end of what each whole-scanned field (unknown strings, by unit and
@@ -234,6 +244,41 @@ impl OutputFilter<'_> {
         Verdict::Block { refusal, released }
     }
 
+    /// When `f` is a finding of an `escalate` rule on a content channel of an escalating
+    /// stream (reported as a flag by the scanner): notes the escalation for the stream body
+    /// and returns the finding with its rule's own action, for the record.
+    fn escalated(&mut self, content: bool, (pi, f): &PolicyFinding) -> Option<PolicyFinding> {
+        if !(content && self.state.escalating) {
+            return None;
+        }
+        let policy = self.ex.set.policies().get(*pi)?;
+        let rule = policy.rule(&f.rule).filter(|r| r.escalate)?;
+        let mut original = f.clone();
+        original.action = rule.action;
+        let esc = match self.state.escalations.iter_mut().find(|(p, _)| p == pi) {
+            Some((_, e)) => e,
+            None => {
+                self.state.escalations.push((
+                    *pi,
+                    Escalation {
+                        sections: Vec::new(),
+                        rules: Vec::new(),
+                    },
+                ));
+                &mut self.state.escalations.last_mut()?.1
+            }
+        };
+        if !esc.rules.contains(&f.rule) {
+            esc.rules.push(f.rule.clone());
+        }
+        if let Some(s) = &f.section
+            && !esc.sections.contains(s)
+        {
+            esc.sections.push(s.clone());
+        }
+        Some((*pi, original))
+    }
+
     /// Keeps a scanned piece of channel `i` for the shadow and the record.
     fn capture(&mut self, i: usize, piece: &str) {
         let Some(st) = self.state.channels.get(i) else {
@@ -288,7 +333,10 @@ impl OutputFilter<'_> {
         let content = st.channel.kind == ChannelKind::Content;
         let location = st.channel.location.clone();
         for f in &o.findings {
-            self.ex.finding(f, || location.clone());
+            match self.escalated(content, f) {
+                Some(f) => self.ex.escalated_finding(&f, || location.clone()),
+                None => self.ex.finding(f, || location.clone()),
+            }
         }
         if broken && o.block.is_none() {
             // A redaction would change the structure of the JSON the client parses: refuse
@@ -312,7 +360,10 @@ impl OutputFilter<'_> {
 impl TextFilter for OutputFilter<'_> {
     fn open(&mut self, channel: Channel) -> ChannelId {
         let stage = self.stage_of(channel.kind);
-        let chain = stage.map(|s| ChainScanner::new(&self.ex.set, s));
+        let escalating = self.state.escalating
+            && channel.kind == ChannelKind::Content
+            && stage == Some(Stage::Output);
+        let chain = stage.map(|s| ChainScanner::new(&self.ex.set, s, escalating));
         let strippers = if channel.kind == ChannelKind::Content {
             self.strippers()
         } else {

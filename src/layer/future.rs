@@ -20,7 +20,7 @@ use super::audit::Outcome;
 use super::body::{RequestBody, ResponseBody};
 use super::error::{BoxError, Fault};
 use super::exchange::Exchange;
-use super::judging::{JudgeBatch, queue_answer, stream_judging};
+use super::judging::{JudgeBatch, judges_escalations, queue_answer, stream_judging};
 use super::request::ScanSlot;
 use super::request::{self, Input};
 use super::respond::{
@@ -546,6 +546,7 @@ where
             }
             Some(StreamJudgeMode::Monitor) => filter.collect(true),
             Some(StreamJudgeMode::Checkpoint) => filter.checkpoint(),
+            None if judges_escalations(&filter.ex) => filter.escalations(),
             None => {}
         }
         Ok(State::Starting {

@@ -32,6 +32,17 @@ pub(crate) fn stream_judging(ex: &Exchange) -> Option<StreamJudgeMode> {
         .max_by_key(|m| rank(*m))
 }
 
+/// Whether a streamed answer of this exchange waits for verdicts on escalations: a judge is
+/// configured and some policy judges output at all (`escalation`, the default, included).
+pub(crate) fn judges_escalations(ex: &Exchange) -> bool {
+    ex.shared.judge.is_some()
+        && ex
+            .set
+            .policies()
+            .iter()
+            .any(|p| p.judge.mode(Stage::Output) != JudgeMode::Off)
+}
+
 /// Queues the judge jobs for a whole streamed answer (`hold`): each policy that judges
 /// output unprompted.
 pub(crate) fn queue_answer(ex: &mut Exchange, text: &str) {

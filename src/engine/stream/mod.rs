@@ -101,6 +101,8 @@ pub struct StreamScanner<'p> {
     done: bool,
     /// Every finding reported so far.
     all_findings: Vec<Finding>,
+    /// Findings of `escalate` rules are reported as flags (the caller judges them).
+    escalating: bool,
 }
 
 impl std::fmt::Debug for StreamScanner<'_> {
@@ -198,7 +200,17 @@ impl<'p> StreamScanner<'p> {
             blocked: false,
             done: false,
             all_findings: Vec::new(),
+            escalating: false,
         }
+    }
+
+    /// Reports the findings of `escalate` rules as flags instead of their fallback, so their
+    /// text is released to the caller, which must hold it until a judge has decided (a
+    /// gateway with a judge; see the README's "The judge"). The caller tells them apart by
+    /// the rule's [`escalate`](crate::engine::Rule::escalate).
+    pub fn escalating(mut self) -> Self {
+        self.escalating = true;
+        self
     }
 }
 
@@ -351,6 +363,14 @@ impl StreamScanner<'_> {
         let mut findings = Vec::new();
         if any_hits {
             findings = self.decide(frontier, fin, &mut safe);
+            if self.escalating {
+                let policy = &self.policy;
+                for f in &mut findings {
+                    if policy.rule(&f.rule).is_some_and(|r| r.escalate) {
+                        f.action = Action::Flag;
+                    }
+                }
+            }
         }
         if fin {
             safe = received;

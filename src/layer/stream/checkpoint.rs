@@ -5,6 +5,10 @@
 //! one window is judged, the next one fills (and stays held). A refusal drops whatever is held
 //! and ends the stream in-band with an error event: no byte of a judged-unsafe window is sent.
 //!
+//! A stream judged on escalation only (a judge configured, no policy judging streams
+//! unprompted) uses the same hold without windows: it streams until an `escalate` rule flags
+//! content text, then holds everything until the judge has read the content so far.
+//!
 //! Windows close at event edges: the text of one upstream event is never split, so a window
 //! runs past its sentence boundary by the rest of the text released with it.
 
@@ -34,6 +38,9 @@ pub(crate) struct Checkpoint {
     /// Allowed bytes waiting to be sent.
     ready: Option<Bytes>,
     done: bool,
+    /// Judged on escalation only: windows are not judged; everything streams until an
+    /// `escalate` rule flags content text, then is held until the verdict.
+    pub on_escalation: bool,
 }
 
 impl Checkpoint {
@@ -45,6 +52,16 @@ impl Checkpoint {
             min: min.max(1),
             ready: None,
             done: false,
+            on_escalation: false,
+        }
+    }
+
+    /// The hold of a stream judged on escalation only (see
+    /// [`StreamFilter::escalations`](super::StreamFilter::escalations)).
+    pub fn escalations() -> Self {
+        Checkpoint {
+            on_escalation: true,
+            ..Checkpoint::new(1)
         }
     }
 }
@@ -71,7 +88,11 @@ where
     let Some(mut cp) = filter.checkpoint.take() else {
         return Poll::Ready(None);
     };
-    let out = step(&mut cp, inner.as_mut(), filter, cx);
+    let out = if cp.on_escalation {
+        step_escalations(&mut cp, inner.as_mut(), filter, cx)
+    } else {
+        step(&mut cp, inner.as_mut(), filter, cx)
+    };
     filter.checkpoint = Some(cp);
     out
 }
@@ -94,27 +115,8 @@ where
             return Poll::Ready(filter.take_output());
         }
         // 1. A verdict on the window in flight.
-        if let Some((n, batch)) = cp.judging.as_mut() {
-            match batch.poll(&mut filter.ex, cx) {
-                Poll::Ready(None) => {
-                    let n = *n;
-                    cp.judging = None;
-                    let allowed = cp.held.split_to(n).freeze();
-                    if !allowed.is_empty() {
-                        cp.ready = Some(allowed);
-                    }
-                    continue;
-                }
-                Poll::Ready(Some(block)) => {
-                    cp.judging = None;
-                    cp.held.clear();
-                    filter.refuse_in_band(&block.refusal);
-                    filter.ex.release_record();
-                    cp.done = true;
-                    continue;
-                }
-                Poll::Pending => {}
-            }
+        if poll_verdict(cp, filter, cx) {
+            continue;
         }
         // 2. What the rules released is held.
         if let Some(b) = filter.take_output() {
@@ -152,6 +154,99 @@ where
             }
         }
         if ended {
+            // Waiting for the verdict only.
+            return Poll::Pending;
+        }
+        if feed(inner.as_mut(), filter, cx).is_pending() {
+            return Poll::Pending;
+        }
+    }
+}
+
+/// What a verdict on the window in flight comes to: `true` when it settled (allowed: its
+/// bytes are ready; refused: the stream ended in-band), `false` while it is pending.
+fn poll_verdict(cp: &mut Checkpoint, filter: &mut StreamFilter, cx: &mut Context<'_>) -> bool {
+    let Some((n, batch)) = cp.judging.as_mut() else {
+        return false;
+    };
+    match batch.poll(&mut filter.ex, cx) {
+        Poll::Ready(None) => {
+            let n = *n;
+            cp.judging = None;
+            let allowed = cp.held.split_to(n).freeze();
+            if !allowed.is_empty() {
+                cp.ready = Some(allowed);
+            }
+            true
+        }
+        Poll::Ready(Some(block)) => {
+            cp.judging = None;
+            cp.held.clear();
+            filter.refuse_in_band(&block.refusal);
+            filter.ex.release_record();
+            cp.done = true;
+            true
+        }
+        Poll::Pending => false,
+    }
+}
+
+/// [`step`] for a stream judged on escalation only: output passes on as it is released until
+/// an escalation is flagged; then it is held, and the judge reads the content released so far
+/// (which holds the escalated text). Escalations flagged while a verdict is pending are judged
+/// after it, on the text as it was when they were flagged.
+fn step_escalations<B>(
+    cp: &mut Checkpoint,
+    mut inner: Pin<&mut B>,
+    filter: &mut StreamFilter,
+    cx: &mut Context<'_>,
+) -> Poll<Option<Bytes>>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    loop {
+        if let Some(b) = cp.ready.take() {
+            return Poll::Ready(Some(b));
+        }
+        if cp.done {
+            return Poll::Ready(filter.take_output());
+        }
+        if poll_verdict(cp, filter, cx) {
+            continue;
+        }
+        // Escalations first: the output of the same events carries their text.
+        let escalations = filter.take_escalations();
+        if !escalations.is_empty() {
+            let text = filter.collected_text();
+            for (pi, esc) in escalations {
+                filter.ex.judge_jobs.push(JudgeJob::escalation(
+                    pi,
+                    Stage::Output,
+                    esc,
+                    text.clone(),
+                ));
+            }
+        }
+        if let Some(b) = filter.take_output() {
+            cp.held.extend_from_slice(&b);
+        }
+        let ended = filter.is_ended_upstream();
+        if cp.judging.is_none() {
+            if let Some(batch) = JudgeBatch::start(&mut filter.ex) {
+                cp.judging = Some((cp.held.len(), batch));
+                continue;
+            }
+            if !cp.held.is_empty() {
+                cp.ready = Some(cp.held.split().freeze());
+                continue;
+            }
+            if ended {
+                filter.ex.release_record();
+                cp.done = true;
+                continue;
+            }
+        } else if ended {
             // Waiting for the verdict only.
             return Poll::Pending;
         }

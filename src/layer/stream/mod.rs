@@ -178,9 +178,26 @@ impl StreamFilter {
         self.ex.hold_record();
     }
 
-    /// Whether the stream is judged in `checkpoint` mode.
+    /// Judges escalations (the stream is not judged unprompted, but a judge is configured):
+    /// `escalate` rules on content text are flagged instead of acting as their fallback, and
+    /// from the event that flags one, everything is held until the judge has read the content
+    /// released so far — sent on if it allows, the stream ended in-band if it refuses. Until
+    /// an escalation, the stream streams as without a judge (head included).
+    pub fn escalations(&mut self) {
+        self.state.collect = true;
+        self.state.escalating = true;
+        self.checkpoint = Some(Box::new(checkpoint::Checkpoint::escalations()));
+        self.ex.hold_record();
+    }
+
+    /// Whether the stream is judged in `checkpoint` mode (its head goes out at once).
     pub fn is_checkpoint(&self) -> bool {
-        self.checkpoint.is_some()
+        self.checkpoint.as_ref().is_some_and(|c| !c.on_escalation)
+    }
+
+    /// The escalations flagged since the last call.
+    pub(crate) fn take_escalations(&mut self) -> Vec<(usize, crate::engine::judge::Escalation)> {
+        std::mem::take(&mut self.state.escalations)
     }
 
     pub(crate) fn is_ended_upstream(&self) -> bool {
