@@ -6,7 +6,9 @@
 //! characters of `[A-Za-z0-9_+/=-]` with a letter, one of them has a digit, and the other has a
 //! digit too, or reads like a random run of letters (a lower-case letter followed by an upper-case
 //! one: `AbCdEfGh`), or has no lower-case letter (`AKIAIOSF`). A key's random body almost always
-//! has one of those in 8 characters; prose words and `name = value` lines do not join.
+//! has one of those in 8 characters; prose words and `name = value` lines do not join. A piece
+//! that starts with a well-known key prefix (`ghp_`, `sk-`, `xoxb-`, … in any case) is key-like
+//! whatever its letters (`ghp_abcdefghijklmnop` + `qrstuvwxyz0123456789`).
 
 use super::Source;
 use crate::text::options::MAX_UNIT_BYTES;
@@ -39,12 +41,49 @@ enum Piece {
     Mixed,
 }
 
+/// Prefixes of well-known key formats (compared without case): GitHub, GitLab, OpenAI and
+/// Anthropic, Stripe, Slack, Hugging Face, npm, PyPI, Google API keys.
+const KEY_PREFIXES: &[&[u8]] = &[
+    b"ghp_",
+    b"gho_",
+    b"ghu_",
+    b"ghs_",
+    b"ghr_",
+    b"github_pat_",
+    b"glpat-",
+    b"sk-",
+    b"sk_live_",
+    b"sk_test_",
+    b"rk_live_",
+    b"rk_test_",
+    b"xoxb-",
+    b"xoxp-",
+    b"xoxa-",
+    b"xoxr-",
+    b"xoxs-",
+    b"xoxe-",
+    b"xapp-",
+    b"hf_",
+    b"npm_",
+    b"pypi-",
+    b"aiza",
+];
+
+fn has_key_prefix(piece: &[u8]) -> bool {
+    KEY_PREFIXES
+        .iter()
+        .any(|p| piece.len() > p.len() && piece[..p.len()].eq_ignore_ascii_case(p))
+}
+
 fn piece(piece: &[u8]) -> Piece {
     if piece.len() < MIN_PIECE || !piece.iter().any(u8::is_ascii_alphabetic) {
         return Piece::Prose;
     }
     if piece.iter().any(u8::is_ascii_digit) {
         return Piece::Mixed;
+    }
+    if has_key_prefix(piece) {
+        return Piece::Letters;
     }
     let case_switch = piece
         .windows(2)
@@ -62,9 +101,10 @@ fn joins(before: Piece, after: Piece) -> bool {
 }
 
 /// Whether a unit of `len` bytes might end in the first piece of a split key, from what the
-/// fast path of the rewrite steps knows about it (a digit or an upper-case letter in it).
-pub(super) fn may_start_join(len: usize, digit_or_upper: bool) -> bool {
-    len >= MIN_PIECE && digit_or_upper
+/// fast path of the rewrite steps knows about it (`key_hint`: a digit, an upper-case letter,
+/// `_` or `-` in it — every key prefix has one of the last two).
+pub(super) fn may_start_join(len: usize, key_hint: bool) -> bool {
+    len >= MIN_PIECE && key_hint
 }
 
 /// Whether the unit `[i, end)` ends in a key-like piece that continues after a line break or

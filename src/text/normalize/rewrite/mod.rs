@@ -334,7 +334,7 @@ fn plain_unit(
     // Length of the leading run of base64/hex characters, while it lasts.
     let mut token = 0usize;
     let mut in_token = true;
-    let mut digit_or_upper = false;
+    let mut key_hint = false;
     loop {
         let Some(&c) = b.get(e) else {
             if !finish {
@@ -362,7 +362,7 @@ fn plain_unit(
             }
             ch.len_utf8()
         };
-        digit_or_upper |= c.is_ascii_digit() || c.is_ascii_uppercase();
+        key_hint |= c.is_ascii_digit() || c.is_ascii_uppercase() || matches!(c, b'_' | b'-');
         if in_token && (c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=')) {
             token += 1;
         } else {
@@ -374,8 +374,8 @@ fn plain_unit(
     if chars == 0 || (chars == 1 && opts.letter_spacing) {
         return None;
     }
-    // A split key's first part has a digit or an upper-case letter (`joins.rs`).
-    if opts.joins && may_start_join(e - i, digit_or_upper) {
+    // A split key's first part has a digit, an upper-case letter or a key prefix (`joins.rs`).
+    if opts.joins && may_start_join(e - i, key_hint) {
         return None;
     }
     if decoders {

@@ -191,6 +191,15 @@ fn joins_read_a_split_token_whole() {
             "sk-proj-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789_-abcd ok",
         ),
         ("id AKIAIOSFOD\nNN7EXAMPLE ok", "id AKIAIOSFODNN7EXAMPLE ok"),
+        // A key prefix makes a piece of lower-case letters key-like.
+        (
+            "t ghp_abcdefghijklmnopqr\nstuvwxyz0123456789 ok",
+            "t ghp_abcdefghijklmnopqrstuvwxyz0123456789 ok",
+        ),
+        (
+            "the well-known-approach\nversion2024 ok",
+            "the well-known-approach\nversion2024 ok",
+        ),
         // Prose and short pieces do not join.
         (
             "sk-proj-AbCdEfGh1234\nexplanation follows",
