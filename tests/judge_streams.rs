@@ -294,8 +294,29 @@ async fn stream_mode_costs() {
         total.sort();
         figures.push((name, first[2], total[2]));
     }
+    // Escalation only (the default with a judge): nothing is held until an escalate rule
+    // matches; then one call.
+    for (name, fires) in [("escalation, none", false), ("escalation, at piece 4", true)] {
+        let mut pieces = stream_pieces(None);
+        if fires {
+            pieces[3] = "The swordfish is a fish. ".to_owned();
+        }
+        let mut first = Vec::new();
+        let mut total = Vec::new();
+        let calls = j.calls();
+        for _ in 0..5 {
+            let (f, t) = time_stream(streamed_policy(), http(&j, 4), pieces.clone()).await;
+            first.push(f);
+            total.push(t);
+        }
+        let expected = if fires { 5 } else { 0 };
+        assert_eq!(j.calls() - calls, expected, "{name}: judge calls");
+        first.sort();
+        total.sort();
+        figures.push((name, first[2], total[2]));
+    }
     for (name, f, t) in &figures {
-        println!("{name:>10}: first content byte {f:>4} ms, whole answer {t:>4} ms (median of 5)");
+        println!("{name:>22}: first content byte {f:>4} ms, whole answer {t:>4} ms (median of 5)");
     }
     assert!(figures[3].1 >= figures[0].1, "hold waits for the verdict");
 }
