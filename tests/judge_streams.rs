@@ -134,6 +134,34 @@ async fn a_streamed_escalation_the_judge_refuses_never_reaches_the_client() {
     );
 }
 
+/// Regression: the escalation is in the first content event, which goes out with the
+/// response head: that text waits for the verdict too.
+#[tokio::test]
+async fn an_escalation_in_the_first_event_is_held_with_the_head() {
+    let j = MockJudge::start(Duration::ZERO).await;
+    let pieces = ["VIOLATE: the swordfish plan. ", "More of it."];
+    let (r, _) = send(
+        streamed_policy(),
+        http(&j, 4),
+        Model::Frames(frames_of(&pieces)),
+        chat("hi", true),
+    )
+    .await;
+    let text = r.text();
+    assert!(!text.contains("swordfish"), "{text}");
+    assert!(!text.contains("More of it"), "{text}");
+    assert!(text.contains("content_policy_violation"), "{text}");
+    let pieces = ["The swordfish is big. ", "It swims."];
+    let (r, _) = send(
+        streamed_policy(),
+        http(&j, 4),
+        Model::Frames(frames_of(&pieces)),
+        chat("hi", true),
+    )
+    .await;
+    assert_eq!(streamed_text(&r), pieces.concat());
+}
+
 /// A judge past the budget fails closed (the policy's default): the held text is dropped,
 /// and the record and header say the judge timed out.
 #[tokio::test]
@@ -296,7 +324,10 @@ async fn stream_mode_costs() {
     }
     // Escalation only (the default with a judge): nothing is held until an escalate rule
     // matches; then one call.
-    for (name, fires) in [("escalation, none", false), ("escalation, at piece 4", true)] {
+    for (name, fires) in [
+        ("escalation, none", false),
+        ("escalation, at piece 4", true),
+    ] {
         let mut pieces = stream_pieces(None);
         if fires {
             pieces[3] = "The swordfish is a fish. ".to_owned();

@@ -252,7 +252,7 @@ pub(crate) fn stream_head<B>(
     body: std::pin::Pin<Box<B>>,
     mut filter: Box<StreamFilter>,
 ) -> Response<ResponseBody<B>> {
-    let prefix = filter.take_output().unwrap_or_default();
+    let prefix = filter.take_head_output().unwrap_or_default();
     filter.commit();
     parts.headers.remove(CONTENT_LENGTH);
     parts.headers.remove(TRANSFER_ENCODING);

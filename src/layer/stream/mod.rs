@@ -255,6 +255,15 @@ impl StreamFilter {
         self.fault.take()
     }
 
+    /// What goes out with the response head: the output so far, unless it carries text an
+    /// escalation holds for the judge (then the body's hold takes it).
+    pub fn take_head_output(&mut self) -> Option<Bytes> {
+        if !self.state.escalations.is_empty() {
+            return None;
+        }
+        self.take_output()
+    }
+
     pub fn take_output(&mut self) -> Option<Bytes> {
         (!self.out.buf.is_empty()).then(|| self.out.buf.split().freeze())
     }
