@@ -162,6 +162,60 @@ async fn an_escalation_in_the_first_event_is_held_with_the_head() {
     assert_eq!(streamed_text(&r), pieces.concat());
 }
 
+/// Regression: the rest of the stream arrived while the verdict was pending; the body said
+/// it had ended as soon as the upstream had, so a server stopped reading it after the first
+/// allowed bytes and the held tail (and the terminator) were never sent.
+#[tokio::test]
+async fn a_slow_verdict_does_not_cut_the_held_tail() {
+    let j = MockJudge::start(Duration::from_millis(150)).await;
+    let pieces = ["The swordfish is big. ", "It swims. ", "The end."];
+    let (r, _) = send(
+        streamed_policy(),
+        http(&j, 4),
+        Model::Frames(frames_of(&pieces)),
+        chat("hi", true),
+    )
+    .await;
+    assert_eq!(streamed_text(&r), pieces.concat());
+    assert!(r.text().ends_with("data: [DONE]\n\n"), "{}", r.text());
+}
+
+/// Two policies: the second holds part of the first one's escalated match (its own rule on
+/// "fish" is still undecided when the first flags "swordfish"). The judge must read the
+/// whole match, and what the second releases later must not pass unjudged.
+#[tokio::test]
+async fn the_judge_reads_an_escalated_match_a_later_policy_still_holds() {
+    let j = MockJudge::start(Duration::ZERO).await;
+    let second = CompiledPolicy::from_yaml_str(
+        r#"
+policy: second
+rules:
+  - id: fish-and-chips
+    stages: [output]
+    match: {all: [{keywords: [fish]}, {keywords: [chips]}]}
+    action: flag
+    tests: {match: ["fish and chips"], no_match: ["fish"]}
+"#,
+        "second.yaml",
+    )
+    .unwrap();
+    let pieces = ["The swordfish VIOLATE plan. ", "More of it. ", "The end."];
+    let set = deliberate::layer::PolicySet::new(vec![
+        std::sync::Arc::new(streamed_policy()),
+        std::sync::Arc::new(second),
+    ]);
+    let (r, _) = send(
+        deliberate::layer::SharedPolicies::new(set),
+        http(&j, 4),
+        Model::Frames(frames_of(&pieces)),
+        chat("hi", true),
+    )
+    .await;
+    let text = r.text();
+    assert!(!text.contains("fish"), "{text}");
+    assert!(text.contains("content_policy_violation"), "{text}");
+}
+
 /// A judge past the budget fails closed (the policy's default): the held text is dropped,
 /// and the record and header say the judge timed out.
 #[tokio::test]

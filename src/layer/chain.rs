@@ -132,6 +132,12 @@ impl ChainScanner {
         }
     }
 
+    /// The text the chain holds, in stream order: what a later scanner holds comes before
+    /// what an earlier one holds (it was released by the earlier one first).
+    pub fn held_text(&self) -> String {
+        self.scanners.iter().rev().map(|s| s.held_text()).collect()
+    }
+
     /// Feeds a piece of text.
     pub fn push(&mut self, text: &str) -> ChainOutput {
         self.run(text, false)

@@ -13,7 +13,7 @@ use super::options::ReasoningMode;
 use super::policies::PolicySet;
 use super::shape::ShapeCheck;
 use crate::engine::apply_redactions;
-use crate::engine::judge::Escalation;
+use crate::engine::judge::{Escalation, JudgeMode};
 use crate::policy::{Action, Stage};
 use crate::wire::json_text::{self, Decoder, Encoder};
 use crate::wire::{Channel, ChannelId, ChannelKind, TextFilter, Verdict};
@@ -41,6 +41,9 @@ pub(crate) struct FilterState {
     /// index and what it escalates. The body holds everything from the event that found them
     /// until the judge has spoken on the content released so far.
     pub escalations: Vec<(usize, Escalation)>,
+    /// What the content chain still held when the last escalation was flagged: a later
+    /// policy of the set may hold part of the escalated match, which the judge must read too.
+    pub escalation_held: String,
     /// Released content text, per unit (choice), when `collect` is set.
     pub collected: Vec<(u32, String)>,
     /// Streams: the end of what each whole-scanned field (unknown strings, by unit and
@@ -252,6 +255,10 @@ impl OutputFilter<'_> {
             return None;
         }
         let policy = self.ex.set.policies().get(*pi)?;
+        // Only a policy that judges output had its scanner report escalations as flags.
+        if f.action != Action::Flag || policy.judge.mode(Stage::Output) == JudgeMode::Off {
+            return None;
+        }
         let rule = policy.rule(&f.rule).filter(|r| r.escalate)?;
         let mut original = f.clone();
         original.action = rule.action;
@@ -310,6 +317,8 @@ impl OutputFilter<'_> {
             o.findings.extend(f.findings);
             o.block = f.block;
         }
+        let held = (self.state.escalating && o.findings.iter().any(|f| f.1.action == Action::Flag))
+            .then(|| chain.held_text());
         if let Some(f) = o
             .findings
             .iter()
@@ -334,7 +343,12 @@ impl OutputFilter<'_> {
         let location = st.channel.location.clone();
         for f in &o.findings {
             match self.escalated(content, f) {
-                Some(f) => self.ex.escalated_finding(&f, || location.clone()),
+                Some(f) => {
+                    self.ex.escalated_finding(&f, || location.clone());
+                    if let Some(h) = &held {
+                        self.state.escalation_held.clone_from(h);
+                    }
+                }
                 None => self.ex.finding(f, || location.clone()),
             }
         }

@@ -99,7 +99,7 @@ pub fn http(j: &MockJudge, concurrency: usize) -> Option<Arc<dyn Judge>> {
 }
 
 pub async fn send(
-    policy: CompiledPolicy,
+    policy: impl Into<deliberate::layer::SharedPolicies>,
     judge: Option<Arc<dyn Judge>>,
     model: Model,
     req: Value,
@@ -173,7 +173,7 @@ pub async fn send(
         .unwrap();
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let body = collect_like_a_server(resp.into_body()).await;
     (
         Reply {
             status,
@@ -186,6 +186,30 @@ pub async fn send(
             called,
         },
     )
+}
+
+/// Reads a body as an HTTP server does: frame by frame, stopping as soon as the body says
+/// it has ended (`is_end_stream`; hyper checks it after every data frame), so a body that
+/// claims to be done while it still holds bytes loses them here as it would on the wire.
+pub async fn collect_like_a_server<B>(body: B) -> Bytes
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Debug,
+{
+    let mut body = body;
+    let mut out = Vec::new();
+    while !http_body::Body::is_end_stream(&body) {
+        match body.frame().await {
+            Some(Ok(f)) => {
+                if let Ok(d) = f.into_data() {
+                    out.extend_from_slice(&d);
+                }
+            }
+            Some(Err(e)) => panic!("body error: {e:?}"),
+            None => break,
+        }
+    }
+    Bytes::from(out)
 }
 
 /// Sets its flag when dropped before `disarm`.

@@ -250,3 +250,59 @@ fn escalate_fallback_flag() {
     assert_eq!(d.action, Action::Flag);
     assert!(p.escalation(&d).is_some());
 }
+
+/// A stream scanner that escalates reports an escalate rule's finding as a flag, and only
+/// once all of its match is released: the caller judges the text released with it. Here a
+/// whole-text rule of the same policy holds from "agent" on, inside the escalated match.
+#[test]
+fn an_escalated_stream_finding_comes_with_its_whole_match() {
+    let p = CompiledPolicy::from_yaml_str(
+        r#"
+policy: streamed
+judge: {output: escalation}
+spec:
+  sections:
+    - {id: weapons, text: No weapons.}
+rules:
+  - id: nerve
+    section: weapons
+    stages: [output]
+    match: {keywords: [nerve agent]}
+    action: escalate
+    tests: {match: ["nerve agent"], no_match: ["nerve"]}
+  - id: fish-and-chips
+    stages: [output]
+    match: {all: [{keywords: [agent]}, {keywords: [chips]}]}
+    action: flag
+    tests: {match: ["agent chips"], no_match: ["agent"]}
+"#,
+        "streamed.yaml",
+    )
+    .unwrap();
+    let mut s = p.stream(Stage::Output).escalating();
+    let mut released = String::new();
+    let mut reported_with = None;
+    for piece in ["The nerve", " agent is ", "big. ", "It acts fast."] {
+        let o = s.push(piece);
+        released.push_str(&o.text);
+        if let Some(f) = o.findings.iter().find(|f| f.rule == "nerve") {
+            assert_eq!(f.action, Action::Flag);
+            reported_with.get_or_insert(released.clone());
+        }
+    }
+    let o = s.finish();
+    released.push_str(&o.text);
+    if o.findings.iter().any(|f| f.rule == "nerve") {
+        reported_with.get_or_insert(released.clone());
+    }
+    assert!(!o.blocked);
+    let with = reported_with.expect("the escalation is reported");
+    assert!(with.contains("nerve agent"), "reported with {with:?}");
+    // Without `escalating`, the rule is its fallback: a block.
+    let mut s = p.stream(Stage::Output);
+    let out: Vec<_> = ["The nerve", " agent is ", "big."]
+        .iter()
+        .map(|x| s.push(x))
+        .collect();
+    assert!(out.iter().any(|o| o.blocked) || s.finish().blocked);
+}

@@ -264,6 +264,12 @@ impl StreamScanner<'_> {
         self.received() - self.released
     }
 
+    /// The text currently held (received, not yet released), as received.
+    pub fn held_text(&self) -> &str {
+        let from = self.released.saturating_sub(self.base);
+        self.orig.get(from..).unwrap_or("")
+    }
+
     /// Feeds a piece of text.
     pub fn push(&mut self, delta: &str) -> StreamOutput {
         if self.blocked || self.done {
@@ -375,10 +381,16 @@ impl StreamScanner<'_> {
         if fin {
             safe = received;
         }
-        // 4. Redactions must not straddle the safe point.
+        // 4. Redactions must not straddle the safe point; nor must escalations (the caller
+        // judges the text it was given with the finding, so all of the match must be in it).
+        let escalated = |f: &Finding| {
+            self.escalating
+                && f.action == Action::Flag
+                && self.policy.rule(&f.rule).is_some_and(|r| r.escalate)
+        };
         let mut redactions: Vec<Span> = findings
             .iter()
-            .filter(|f| f.action == Action::Redact && f.start < safe)
+            .filter(|f| (f.action == Action::Redact || escalated(f)) && f.start < safe)
             .map(|f| (f.start, f.end))
             .collect();
         redactions.sort_unstable();

@@ -56,6 +56,11 @@ impl Checkpoint {
         }
     }
 
+    /// Whether everything was sent: the stream's verdicts are in and nothing is held.
+    pub fn is_drained(&self) -> bool {
+        self.done && self.ready.is_none() && self.held.is_empty()
+    }
+
     /// The hold of a stream judged on escalation only (see
     /// [`StreamFilter::escalations`](super::StreamFilter::escalations)).
     pub fn escalations() -> Self {
@@ -216,9 +221,8 @@ where
             continue;
         }
         // Escalations first: the output of the same events carries their text.
-        let escalations = filter.take_escalations();
+        let (escalations, text) = filter.take_escalations();
         if !escalations.is_empty() {
-            let text = filter.collected_text();
             for (pi, esc) in escalations {
                 filter.ex.judge_jobs.push(JudgeJob::escalation(
                     pi,

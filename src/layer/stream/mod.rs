@@ -195,9 +195,19 @@ impl StreamFilter {
         self.checkpoint.as_ref().is_some_and(|c| !c.on_escalation)
     }
 
-    /// The escalations flagged since the last call.
-    pub(crate) fn take_escalations(&mut self) -> Vec<(usize, crate::engine::judge::Escalation)> {
-        std::mem::take(&mut self.state.escalations)
+    /// The escalations flagged since the last call, and the text the judge reads for them:
+    /// the content released so far and what the scanners still held when they were flagged.
+    pub(crate) fn take_escalations(
+        &mut self,
+    ) -> (Vec<(usize, crate::engine::judge::Escalation)>, String) {
+        let escalations = std::mem::take(&mut self.state.escalations);
+        let held = std::mem::take(&mut self.state.escalation_held);
+        if escalations.is_empty() {
+            return (escalations, String::new());
+        }
+        let mut text = self.state.collected_text();
+        text.push_str(&held);
+        (escalations, text)
     }
 
     pub(crate) fn is_ended_upstream(&self) -> bool {
@@ -246,8 +256,12 @@ impl StreamFilter {
         self.out.progress || self.ended
     }
 
+    /// Whether the body has nothing more to send (HTTP servers stop polling a body that says
+    /// so): output sent, and nothing held or ready in a judged stream's hold.
     pub fn is_ended(&self) -> bool {
-        self.ended && self.out.buf.is_empty()
+        self.ended
+            && self.out.buf.is_empty()
+            && self.checkpoint.as_ref().is_none_or(|c| c.is_drained())
     }
 
     /// A fault before the head was sent; the caller answers it with an error status.
