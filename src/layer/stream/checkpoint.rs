@@ -93,11 +93,7 @@ where
     let Some(mut cp) = filter.checkpoint.take() else {
         return Poll::Ready(None);
     };
-    let out = if cp.on_escalation {
-        step_escalations(&mut cp, inner.as_mut(), filter, cx)
-    } else {
-        step(&mut cp, inner.as_mut(), filter, cx)
-    };
+    let out = step(&mut cp, inner.as_mut(), filter, cx);
     filter.checkpoint = Some(cp);
     out
 }
@@ -123,38 +119,24 @@ where
         if poll_verdict(cp, filter, cx) {
             continue;
         }
-        // 2. What the rules released is held.
+        // 2. Escalations are queued before their output is held: the output of the same
+        // events carries their text.
+        if cp.on_escalation {
+            queue_escalations(filter);
+        }
+        // 3. What the rules released is held.
         if let Some(b) = filter.take_output() {
             cp.held.extend_from_slice(&b);
         }
         let ended = filter.is_ended_upstream();
-        // 3. A window closes: judge everything released so far.
+        // 4. With no verdict pending: judge, send or finish.
         if cp.judging.is_none() {
-            let text = filter.collected_text();
-            let window = text.get(cp.judged..).unwrap_or("");
-            if !window.trim().is_empty() && (ended || closes(window, cp.min)) {
-                queue(filter, &text);
-                cp.judged = text.len();
-                match JudgeBatch::start(&mut filter.ex) {
-                    Some(batch) => cp.judging = Some((cp.held.len(), batch)),
-                    // No policy judges output: the window goes as it is.
-                    None => {
-                        let all = cp.held.split().freeze();
-                        if !all.is_empty() {
-                            cp.ready = Some(all);
-                        }
-                    }
-                }
-                continue;
-            }
-            if ended {
-                // Nothing left to judge: the tail (terminator) goes, the record is written.
-                let rest = cp.held.split().freeze();
-                filter.ex.release_record();
-                cp.done = true;
-                if !rest.is_empty() {
-                    cp.ready = Some(rest);
-                }
+            let progressed = if cp.on_escalation {
+                next_escalation(cp, filter, ended)
+            } else {
+                next_window(cp, filter, ended)
+            };
+            if progressed {
                 continue;
             }
         }
@@ -196,67 +178,72 @@ fn poll_verdict(cp: &mut Checkpoint, filter: &mut StreamFilter, cx: &mut Context
     }
 }
 
-/// [`step`] for a stream judged on escalation only: output passes on as it is released until
-/// an escalation is flagged; then it is held, and the judge reads the content released so far
-/// (which holds the escalated text). Escalations flagged while a verdict is pending are judged
-/// after it, on the text as it was when they were flagged.
-fn step_escalations<B>(
-    cp: &mut Checkpoint,
-    mut inner: Pin<&mut B>,
-    filter: &mut StreamFilter,
-    cx: &mut Context<'_>,
-) -> Poll<Option<Bytes>>
-where
-    B: Body<Data = Bytes>,
-    B::Error: Into<BoxError>,
-{
-    loop {
-        if let Some(b) = cp.ready.take() {
-            return Poll::Ready(Some(b));
-        }
-        if cp.done {
-            return Poll::Ready(filter.take_output());
-        }
-        if poll_verdict(cp, filter, cx) {
-            continue;
-        }
-        // Escalations first: the output of the same events carries their text.
-        let (escalations, text) = filter.take_escalations();
-        if !escalations.is_empty() {
-            for (pi, esc) in escalations {
-                filter.ex.judge_jobs.push(JudgeJob::escalation(
-                    pi,
-                    Stage::Output,
-                    esc,
-                    text.clone(),
-                ));
+/// `checkpoint` mode with no verdict pending: a window closes (judge everything released
+/// so far), or the stream ended (the tail goes). `false`: nothing to do until more is read.
+fn next_window(cp: &mut Checkpoint, filter: &mut StreamFilter, ended: bool) -> bool {
+    let text = filter.collected_text();
+    let window = text.get(cp.judged..).unwrap_or("");
+    if !window.trim().is_empty() && (ended || closes(window, cp.min)) {
+        queue(filter, &text);
+        cp.judged = text.len();
+        match JudgeBatch::start(&mut filter.ex) {
+            Some(batch) => cp.judging = Some((cp.held.len(), batch)),
+            // No policy judges output: the window goes as it is.
+            None => {
+                let all = cp.held.split().freeze();
+                if !all.is_empty() {
+                    cp.ready = Some(all);
+                }
             }
         }
-        if let Some(b) = filter.take_output() {
-            cp.held.extend_from_slice(&b);
-        }
-        let ended = filter.is_ended_upstream();
-        if cp.judging.is_none() {
-            if let Some(batch) = JudgeBatch::start(&mut filter.ex) {
-                cp.judging = Some((cp.held.len(), batch));
-                continue;
-            }
-            if !cp.held.is_empty() {
-                cp.ready = Some(cp.held.split().freeze());
-                continue;
-            }
-            if ended {
-                filter.ex.release_record();
-                cp.done = true;
-                continue;
-            }
-        } else if ended {
-            // Waiting for the verdict only.
-            return Poll::Pending;
-        }
-        if feed(inner.as_mut(), filter, cx).is_pending() {
-            return Poll::Pending;
-        }
+        return true;
+    }
+    if ended {
+        finish(cp, filter);
+        return true;
+    }
+    false
+}
+
+/// Escalation-only mode with no verdict pending: escalations queued go to the judge (all
+/// that is held waits for them); else what is held goes, or the stream is finished.
+fn next_escalation(cp: &mut Checkpoint, filter: &mut StreamFilter, ended: bool) -> bool {
+    if let Some(batch) = JudgeBatch::start(&mut filter.ex) {
+        cp.judging = Some((cp.held.len(), batch));
+        return true;
+    }
+    if !cp.held.is_empty() {
+        cp.ready = Some(cp.held.split().freeze());
+        return true;
+    }
+    if ended {
+        finish(cp, filter);
+        return true;
+    }
+    false
+}
+
+/// Nothing left to judge: the tail (terminator) goes, the record is written.
+fn finish(cp: &mut Checkpoint, filter: &mut StreamFilter) {
+    let rest = cp.held.split().freeze();
+    filter.ex.release_record();
+    cp.done = true;
+    if !rest.is_empty() {
+        cp.ready = Some(rest);
+    }
+}
+
+/// Queues a judge job for each escalation flagged since the last look, on the text the
+/// stream filter gives with them (the content so far and what the scanners still hold).
+/// Escalations flagged while a verdict is pending are judged after it, on the text as it was
+/// when they were flagged.
+fn queue_escalations(filter: &mut StreamFilter) {
+    let (escalations, text) = filter.take_escalations();
+    for (pi, esc) in escalations {
+        filter
+            .ex
+            .judge_jobs
+            .push(JudgeJob::escalation(pi, Stage::Output, esc, text.clone()));
     }
 }
 
