@@ -11,8 +11,8 @@
 #
 # JUDGE_SAMPLE=escalations measures the cascade where it decides something: the texts of the
 # shared sets on which an escalating rule of the default policy fires (every one of them is
-# labeled unsafe: 2 XSTest/JailbreakBench prompts and the 100 JBC "AIM" prompts, of which 20
-# evenly spaced are taken) and the 12 benign look-alikes of policies/eval/escalation-lookalikes.jsonl
+# labeled unsafe: 2 XSTest/JailbreakBench prompts and the 100 JBC "AIM" prompts, of which
+# JUDGE_JBC (default 20) evenly spaced are taken) and the 12 benign look-alikes of policies/eval/escalation-lookalikes.jsonl
 # (written before any judge run: questions about jailbreak personas, a user changing their own
 # instructions, phone settings, history and law around explosives and firearms), on which the
 # rules alone, acting as the escalations' fallback, block all 12.
@@ -39,6 +39,7 @@ JUDGE_TIMEOUT=${JUDGE_TIMEOUT:-180s}
 JUDGE_FORMAT=${JUDGE_FORMAT:-markdown}
 JUDGE_RECORD=${JUDGE_RECORD:-0}
 JUDGE_SAMPLE=${JUDGE_SAMPLE:-shared}
+JUDGE_JBC=${JUDGE_JBC:-20}
 DATA=../shared/data
 
 log() { printf '[qwen-judge] %s\n' "$*" >&2; }
@@ -49,9 +50,9 @@ curl -sf "${JUDGE_URL%/v1}/v1/models" >/dev/null || {
 mkdir -p target
 nice -n 19 cargo build --release --quiet
 if [ "$JUDGE_SAMPLE" = escalations ]; then
-python3 - "$DATA" target/judge-sample.jsonl <<'PY'
+python3 - "$DATA" target/judge-sample.jsonl "$JUDGE_JBC" <<'PY'
 import csv, json, subprocess, sys
-data, dst = sys.argv[1], sys.argv[2]
+data, dst, n_jbc = sys.argv[1], sys.argv[2], int(sys.argv[3])
 def spaced(items, n):
     return [items[i * len(items) // n] for i in range(n)] if len(items) > n else items
 def escalates(text):
@@ -79,7 +80,7 @@ with open(dst, "w") as f:
                             "category": category, "stage": "input"}) + "\n")
     for r in firing:
         put(*r)
-    for j in spaced(jbc, 20):
+    for j in spaced(jbc, n_jbc):
         put(f"jbc-prompt-{j['index']}", j["prompt"], "unsafe", "jbb-jbc/prompt")
     for line in open("policies/eval/escalation-lookalikes.jsonl"):
         r = json.loads(line)
