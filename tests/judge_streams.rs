@@ -47,6 +47,20 @@ fn frames_of(pieces: &[&str]) -> Vec<Vec<u8>> {
     frames
 }
 
+/// `pieces` streamed by the model through [`streamed_policy`], with `judge`.
+async fn stream_through(
+    judge: Option<std::sync::Arc<dyn deliberate::layer::Judge>>,
+    pieces: &[&str],
+) -> (common::Reply, Setup) {
+    send(
+        streamed_policy(),
+        judge,
+        Model::Frames(frames_of(pieces)),
+        chat("hi", true),
+    )
+    .await
+}
+
 /// Regression: stream rewriters scan some whole strings (unknown fields, tool names) through
 /// the buffered path; an escalation there was set aside with nobody waiting for the judge.
 /// There, escalating rules keep their fallback (only content text is held for the judge).
@@ -79,13 +93,7 @@ async fn a_streamed_escalation_in_a_whole_field_keeps_its_fallback() {
 async fn a_streamed_content_escalation_is_judged_and_allowed() {
     let j = MockJudge::start(Duration::from_millis(20)).await;
     let pieces = ["The sword", "fish is a ", "large fish. ", "It swims fast."];
-    let (r, s) = send(
-        streamed_policy(),
-        http(&j, 4),
-        Model::Frames(frames_of(&pieces)),
-        chat("hi", true),
-    )
-    .await;
+    let (r, s) = stream_through(http(&j, 4), &pieces).await;
     assert_eq!(streamed_text(&r), pieces.concat());
     assert!(r.text().ends_with("data: [DONE]\n\n"), "{}", r.text());
     assert_eq!(j.calls(), 1);
@@ -111,13 +119,7 @@ async fn a_streamed_escalation_the_judge_refuses_never_reaches_the_client() {
         "fish plan ",
         "goes on here.",
     ];
-    let (r, s) = send(
-        streamed_policy(),
-        http(&j, 4),
-        Model::Frames(frames_of(&pieces)),
-        chat("hi", true),
-    )
-    .await;
+    let (r, s) = stream_through(http(&j, 4), &pieces).await;
     let text = r.text();
     assert!(!text.contains("fish"), "{text}");
     assert!(!text.contains("goes on"), "{text}");
@@ -140,25 +142,13 @@ async fn a_streamed_escalation_the_judge_refuses_never_reaches_the_client() {
 async fn an_escalation_in_the_first_event_is_held_with_the_head() {
     let j = MockJudge::start(Duration::ZERO).await;
     let pieces = ["VIOLATE: the swordfish plan. ", "More of it."];
-    let (r, _) = send(
-        streamed_policy(),
-        http(&j, 4),
-        Model::Frames(frames_of(&pieces)),
-        chat("hi", true),
-    )
-    .await;
+    let (r, _) = stream_through(http(&j, 4), &pieces).await;
     let text = r.text();
     assert!(!text.contains("swordfish"), "{text}");
     assert!(!text.contains("More of it"), "{text}");
     assert!(text.contains("content_policy_violation"), "{text}");
     let pieces = ["The swordfish is big. ", "It swims."];
-    let (r, _) = send(
-        streamed_policy(),
-        http(&j, 4),
-        Model::Frames(frames_of(&pieces)),
-        chat("hi", true),
-    )
-    .await;
+    let (r, _) = stream_through(http(&j, 4), &pieces).await;
     assert_eq!(streamed_text(&r), pieces.concat());
 }
 
@@ -169,13 +159,7 @@ async fn an_escalation_in_the_first_event_is_held_with_the_head() {
 async fn a_slow_verdict_does_not_cut_the_held_tail() {
     let j = MockJudge::start(Duration::from_millis(150)).await;
     let pieces = ["The swordfish is big. ", "It swims. ", "The end."];
-    let (r, _) = send(
-        streamed_policy(),
-        http(&j, 4),
-        Model::Frames(frames_of(&pieces)),
-        chat("hi", true),
-    )
-    .await;
+    let (r, _) = stream_through(http(&j, 4), &pieces).await;
     assert_eq!(streamed_text(&r), pieces.concat());
     assert!(r.text().ends_with("data: [DONE]\n\n"), "{}", r.text());
 }
@@ -222,13 +206,7 @@ rules:
 async fn a_streamed_escalation_past_the_budget_fails_closed() {
     let j = MockJudge::start(Duration::ZERO).await;
     let pieces = ["SLOW answer: ", "the swordfish ", "is big."];
-    let (r, s) = send(
-        streamed_policy(),
-        http(&j, 4),
-        Model::Frames(frames_of(&pieces)),
-        chat("hi", true),
-    )
-    .await;
+    let (r, s) = stream_through(http(&j, 4), &pieces).await;
     let text = r.text();
     assert!(!text.contains("swordfish"), "{text}");
     assert!(text.contains("content_policy_violation"), "{text}");
@@ -241,13 +219,7 @@ async fn a_streamed_escalation_past_the_budget_fails_closed() {
 #[tokio::test]
 async fn without_a_judge_a_streamed_escalation_blocks() {
     let pieces = ["The sword", "fish is a ", "large fish."];
-    let (r, _) = send(
-        streamed_policy(),
-        None,
-        Model::Frames(frames_of(&pieces)),
-        chat("hi", true),
-    )
-    .await;
+    let (r, _) = stream_through(None, &pieces).await;
     let text = r.text();
     assert!(!text.contains("swordfish"), "{text}");
     assert!(text.contains("content_filter"), "{text}");
