@@ -5,12 +5,10 @@
 //! policies.
 
 use super::audit::Deliberation;
-use super::chain::{self, ChainDecision, ChainScanner, PolicyFinding};
+use super::chain::{self, ChainScanner, PolicyFinding};
 use super::deliberation::DeliberationStripper;
 use super::exchange::Exchange;
-use super::judge::JudgeJob;
 use super::options::ReasoningMode;
-use super::policies::PolicySet;
 use super::shape::ShapeCheck;
 use crate::engine::apply_redactions;
 use crate::engine::judge::{Escalation, JudgeMode};
@@ -262,26 +260,13 @@ impl OutputFilter<'_> {
         let rule = policy.rule(&f.rule).filter(|r| r.escalate)?;
         let mut original = f.clone();
         original.action = rule.action;
-        let esc = match self.state.escalations.iter_mut().find(|(p, _)| p == pi) {
-            Some((_, e)) => e,
+        match self.state.escalations.iter_mut().find(|(p, _)| p == pi) {
+            Some((_, e)) => e.add(f),
             None => {
-                self.state.escalations.push((
-                    *pi,
-                    Escalation {
-                        sections: Vec::new(),
-                        rules: Vec::new(),
-                    },
-                ));
-                &mut self.state.escalations.last_mut()?.1
+                let mut e = Escalation::default();
+                e.add(f);
+                self.state.escalations.push((*pi, e));
             }
-        };
-        if !esc.rules.contains(&f.rule) {
-            esc.rules.push(f.rule.clone());
-        }
-        if let Some(s) = &f.section
-            && !esc.sections.contains(s)
-        {
-            esc.sections.push(s.clone());
         }
         Some((*pi, original))
     }
@@ -499,7 +484,7 @@ impl TextFilter for OutputFilter<'_> {
             return self.blocked(channel.unit, &f, String::new());
         }
         if judging {
-            queue_jobs(
+            super::judging::queue_jobs(
                 self.ex,
                 &set,
                 &d,
@@ -540,37 +525,6 @@ impl TextFilter for OutputFilter<'_> {
 
     fn is_blocked(&self, unit: u32) -> bool {
         self.state.is_refused(unit)
-    }
-}
-
-/// Queues the judge jobs of one scanned text: its escalations, and (when `unprompted` is
-/// allowed for this text) the policies that judge the stage `always` or `sampled`.
-pub(super) fn queue_jobs(
-    ex: &mut Exchange,
-    set: &PolicySet,
-    d: &ChainDecision,
-    stage: Stage,
-    text: &str,
-    unprompted: bool,
-    location: &dyn Fn() -> String,
-) {
-    for f in &d.escalated {
-        ex.escalated_finding(f, location);
-    }
-    for (pi, esc, read) in &d.escalations {
-        ex.judge_jobs
-            .push(JudgeJob::escalation(*pi, stage, esc.clone(), read.clone()));
-    }
-    if !unprompted {
-        return;
-    }
-    for (pi, p) in set.policies().iter().enumerate() {
-        if d.escalations.iter().any(|(e, _, _)| *e == pi) {
-            continue;
-        }
-        if let Some(job) = JudgeJob::unprompted(pi, p, stage, text) {
-            ex.judge_jobs.push(job);
-        }
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::chain::{self, ChainDecision, PolicyFinding};
 use super::exchange::Exchange;
-use super::filter::queue_jobs;
+use super::judging::queue_jobs;
 use super::policies::PolicySet;
 use crate::policy::{Action, Stage};
 use crate::wire::json_text;

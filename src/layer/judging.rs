@@ -6,8 +6,10 @@
 
 use std::task::{Context, Poll};
 
+use super::chain::ChainDecision;
 use super::exchange::Exchange;
 use super::judge::{JudgeError, JudgeFuture, JudgeJob, JudgeReason, JudgeRecord, Judged, resolve};
+use super::policies::PolicySet;
 use crate::engine::judge::{JudgeMode, StreamJudgeMode, judge_prompt, stable_hash};
 use crate::policy::{Action, Stage};
 
@@ -283,5 +285,36 @@ pub(crate) fn monitor(ex: &mut Exchange, text: String) {
                 }
             }),
         );
+    }
+}
+
+/// Queues the judge jobs of one scanned text: its escalations, and (when `unprompted` is
+/// allowed for this text) the policies that judge the stage `always` or `sampled`.
+pub(crate) fn queue_jobs(
+    ex: &mut Exchange,
+    set: &PolicySet,
+    d: &ChainDecision,
+    stage: Stage,
+    text: &str,
+    unprompted: bool,
+    location: &dyn Fn() -> String,
+) {
+    for f in &d.escalated {
+        ex.escalated_finding(f, location);
+    }
+    for (pi, esc, read) in &d.escalations {
+        ex.judge_jobs
+            .push(JudgeJob::escalation(*pi, stage, esc.clone(), read.clone()));
+    }
+    if !unprompted {
+        return;
+    }
+    for (pi, p) in set.policies().iter().enumerate() {
+        if d.escalations.iter().any(|(e, _, _)| *e == pi) {
+            continue;
+        }
+        if let Some(job) = JudgeJob::unprompted(pi, p, stage, text) {
+            ex.judge_jobs.push(job);
+        }
     }
 }

@@ -56,11 +56,11 @@ pub use super::judge_policy::{
     Definition, FailMode, JudgeExample, JudgeMode, JudgePolicy, SectionJudge, StreamJudgeMode,
 };
 
-use super::{CompiledPolicy, Decision, Section, apply_redactions};
+use super::{CompiledPolicy, Decision, Finding, Section, apply_redactions};
 use crate::policy::Action;
 
 /// A decision that goes to the judge instead of standing.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Escalation {
     /// The sections the judge classifies against (those of the escalated rules).
     pub sections: Vec<String>,
@@ -68,14 +68,25 @@ pub struct Escalation {
     pub rules: Vec<String>,
 }
 
+impl Escalation {
+    /// Adds the rule and section of `f`, a finding of an `escalate` rule (each once).
+    pub fn add(&mut self, f: &Finding) {
+        if !self.rules.contains(&f.rule) {
+            self.rules.push(f.rule.clone());
+        }
+        if let Some(s) = &f.section
+            && !self.sections.contains(s)
+        {
+            self.sections.push(s.clone());
+        }
+    }
+}
+
 impl CompiledPolicy {
     /// Whether `decision` escalates: some `escalate` rule fired and no other rule blocks on
     /// its own. `None` when the decision stands as it is.
     pub fn escalation(&self, decision: &Decision) -> Option<Escalation> {
-        let mut out = Escalation {
-            sections: Vec::new(),
-            rules: Vec::new(),
-        };
+        let mut out = Escalation::default();
         for f in &decision.findings {
             let escalates = self.rule(&f.rule).is_some_and(|r| r.escalate);
             if !escalates {
@@ -84,14 +95,7 @@ impl CompiledPolicy {
                 }
                 continue;
             }
-            if !out.rules.contains(&f.rule) {
-                out.rules.push(f.rule.clone());
-            }
-            if let Some(s) = &f.section
-                && !out.sections.contains(s)
-            {
-                out.sections.push(s.clone());
-            }
+            out.add(f);
         }
         (!out.rules.is_empty()).then_some(out)
     }

@@ -1,4 +1,6 @@
-//! Streaming scans: text that arrives in pieces.
+//! Streaming scans: text that arrives in pieces. One concern in one file (just over 600
+//! lines): the scanner's state and its advance over a piece; the per-view passes are in
+//! `view.rs`.
 //!
 //! [`StreamScanner`] keeps, per normalization view, the keyword automaton's state between
 //! pieces and a small tail of normalized text for the regexes, and releases original text only
@@ -367,6 +369,10 @@ impl StreamScanner<'_> {
         }
         // 3. Findings.
         let mut findings = Vec::new();
+        // Spans of escalations (reported as flags): like redactions, they must not straddle
+        // the safe point — the caller judges the text released with the finding, so all of
+        // the match must be in it.
+        let mut escalated: Vec<Span> = Vec::new();
         if any_hits {
             findings = self.decide(frontier, fin, &mut safe);
             if self.escalating {
@@ -374,6 +380,7 @@ impl StreamScanner<'_> {
                 for f in &mut findings {
                     if policy.rule(&f.rule).is_some_and(|r| r.escalate) {
                         f.action = Action::Flag;
+                        escalated.push((f.start, f.end));
                     }
                 }
             }
@@ -381,17 +388,13 @@ impl StreamScanner<'_> {
         if fin {
             safe = received;
         }
-        // 4. Redactions must not straddle the safe point; nor must escalations (the caller
-        // judges the text it was given with the finding, so all of the match must be in it).
-        let escalated = |f: &Finding| {
-            self.escalating
-                && f.action == Action::Flag
-                && self.policy.rule(&f.rule).is_some_and(|r| r.escalate)
-        };
+        // 4. Redactions (and escalations) must not straddle the safe point.
         let mut redactions: Vec<Span> = findings
             .iter()
-            .filter(|f| (f.action == Action::Redact || escalated(f)) && f.start < safe)
+            .filter(|f| f.action == Action::Redact)
             .map(|f| (f.start, f.end))
+            .chain(escalated)
+            .filter(|&(s, _)| s < safe)
             .collect();
         redactions.sort_unstable();
         let mut group: Option<Span> = None;
