@@ -46,6 +46,7 @@ opts.binary_location = CHROMIUM
 for a in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
           "--window-size=1440,1000", "--force-device-scale-factor=1"]:
     opts.add_argument(a)
+opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the console, printed on failure
 driver = webdriver.Chrome(service=Service(DRIVER), options=opts)
 wait = WebDriverWait(driver, 20)
 S = lambda css: driver.find_element(By.CSS_SELECTOR, css)
@@ -193,6 +194,9 @@ except Exception as e:  # a timeout or a missing element: report it with the pag
     try:
         driver.save_screenshot(os.path.join(OUT, "playground-failure.png"))
         print("error banner:", S("#error").text)
+        print("diff summary:", S("#diff-summary").text)
+        for entry in driver.get_log("browser"):
+            print("console:", entry.get("level"), entry.get("message"))
     except Exception:
         pass
 finally:

@@ -7,9 +7,10 @@ use std::future::Future;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use bytes::{Buf, BufMut};
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -59,12 +60,9 @@ where
         _ => return not_found(path),
     };
     let max = pg.limits.max_request_bytes;
-    let bytes = match Limited::new(body, max).collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
+    let bytes = match read_within(body, max).await {
+        Ok(b) => b,
+        Err(Unread::TooLarge) => {
             let e = ApiError {
                 status: 413,
                 code: "too_large",
@@ -75,13 +73,13 @@ where
                 ),
                 diagnostics: Vec::new(),
             };
-            return error(&e, e.status);
+            return closing(error(&e, e.status));
         }
-        Err(e) => {
-            return error(
+        Err(Unread::Failed(e)) => {
+            return closing(error(
                 &ApiError::bad_request(format!("reading the request: {e}")),
                 400,
-            );
+            ));
         }
     };
     let answer = tokio::task::spawn_blocking(move || handler(&pg, &bytes)).await;
@@ -117,6 +115,60 @@ fn page() -> Response<Full<Bytes>> {
             "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data: blob:; frame-src blob:",
         ),
     );
+    r
+}
+
+/// Why a request body was not read.
+enum Unread {
+    /// Over the limit; the rest was drained (see [`read_within`]).
+    TooLarge,
+    Failed(Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// How much of an oversized body is read and dropped, and for how long, before the `413`
+/// goes out.
+const DRAIN_BYTES: usize = 16 << 20;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Reads `body` whole if it fits in `max` bytes. An oversized body is read on (and dropped)
+/// up to [`DRAIN_BYTES`] / [`DRAIN_TIME`] before the caller answers: a server that answers and
+/// closes while the client is still sending makes the kernel reset the connection, and a
+/// browser then loses the `413` with its message (a lingering close, as nginx does).
+async fn read_within<B>(body: B, max: usize) -> Result<Bytes, Unread>
+where
+    B: http_body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut body = std::pin::pin!(body);
+    let mut buf = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| Unread::Failed(e.into()))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if buf.len() + data.remaining() > max {
+            let mut seen = buf.len() + data.remaining();
+            drop(buf);
+            let _ = tokio::time::timeout(DRAIN_TIME, async {
+                while seen <= DRAIN_BYTES {
+                    match body.frame().await {
+                        Some(Ok(f)) => seen += f.data_ref().map_or(0, Buf::remaining),
+                        _ => break,
+                    }
+                }
+            })
+            .await;
+            return Err(Unread::TooLarge);
+        }
+        buf.put(data);
+    }
+    Ok(buf.freeze())
+}
+
+/// Adds `Connection: close`: after an unread or refused body the connection is not reused.
+fn closing(mut r: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
+    r.headers_mut()
+        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
     r
 }
 
