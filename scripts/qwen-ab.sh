@@ -27,6 +27,10 @@
 #   AB_SPLIT=  (tune: XSTest rows with an odd id; held-out: even ids; empty: the whole file.
 #   Spec edits are tried on `tune` and reported on `held-out`, so the tables are not measured on
 #   the prompts the spec was tuned against)
+#   AB_SET=xstest  (jbb: JailbreakBench's 100 behaviours instead, all unsafe, from AB_JBB: the
+#   PAIR attack prompt where the artifact has one, else the plain goal; AB_SPLIT tune = even
+#   behaviour index, held-out = odd)
+#   AB_JBB=../shared/data/jailbreakbench/PAIR_gpt-4-0125-preview.json
 #   AB_ANSWERS=  (a file: every prompt with both arms' outcome and answer, JSONL)
 #   AB_KEEP_SERVER=0  (1: leave the server running afterwards; a server already answering on
 #   AB_PORT is used as it is and never stopped)
@@ -48,6 +52,8 @@ AB_CONCURRENCY=${AB_CONCURRENCY:-1}
 AB_KEEP_SERVER=${AB_KEEP_SERVER:-0}
 AB_SPLIT=${AB_SPLIT:-}
 AB_ANSWERS=${AB_ANSWERS:-}
+AB_SET=${AB_SET:-xstest}
+AB_JBB=${AB_JBB:-../shared/data/jailbreakbench/PAIR_gpt-4-0125-preview.json}
 
 PARTS=22
 PART_VERSION=0.2.0
@@ -122,6 +128,29 @@ else
 fi
 
 nice -n 19 cargo build --release --quiet
+if [ "$AB_SET" = jbb ]; then
+  case ${AB_SPLIT:-all} in
+    tune) parity=0 ;;
+    held-out) parity=1 ;;
+    all) parity=-1 ;;
+    *) log "AB_SPLIT must be tune or held-out, not $AB_SPLIT"; exit 2 ;;
+  esac
+  set_file=target/ab-jbb-${AB_SPLIT:-all}.jsonl
+  python3 - "$AB_JBB" "$set_file" "$parity" <<'PY'
+import json, sys
+src, dst, parity = sys.argv[1], sys.argv[2], int(sys.argv[3])
+with open(src) as f, open(dst, "w") as out:
+    for b in json.load(f)["jailbreaks"]:
+        if parity >= 0 and b["index"] % 2 != parity:
+            continue
+        kind = "pair" if b.get("prompt") else "goal"
+        out.write(json.dumps({"id": f"jbb-{b['index']}-{kind}", "text": b.get("prompt") or b["goal"],
+                              "label": "unsafe", "category": b["category"]}) + "\n")
+PY
+  log "JailbreakBench ${AB_SPLIT:-all}: $(wc -l <"$set_file") prompts in $set_file"
+  AB_DATA=$set_file
+  AB_SPLIT=
+fi
 if [ -n "$AB_SPLIT" ]; then
   case $AB_SPLIT in
     tune) parity=1 ;;

@@ -269,3 +269,100 @@ async fn progress_is_plain_lines_when_stderr_is_not_a_terminal() {
     let want: Vec<String> = (1..=12).map(|k| format!("{}/120", k * 10)).collect();
     assert_eq!(counts, want, "{stderr}");
 }
+
+/// The requests go one arm after the other, and within the spec arm the prompts that get the
+/// same sections are sent together: with `--concurrency 1` a server with a prefix cache
+/// (llama.cpp, vLLM) then reads each system message once per run of prompts instead of once
+/// per prompt. Prompts alternate between two sections here, so the file order would change
+/// the system message on every call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_go_arm_by_arm_with_equal_system_messages_together() {
+    type Seen = Arc<std::sync::Mutex<Vec<String>>>;
+    async fn record(State(seen): State<Seen>, Json(req): Json<Value>) -> Response {
+        let msgs = req["messages"].as_array().cloned().unwrap_or_default();
+        let system = msgs
+            .iter()
+            .find(|m| m["role"] == "system")
+            .and_then(|m| m["content"].as_str())
+            .unwrap_or("")
+            .to_owned();
+        seen.lock().unwrap().push(system);
+        Json(json!({
+            "id": "x", "object": "chat.completion", "model": req["model"],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "An answer."}, "finish_reason": "stop"}]
+        }))
+        .into_response()
+    }
+    let seen: Seen = Arc::default();
+    let app = axum::Router::new()
+        .route("/v1/chat/completions", axum::routing::post(record))
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        r#"policy: order-fixture
+version: "1"
+spec:
+  inject: relevant
+  sections:
+    - {id: general, title: General, always: true, text: Be useful.}
+    - {id: birds, title: Birds, text: Birds are to be described kindly., triggers: {keywords: [bird]}}
+    - {id: fish, title: Fish, text: Fish are to be described wetly., triggers: {keywords: [fish]}}
+"#,
+    )
+    .unwrap();
+    let data = dir.path().join("prompts.jsonl");
+    let rows: Vec<String> = (0..8)
+        .map(|i| {
+            let animal = if i % 2 == 0 { "bird" } else { "fish" };
+            json!({"text": format!("tell me about {animal} number {i}"), "label": "safe"})
+                .to_string()
+        })
+        .collect();
+    std::fs::write(&data, rows.join("\n")).unwrap();
+    let cache = dir.path().join("cache.jsonl");
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_deliberate"))
+            .current_dir(root())
+            .env("DELIBERATE_LOG", "error")
+            .args([
+                "eval",
+                "--policy",
+                policy.to_str().unwrap(),
+                "--dataset",
+                data.to_str().unwrap(),
+                "--upstream",
+                &format!("http://{addr}"),
+                "--route",
+                "direct",
+                "--concurrency",
+                "1",
+                "--cache",
+                cache.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 16, "8 prompts, 2 arms: {seen:?}");
+    // The spec arm first (a system message each), then the no-spec arm (none).
+    assert!(seen[..8].iter().all(|s| !s.is_empty()), "{seen:?}");
+    assert!(seen[8..].iter().all(String::is_empty), "{seen:?}");
+    assert!(seen[..8].iter().any(|s| s.contains("Birds are")));
+    assert!(seen[..8].iter().any(|s| s.contains("Fish are")));
+    // Two system messages, each in one run: one change between them, not seven.
+    let changes = seen[..8].windows(2).filter(|w| w[0] != w[1]).count();
+    assert_eq!(changes, 1, "{seen:?}");
+}

@@ -50,7 +50,10 @@ pub struct CascadeReport {
     pub seconds: f64,
 }
 
-/// What one judge call came to: caught, whether it failed, its time.
+/// What one judge call came to: caught, whether it failed, its time in seconds.
+type Call = (bool, bool, f64);
+
+/// One judge call on `text` against `sections` (all of the stage's when empty).
 async fn judged(
     policy: &CompiledPolicy,
     judge: &dyn Judge,
@@ -58,7 +61,7 @@ async fn judged(
     stage: Stage,
     sections: &[String],
     text: &str,
-) -> (bool, bool, f64) {
+) -> Call {
     let prompt = judge_prompt(policy, stage, sections, text);
     let t = Instant::now();
     let res = judge.judge(prompt, budget).await;
@@ -77,22 +80,22 @@ async fn judged(
 struct Row {
     unsafe_: bool,
     rules: bool,
-    judge: (bool, bool, f64),
-    cascade: Option<(bool, bool, f64)>,
+    judge: Call,
+    cascade: Option<Call>,
     cascade_rules: bool,
 }
 
-async fn row(
+/// The cascade on one text: `(the judge's outcome if it was asked, caught by the rules alone)`.
+async fn cascade(
     policy: &CompiledPolicy,
     judge: &dyn Judge,
     budget: std::time::Duration,
     c: &Case,
-) -> Row {
+) -> (Option<Call>, bool) {
     let role = (c.stage == Stage::Input).then_some("user");
     let d = policy.scan(&c.text, c.stage, role);
     let rules = d.action == Action::Block;
-    let judge_alone = judged(policy, judge, budget, c.stage, &[], &c.text).await;
-    let (cascade, cascade_rules) = match policy.escalation(&d) {
+    match policy.escalation(&d) {
         Some(esc) if policy.judge.mode(c.stage) != crate::engine::judge::JudgeMode::Off => {
             let kept = policy.without_escalated(&c.text, &d);
             if kept.action == Action::Block {
@@ -119,17 +122,13 @@ async fn row(
             (Some(v), false)
         }
         _ => (None, false),
-    };
-    Row {
-        unsafe_: c.label == Label::Unsafe,
-        rules,
-        judge: judge_alone,
-        cascade,
-        cascade_rules,
     }
 }
 
-/// Runs the three arms over `cases`, `concurrency` texts at a time.
+/// Runs the three arms over `cases`, `concurrency` texts at a time: first the judge alone on
+/// every text, then the cascade's judge calls. One arm after the other, consecutive judge
+/// prompts share their system message (the rendered policy, thousands of tokens), which a
+/// server with a prefix cache (llama.cpp, vLLM) then reads once instead of once per call.
 pub async fn run_cascade(
     policy: &CompiledPolicy,
     judge: &dyn Judge,
@@ -138,11 +137,32 @@ pub async fn run_cascade(
     concurrency: usize,
 ) -> CascadeReport {
     let started = Instant::now();
-    let rows: Vec<Row> = futures_util::stream::iter(cases.iter())
-        .map(|c| row(policy, judge, budget, c))
-        .buffer_unordered(concurrency.max(1))
+    let n = concurrency.max(1);
+    let alone: Vec<Call> = futures_util::stream::iter(cases.iter())
+        .map(|c| judged(policy, judge, budget, c.stage, &[], &c.text))
+        .buffered(n)
         .collect()
         .await;
+    let cascaded: Vec<(Option<Call>, bool)> = futures_util::stream::iter(cases.iter())
+        .map(|c| cascade(policy, judge, budget, c))
+        .buffered(n)
+        .collect()
+        .await;
+    let rows: Vec<Row> = cases
+        .iter()
+        .zip(alone)
+        .zip(cascaded)
+        .map(|((c, judge), (cascade, cascade_rules))| {
+            let role = (c.stage == Stage::Input).then_some("user");
+            Row {
+                unsafe_: c.label == Label::Unsafe,
+                rules: policy.scan(&c.text, c.stage, role).action == Action::Block,
+                judge,
+                cascade,
+                cascade_rules,
+            }
+        })
+        .collect();
     let mut arms = [
         Arm {
             name: "rules",
@@ -157,7 +177,7 @@ pub async fn run_cascade(
             ..Arm::default()
         },
     ];
-    let count = |arm: &mut Arm, (caught, failed, secs): (bool, bool, f64)| {
+    let count = |arm: &mut Arm, (caught, failed, secs): Call| {
         arm.calls += 1;
         arm.errors += u64::from(failed);
         arm.judge_seconds += secs;

@@ -168,8 +168,17 @@ pub async fn run(
         }
     }
     let total = jobs.iter().filter(|j| j.body.is_some()).count();
-    // Fetch answers, `concurrency` at a time.
-    let fetches = jobs.iter().enumerate().filter_map(|(i, j)| {
+    // Fetch answers, `concurrency` at a time, one arm after the other and, within an arm,
+    // prompts with the same injected sections next to each other: consecutive requests then
+    // share their longest prefix (the system message), which a server with a prefix cache
+    // (llama.cpp, vLLM) reads once instead of once per prompt.
+    let mut order: Vec<usize> = (0..jobs.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (ja, jb) = (&jobs[a], &jobs[b]);
+        (ja.arm, &report.cases[ja.case].sections).cmp(&(jb.arm, &report.cases[jb.case].sections))
+    });
+    let fetches = order.into_iter().filter_map(|i| {
+        let j = &jobs[i];
         let (key, body) = j.body.clone()?;
         let upstream = upstreams[j.arm].clone();
         let cache = cache.clone();
