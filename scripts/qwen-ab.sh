@@ -32,6 +32,7 @@
 #   behaviour index, held-out = odd)
 #   AB_JBB=../shared/data/jailbreakbench/PAIR_gpt-4-0125-preview.json
 #   AB_ANSWERS=  (a file: every prompt with both arms' outcome and answer, JSONL)
+#   AB_BIN=  (a deliberate binary to use instead of building target/release/deliberate)
 #   AB_KEEP_SERVER=0  (1: leave the server running afterwards; a server already answering on
 #   AB_PORT is used as it is and never stopped)
 set -euo pipefail
@@ -53,6 +54,7 @@ AB_KEEP_SERVER=${AB_KEEP_SERVER:-0}
 AB_SPLIT=${AB_SPLIT:-}
 AB_ANSWERS=${AB_ANSWERS:-}
 AB_SET=${AB_SET:-xstest}
+AB_BIN=${AB_BIN:-}
 AB_JBB=${AB_JBB:-../shared/data/jailbreakbench/PAIR_gpt-4-0125-preview.json}
 
 PARTS=22
@@ -127,7 +129,10 @@ else
   curl -sf "$BASE/v1/models" >/dev/null || { log "server not ready; see $SERVER_LOG"; exit 1; }
 fi
 
-nice -n 19 cargo build --release --quiet
+if [ -z "$AB_BIN" ]; then
+  nice -n 19 cargo build --release --quiet
+  AB_BIN=./target/release/deliberate
+fi
 if [ "$AB_SET" = jbb ]; then
   case ${AB_SPLIT:-all} in
     tune) parity=0 ;;
@@ -179,7 +184,7 @@ if [ -n "$AB_LIMIT" ]; then ARGS+=(--limit "$AB_LIMIT"); fi
 if [ -n "$AB_ANSWERS" ]; then ARGS+=(--answers "$AB_ANSWERS"); fi
 log "running: deliberate ${ARGS[*]}"
 start=$(date +%s)
-nice -n 19 ./target/release/deliberate "${ARGS[@]}"
+nice -n 19 "$AB_BIN" "${ARGS[@]}"
 log "wall clock: $(( $(date +%s) - start )) s"
 if [ -n "$SERVER_PID" ] && [ "$AB_KEEP_SERVER" = 1 ]; then
   log "server left running: pid $SERVER_PID on $BASE"

@@ -26,7 +26,8 @@
 # Not part of CI.
 #
 # Environment: JUDGE_URL=http://127.0.0.1:$JUDGE_PORT/v1  JUDGE_PORT=8766  JUDGE_MODEL=qwen
-#   JUDGE_TIMEOUT=180s  JUDGE_FORMAT=markdown  JUDGE_RECORD=0 (1: also write
+#   JUDGE_TIMEOUT=180s  JUDGE_FORMAT=markdown  JUDGE_BIN=  (a deliberate binary to use instead
+#   of building target/release/deliberate)  JUDGE_RECORD=0 (1: also write
 #   policies/tests/default.verdicts.json from the live verdicts; `deliberate test` then fails
 #   on every example whose verdict disagrees with its label)
 set -euo pipefail
@@ -40,6 +41,7 @@ JUDGE_FORMAT=${JUDGE_FORMAT:-markdown}
 JUDGE_RECORD=${JUDGE_RECORD:-0}
 JUDGE_SAMPLE=${JUDGE_SAMPLE:-shared}
 JUDGE_JBC=${JUDGE_JBC:-20}
+JUDGE_BIN=${JUDGE_BIN:-}
 DATA=../shared/data
 
 log() { printf '[qwen-judge] %s\n' "$*" >&2; }
@@ -48,15 +50,18 @@ curl -sf "${JUDGE_URL%/v1}/v1/models" >/dev/null || {
   log "no server answers on $JUDGE_URL"; exit 1
 }
 mkdir -p target
-nice -n 19 cargo build --release --quiet
+if [ -z "$JUDGE_BIN" ]; then
+  nice -n 19 cargo build --release --quiet
+  JUDGE_BIN=./target/release/deliberate
+fi
 if [ "$JUDGE_SAMPLE" = escalations ]; then
-python3 - "$DATA" target/judge-sample.jsonl "$JUDGE_JBC" <<'PY'
+python3 - "$DATA" target/judge-sample.jsonl "$JUDGE_JBC" "$JUDGE_BIN" <<'PY'
 import csv, json, subprocess, sys
-data, dst, n_jbc = sys.argv[1], sys.argv[2], int(sys.argv[3])
+data, dst, n_jbc, bin_ = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 def spaced(items, n):
     return [items[i * len(items) // n] for i in range(n)] if len(items) > n else items
 def escalates(text):
-    out = subprocess.run(["./target/release/deliberate", "scan", "--policy",
+    out = subprocess.run([bin_, "scan", "--policy",
                           "policies/default.yaml", "--format", "json", "-"],
                          input=text.encode(), capture_output=True, check=True).stdout
     return any(f["rule"] in ESCALATING for f in json.loads(out)["findings"])
@@ -112,7 +117,7 @@ fi
 log "sample ($JUDGE_SAMPLE): $(wc -l <target/judge-sample.jsonl) texts in target/judge-sample.jsonl"
 
 start=$(date +%s)
-nice -n 5 ./target/release/deliberate eval --policy policies/default.yaml \
+nice -n 5 "$JUDGE_BIN" eval --policy policies/default.yaml \
   --dataset target/judge-sample.jsonl --judge "$JUDGE_URL" --judge-model "$JUDGE_MODEL" \
   --judge-timeout "$JUDGE_TIMEOUT" --judge-concurrency 1 --format "$JUDGE_FORMAT"
 log "eval --judge wall clock: $(( $(date +%s) - start )) s"
@@ -122,5 +127,5 @@ args=(test policies/default.yaml --judge "$JUDGE_URL" --judge-model "$JUDGE_MODE
       --judge-timeout "$JUDGE_TIMEOUT")
 if [ "$JUDGE_RECORD" = 1 ]; then args+=(--record); fi
 start=$(date +%s)
-nice -n 5 ./target/release/deliberate "${args[@]}" || log "some judge examples disagree with their labels (above)"
+nice -n 5 "$JUDGE_BIN" "${args[@]}" || log "some judge examples disagree with their labels (above)"
 log "test --judge wall clock: $(( $(date +%s) - start )) s"

@@ -274,29 +274,28 @@ async fn progress_is_plain_lines_when_stderr_is_not_a_terminal() {
 /// same sections are sent together: with `--concurrency 1` a server with a prefix cache
 /// (llama.cpp, vLLM) then reads each system message once per run of prompts instead of once
 /// per prompt. Prompts alternate between two sections here, so the file order would change
-/// the system message on every call.
+/// the system message on every call. `--system` adds the client's system message to both arms.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_go_arm_by_arm_with_equal_system_messages_together() {
     type Seen = Arc<std::sync::Mutex<Vec<String>>>;
     async fn record(State(seen): State<Seen>, Json(req): Json<Value>) -> Response {
         let msgs = req["messages"].as_array().cloned().unwrap_or_default();
-        let system = msgs
+        let system: Vec<&str> = msgs
             .iter()
-            .find(|m| m["role"] == "system")
-            .and_then(|m| m["content"].as_str())
-            .unwrap_or("")
-            .to_owned();
-        seen.lock().unwrap().push(system);
+            .filter(|m| m["role"] == "system")
+            .filter_map(|m| m["content"].as_str())
+            .collect();
+        seen.lock().unwrap().push(system.join(" || "));
         Json(json!({
             "id": "x", "object": "chat.completion", "model": req["model"],
             "choices": [{"index": 0, "message": {"role": "assistant", "content": "An answer."}, "finish_reason": "stop"}]
         }))
         .into_response()
     }
-    let seen: Seen = Arc::default();
+    let seen_all: Seen = Arc::default();
     let app = axum::Router::new()
         .route("/v1/chat/completions", axum::routing::post(record))
-        .with_state(seen.clone());
+        .with_state(seen_all.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -326,8 +325,8 @@ spec:
         .collect();
     std::fs::write(&data, rows.join("\n")).unwrap();
     let cache = dir.path().join("cache.jsonl");
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_deliberate"))
+    let run = move |extra: &'static [&'static str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_deliberate"))
             .current_dir(root())
             .env("DELIBERATE_LOG", "error")
             .args([
@@ -345,17 +344,18 @@ spec:
                 "--cache",
                 cache.to_str().unwrap(),
             ])
+            .args(extra)
             .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let seen = seen.lock().unwrap().clone();
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let run2 = run.clone();
+    tokio::task::spawn_blocking(move || run(&[])).await.unwrap();
+    let seen = std::mem::take(&mut *seen_all.lock().unwrap());
     assert_eq!(seen.len(), 16, "8 prompts, 2 arms: {seen:?}");
     // The spec arm first (a system message each), then the no-spec arm (none).
     assert!(seen[..8].iter().all(|s| !s.is_empty()), "{seen:?}");
@@ -365,4 +365,18 @@ spec:
     // Two system messages, each in one run: one change between them, not seven.
     let changes = seen[..8].windows(2).filter(|w| w[0] != w[1]).count();
     assert_eq!(changes, 1, "{seen:?}");
+
+    // With the client's own system message (--system), both arms send it, after the spec.
+    tokio::task::spawn_blocking(move || run2(&["--system", "Client prompt."]))
+        .await
+        .unwrap();
+    let seen = std::mem::take(&mut *seen_all.lock().unwrap());
+    assert_eq!(seen.len(), 16, "{seen:?}");
+    assert!(
+        seen[..8]
+            .iter()
+            .all(|s| s.contains("[deliberate policy") && s.ends_with(" || Client prompt.")),
+        "{seen:?}"
+    );
+    assert!(seen[8..].iter().all(|s| s == "Client prompt."), "{seen:?}");
 }

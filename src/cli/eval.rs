@@ -124,6 +124,12 @@ pub struct Args {
     /// The report lists `--examples` of each direction in which the arms differ.
     #[arg(long, value_name = "FILE")]
     pub answers: Option<PathBuf>,
+    /// Online mode: a system message of the client's own, sent in both arms before each
+    /// prompt (a deployed application's system prompt). Without one, the spec arm's injected
+    /// system message takes the place of the chat template's default system prompt while the
+    /// no-spec arm keeps it, so the arms differ by more than the spec.
+    #[arg(long, value_name = "TEXT")]
+    pub system: Option<String>,
     /// Per-request timeout in seconds.
     #[arg(long, default_value_t = 120)]
     pub timeout: u64,
@@ -231,6 +237,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
                 policy_path: args.policy.clone(),
                 examples: args.examples,
                 answers: args.answers.clone(),
+                system: args.system.clone(),
             };
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -86,6 +86,9 @@ pub struct OnlineConfig {
     pub examples: usize,
     /// Where to write every case with both arms' outcomes (JSONL), if anywhere.
     pub answers: Option<PathBuf>,
+    /// The client's own system message, sent in both arms before the user message (the spec
+    /// arm's injection goes before it, as the gateway places it).
+    pub system: Option<String>,
 }
 
 /// How the arms reach the model.

@@ -79,6 +79,17 @@ pub async fn run(
             .notes
             .push("the policy has `inject: off`: both arms are the same".into());
     }
+    match &cfg.system {
+        Some(sys) => report.notes.push(format!(
+            "both arms send the client system message {sys:?} before each prompt (--system)"
+        )),
+        None => report.notes.push(
+            "no client system message (--system): the spec arm's injected system message \
+             takes the place of the chat template's default system prompt, which the no-spec \
+             arm keeps"
+                .into(),
+        ),
+    }
     let role = match policy.spec.role {
         InjectRole::System => "system",
         InjectRole::Developer => "developer",
@@ -130,6 +141,9 @@ pub async fn run(
                 let mut messages = Vec::new();
                 if let (Some(t), Route::Direct) = (inj, cfg.route) {
                     messages.push(json!({"role": role, "content": t}));
+                }
+                if let Some(sys) = &cfg.system {
+                    messages.push(json!({"role": "system", "content": sys}));
                 }
                 messages.push(json!({"role": "user", "content": user_text}));
                 let body = json!({
