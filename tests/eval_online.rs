@@ -57,15 +57,19 @@ async fn chat(State(calls): State<Arc<AtomicUsize>>, Json(req): Json<Value>) -> 
     .into_response()
 }
 
-/// Starts the toy model on 127.0.0.1:0; returns its address and its call counter.
-async fn toy_model() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
-    let calls = Arc::new(AtomicUsize::new(0));
-    let app = axum::Router::new()
-        .route("/v1/chat/completions", axum::routing::post(chat))
-        .with_state(calls.clone());
+/// Serves `app` as the Chat Completions endpoint on 127.0.0.1:0; returns its address.
+async fn serve_model(app: axum::routing::MethodRouter<()>) -> std::net::SocketAddr {
+    let app = axum::Router::new().route("/v1/chat/completions", app);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+/// Starts the toy model on 127.0.0.1:0; returns its address and its call counter.
+async fn toy_model() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let addr = serve_model(axum::routing::post(chat).with_state(calls.clone())).await;
     (addr, calls)
 }
 
@@ -293,12 +297,7 @@ async fn requests_go_arm_by_arm_with_equal_system_messages_together() {
         .into_response()
     }
     let seen_all: Seen = Arc::default();
-    let app = axum::Router::new()
-        .route("/v1/chat/completions", axum::routing::post(record))
-        .with_state(seen_all.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let addr = serve_model(axum::routing::post(record).with_state(seen_all.clone())).await;
 
     let dir = tempfile::tempdir().unwrap();
     let policy = dir.path().join("policy.yaml");

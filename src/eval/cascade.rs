@@ -85,17 +85,18 @@ struct Row {
     cascade_rules: bool,
 }
 
-/// The cascade on one text: `(the judge's outcome if it was asked, caught by the rules alone)`.
+/// The cascade on one text: `(the judge's outcome if it was asked, caught by the cascade's
+/// rules, caught by the rules arm)`.
 async fn cascade(
     policy: &CompiledPolicy,
     judge: &dyn Judge,
     budget: std::time::Duration,
     c: &Case,
-) -> (Option<Call>, bool) {
+) -> (Option<Call>, bool, bool) {
     let role = (c.stage == Stage::Input).then_some("user");
     let d = policy.scan(&c.text, c.stage, role);
     let rules = d.action == Action::Block;
-    match policy.escalation(&d) {
+    let (asked, cascade_rules) = match policy.escalation(&d) {
         Some(esc) if policy.judge.mode(c.stage) != crate::engine::judge::JudgeMode::Off => {
             let kept = policy.without_escalated(&c.text, &d);
             if kept.action == Action::Block {
@@ -122,7 +123,8 @@ async fn cascade(
             (Some(v), false)
         }
         _ => (None, false),
-    }
+    };
+    (asked, cascade_rules, rules)
 }
 
 /// Runs the three arms over `cases`, `concurrency` texts at a time: first the judge alone on
@@ -143,7 +145,7 @@ pub async fn run_cascade(
         .buffered(n)
         .collect()
         .await;
-    let cascaded: Vec<(Option<Call>, bool)> = futures_util::stream::iter(cases.iter())
+    let cascaded: Vec<(Option<Call>, bool, bool)> = futures_util::stream::iter(cases.iter())
         .map(|c| cascade(policy, judge, budget, c))
         .buffered(n)
         .collect()
@@ -152,15 +154,12 @@ pub async fn run_cascade(
         .iter()
         .zip(alone)
         .zip(cascaded)
-        .map(|((c, judge), (cascade, cascade_rules))| {
-            let role = (c.stage == Stage::Input).then_some("user");
-            Row {
-                unsafe_: c.label == Label::Unsafe,
-                rules: policy.scan(&c.text, c.stage, role).action == Action::Block,
-                judge,
-                cascade,
-                cascade_rules,
-            }
+        .map(|((c, judge), (cascade, cascade_rules, rules))| Row {
+            unsafe_: c.label == Label::Unsafe,
+            rules,
+            judge,
+            cascade,
+            cascade_rules,
         })
         .collect();
     let mut arms = [
