@@ -32,6 +32,10 @@
 #   behaviour index, held-out = odd)
 #   AB_JBB=../shared/data/jailbreakbench/PAIR_gpt-4-0125-preview.json
 #   AB_ANSWERS=  (a file: every prompt with both arms' outcome and answer, JSONL)
+#   AB_DEFAULT_SYSTEM=  (the model's default system prompt, kept at the head of the injected
+#   spec when the prompt has no system message: the chat template adds its default only when
+#   there is no system message, so without it the spec arm also loses the default. For Qwen2.5:
+#   "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.")
 #   AB_BIN=  (a deliberate binary to use instead of building target/release/deliberate)
 #   AB_KEEP_SERVER=0  (1: leave the server running afterwards; a server already answering on
 #   AB_PORT is used as it is and never stopped)
@@ -55,6 +59,7 @@ AB_SPLIT=${AB_SPLIT:-}
 AB_ANSWERS=${AB_ANSWERS:-}
 AB_SET=${AB_SET:-xstest}
 AB_BIN=${AB_BIN:-}
+AB_DEFAULT_SYSTEM=${AB_DEFAULT_SYSTEM:-}
 AB_JBB=${AB_JBB:-../shared/data/jailbreakbench/PAIR_gpt-4-0125-preview.json}
 
 PARTS=22
@@ -182,6 +187,7 @@ ARGS=(eval --policy "$AB_POLICY" --dataset "$AB_DATA" --upstream "$BASE" --model
       --cache "$AB_CACHE" --format "$AB_FORMAT")
 if [ -n "$AB_LIMIT" ]; then ARGS+=(--limit "$AB_LIMIT"); fi
 if [ -n "$AB_ANSWERS" ]; then ARGS+=(--answers "$AB_ANSWERS"); fi
+if [ -n "$AB_DEFAULT_SYSTEM" ]; then ARGS+=(--default-system "$AB_DEFAULT_SYSTEM"); fi
 log "running: deliberate ${ARGS[*]}"
 start=$(date +%s)
 nice -n 19 "$AB_BIN" "${ARGS[@]}"

@@ -353,6 +353,7 @@ spec:
         );
     };
     let run2 = run.clone();
+    let run2_clone = run.clone();
     tokio::task::spawn_blocking(move || run(&[])).await.unwrap();
     let seen = std::mem::take(&mut *seen_all.lock().unwrap());
     assert_eq!(seen.len(), 16, "8 prompts, 2 arms: {seen:?}");
@@ -378,4 +379,22 @@ spec:
         "{seen:?}"
     );
     assert!(seen[8..].iter().all(|s| s == "Client prompt."), "{seen:?}");
+
+    // --default-system heads the spec arm's injection (inside its markers); the no-spec arm
+    // sends no system message, so the template adds its own default there. Only the spec
+    // arm is asked again: the no-spec arm's requests are those of the first run, cached.
+    let run3 = run2_clone;
+    tokio::task::spawn_blocking(move || run3(&["--default-system", "You are Model."]))
+        .await
+        .unwrap();
+    let seen = std::mem::take(&mut *seen_all.lock().unwrap());
+    assert_eq!(seen.len(), 8, "{seen:?}");
+    for s in &seen {
+        let (marker, rest) = s.split_once('\n').unwrap();
+        assert!(
+            marker.starts_with("[deliberate policy order-fixture"),
+            "{s}"
+        );
+        assert!(rest.starts_with("You are Model.\n\n"), "{s}");
+    }
 }

@@ -16,7 +16,7 @@ use common::layer_run::{Records, Run, run, run_many};
 use common::*;
 use deliberate::CompiledPolicy;
 use deliberate::layer::{
-    BlockResponse, EnforceOptions, Outcome, PolicyLayer, ReasoningMode, RequestBody,
+    BlockResponse, DefaultSystem, EnforceOptions, Outcome, PolicyLayer, ReasoningMode, RequestBody,
 };
 use deliberate::wire::Placement;
 use futures_util::stream;
@@ -679,6 +679,67 @@ async fn injection_happens_once_and_can_merge() {
     );
     let m2 = run(o, &m1.upstream[0], false, frames).await;
     assert_eq!(m2.upstream[0], m1.upstream[0]);
+}
+
+/// A model's default system prompt heads the injection when the client sent no instruction
+/// text (as its chat template would have added it), only for the models it names, never next
+/// to the client's own system message, and once on a retry.
+#[tokio::test]
+async fn the_models_default_system_prompt_heads_the_injection_without_a_system_message() {
+    let ok = json!({"choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "ok"}}]});
+    let frames = vec![ok.to_string().into_bytes()];
+    let o = EnforceOptions {
+        default_system: vec![
+            DefaultSystem {
+                model: Some("qwen*".into()),
+                text: "You are Qwen, created by Alibaba Cloud.".into(),
+            },
+            DefaultSystem {
+                model: Some("test-*".into()),
+                text: "You are a test model.".into(),
+            },
+        ],
+        ..opts()
+    };
+    let first = run(
+        o.clone(),
+        &chat("my address?", false),
+        false,
+        frames.clone(),
+    )
+    .await;
+    let sys = first.upstream[0]["messages"][0]["content"]
+        .as_str()
+        .unwrap();
+    let (marker, rest) = sys.split_once('\n').unwrap();
+    assert!(marker.starts_with("[deliberate policy "), "{sys}");
+    assert!(rest.starts_with("You are a test model.\n\n"), "{sys}");
+    assert!(sys.contains("## Personal data (privacy)"), "{sys}");
+    assert!(first.records[0].injection.as_ref().unwrap().default_system);
+    // A retry: the head sits inside the markers and goes out with the old injection.
+    let again = run(o.clone(), &first.upstream[0], false, frames.clone()).await;
+    assert_eq!(again.upstream[0], first.upstream[0]);
+
+    // Another model: no head.
+    let mut other = chat("my address?", false);
+    other["model"] = json!("llama-3");
+    let r = run(o.clone(), &other, false, frames.clone()).await;
+    let sys = r.upstream[0]["messages"][0]["content"].as_str().unwrap();
+    assert!(!sys.contains("You are"), "{sys}");
+    assert!(!r.records[0].injection.as_ref().unwrap().default_system);
+
+    // The client's own system message: the template would not add its default, nor do we.
+    let req = json!({"model": "qwen2.5", "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "my address?"}]});
+    let r = run(o, &req, false, frames).await;
+    let msgs = r.upstream[0]["messages"].as_array().unwrap();
+    assert_eq!(msgs.len(), 3);
+    assert!(
+        !msgs[0]["content"]
+            .as_str()
+            .unwrap()
+            .contains("You are Qwen")
+    );
+    assert_eq!(msgs[1]["content"], "Be brief.");
 }
 
 #[tokio::test]

@@ -130,6 +130,12 @@ pub struct Args {
     /// no-spec arm keeps it, so the arms differ by more than the spec.
     #[arg(long, value_name = "TEXT")]
     pub system: Option<String>,
+    /// Online mode: the model's default system prompt (what its chat template adds when a
+    /// conversation has no system message), kept at the head of the spec arm's injected message
+    /// when there is no `--system`, as the gateway's `injection.default_system` does. The
+    /// no-spec arm gets it from the template.
+    #[arg(long, value_name = "TEXT")]
+    pub default_system: Option<String>,
     /// Per-request timeout in seconds.
     #[arg(long, default_value_t = 120)]
     pub timeout: u64,
@@ -238,6 +244,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
                 examples: args.examples,
                 answers: args.answers.clone(),
                 system: args.system.clone(),
+                default_system: args.default_system.clone(),
             };
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

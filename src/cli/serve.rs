@@ -45,6 +45,11 @@ pub struct Args {
     /// Where the spec goes: its own first message, or merged into the system message.
     #[arg(long, value_name = "WHERE", value_parser = ["prepend", "merge"])]
     pub placement: Option<String>,
+    /// The model's own default system prompt (what its chat template adds when a request has
+    /// no system message): kept at the head of the injected spec for requests without one, for
+    /// every model (per model: `injection.default_system` in the config).
+    #[arg(long, value_name = "TEXT")]
+    pub default_system: Option<String>,
     /// Reasoning fields in answers: pass, strip, or scan with the reasoning stage.
     #[arg(long, value_name = "MODE", value_parser = ["pass", "strip", "scan"])]
     pub reasoning: Option<String>,
@@ -116,6 +121,12 @@ pub fn config(a: &Args) -> anyhow::Result<Config> {
         } else {
             Placement::Prepend
         };
+    }
+    if let Some(t) = &a.default_system {
+        c.enforce.default_system = vec![crate::layer::DefaultSystem {
+            model: None,
+            text: t.clone(),
+        }];
     }
     if let Some(r) = &a.reasoning {
         c.enforce.reasoning = match r.as_str() {

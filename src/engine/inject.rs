@@ -82,6 +82,37 @@ pub fn render(policy: &CompiledPolicy, sections: &[&Section]) -> String {
     out
 }
 
+/// `text`, a [`render`]ed injection, with `head` as its first paragraph after the marker line.
+///
+/// For a model's default system prompt, which its chat template adds only to conversations
+/// without a system message: an injected spec would otherwise take it away. It sits inside
+/// the markers, so a later gateway takes it out with the rest of the injection.
+///
+/// ```
+/// use deliberate::engine::{CompiledPolicy, inject};
+///
+/// let p = CompiledPolicy::from_yaml_str(
+///     "policy: demo\nspec:\n  sections: [{id: a, title: A, text: Be kind., always: true}]\n",
+///     "demo.yaml",
+/// ).unwrap();
+/// let text = inject::with_head(&inject::render(&p, &p.spec.sections.iter().collect::<Vec<_>>()),
+///                              "You are Demo, a helpful assistant.");
+/// assert!(text.starts_with(&format!("{}\nYou are Demo, a helpful assistant.\n\n", inject::marker(&p))));
+/// ```
+pub fn with_head(text: &str, head: &str) -> String {
+    let head = head.trim();
+    let cut = text.find('\n').map_or(text.len(), |i| i + 1);
+    let mut out = String::with_capacity(text.len() + head.len() + 3);
+    out.push_str(&text[..cut]);
+    if cut == text.len() && !text.is_empty() {
+        out.push('\n');
+    }
+    out.push_str(head);
+    out.push_str("\n\n");
+    out.push_str(&text[cut..]);
+    out
+}
+
 /// The last line of every injection, so a later gateway can take the whole block out again.
 pub fn end_marker(policy: &CompiledPolicy) -> String {
     format!("[end of deliberate policy {}]", policy.label())

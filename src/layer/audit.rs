@@ -134,6 +134,10 @@ pub struct Injection {
     pub replaced: bool,
     /// A policy's marker was found without its end marker: that policy was not injected again.
     pub skipped: Vec<String>,
+    /// The model's default system prompt heads the injection (the request had no instruction
+    /// text; see [`EnforceOptions::default_system`](super::EnforceOptions::default_system)).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub default_system: bool,
 }
 
 /// A deliberation block removed from a choice.

@@ -117,6 +117,6 @@ pub use exchange::{
 pub use future::ResponseFuture;
 pub use judge::{Judge, JudgeError, JudgeFuture, JudgeReason, JudgeRecord, Judged};
 pub use layer::PolicyLayer;
-pub use options::{BlockResponse, EnforceOptions, ReasoningMode};
+pub use options::{BlockResponse, DefaultSystem, EnforceOptions, ReasoningMode, glob};
 pub use policies::{PolicySet, SharedPolicies};
 pub use service::{PolicyService, is_enforced};

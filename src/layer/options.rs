@@ -42,6 +42,13 @@ pub struct EnforceOptions {
     pub inject_role: Option<InjectRole>,
     /// Overrides the policy's `spec.inject`.
     pub inject_mode: Option<InjectMode>,
+    /// Models' own default system prompts, kept at the head of the injected spec when a
+    /// request carries no instruction text of its own. A chat template adds its default
+    /// system prompt ("You are Qwen, created by Alibaba Cloud. …") only to conversations
+    /// without a system message, so without this an injected spec takes that prompt away,
+    /// and with it whatever the model's refusals were trained on. The first entry whose
+    /// `model` matches the request's applies.
+    pub default_system: Vec<DefaultSystem>,
     /// Reasoning fields.
     pub reasoning: ReasoningMode,
     /// Largest request body read; larger gets `413` (checked before reading it all).
@@ -65,6 +72,56 @@ pub struct EnforceOptions {
     pub offload_scan_bytes: usize,
 }
 
+impl EnforceOptions {
+    /// The default system prompt of `model` (the first [`DefaultSystem`] that matches).
+    pub fn default_system_for(&self, model: &str) -> Option<&str> {
+        self.default_system
+            .iter()
+            .find(|d| d.model.as_deref().is_none_or(|m| glob(m, model)))
+            .map(|d| d.text.as_str())
+    }
+}
+
+/// A model's default system prompt (see [`EnforceOptions::default_system`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DefaultSystem {
+    /// The models it is for: exact, or a glob with `*` and `?`; absent, every model.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// The text, as the model's chat template would have added it.
+    pub text: String,
+}
+
+/// `*` (any run) and `?` (one character) glob over `text`; anything else literal.
+///
+/// ```
+/// use deliberate::layer::glob;
+/// assert!(glob("claude-*-sonnet", "claude-3-5-sonnet"));
+/// assert!(!glob("gpt-4o", "gpt-4o-mini"));
+/// ```
+pub fn glob(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
 impl Default for EnforceOptions {
     fn default() -> Self {
         EnforceOptions {
@@ -72,6 +129,7 @@ impl Default for EnforceOptions {
             placement: Placement::Prepend,
             inject_role: None,
             inject_mode: None,
+            default_system: Vec::new(),
             reasoning: ReasoningMode::Scan,
             max_request_bytes: 4 << 20,
             max_response_bytes: 16 << 20,

@@ -42,6 +42,9 @@ pub(crate) fn enforce(body: Bytes, ex: &mut Exchange) -> Result<Input, WireError
     //    rendered afresh below, so the model reads the spec exactly once. A marker without its
     //    end marker cannot be taken out safely: that policy is not injected again.
     let mut skip = vec![false; policies.len()];
+    // Whether the client sent instruction text of its own (then a model's default system
+    // prompt is not added: its chat template would not have added it either).
+    let mut instructed = false;
     let replaced = req.instructions(&mut |text: &mut String| {
         let mut changed = false;
         for (pi, p) in policies.iter().enumerate() {
@@ -54,6 +57,7 @@ pub(crate) fn enforce(body: Bytes, ex: &mut Exchange) -> Result<Input, WireError
                 Stripped::None => {}
             }
         }
+        instructed |= !text.trim().is_empty();
         changed
     });
     let mut changed = replaced;
@@ -130,6 +134,14 @@ pub(crate) fn enforce(body: Bytes, ex: &mut Exchange) -> Result<Input, WireError
         Some(k) => set.injection(k, render),
         None => render().into(),
     };
+    let head = match opts.default_system_for(&ex.facts.model) {
+        Some(h) if !instructed && !text.is_empty() => Some(h),
+        _ => None,
+    };
+    let text: std::sync::Arc<str> = match head {
+        Some(h) => inject::with_head(&text, h).into(),
+        None => text,
+    };
     let role = opts
         .inject_role
         .or_else(|| policies.first().map(|p| p.spec.role))
@@ -148,6 +160,7 @@ pub(crate) fn enforce(body: Bytes, ex: &mut Exchange) -> Result<Input, WireError
             placement: (!text.is_empty()).then(|| opts.placement.as_str().to_owned()),
             replaced,
             skipped,
+            default_system: head.is_some(),
         });
         if !text.is_empty() {
             req.place_spec(text.to_string(), role, opts.placement);

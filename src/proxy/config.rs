@@ -12,7 +12,10 @@
 //!   replace_authorization: false  # true: always use the key above
 //! policies: [policies/default.yaml]   # relative to this file
 //! reload: true                    # watch policy files; SIGHUP reloads too
-//! injection: {placement: prepend, role: system, mode: relevant}
+//! injection: {placement: prepend, role: system, mode: relevant,
+//!             default_system: [{model: "qwen*", text: "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."}]}
+//!                                 # a model's own default system prompt, kept at the head of the
+//!                                 # spec when a request has no system message (a string: every model)
 //! block_response: completion      # completion | error400
 //! reasoning: scan                 # pass | strip | scan
 //! other_routes: refuse            # refuse | pass (model routes without an adapter, unknown /v1 routes)
@@ -46,7 +49,7 @@ pub use super::config_error::ConfigError;
 pub use super::health::HealthConfig;
 use super::telemetry::TelemetryConfig;
 use super::tenants::{RawSelect, RawSet, RawShadow, Selection};
-use crate::layer::{BlockResponse, EnforceOptions, ReasoningMode};
+use crate::layer::{BlockResponse, DefaultSystem, EnforceOptions, ReasoningMode};
 use crate::policy::parse_yaml;
 use crate::policy::{InjectMode, InjectRole};
 use crate::wire::Placement;
@@ -297,6 +300,16 @@ struct RawInjection {
     role: Option<InjectRole>,
     #[serde(default)]
     mode: Option<InjectMode>,
+    #[serde(default)]
+    default_system: Option<RawDefaultSystem>,
+}
+
+/// `default_system`: one text for every model, or a list of `{model, text}`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawDefaultSystem {
+    All(String),
+    Per(Vec<DefaultSystem>),
 }
 
 #[derive(Debug, Deserialize)]
@@ -557,6 +570,11 @@ impl Config {
             }
             c.enforce.inject_role = i.role;
             c.enforce.inject_mode = i.mode;
+            c.enforce.default_system = match i.default_system {
+                None => Vec::new(),
+                Some(RawDefaultSystem::All(text)) => vec![DefaultSystem { model: None, text }],
+                Some(RawDefaultSystem::Per(v)) => v,
+            };
         }
         if let Some(b) = raw.block_response {
             c.enforce.block_response = b;
@@ -672,6 +690,31 @@ health: {upstream_probe: 3s, probe_timeout: 250ms}
         assert_eq!(c.timeouts.request_body, Duration::from_secs(2));
         assert_eq!(c.health.upstream_probe, Duration::from_secs(3));
         assert_eq!(c.health.probe_timeout, Duration::from_millis(250));
+    }
+
+    /// `default_system` is one text for every model or a list per model glob, first match wins.
+    #[test]
+    fn default_system_per_model() {
+        let c = Config::from_yaml_str(
+            "injection: {default_system: [{model: 'qwen*', text: You are Qwen.}, {text: Hi.}]}\n",
+            Path::new("c.yaml"),
+        )
+        .unwrap();
+        assert_eq!(
+            c.enforce.default_system_for("qwen2.5"),
+            Some("You are Qwen.")
+        );
+        assert_eq!(c.enforce.default_system_for("llama"), Some("Hi."));
+        let c = Config::from_yaml_str("injection: {default_system: Hello.}\n", Path::new("c.yaml"))
+            .unwrap();
+        assert_eq!(c.enforce.default_system_for("any"), Some("Hello."));
+        let c = Config::from_yaml_str("", Path::new("c.yaml")).unwrap();
+        assert_eq!(c.enforce.default_system_for("any"), None);
+        let bad = Config::from_yaml_str(
+            "injection: {default_system: [{model: x, txt: y}]}\n",
+            Path::new("c.yaml"),
+        );
+        assert!(bad.is_err());
     }
 
     #[test]

@@ -37,6 +37,7 @@ use serde_saphyr::Spanned;
 
 use super::config_error::ConfigError;
 use super::routes::ENFORCED_APIS;
+use crate::layer::glob;
 
 /// A policy set of the config.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -362,29 +363,6 @@ pub fn sha256_hex(data: &[u8]) -> String {
             let _ = write!(s, "{b:02x}");
             s
         })
-}
-
-/// `*` (any run) and `?` (one character) glob over `text`; anything else literal.
-pub fn glob(pattern: &str, text: &str) -> bool {
-    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
-    let (mut pi, mut ti) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some((pi, ti));
-            pi += 1;
-        } else if let Some((sp, st)) = star {
-            pi = sp + 1;
-            ti = st + 1;
-            star = Some((sp, st + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|&c| c == '*')
 }
 
 /// The model a request body asks for (`None`: not JSON, or no string `model`).

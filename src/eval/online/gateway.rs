@@ -20,6 +20,14 @@ pub(super) async fn start_gateway(
         reload: false,
         enforce: crate::layer::EnforceOptions {
             inject_mode: no_spec.then_some(crate::policy::InjectMode::Off),
+            default_system: cfg
+                .default_system
+                .iter()
+                .map(|t| crate::layer::DefaultSystem {
+                    model: None,
+                    text: t.clone(),
+                })
+                .collect(),
             ..crate::layer::EnforceOptions::default()
         },
         audit_path: None,

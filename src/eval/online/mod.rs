@@ -89,6 +89,9 @@ pub struct OnlineConfig {
     /// The client's own system message, sent in both arms before the user message (the spec
     /// arm's injection goes before it, as the gateway places it).
     pub system: Option<String>,
+    /// The model's default system prompt, at the head of the spec arm's injection when there is
+    /// no `system` (the gateway's `injection.default_system`).
+    pub default_system: Option<String>,
 }
 
 /// How the arms reach the model.

@@ -83,12 +83,19 @@ pub async fn run(
         Some(sys) => report.notes.push(format!(
             "both arms send the client system message {sys:?} before each prompt (--system)"
         )),
-        None => report.notes.push(
-            "no client system message (--system): the spec arm's injected system message \
-             takes the place of the chat template's default system prompt, which the no-spec \
-             arm keeps"
-                .into(),
-        ),
+        None => match &cfg.default_system {
+            Some(d) => report.notes.push(format!(
+                "no client system message (--system); the spec arm's injection starts with the \
+                 model's default system prompt {d:?} (--default-system), which the no-spec arm \
+                 gets from the chat template"
+            )),
+            None => report.notes.push(
+                "no client system message (--system): the spec arm's injected system message \
+                 takes the place of the chat template's default system prompt, which the no-spec \
+                 arm keeps (--default-system keeps it)"
+                    .into(),
+            ),
+        },
     }
     let role = match policy.spec.role {
         InjectRole::System => "system",
@@ -121,7 +128,13 @@ pub async fn run(
             let d = policy.scan(&c.text, Stage::Input, Some("user"));
             let blocked = d.action == Action::Block;
             let chosen = inject::choose(policy, policy.spec.inject, &d.relevant_sections());
-            let injection = (!chosen.is_empty()).then(|| inject::render(policy, &chosen));
+            let injection = (!chosen.is_empty()).then(|| {
+                let text = inject::render(policy, &chosen);
+                match (&cfg.default_system, &cfg.system) {
+                    (Some(head), None) => inject::with_head(&text, head),
+                    _ => text,
+                }
+            });
             let case = report.cases.len();
             report.cases.push(CaseAnswers {
                 prompt: c.text.clone(),

@@ -9,8 +9,14 @@
 //! has one of those in 8 characters; prose words and `name = value` lines do not join. A piece
 //! that starts with a well-known key prefix (`ghp_`, `sk-`, `xoxb-`, … in any case) is key-like
 //! whatever its letters (`ghp_abcdefghijklmnop` + `qrstuvwxyz0123456789`).
+//!
+//! A key written in groups after single spaces (`AKIA IOSF ODNN 7EXA MPLE`, or letter by letter:
+//! `s k - p r o j - …`) reads as one token too ([`spaced_key`]): at least four pieces of one
+//! length (the last may be shorter), 16 characters or more with a digit; groups of two or more
+//! characters only in upper case and digits, as printed codes are, so words never join.
 
-use super::Source;
+use super::letters::narrow_gap;
+use super::{Source, Step, Writer};
 use crate::text::options::MAX_UNIT_BYTES;
 
 /// Where a unit's key-like tail continues after a break.
@@ -23,7 +29,7 @@ pub(super) enum Join {
     At { tail_end: usize, next: usize },
 }
 
-fn token_byte(b: u8) -> bool {
+pub(super) fn token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'_' | b'+' | b'/' | b'=' | b'-')
 }
 
@@ -165,4 +171,121 @@ pub(super) fn split_token(src: &Source<'_>, i: usize, end: usize, finish: bool) 
         return Join::No;
     }
     Join::At { tail_end, next: p }
+}
+
+/// Most pieces of one spaced key; a longer run goes on as a new one.
+const MAX_GROUPS: usize = 64;
+/// Longest group of a spaced key.
+pub(super) const MAX_GROUP: usize = 8;
+/// Least pieces, and least characters, of a spaced key.
+const MIN_GROUPS: usize = 4;
+const MIN_SPACED_KEY: usize = 16;
+
+/// Whether `unit` may be a group of a spaced key: key characters only, at most [`MAX_GROUP`]
+/// of them, and no lower-case letter unless it is one character. The fast path asks this of a
+/// unit followed by one space, so that such a unit takes [`spaced_key`].
+pub(super) fn may_be_group(unit: &[u8]) -> bool {
+    !unit.is_empty()
+        && unit.len() <= MAX_GROUP
+        && unit.iter().all(|&b| token_byte(b))
+        && (unit.len() == 1 || !unit.iter().any(u8::is_ascii_lowercase))
+}
+
+/// A key written in groups, starting with the unit `[i, end)`: pieces of key characters, each
+/// after one plain space (one space in the original as well), all as long as the first (1 to
+/// [`MAX_GROUP`] characters; the last may be shorter and may end in closing punctuation), at
+/// least [`MIN_GROUPS`] of them and [`MIN_SPACED_KEY`] characters together, with a digit and a
+/// letter. Written as one token (the spaces dropped), each piece mapped to its original.
+pub(super) fn spaced_key(
+    src: &Source<'_>,
+    i: usize,
+    end: usize,
+    finish: bool,
+    w: &mut Writer<'_>,
+) -> Step {
+    let b = src.text.as_bytes();
+    let len = end - i;
+    if !may_be_group(&b[i..end]) {
+        return Step::No;
+    }
+    // On the stack: prose in upper case (`THE NEW YORK …`) asks this at every word.
+    let mut buf = [(0usize, 0usize); MAX_GROUPS];
+    buf[0] = (i, end);
+    let mut count = 1;
+    let mut pos = end;
+    // Closing punctuation after the last piece (`… MPLE.`), copied after the token.
+    let mut tail = None;
+    while count < MAX_GROUPS {
+        match b.get(pos) {
+            None if !finish => return Step::Wait,
+            Some(b' ') => {}
+            _ => break,
+        }
+        let s = pos + 1;
+        let Some(&first) = b.get(s) else {
+            if finish {
+                break;
+            }
+            return Step::Wait;
+        };
+        if !token_byte(first) || narrow_gap(src, pos, ' ') != Some(' ') {
+            break;
+        }
+        let n = b[s..]
+            .iter()
+            .take(MAX_GROUP + 1)
+            .take_while(|&&c| token_byte(c))
+            .count();
+        let e = s + n;
+        // Longer than the first group, or lower case in a group of two or more: no more text
+        // makes it a group, so a word at the end of the text so far does not wait.
+        if n > len || (n >= 2 && b[s..e].iter().any(u8::is_ascii_lowercase)) {
+            break;
+        }
+        if e == b.len() && !finish {
+            return Step::Wait;
+        }
+        let closing = b[e..]
+            .iter()
+            .take_while(|c| {
+                matches!(
+                    c,
+                    b'.' | b',' | b';' | b':' | b'!' | b'?' | b')' | b'"' | b'\''
+                )
+            })
+            .count();
+        let ends_unit = match src.text[e + closing..].chars().next() {
+            None if !finish => return Step::Wait,
+            None => true,
+            Some(c) => c.is_whitespace(),
+        };
+        if !ends_unit || n > len || !may_be_group(&b[s..e]) {
+            break;
+        }
+        buf[count] = (s, e);
+        count += 1;
+        pos = e;
+        if closing > 0 || n < len {
+            tail = (closing > 0).then_some((e, e + closing));
+            pos = e + closing;
+            break;
+        }
+    }
+    let pieces = &buf[..count];
+    let total: usize = pieces.iter().map(|(s, e)| e - s).sum();
+    let chars = || pieces.iter().flat_map(|&(s, e)| b[s..e].iter());
+    if pieces.len() < MIN_GROUPS
+        || total < MIN_SPACED_KEY
+        || !chars().any(u8::is_ascii_digit)
+        || !chars().any(u8::is_ascii_alphabetic)
+    {
+        return Step::No;
+    }
+    for &(s, e) in pieces {
+        w.copy(src, s, e);
+    }
+    if let Some((s, e)) = tail {
+        w.copy(src, s, e);
+    }
+    Step::Done(pos)
 }

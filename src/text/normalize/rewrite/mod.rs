@@ -25,7 +25,7 @@ use super::push_decoded;
 use crate::text::offsets::OffsetMap;
 use crate::text::options::{MAX_UNIT_BYTES, NormalizeOptions};
 use decode::{MIN_DECODE_CHARS, decode_run, html_entity, percent_escapes};
-use joins::{Join, may_start_join, split_token};
+use joins::{Join, MAX_GROUP, may_be_group, may_start_join, spaced_key, split_token, token_byte};
 use letters::{article_before_run, leet, letter_run, narrow_gap, numeric_with_unit, single_letter};
 
 /// The text the rewrite steps read: the per-character steps' output, its map into the
@@ -240,6 +240,14 @@ fn rewrite_units(
             break;
         };
         if opts.joins {
+            match spaced_key(src, i, end, finish, w) {
+                Step::Wait => break,
+                Step::Done(next) => {
+                    i = next;
+                    continue;
+                }
+                Step::No => {}
+            }
             match split_token(src, i, end, finish) {
                 Join::Wait => break,
                 Join::At { tail_end, next } => {
@@ -376,6 +384,15 @@ fn plain_unit(
     }
     // A split key's first part has a digit, an upper-case letter or a key prefix (`joins.rs`).
     if opts.joins && may_start_join(e - i, key_hint) {
+        return None;
+    }
+    // A group of a spaced key is followed by one space and more key characters.
+    if opts.joins
+        && e - i <= MAX_GROUP
+        && b.get(e) == Some(&b' ')
+        && b.get(e + 1).is_none_or(|&c| token_byte(c))
+        && may_be_group(&b[i..e])
+    {
         return None;
     }
     if decoders {

@@ -237,6 +237,65 @@ fn joins_read_a_split_token_whole() {
     }
 }
 
+/// A key written in groups after single spaces reads as one token; words, numbers, short runs
+/// and wide gaps do not join. Streamed at every split, the same text.
+#[test]
+fn joins_read_a_spaced_key_whole() {
+    let mut o = NormalizeOptions::none();
+    o.nfkc = true;
+    o.confusables = true;
+    o.joins = true;
+    let cases = [
+        (
+            "id AKIA IOSF ODNN 7EXA MPLE ok",
+            "id AKIAIOSFODNN7EXAMPLE ok",
+        ),
+        ("id AKIA IOSF ODNN 7EXA MPLE.", "id AKIAIOSFODNN7EXAMPLE."),
+        (
+            "key: A K I A I O S F O D N N 7 E X A M P L E",
+            "key: AKIAIOSFODNN7EXAMPLE",
+        ),
+        (
+            "token s k - p r o j - a b c d e f g h 1 2 3 4 5 6 x",
+            "token sk-proj-abcdefgh123456x",
+        ),
+        // Not a key: words in capitals, lower-case words, too few groups, no digit, numbers
+        // alone, a wide gap, groups of mixed lengths.
+        (
+            "THIS WILL HELP YOUR CODE WORK",
+            "THIS WILL HELP YOUR CODE WORK",
+        ),
+        (
+            "the cat sat on the mat 2 days",
+            "the cat sat on the mat 2 days",
+        ),
+        ("AKIA IOSF ODNN7EXAMPLE", "AKIA IOSF ODNN7EXAMPLE"),
+        ("card 4111 1111 1111 1111", "card 4111 1111 1111 1111"),
+        ("AKIA IOSF  ODNN 7EXA MPLE", "AKIA IOSF  ODNN 7EXA MPLE"),
+        ("AB12 CD345 EF67 GH89", "AB12 CD345 EF67 GH89"),
+        ("I a m 1 2 3", "I a m 1 2 3"),
+    ];
+    for (input, want) in cases {
+        let nt = normalize(o, input);
+        assert_eq!(nt.text, want, "input {input:?}");
+    }
+    let text = "my key AKIA IOSF ODNN 7EXA MPLE, and A K I A 1 2 3 4 5 6 7 8 9 0 A B C D. Done";
+    let nt = normalize(o, text);
+    assert!(nt.text.contains("AKIAIOSFODNN7EXAMPLE,"), "{}", nt.text);
+    assert!(nt.text.contains("AKIA1234567890ABCD."), "{}", nt.text);
+    let at = nt.text.find("AKIAIOSF").unwrap();
+    let (s, e) = nt.map.orig_span(at, at + 20);
+    assert_eq!(&text[s..e], "AKIA IOSF ODNN 7EXA MPLE");
+    for split in (0..=text.len()).filter(|&s| text.is_char_boundary(s)) {
+        let mut out = String::new();
+        let mut map = OffsetMap::default();
+        let first = normalize_into(o, &text[..split], 0, 0, false, &mut out, &mut map);
+        let nb = out.len();
+        normalize_into(o, &text[first..], first, nb, true, &mut out, &mut map);
+        assert_eq!(out, nt.text, "split at {split}");
+    }
+}
+
 /// Regression: the word after an article was read to its end before a letter run was ruled
 /// out, so a stream held "is a bird" back (tests/stream_props.rs, nightjar).
 #[test]
