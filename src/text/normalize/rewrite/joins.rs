@@ -15,7 +15,7 @@
 //! length (the last may be shorter), 16 characters or more with a digit; groups of two or more
 //! characters only in upper case and digits, as printed codes are, so words never join.
 
-use super::letters::narrow_gap;
+use super::letters::{closing_punct, narrow_gap};
 use super::{Source, Step, Writer};
 use crate::text::options::MAX_UNIT_BYTES;
 
@@ -245,15 +245,7 @@ pub(super) fn spaced_key(
         if e == b.len() && !finish {
             return Step::Wait;
         }
-        let closing = b[e..]
-            .iter()
-            .take_while(|c| {
-                matches!(
-                    c,
-                    b'.' | b',' | b';' | b':' | b'!' | b'?' | b')' | b'"' | b'\''
-                )
-            })
-            .count();
+        let closing = b[e..].iter().take_while(|&&c| closing_punct(c)).count();
         let ends_unit = match src.text[e + closing..].chars().next() {
             None if !finish => return Step::Wait,
             None => true,

@@ -108,12 +108,7 @@ pub(super) fn letter_run(
         // The letter ends its unit, or closing punctuation after it ends the run (`m?`).
         let punct = text[after_next..]
             .bytes()
-            .take_while(|b| {
-                matches!(
-                    b,
-                    b'?' | b'.' | b'!' | b',' | b';' | b':' | b')' | b'"' | b'\''
-                )
-            })
+            .take_while(|&b| closing_punct(b))
             .count();
         match text[after_next + punct..].chars().next() {
             None if !finish => return Step::Wait,
@@ -244,4 +239,13 @@ pub(super) fn article_before_run(
         Step::Done(_) => Step::Done(run),
         other => other,
     }
+}
+
+/// Punctuation that may close a spelled-out word or a spaced key (`m y  n a m e?`, `… MPLE.`)
+/// without being part of it.
+pub(super) fn closing_punct(b: u8) -> bool {
+    matches!(
+        b,
+        b'?' | b'.' | b'!' | b',' | b';' | b':' | b')' | b'"' | b'\''
+    )
 }
