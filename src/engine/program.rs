@@ -182,17 +182,90 @@ pub(crate) struct View {
 
 /// A multi-pattern regex that reports every pattern matching a text (`MatchKind::All`),
 /// pattern `i` being `View::regexes[i]`.
-#[derive(Debug)]
+///
+/// Only a forward search is ever asked of it (which patterns match, not where), so it holds a
+/// forward Thompson NFA, a lazy DFA over it and a PikeVM for when the lazy DFA gives up (its
+/// cache thrashing, or a Unicode `\b` on non-ASCII text). `regex-automata`'s meta regex would
+/// also compile every pattern a second time, reversed, for searches this set never runs: that
+/// was a third of loading the default policy.
 pub(crate) struct RegexSet {
-    pub regex: regex_automata::meta::Regex,
+    dfa: regex_automata::hybrid::dfa::DFA,
+    pikevm: regex_automata::nfa::thompson::pikevm::PikeVM,
+    caches: regex_automata::util::pool::Pool<SetCache, SetCacheFn>,
+}
+
+/// The lazy DFA's cache, and the PikeVM's once it was needed (it is large: a slot table per
+/// NFA state, so it is only made for a search the lazy DFA gave up on).
+type SetCache = (
+    regex_automata::hybrid::dfa::Cache,
+    Option<regex_automata::nfa::thompson::pikevm::Cache>,
+);
+type SetCacheFn =
+    Box<dyn Fn() -> SetCache + Send + Sync + std::panic::UnwindSafe + std::panic::RefUnwindSafe>;
+
+impl std::fmt::Debug for RegexSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegexSet")
+            .field("patterns", &self.pikevm.get_nfa().pattern_len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl RegexSet {
+    /// Compiles `hirs` together under [`set_config`]'s limits.
+    pub(crate) fn build(hirs: &[&regex_syntax::hir::Hir]) -> Result<RegexSet, String> {
+        use regex_automata::hybrid::dfa::DFA;
+        use regex_automata::nfa::thompson::{self, pikevm::PikeVM};
+        let limit = set_limit();
+        let nfa = thompson::Compiler::new()
+            .configure(
+                thompson::Config::new()
+                    .nfa_size_limit(Some(limit))
+                    .shrink(false)
+                    .which_captures(thompson::WhichCaptures::Implicit),
+            )
+            .build_many_from_hir(hirs)
+            .map_err(|e| e.to_string())?;
+        let dfa = DFA::builder()
+            .configure(
+                DFA::config()
+                    .match_kind(regex_automata::MatchKind::All)
+                    .unicode_word_boundary(true)
+                    .cache_capacity(limit)
+                    .minimum_cache_clear_count(Some(3))
+                    .minimum_bytes_per_state(Some(10)),
+            )
+            .build_from_nfa(nfa.clone())
+            .map_err(|e| e.to_string())?;
+        let pikevm = PikeVM::builder()
+            .configure(PikeVM::config().match_kind(regex_automata::MatchKind::All))
+            .build_from_nfa(nfa)
+            .map_err(|e| e.to_string())?;
+        let d = dfa.clone();
+        let create: SetCacheFn = Box::new(move || (d.create_cache(), None));
+        Ok(RegexSet {
+            dfa,
+            pikevm,
+            caches: regex_automata::util::pool::Pool::new(create),
+        })
+    }
+
     /// Which patterns match `hay[start..]` (with `hay[..start]` as look-behind context).
     pub(crate) fn matches_at(&self, hay: &str, start: usize) -> SetMatches {
-        let mut set = regex_automata::PatternSet::new(self.regex.pattern_len());
-        self.regex
-            .which_overlapping_matches(&regex_automata::Input::new(hay).range(start..), &mut set);
+        let input = regex_automata::Input::new(hay).range(start..);
+        let mut set = regex_automata::PatternSet::new(self.pikevm.get_nfa().pattern_len());
+        let mut caches = self.caches.get();
+        let (dfa_cache, vm_cache) = &mut *caches;
+        if self
+            .dfa
+            .try_which_overlapping_matches(dfa_cache, &input, &mut set)
+            .is_err()
+        {
+            set.clear();
+            let vm_cache = vm_cache.get_or_insert_with(|| self.pikevm.create_cache());
+            self.pikevm
+                .which_overlapping_matches(vm_cache, &input, &mut set);
+        }
         SetMatches(set)
     }
 }
@@ -249,10 +322,15 @@ impl LeafRegex {
 /// Compiled size limit of one regex (the compiler checks each leaf against it).
 pub const REGEX_SIZE_LIMIT: usize = 2 << 20;
 
+/// The NFA, lazy-DFA cache and one-pass limits of a view's set and of each leaf regex.
+fn set_limit() -> usize {
+    REGEX_SIZE_LIMIT * 8
+}
+
 /// The regex engine's limits for a view's set and for each leaf regex (the same, so that a
 /// leaf that fits in its set fits alone).
 pub(crate) fn set_config() -> regex_automata::meta::Config {
-    let limit = REGEX_SIZE_LIMIT * 8;
+    let limit = set_limit();
     regex_automata::meta::Config::new()
         .nfa_size_limit(Some(limit))
         .onepass_size_limit(Some(limit))
@@ -355,5 +433,63 @@ impl CompiledPolicy {
     pub fn replacement(&self, rule_id: &str) -> String {
         self.rule(rule_id)
             .map_or_else(|| "[redacted]".to_owned(), |r| r.replacement.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hir(pattern: &str) -> regex_syntax::hir::Hir {
+        regex_syntax::Parser::new().parse(pattern).unwrap()
+    }
+
+    #[test]
+    fn a_set_reports_every_pattern_that_matches_from_its_start() {
+        let (a, b, c) = (hir("pipe bomb"), hir(r"bomb\w{0,3}"), hir("sarin"));
+        let set = RegexSet::build(&[&a, &b, &c]).unwrap();
+        let m = set.matches_at("a pipe bombs here", 0);
+        assert_eq!(m.iter().collect::<Vec<_>>(), [0, 1]);
+        // Look-behind context stays: from 7 only the second pattern can start.
+        assert_eq!(
+            set.matches_at("a pipe bombs here", 7)
+                .iter()
+                .collect::<Vec<_>>(),
+            [1]
+        );
+        assert_eq!(set.matches_at("nothing", 0).iter().count(), 0);
+    }
+
+    #[test]
+    fn a_unicode_word_boundary_on_non_ascii_text_falls_back_to_the_pikevm() {
+        let (a, b) = (hir(r"\bcafé\b"), hir("noir"));
+        let set = RegexSet::build(&[&a, &b]).unwrap();
+        let hay = "un café noir";
+        // The lazy DFA quits on the non-ASCII byte: the PikeVM must answer.
+        let mut cache = set.dfa.create_cache();
+        let mut probe = regex_automata::PatternSet::new(2);
+        assert!(
+            set.dfa
+                .try_which_overlapping_matches(
+                    &mut cache,
+                    &regex_automata::Input::new(hay),
+                    &mut probe
+                )
+                .is_err()
+        );
+        assert_eq!(set.matches_at(hay, 0).iter().collect::<Vec<_>>(), [0, 1]);
+        assert_eq!(
+            set.matches_at("cafés noirs", 0).iter().collect::<Vec<_>>(),
+            [1]
+        );
+    }
+
+    #[test]
+    fn a_set_over_its_limits_is_an_error_not_a_panic() {
+        let hirs: Vec<_> = (0..32)
+            .map(|i| hir(&format!("{}{}\\w{{36}}", char::from(b'a' + i % 26), i / 26)))
+            .collect();
+        let refs: Vec<_> = hirs.iter().collect();
+        assert!(RegexSet::build(&refs).is_err());
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::{Compiler, PendingLeaf};
 use crate::engine::program::{
-    KeywordSet, LOOKAHEAD, Leaf, LeafKind, RegexSet, Rule, Spec, StageIndex, View, set_config,
+    KeywordSet, LOOKAHEAD, Leaf, LeafKind, RegexSet, Rule, Spec, StageIndex, View,
 };
 use crate::policy::{Diagnostic, Level, Stage};
 
@@ -134,22 +134,10 @@ impl Compiler {
                             PendingLeaf::Keywords { .. } => None,
                         })
                         .collect();
-                    let built = regex_automata::meta::Builder::new()
-                        .configure(
-                            // No literal prefilter: extracting the literals was ~9 % of a load
-                            // of the default policy, and its scans are no slower without one
-                            // (benches/README.md, "Engine speed, third round").
-                            set_config()
-                                .auto_prefilter(false)
-                                .match_kind(regex_automata::MatchKind::All)
-                                .which_captures(
-                                    regex_automata::nfa::thompson::WhichCaptures::Implicit,
-                                ),
-                        )
-                        .build_many_from_hir(&hirs);
+                    let built = RegexSet::build(&hirs);
                     match built {
-                        Ok(regex) => {
-                            let set = Arc::new(RegexSet { regex });
+                        Ok(set) => {
+                            let set = Arc::new(set);
                             sets.insert(regexes.clone(), Arc::clone(&set));
                             Some(set)
                         }

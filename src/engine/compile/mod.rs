@@ -7,6 +7,7 @@
 //! every diagnostic they can emit, with its `line:col`.
 
 mod automata;
+mod fold;
 mod judge;
 mod lints;
 mod regex;

@@ -4,6 +4,7 @@ use regex_automata::nfa::thompson;
 use regex_syntax::hir::{Class, Hir, HirKind};
 
 use super::Compiler;
+use super::fold;
 use crate::engine::live::LiveDfa;
 pub use crate::engine::program::REGEX_SIZE_LIMIT;
 use crate::engine::program::{LeafRegex, RegexLeaf};
@@ -34,15 +35,20 @@ impl Compiler {
             );
             return None;
         }
-        let hir = match regex_syntax::ParserBuilder::new()
-            .case_insensitive(norm.casefold)
-            .nest_limit(64)
-            .build()
-            .parse(pattern)
-        {
+        // A case-folding view only ever holds text that is already folded, so a pattern that
+        // reads the same on such text either way is parsed as written: case-insensitive
+        // parsing turns every letter into a class, which costs most of a policy's load and
+        // gives larger automata. Anything else keeps today's case-insensitive parse.
+        let parsed = parse_regex(pattern, false).and_then(|h| {
+            if norm.casefold && !fold::same_on_folded_text(&h, norm.nfkc) {
+                parse_regex(pattern, true)
+            } else {
+                Ok(h)
+            }
+        });
+        let hir = match parsed {
             Ok(h) => h,
-            Err(e) => {
-                let msg = e.to_string();
+            Err(msg) => {
                 let last = msg
                     .lines()
                     .rev()
@@ -140,6 +146,16 @@ impl Compiler {
             live,
         })
     }
+}
+
+/// Parses `pattern`; `Err`: regex-syntax's message.
+fn parse_regex(pattern: &str, case_insensitive: bool) -> Result<Hir, String> {
+    regex_syntax::ParserBuilder::new()
+        .case_insensitive(case_insensitive)
+        .nest_limit(64)
+        .build()
+        .parse(pattern)
+        .map_err(|e| e.to_string())
 }
 
 /// A rough size of the automaton `hir` compiles to: nodes, class ranges, repetitions
