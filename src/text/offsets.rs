@@ -90,6 +90,16 @@ impl OffsetMap {
         let idx = self.pieces.partition_point(|p| p.norm + p.norm_len <= norm);
         if idx > 0 {
             self.pieces.drain(..idx);
+            self.give_back();
+        }
+    }
+
+    /// Returns most of the spare room a burst made the map hold (twice its length stays): a
+    /// stream's maps are pruned as its text is, and would otherwise keep their peak.
+    pub fn give_back(&mut self) {
+        let keep = self.pieces.len().max(16) * 2;
+        if self.pieces.capacity() > keep * 2 {
+            self.pieces.shrink_to(keep);
         }
     }
 

@@ -594,6 +594,7 @@ impl StreamScanner<'_> {
         if cut > 4096 || cut > self.orig.len() / 2 {
             self.orig.drain(..cut);
             self.base += cut;
+            view::give_back(&mut self.orig);
         }
         let policy_ref = self.policy.clone();
         let policy: &CompiledPolicy = &policy_ref;
@@ -616,6 +617,7 @@ impl StreamScanner<'_> {
                 vs.norm.drain(..local);
                 vs.norm_base += local;
                 vs.map.forget_before(vs.norm_base);
+                view::give_back(&mut vs.norm);
             }
         }
         self.prune_passes();
