@@ -286,10 +286,12 @@ impl SetMatches {
     }
 }
 
-/// A regex compiled on first use from its parsed form. The policy loader has already compiled
-/// the same pattern inside its stage's [`RegexSet`] under the same size limit, so the lazy
-/// build cannot run out of limits a load accepted; should it fail anyway, the scan fails
-/// closed (`matcher::next_regex_hit` reports the rest of the text as a hit).
+/// A regex compiled on first use from its parsed form. The policy loader has compiled the
+/// same pattern forward inside its stage's [`RegexSet`] under the same size limit, and checked
+/// each large pattern alone against [`REGEX_SIZE_LIMIT`] (an eighth of it), so the lazy build
+/// (forward and reverse) stays within limits for any pattern a load accepted unless a pattern
+/// the size heuristic let through has a reverse NFA over 16 MiB; should the build fail, the
+/// scan fails closed (`matcher::next_regex_hit` reports the rest of the text as a hit).
 #[derive(Debug, Clone)]
 pub(crate) struct LeafRegex {
     pub hir: regex_syntax::hir::Hir,
@@ -327,8 +329,10 @@ fn set_limit() -> usize {
     REGEX_SIZE_LIMIT * 8
 }
 
-/// The regex engine's limits for a view's set and for each leaf regex (the same, so that a
-/// leaf that fits in its set fits alone).
+/// The regex engine's limits for each leaf regex: the same NFA limit as its view's set
+/// ([`set_limit`]). The set compiles its patterns forward only; a leaf also compiles its
+/// pattern reversed (to find where a match starts), which can be larger (2.2× for `\w{36}`),
+/// so a leaf that fits in its set does not always fit alone: see [`LeafRegex`].
 pub(crate) fn set_config() -> regex_automata::meta::Config {
     let limit = set_limit();
     regex_automata::meta::Config::new()
