@@ -413,6 +413,38 @@ fn nightjar_sentence_is_released_before_the_end() {
     );
 }
 
+/// A number at the start of a list item could begin "13 years old" (an output rule's age
+/// pattern), and the rewrite views read a word only once it ends: the number used to wait for
+/// the whole next word. Now it goes as soon as the word's first letter shows it cannot
+/// continue the match — and still waits when that letter can (`y…`), or when the word may be
+/// a base64 run decoding to anything (`I…`).
+#[test]
+fn list_number_goes_before_the_next_word_ends() {
+    let p = default_policy();
+    for (text, released) in [
+        ("1. Tom", "1. "),
+        ("Shopping:\n1. Onio", "Shopping:\n1. "),
+        ("2. Garl", "2. "),
+        ("1. Ye", ""),
+        ("1. Ic", ""),
+    ] {
+        let mut s = p.stream(Stage::Output);
+        let out = s.push(text).text;
+        assert_eq!(out, released, "after {text:?}");
+        let rest = s.push("ic and more ").text + &s.finish().text;
+        assert_eq!(out + &rest, format!("{text}ic and more "));
+    }
+    // The text it released early is what the whole text releases: no rule changes.
+    for t in [
+        "1. Tomatoes\n2. Onions\n3. Garlic",
+        "She was 1 eWVhcnMgb2xk and moaned",
+    ] {
+        for i in 0..=t.len() {
+            check(p, t, &[i]).unwrap_or_else(|e| panic!("split {i} of {t:?}: {e}"));
+        }
+    }
+}
+
 /// The frontier never releases the start of a live match: a redacted e-mail address and a
 /// blocked keyword cut at every point of a benign-looking prefix still hold.
 #[test]

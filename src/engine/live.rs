@@ -166,7 +166,45 @@ impl LiveState {
     /// byte is read at most the regex's longest match times (in practice once or twice: runs
     /// die within a word).
     pub(crate) fn advance(&mut self, live: &LiveDfa, hay: &str, nb: usize, floor: usize) -> usize {
-        let bytes = hay.as_bytes();
+        self.advance_bytes(live, hay.as_bytes(), nb, floor)
+    }
+
+    /// The earliest start [`advance`](Self::advance) would give after one more byte, for the
+    /// worst byte of `next` (a bit set of ASCII bytes): where a match may still start if the
+    /// text goes on with any of them. The state itself does not move. `hay`, `nb` and `floor`
+    /// are as for `advance`, which must have run over the same `hay`; `scratch` is reused.
+    pub(crate) fn start_after_any(
+        &self,
+        live: &LiveDfa,
+        hay: &str,
+        nb: usize,
+        floor: usize,
+        next: u128,
+        scratch: &mut Vec<u8>,
+    ) -> usize {
+        let end = nb + hay.len();
+        if self.start >= end || next == 0 {
+            return self.start.min(end);
+        }
+        // The text from the live start (and the byte behind it, for look-behind) on, and
+        // the byte to try: runs from later starts read only that.
+        let from = self.start.saturating_sub(1).max(nb);
+        scratch.clear();
+        scratch.extend_from_slice(&hay.as_bytes()[from - nb..]);
+        scratch.push(0);
+        let mut earliest = end + 1;
+        for b in (0..128u8).filter(|&b| next >> b & 1 == 1) {
+            *scratch.last_mut().expect("pushed above") = b;
+            let mut probe = *self;
+            earliest = earliest.min(probe.advance_bytes(live, scratch, from, floor));
+            if earliest <= self.start {
+                break;
+            }
+        }
+        earliest.min(end)
+    }
+
+    fn advance_bytes(&mut self, live: &LiveDfa, bytes: &[u8], nb: usize, floor: usize) -> usize {
         let end = nb + bytes.len();
         if floor > self.start {
             self.start = floor;

@@ -84,6 +84,8 @@ pub struct StreamScanner<'p> {
     passes: Vec<CharPass>,
     /// A scratch offset map (no allocation per piece).
     scratch_map: OffsetMap,
+    /// Scratch bytes for trying the next byte on a live match (no allocation per piece).
+    live_scratch: Vec<u8>,
     /// Known leaf hits, `(leaf, span)`: few at a time, so a flat list (a per-leaf table
     /// would cost every stream memory in proportion to the policy's size).
     hits: Vec<(usize, Span)>,
@@ -166,6 +168,7 @@ impl<'p> StreamScanner<'p> {
                 regex_pos: vec![0; v.regexes.len()],
                 regex_scanned: 0,
                 live: vec![LiveState::default(); v.regexes.len()],
+                regex_hold: usize::MAX,
             })
             .collect();
         let mut held_leaves = vec![false; policy.leaves.len()];
@@ -192,6 +195,7 @@ impl<'p> StreamScanner<'p> {
             views,
             passes,
             scratch_map: OffsetMap::default(),
+            live_scratch: Vec::new(),
             hits: Vec::new(),
             held_leaves,
             allow_leaves,

@@ -8,7 +8,9 @@ use super::StreamScanner;
 use crate::engine::live::LiveState;
 use crate::engine::matcher;
 use crate::engine::program::{CompiledPolicy, LOOKAHEAD, LeafKind};
-use crate::text::{NormalizeOptions, OffsetMap, normalize_into, rewrite_pass_into, whole_word};
+use crate::text::{
+    NormalizeOptions, OffsetMap, normalize_into, rewrite_first_bytes, rewrite_pass_into, whole_word,
+};
 
 /// A per-character normalization pass shared by the views whose per-character steps agree
 /// (`NormalizeOptions::char_steps`), as the buffered scan shares it: each view copies from it
@@ -77,6 +79,9 @@ pub(super) struct ViewState {
     pub regex_scanned: usize,
     /// Per regex of the view: its live partial matches (the earliest start still alive).
     pub live: Vec<LiveState>,
+    /// Absolute normalized start of the earliest regex hit found but not yet final (more text
+    /// may still extend it), or `usize::MAX`.
+    pub regex_hold: usize,
 }
 
 // === impl StreamScanner: views ===
@@ -162,6 +167,19 @@ impl StreamScanner<'_> {
             tail.clear();
             tail.give_back();
         }
+        // Where the rewrite steps stopped before a unit they cannot decide yet: the bytes
+        // their output from there can start with. A match in progress that none of them
+        // continues is over, and the text before the unit may go (`1. Tom…` releases `1. `
+        // although `1 ` could begin `1 years old`).
+        let next = if view.opts.rewrites() && !fin && vs.read < pass_end {
+            rewrite_first_bytes(
+                view.opts,
+                &pass.text[vs.read - pass.base..],
+                &self.orig[vs.consumed - self.base..],
+            )
+        } else {
+            None
+        };
         let norm_end = vs.norm_base + vs.norm.len();
         let nb = vs.norm_base;
         let mut front = norm_end;
@@ -203,7 +221,29 @@ impl StreamScanner<'_> {
                 .as_ref()
                 .and_then(|d| d.depth(sid))
                 .map_or(bound, |d| norm_end.saturating_sub(d));
-            front = front.min(live.max(bound));
+            let mut kw_front = live.max(bound);
+            if let Some(next) = next.filter(|_| kw_front < norm_end) {
+                // After any byte the unit can start with: the earliest keyword prefix alive, or
+                // keyword completed, then.
+                let mut earliest = norm_end + 1;
+                for b in (0..128u8).filter(|&b| next >> b & 1 == 1) {
+                    let s2 = kw.dfa.next_state(Anchored::No, sid, b);
+                    earliest = earliest.min(
+                        kw.depths
+                            .as_ref()
+                            .and_then(|d| d.depth(s2))
+                            .map_or(bound, |d| (norm_end + 1).saturating_sub(d)),
+                    );
+                    if kw.dfa.is_match(s2) {
+                        for i in 0..kw.dfa.match_len(s2) {
+                            let len = kw.patterns[kw.dfa.match_pattern(s2, i).as_usize()].0;
+                            earliest = earliest.min((norm_end + 1).saturating_sub(len));
+                        }
+                    }
+                }
+                kw_front = kw_front.max(earliest.min(norm_end));
+            }
+            front = front.min(kw_front);
             for &(_, s, _) in &vs.kw_pending {
                 front = front.min(s);
             }
@@ -216,12 +256,31 @@ impl StreamScanner<'_> {
         // pieces.
         let regex_due = fin || norm_end > vs.regex_scanned;
         if view.regex_set.is_some() && !regex_due {
-            for &p in &vs.regex_pos {
+            let hay = vs.norm.as_str();
+            for (ri, &leaf) in view.regexes.iter().enumerate() {
+                let mut p = vs.regex_pos[ri];
+                if let (Some(next), LeafKind::Regex(r)) = (next, &policy.leaves[leaf].kind)
+                    && let Ok(dfa) = &r.live
+                    && p < norm_end
+                {
+                    let worst = back_off(hay, r.max_len);
+                    let s = vs.live[ri].start_after_any(
+                        dfa,
+                        hay,
+                        nb,
+                        worst + nb,
+                        next,
+                        &mut self.live_scratch,
+                    );
+                    p = p.max(nb + floor_char(hay, s.saturating_sub(nb)).max(worst));
+                }
                 front = front.min(p);
             }
+            front = front.min(vs.regex_hold);
         }
         if let Some(set) = view.regex_set.as_ref().filter(|_| regex_due) {
             vs.regex_scanned = norm_end;
+            let mut hold = usize::MAX;
             let min_pos = vs.regex_pos.iter().copied().min().unwrap_or(norm_end);
             let hay = vs.norm.as_str();
             let matching = if min_pos < norm_end {
@@ -241,9 +300,21 @@ impl StreamScanner<'_> {
                 // The earliest start a match still in progress may have: from the regex's live
                 // DFA, never before the worst-case back-off (or that, for regexes without one).
                 let worst = back_off(hay, r.max_len);
+                let mut live_after = None;
                 let live = match &r.live {
                     Ok(dfa) if !fin => {
                         let s = vs.live[ri].advance(dfa, hay, nb, worst + nb);
+                        if let Some(next) = next.filter(|_| s < norm_end) {
+                            let s2 = vs.live[ri].start_after_any(
+                                dfa,
+                                hay,
+                                nb,
+                                worst + nb,
+                                next,
+                                &mut self.live_scratch,
+                            );
+                            live_after = Some(floor_char(hay, s2.saturating_sub(nb)).max(worst));
+                        }
                         floor_char(hay, s.saturating_sub(nb)).max(worst)
                     }
                     _ => worst,
@@ -265,6 +336,7 @@ impl StreamScanner<'_> {
                                 break;
                             }
                             Err(s) => {
+                                hold = hold.min(s + nb);
                                 pos = pos.max(floor_char(hay, s.min(live)));
                                 break;
                             }
@@ -272,8 +344,13 @@ impl StreamScanner<'_> {
                     }
                 }
                 vs.regex_pos[ri] = pos + nb;
-                front = front.min(pos + nb);
+                // The search goes on from `pos`; the frontier may be later when every byte the
+                // next unit can start with ends the match in progress (a hit not final yet
+                // still holds it: `hold`).
+                front = front.min(nb + live_after.map_or(pos, |l| pos.max(l)));
             }
+            vs.regex_hold = hold;
+            front = front.min(hold);
         }
         // The frontier must fall on a character of the normalized text, or it would map
         // into the middle of an original character.

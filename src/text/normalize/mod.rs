@@ -153,6 +153,32 @@ pub fn rewrite_pass_into(
     rewrite::rewrite_into(opts, &cx, finish, norm_base, out, map)
 }
 
+/// Where [`rewrite_pass_into`] stopped before the end of `chars` (a unit it cannot decide
+/// yet): the ASCII bytes, as a bit set (bit `b` for byte `b`), that its output from there can
+/// start with, whatever text follows. `unread` is the pass text it left unread, `orig` the
+/// original text from the same point. `None` when any byte may come first.
+///
+/// A stream uses it to end matches in progress early: when no byte of the set continues
+/// them, the text before the unit cannot be part of a match.
+///
+/// ```
+/// use deliberate::text::{NormalizeOptions, rewrite_first_bytes};
+///
+/// let mut opts = NormalizeOptions::all();
+/// opts.base64 = true;
+/// // "Tom…" is copied (`t`) or, as a long base64 run, decoded: its first byte is then 0x4c-0x4f.
+/// let set = rewrite_first_bytes(opts, "tom", "Tom").unwrap();
+/// let bytes: Vec<u8> = (0..128u8).filter(|&b| set & (1 << b) != 0).collect();
+/// assert_eq!(bytes, b"lmnot");
+/// // A run starting with `E` decodes to a control character first: not text, not decoded.
+/// assert_eq!(rewrite_first_bytes(opts, "eggs", "Eggs"), Some(1 << b'e'));
+/// // One starting with `f` may decode to `~`, a mark later steps drop: anything may follow.
+/// assert_eq!(rewrite_first_bytes(opts, "fig", "fig"), None);
+/// ```
+pub fn rewrite_first_bytes(opts: NormalizeOptions, unread: &str, orig: &str) -> Option<u128> {
+    rewrite::first_bytes(opts, unread, orig)
+}
+
 /// The per-character steps (everything up to `separators`) of [`normalize_into`].
 pub(super) fn char_steps_into(
     opts: NormalizeOptions,

@@ -105,6 +105,18 @@ pub(super) fn decode_hex(run: &str) -> Option<String> {
     readable(&bytes?)
 }
 
+/// The six bits a base64 or base64url character stands for.
+pub(super) fn base64_value(b: u8) -> Option<u8> {
+    Some(match b {
+        b'A'..=b'Z' => b - b'A',
+        b'a'..=b'z' => b - b'a' + 26,
+        b'0'..=b'9' => b - b'0' + 52,
+        b'+' | b'-' => 62,
+        b'/' | b'_' => 63,
+        _ => return None,
+    })
+}
+
 pub(super) fn decode_base64(run: &str) -> Option<String> {
     let body = run.trim_end_matches('=');
     let url = body.contains(['-', '_']);
@@ -115,14 +127,7 @@ pub(super) fn decode_base64(run: &str) -> Option<String> {
     let mut acc: u32 = 0;
     let mut bits = 0;
     for b in body.bytes() {
-        let v = match b {
-            b'A'..=b'Z' => b - b'A',
-            b'a'..=b'z' => b - b'a' + 26,
-            b'0'..=b'9' => b - b'0' + 52,
-            b'+' | b'-' => 62,
-            b'/' | b'_' => 63,
-            _ => return None,
-        };
+        let v = base64_value(b)?;
         acc = (acc << 6) | u32::from(v);
         bits += 6;
         if bits >= 8 {

@@ -22,6 +22,7 @@
 mod decode;
 mod joins;
 mod letters;
+mod resume;
 
 use super::push_decoded;
 use crate::text::offsets::OffsetMap;
@@ -29,6 +30,7 @@ use crate::text::options::{MAX_UNIT_BYTES, NormalizeOptions};
 use decode::{MIN_DECODE_CHARS, decode_run, html_entity, percent_escapes};
 use joins::{Join, MAX_GROUP, may_be_group, may_start_join, spaced_key, split_token, token_byte};
 use letters::{article_before_run, leet, letter_run, narrow_gap, numeric_with_unit, single_letter};
+pub(super) use resume::first_bytes;
 
 /// The text the rewrite steps read: the per-character steps' output, its map into the
 /// original, and the original (for the decoders, which need the original case).

@@ -406,3 +406,131 @@ fn special_mask_is_special_per_byte() {
         }
     }
 }
+
+/// Checks [`crate::text::rewrite_first_bytes`] on `text` cut at every character boundary:
+/// where a stream's rewrite pass stops before the end, the whole text's normalization goes on
+/// with a byte of the set it gives. Returns how many cuts had a set to check.
+fn first_bytes_hold(opts: NormalizeOptions, text: &str) -> usize {
+    use crate::text::{rewrite_first_bytes, rewrite_pass_into};
+    let whole = normalize(opts, text);
+    let mut checked = 0;
+    for cut in (1..text.len()).filter(|&c| text.is_char_boundary(c)) {
+        let prefix = &text[..cut];
+        let mut chars = String::new();
+        let mut chars_map = OffsetMap::default();
+        normalize_into(
+            opts.char_steps(),
+            prefix,
+            0,
+            0,
+            false,
+            &mut chars,
+            &mut chars_map,
+        );
+        let (mut out, mut map) = (String::new(), OffsetMap::default());
+        let used = rewrite_pass_into(
+            opts, &chars, &chars_map, prefix, 0, false, 0, &mut out, &mut map,
+        );
+        if used >= chars.len() {
+            continue;
+        }
+        let o = chars_map.orig_start(used).expect("unread text maps");
+        let Some(set) = rewrite_first_bytes(opts, &chars[used..], &prefix[o..]) else {
+            continue;
+        };
+        assert!(whole.text.starts_with(&out), "{text:?} cut at {cut}");
+        if let Some(&b) = whole.text.as_bytes().get(out.len()) {
+            checked += 1;
+            assert!(
+                b < 128 && set >> b & 1 == 1,
+                "{text:?} cut at {cut}: {:?} goes on with {:?}, not in {:?}",
+                out,
+                &whole.text[out.len()..],
+                (0..128u8)
+                    .filter(|&x| set >> x & 1 == 1)
+                    .map(char::from)
+                    .collect::<String>()
+            );
+        }
+    }
+    checked
+}
+
+#[test]
+fn first_bytes_of_an_unfinished_unit_are_what_it_becomes() {
+    let matrix = include_str!("../../../../policies/eval/evasion.jsonl");
+    let mut texts: Vec<String> = matrix
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["text"].as_str().map(str::to_string))
+        .collect();
+    texts.extend(
+        [
+            "1. Tomatoes\n2. Peppers are nice",
+            "she was 1 eWVhcnMgb2xk and more",
+            "age 1 TWFrZSBhIHBpcGUgYm9tYg== now",
+            "1 QHBwbGVzIGFuZCBvcmFuZ2Vz x",
+            "1 NDIgYXBwbGVzIGFuZCBvcmFuZ2Vz x",
+            "x 4142434445464748494a y",
+            "list: Rm9vYmFyYmF6cXV4IHF1dXggY29ycmU= end",
+        ]
+        .map(str::to_string),
+    );
+    let mut no_hex = every();
+    no_hex.hex = false;
+    let mut checked = 0;
+    for opts in [every(), NormalizeOptions::keywords(), no_hex] {
+        for text in &texts {
+            checked += first_bytes_hold(opts, text);
+        }
+    }
+    assert!(checked > 10_000, "{checked} cuts checked");
+}
+
+use proptest::strategy::Strategy as _;
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+    /// Random words, base64 and hex of random words, markup and punctuation.
+    #[test]
+    fn first_bytes_hold_on_random_text(
+        parts in proptest::collection::vec(
+            proptest::prop_oneof![
+                "[A-Za-z]{1,8}",
+                "[0-9@$]{1,3}",
+                "[ \\n.*_`~<>&%#!/-]{1,2}",
+                "[ -~]{1,12}".prop_map(|w| b64(w.as_bytes(), false)),
+                "[ -~]{8,12}".prop_map(|w| w.bytes().map(|b| format!("{b:02x}")).collect::<String>()),
+                "[ -~]{1,12}".prop_map(|w| b64(w.as_bytes(), true)),
+            ],
+            1..12,
+        )
+    ) {
+        let text = parts.join(" ");
+        let mut no_hex = every();
+        no_hex.hex = false;
+        for opts in [every(), NormalizeOptions::keywords(), no_hex] {
+            first_bytes_hold(opts, &text);
+        }
+    }
+}
+
+/// Base64 (padded) or base64url (unpadded) of `bytes`, for the generators above.
+fn b64(bytes: &[u8], url: bool) -> String {
+    let abc: &[u8] = if url {
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    } else {
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    };
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().fold(0u32, |a, &b| a << 8 | u32::from(b)) << (8 * (3 - chunk.len()));
+        for k in 0..=chunk.len() {
+            out.push(char::from(abc[(n >> (18 - 6 * k) & 63) as usize]));
+        }
+        if !url {
+            out.extend(std::iter::repeat_n('=', 3 - chunk.len()));
+        }
+    }
+    out
+}
