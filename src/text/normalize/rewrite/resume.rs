@@ -15,7 +15,8 @@ use crate::text::options::NormalizeOptions;
 /// the rewrite steps stopped (not empty), `orig` the original text from the same point.
 /// `None` when this cannot tell (the output may start with anything).
 ///
-/// What it covers: a unit that starts with an ASCII letter keeps that letter first under every
+/// What it covers: a unit that starts with an opening quote or bracket writes it first; a
+/// unit that starts with an ASCII letter keeps that letter first under every
 /// step that copies, joins or collapses (markup, entities, letter spacing, leetspeak, split and
 /// spaced keys: they drop or fold what comes after a letter, never the letter itself), so the
 /// letter is one candidate. The decoders replace a unit that starts a long enough run by its
@@ -36,6 +37,11 @@ pub(in crate::text::normalize) fn first_bytes(
         return None;
     }
     let c = *unread.as_bytes().first()?;
+    if matches!(c, b'"' | b'\'' | b'(' | b'[' | b'{') {
+        // An opening quote or bracket is copied first, whether the unit is copied or decoded
+        // (a decoder keeps such leading characters and writes the decoded text after them).
+        return Some(1 << c);
+    }
     if !c.is_ascii_alphabetic() {
         return None;
     }

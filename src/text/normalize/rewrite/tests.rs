@@ -472,6 +472,8 @@ fn first_bytes_of_an_unfinished_unit_are_what_it_becomes() {
             "1 QHBwbGVzIGFuZCBvcmFuZ2Vz x",
             "1 NDIgYXBwbGVzIGFuZCBvcmFuZ2Vz x",
             "x 4142434445464748494a y",
+            "1. \"Buddy\"\n2. (\"Noodle\") [AKIA1234 \"ABCD5678\"] {'ZWFzeSBhcyBwaWU='}",
+            "1 \"eWVhcnMgb2xk\" and ('TWFrZSBhIHBpcGUgYm9tYg==')",
             "list: Rm9vYmFyYmF6cXV4IHF1dXggY29ycmU= end",
         ]
         .map(str::to_string),
@@ -498,7 +500,7 @@ proptest::proptest! {
             proptest::prop_oneof![
                 "[A-Za-z]{1,8}",
                 "[0-9@$]{1,3}",
-                "[ \\n.*_`~<>&%#!/-]{1,2}",
+                "[ \\n.*_`~<>&%#!/\"'(\\[{-]{1,2}",
                 "[ -~]{1,12}".prop_map(|w| b64(w.as_bytes(), false)),
                 "[ -~]{8,12}".prop_map(|w| w.bytes().map(|b| format!("{b:02x}")).collect::<String>()),
                 "[ -~]{1,12}".prop_map(|w| b64(w.as_bytes(), true)),
