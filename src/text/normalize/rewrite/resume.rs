@@ -66,6 +66,12 @@ pub(in crate::text::normalize) fn first_bytes(
 
 /// The first byte of the normalized decoded text, for each first decoded byte in `bytes`.
 fn decoded_first(opts: NormalizeOptions, bytes: std::ops::RangeInclusive<u8>) -> Option<u128> {
+    if opts.nfkc && !opts.strip_marks {
+        // The decoded text is normalized again: NFKC composes its first character with a
+        // combining mark after it (`e` + U+0301 → `é`, `=` + U+0338 → `≠`), and no step strips
+        // the mark first, so the output may start with any byte.
+        return None;
+    }
     let mut mask = 0u128;
     for b in bytes {
         match b {

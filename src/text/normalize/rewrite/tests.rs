@@ -487,6 +487,26 @@ fn first_bytes_of_an_unfinished_unit_are_what_it_becomes() {
         }
     }
     assert!(checked > 10_000, "{checked} cuts checked");
+    // Found in review: with NFKC and no `strip_marks`, a decoded letter composes with the
+    // combining mark after it (`é`, `İ`), so the decoded text does not start with the letter.
+    let mut secrets = NormalizeOptions::none();
+    secrets.nfkc = true;
+    secrets.strip_invisible = true;
+    secrets.confusables = true;
+    secrets.entities = true;
+    secrets.base64 = true;
+    secrets.hex = true;
+    secrets.joins = true;
+    let mut no_marks = every();
+    no_marks.strip_marks = false;
+    for opts in [secrets, no_marks] {
+        for text in [
+            "1 ZcyBdHVkaWFudCBhbmQgbW9yZSB3b3JkcyBoZXJl end",
+            "1 ScyHc3RhbmJ1bCBpcyBhIGNpdHkgb2YgbWFueQ== end",
+        ] {
+            first_bytes_hold(opts, text);
+        }
+    }
 }
 
 use proptest::strategy::Strategy as _;
