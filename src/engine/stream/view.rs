@@ -5,7 +5,7 @@ use aho_corasick::Anchored;
 use aho_corasick::automaton::{Automaton, StateID};
 
 use super::StreamScanner;
-use crate::engine::live::LiveState;
+use crate::engine::live::{LiveDfa, LiveState};
 use crate::engine::matcher;
 use crate::engine::program::{CompiledPolicy, LOOKAHEAD, LeafKind};
 use crate::text::{
@@ -264,15 +264,10 @@ impl StreamScanner<'_> {
                     && p < norm_end
                 {
                     let worst = back_off(hay, r.max_len);
-                    let s = vs.live[ri].start_after_any(
-                        dfa,
-                        hay,
-                        nb,
-                        worst + nb,
-                        next,
-                        &mut self.live_scratch,
+                    let live = &vs.live[ri];
+                    p = p.max(
+                        nb + live_after(live, dfa, hay, nb, worst, next, &mut self.live_scratch),
                     );
-                    p = p.max(nb + floor_char(hay, s.saturating_sub(nb)).max(worst));
                 }
                 front = front.min(p);
             }
@@ -300,20 +295,21 @@ impl StreamScanner<'_> {
                 // The earliest start a match still in progress may have: from the regex's live
                 // DFA, never before the worst-case back-off (or that, for regexes without one).
                 let worst = back_off(hay, r.max_len);
-                let mut live_after = None;
+                let mut after = None;
                 let live = match &r.live {
                     Ok(dfa) if !fin => {
                         let s = vs.live[ri].advance(dfa, hay, nb, worst + nb);
                         if let Some(next) = next.filter(|_| s < norm_end) {
-                            let s2 = vs.live[ri].start_after_any(
+                            let live = &vs.live[ri];
+                            after = Some(live_after(
+                                live,
                                 dfa,
                                 hay,
                                 nb,
-                                worst + nb,
+                                worst,
                                 next,
                                 &mut self.live_scratch,
-                            );
-                            live_after = Some(floor_char(hay, s2.saturating_sub(nb)).max(worst));
+                            ));
                         }
                         floor_char(hay, s.saturating_sub(nb)).max(worst)
                     }
@@ -347,7 +343,7 @@ impl StreamScanner<'_> {
                 // The search goes on from `pos`; the frontier may be later when every byte the
                 // next unit can start with ends the match in progress (a hit not final yet
                 // still holds it: `hold`).
-                front = front.min(nb + live_after.map_or(pos, |l| pos.max(l)));
+                front = front.min(nb + after.map_or(pos, |l| pos.max(l)));
             }
             vs.regex_hold = hold;
             front = front.min(hold);
@@ -361,6 +357,22 @@ impl StreamScanner<'_> {
             vs.map.orig_start(front).unwrap_or(vs.consumed)
         }
     }
+}
+
+/// Where a match of a regex may still start (local to `hay`, on a character, never before
+/// `worst`) if the text goes on with any byte of `next`: [`LiveState::start_after_any`] for the
+/// regex's live state, which has read `hay` (absolute offset `nb`).
+fn live_after(
+    live: &LiveState,
+    dfa: &LiveDfa,
+    hay: &str,
+    nb: usize,
+    worst: usize,
+    next: u128,
+    scratch: &mut Vec<u8>,
+) -> usize {
+    let s = live.start_after_any(dfa, hay, nb, worst + nb, next, scratch);
+    floor_char(hay, s.saturating_sub(nb)).max(worst)
 }
 
 /// The position `max_len + LOOKAHEAD` bytes before the end of `hay`, on a character boundary:

@@ -307,6 +307,15 @@ fn an_article_before_a_word_does_not_wait_for_the_word() {
     assert_eq!(&t[..read], "The nightjar is a ");
 }
 
+/// The texts of the evasion matrix (rewrites and benign look-alikes).
+fn matrix_texts() -> Vec<String> {
+    include_str!("../../../../policies/eval/evasion.jsonl")
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["text"].as_str().map(str::to_string))
+        .collect()
+}
+
 /// The buffered scan normalizes each group of views with the same per-character steps once
 /// and runs each view's rewrite steps over that pass (`normalize_rewrites`), borrowing the
 /// pass when the rewrites change nothing. Both must equal normalizing from scratch, text and
@@ -314,12 +323,7 @@ fn an_article_before_a_word_does_not_wait_for_the_word() {
 #[test]
 fn shared_per_character_pass_equals_a_whole_normalization() {
     use crate::text::normalize_rewrites;
-    let matrix = include_str!("../../../../policies/eval/evasion.jsonl");
-    let mut texts: Vec<String> = matrix
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter_map(|v| v["text"].as_str().map(str::to_string))
-        .collect();
+    let mut texts = matrix_texts();
     assert!(texts.len() > 1000, "the matrix file has its rows");
     texts.push("Die Ergebnisse, Результаты: 前四半期の結果は、すべての地域で着実な成長を示しており、チームは月末までのリリースを見込んでいます。".into());
     texts.push("sk-proj-Ab12Cd34\nEf56Gh78 \"AKIA1234\" + \"ABCD5678\" a i r p o r t".into());
@@ -458,12 +462,7 @@ fn first_bytes_hold(opts: NormalizeOptions, text: &str) -> usize {
 
 #[test]
 fn first_bytes_of_an_unfinished_unit_are_what_it_becomes() {
-    let matrix = include_str!("../../../../policies/eval/evasion.jsonl");
-    let mut texts: Vec<String> = matrix
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter_map(|v| v["text"].as_str().map(str::to_string))
-        .collect();
+    let mut texts = matrix_texts();
     texts.extend(
         [
             "1. Tomatoes\n2. Peppers are nice",
