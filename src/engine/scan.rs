@@ -9,7 +9,9 @@ use super::matcher::{self, Hits, MatchCtx, Span};
 use super::program::{CompiledPolicy, LeafKind, View};
 use super::{Decision, Finding, apply_redactions};
 use crate::policy::{Action, Stage};
-use crate::text::{NormText, NormalizeOptions, normalize, normalize_rewrites, whole_word};
+use crate::text::{
+    NormText, NormalizeOptions, RewriteTriggers, normalize, normalize_rewrites, whole_word,
+};
 
 // `scan` lives beside the scanner it runs (and `stream` in `stream/`), so that the compiled
 // program (`program.rs`) does not refer to its scanners.
@@ -105,12 +107,30 @@ fn leaf_hits(
         };
         pass_of.push(k);
     }
-    let texts: Vec<Cow<'_, NormText>> = st
-        .views
-        .iter()
-        .zip(&pass_of)
-        .map(|(view, &k)| normalize_rewrites(view.opts, &passes[k].1, text))
-        .collect();
+    // Each view runs only the rewrite steps that can change its pass (most prose needs none,
+    // and the view then reads the pass itself); views left with the same steps over the same
+    // pass share one output.
+    let mut triggers: Vec<Option<RewriteTriggers>> = vec![None; passes.len()];
+    let mut outputs: Vec<(usize, NormalizeOptions, Cow<'_, NormText>)> = Vec::new();
+    let mut output_of = Vec::with_capacity(st.views.len());
+    for (view, &k) in st.views.iter().zip(&pass_of) {
+        let opts = if view.opts.rewrites() {
+            triggers[k]
+                .get_or_insert_with(|| RewriteTriggers::of(&passes[k].1, text))
+                .needed(view.opts)
+        } else {
+            view.opts
+        };
+        let at = match outputs.iter().position(|(j, o, _)| *j == k && *o == opts) {
+            Some(at) => at,
+            None => {
+                outputs.push((k, opts, normalize_rewrites(opts, &passes[k].1, text)));
+                outputs.len() - 1
+            }
+        };
+        output_of.push(at);
+    }
+    let texts: Vec<&NormText> = output_of.iter().map(|&at| &*outputs[at].2).collect();
     let mut sets = Vec::with_capacity(st.views.len());
     for (view, nt) in st.views.iter().zip(&texts) {
         keyword_hits(view, nt, &mut hits);

@@ -20,8 +20,8 @@ mod validate;
 mod words;
 
 pub use normalize::{
-    NormText, OffsetMap, normalize, normalize_into, normalize_rewrites, normalize_str,
-    rewrite_first_bytes, rewrite_pass_into,
+    NormText, OffsetMap, RewriteTriggers, normalize, normalize_into, normalize_rewrites,
+    normalize_str, rewrite_first_bytes, rewrite_pass_into,
 };
 pub use options::NormalizeOptions;
 pub use tables::{fold_confusable, is_invisible, is_separator, is_strippable_mark, is_symbol};

@@ -34,6 +34,8 @@ use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfkc_quick};
 
 mod rewrite;
 
+pub use rewrite::RewriteTriggers;
+
 pub use super::offsets::OffsetMap;
 use super::offsets::Piece;
 use super::options::{MAX_SEGMENT_CHARS, NormalizeOptions};

@@ -29,7 +29,7 @@ pub(super) enum Join {
     At { tail_end: usize, next: usize },
 }
 
-pub(super) fn token_byte(b: u8) -> bool {
+pub(super) const fn token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'_' | b'+' | b'/' | b'=' | b'-')
 }
 

@@ -243,7 +243,7 @@ pub(super) fn article_before_run(
 
 /// Punctuation that may close a spelled-out word or a spaced key (`m y  n a m e?`, `… MPLE.`)
 /// without being part of it.
-pub(super) fn closing_punct(b: u8) -> bool {
+pub(super) const fn closing_punct(b: u8) -> bool {
     matches!(
         b,
         b'?' | b'.' | b'!' | b',' | b';' | b':' | b')' | b'"' | b'\''

@@ -22,6 +22,7 @@
 mod decode;
 mod joins;
 mod letters;
+mod prune;
 mod resume;
 
 use super::push_decoded;
@@ -30,6 +31,7 @@ use crate::text::options::{MAX_UNIT_BYTES, NormalizeOptions};
 use decode::{MIN_DECODE_CHARS, decode_run, html_entity, percent_escapes};
 use joins::{Join, MAX_GROUP, may_be_group, may_start_join, spaced_key, split_token, token_byte};
 use letters::{article_before_run, leet, letter_run, narrow_gap, numeric_with_unit, single_letter};
+pub use prune::RewriteTriggers;
 pub(super) use resume::first_bytes;
 
 /// The text the rewrite steps read: the per-character steps' output, its map into the
@@ -161,10 +163,13 @@ fn finish_writer(opts: NormalizeOptions, src: &Source<'_>, w: &mut Writer<'_>) {
     w.flush(src);
     if opts.rot13 {
         let from = w.out_start;
-        // ROT13 maps ASCII letters to ASCII letters: lengths and offsets stay.
-        let rotated: String = w.out[from..].chars().map(rot13).collect();
-        w.out.truncate(from);
-        w.out.push_str(&rotated);
+        // ROT13 maps ASCII letters to ASCII letters and leaves every other byte (those of
+        // multi-byte characters included) as it is: lengths and offsets stay, and so does UTF-8.
+        let mut bytes = std::mem::take(w.out).into_bytes();
+        for b in &mut bytes[from..] {
+            *b = rot13_byte(*b);
+        }
+        *w.out = String::from_utf8(bytes).expect("ROT13 of UTF-8 is UTF-8");
     }
 }
 
@@ -431,11 +436,11 @@ pub(super) enum Step {
     Wait,
 }
 
-fn rot13(c: char) -> char {
-    match c {
-        'a'..='z' => (((c as u8 - b'a') + 13) % 26 + b'a') as char,
-        'A'..='Z' => (((c as u8 - b'A') + 13) % 26 + b'A') as char,
-        _ => c,
+fn rot13_byte(b: u8) -> u8 {
+    match b {
+        b'a'..=b'z' => (b - b'a' + 13) % 26 + b'a',
+        b'A'..=b'Z' => (b - b'A' + 13) % 26 + b'A',
+        _ => b,
     }
 }
 
@@ -484,7 +489,7 @@ pub(super) fn special(opts: NormalizeOptions, b: u8) -> bool {
 }
 
 /// Punctuation that may join letters spelled one by one inside a word (`p/i/p/e`).
-fn is_spacing_punct(b: u8) -> bool {
+const fn is_spacing_punct(b: u8) -> bool {
     matches!(
         b,
         b'/' | b'|' | b',' | b'+' | b':' | b';' | b'*' | b'~' | b'^' | b'=' | b'!' | b'#' | b'\\'

@@ -1,7 +1,7 @@
 //! Unit tests of [`super`]: each rewrite step, its offsets, and streamed == whole.
 use crate::text::{NormalizeOptions, OffsetMap, normalize, normalize_into};
 
-fn every() -> NormalizeOptions {
+pub(super) fn every() -> NormalizeOptions {
     let mut o = NormalizeOptions::keywords();
     o.leetspeak = true;
     o.base64 = true;
@@ -308,7 +308,7 @@ fn an_article_before_a_word_does_not_wait_for_the_word() {
 }
 
 /// The texts of the evasion matrix (rewrites and benign look-alikes).
-fn matrix_texts() -> Vec<String> {
+pub(super) fn matrix_texts() -> Vec<String> {
     include_str!("../../../../policies/eval/evasion.jsonl")
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
@@ -537,7 +537,7 @@ proptest::proptest! {
 }
 
 /// Base64 (padded) or base64url (unpadded) of `bytes`, for the generators above.
-fn b64(bytes: &[u8], url: bool) -> String {
+pub(super) fn b64(bytes: &[u8], url: bool) -> String {
     let abc: &[u8] = if url {
         b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
     } else {
