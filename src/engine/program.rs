@@ -178,6 +178,11 @@ pub(crate) struct View {
     /// One pass that tells which regexes match at all; shared by the stages whose views have
     /// the same regexes.
     pub regex_set: Option<Arc<RegexSet>>,
+    /// For a view of keywords alone whose only rewrite step is ROT13 or reversed words:
+    /// strings one of which its per-character pass must hold for any keyword to match the
+    /// view's text (see [`pass_prefilter`](crate::engine::compile)). A buffered scan whose pass
+    /// holds none skips the view's rewrite pass: the view has no hits.
+    pub pass_prefilter: Option<aho_corasick::AhoCorasick>,
 }
 
 /// A multi-pattern regex that reports every pattern matching a text (`MatchKind::All`),

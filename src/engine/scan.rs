@@ -10,7 +10,8 @@ use super::program::{CompiledPolicy, LeafKind, View};
 use super::{Decision, Finding, apply_redactions};
 use crate::policy::{Action, Stage};
 use crate::text::{
-    NormText, NormalizeOptions, RewriteTriggers, normalize, normalize_rewrites, whole_word,
+    NormText, NormalizeOptions, RewriteTriggers, has_long_unit, normalize, normalize_rewrites,
+    whole_word,
 };
 
 // `scan` lives beside the scanner it runs (and `stream` in `stream/`), so that the compiled
@@ -113,8 +114,17 @@ fn leaf_hits(
     let mut triggers: Vec<Option<RewriteTriggers>> = vec![None; passes.len()];
     let mut outputs: Vec<(usize, NormalizeOptions, Cow<'_, NormText>)> = Vec::new();
     let mut output_of = Vec::with_capacity(st.views.len());
-    for (view, &k) in st.views.iter().zip(&pass_of) {
-        let opts = if view.opts.rewrites() {
+    let mut skip = vec![false; st.views.len()];
+    for (v, (view, &k)) in st.views.iter().zip(&pass_of).enumerate() {
+        // A ROT13 or reversed-word view whose pass holds none of its prefilter's strings has
+        // no hits: its rewrite pass is not run (`compile::automata::pass_prefilter`).
+        skip[v] = view.pass_prefilter.as_ref().is_some_and(|pf| {
+            let pass = &passes[k].1.text;
+            !(pf.is_match(pass.as_str()) || (view.opts.reverse && has_long_unit(pass)))
+        });
+        let opts = if skip[v] {
+            view.opts.char_steps()
+        } else if view.opts.rewrites() {
             triggers[k]
                 .get_or_insert_with(|| RewriteTriggers::of(&passes[k].1, text))
                 .needed(view.opts)
@@ -132,7 +142,11 @@ fn leaf_hits(
     }
     let texts: Vec<&NormText> = output_of.iter().map(|&at| &*outputs[at].2).collect();
     let mut sets = Vec::with_capacity(st.views.len());
-    for (view, nt) in st.views.iter().zip(&texts) {
+    for ((view, nt), &skipped) in st.views.iter().zip(&texts).zip(&skip) {
+        if skipped {
+            sets.push(None);
+            continue;
+        }
         keyword_hits(view, nt, &mut hits);
         let matching = view
             .regex_set
@@ -460,6 +474,7 @@ mod near_tests {
 
 #[cfg(test)]
 mod rewrite_tests {
+    use crate::policy::Action;
     use crate::{CompiledPolicy, Stage};
 
     /// A rewrite step may hide a keyword match (the markup step drops a mark between two
@@ -507,5 +522,70 @@ rules:
             "{:?}",
             plain.findings
         );
+    }
+
+    /// The ROT13 and reversed-word views' prefilters only skip work: with them a scan decides
+    /// what it decides without them, on the evasion matrix (its ROT13 and reversed rows
+    /// included), on each of its texts read through ROT13 and word by word backwards, and on
+    /// words longer than the unit loop's cut.
+    #[test]
+    fn pass_prefilters_change_no_decision() {
+        let p = match CompiledPolicy::load("policies/default.yaml") {
+            Ok(p) => p,
+            Err(e) => panic!("{e}"),
+        };
+        let mut bare = (*p).clone();
+        let mut prefiltered = 0;
+        for st in &mut bare.stages {
+            for v in &mut st.views {
+                prefiltered += usize::from(v.pass_prefilter.take().is_some());
+            }
+        }
+        assert!(prefiltered >= 2, "{prefiltered} views have a prefilter");
+        let mut texts: Vec<String> = include_str!("../../policies/eval/evasion.jsonl")
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|v| v["text"].as_str().map(str::to_string))
+            .collect();
+        assert!(texts.len() > 1000);
+        let rotated: Vec<String> = texts.iter().map(|t| crate::text::rot13_str(t)).collect();
+        let reversed: Vec<String> = texts
+            .iter()
+            .map(|t| {
+                t.split(' ')
+                    .map(|w| w.chars().rev().collect::<String>())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect();
+        texts.extend(rotated);
+        texts.extend(reversed);
+        texts.push(format!("{}bmob epip a ekam ot woh", "x".repeat(70)));
+        texts.push(format!("ekam{} a epip bmob", "x".repeat(70)));
+        // A word cut at 64 bytes is read backwards piece by piece: `ob!!…` and `!!!!bm` read
+        // `bo` and `mb`, which touch, so the view holds `make … bomb` where the pass holds
+        // neither `ekam` nor `bmob`.
+        let cut = format!("am{0}ek ob{0}bm", "!".repeat(66));
+        assert_eq!(
+            bare.scan(&cut, Stage::Input, Some("user")).action,
+            Action::Block
+        );
+        texts.push(cut);
+        let mut skipped_blocks = 0;
+        for text in &texts {
+            for role in [Some("user"), Some("system")] {
+                let with = p.scan(text, Stage::Input, role);
+                let without = bare.scan(text, Stage::Input, role);
+                assert_eq!(
+                    format!("{:?}", with.findings),
+                    format!("{:?}", without.findings),
+                    "{text:?}"
+                );
+                assert_eq!(with.action, without.action, "{text:?}");
+                skipped_blocks += usize::from(with.action == Action::Block);
+            }
+        }
+        // Blocks are among the decisions compared: the ROT13 and reversed rows do fire.
+        assert!(skipped_blocks > 100, "{skipped_blocks}");
     }
 }

@@ -23,6 +23,7 @@ pub use normalize::{
     NormText, OffsetMap, RewriteTriggers, normalize, normalize_into, normalize_rewrites,
     normalize_str, rewrite_first_bytes, rewrite_pass_into,
 };
+pub(crate) use normalize::{has_long_unit, rot13_str};
 pub use options::NormalizeOptions;
 pub use tables::{fold_confusable, is_invisible, is_separator, is_strippable_mark, is_symbol};
 pub use validate::{Validator, iban, luhn};

@@ -11,6 +11,7 @@ use crate::engine::program::{
     KeywordSet, LOOKAHEAD, Leaf, LeafKind, RegexSet, Rule, Spec, StageIndex, View,
 };
 use crate::policy::{Diagnostic, Level, Stage};
+use crate::text::{NormalizeOptions, rot13_str};
 
 use crate::engine::live::KeywordDepths;
 
@@ -156,11 +157,17 @@ impl Compiler {
                 };
                 let kw_max = keywords.as_ref().map_or(0, |k| k.max_len);
                 holdback = holdback.max(kw_max.max(max_regex_len) + LOOKAHEAD);
+                let pass_prefilter = if regexes.is_empty() {
+                    pass_prefilter(opts, &kw_strings)
+                } else {
+                    None
+                };
                 views.push(View {
                     opts,
                     keywords,
                     regexes,
                     regex_set,
+                    pass_prefilter,
                 });
             }
             // Near rules reach past their matches.
@@ -187,4 +194,52 @@ impl Compiler {
             .collect();
         Some((leaves, stages))
     }
+}
+
+/// Strings one of which the per-character pass of a keyword view with the options `opts` must
+/// hold for any of `keywords` to match the view's text, when its only rewrite step is ROT13 or
+/// reversed words (`None` otherwise):
+///
+/// - ROT13 maps each ASCII letter to another and leaves every other byte: the rotated text
+///   holds a keyword exactly where the pass holds the keyword rotated.
+/// - Reversed words: a view word is a pass word read backwards, with the
+///   punctuation at its edges dropped, so each word of a keyword found in the view text, read
+///   backwards, is in the pass (the keyword's longest word stands for it). A pass with a unit
+///   longer than the unit loop's cut (64 bytes) is not prefiltered: the pieces of a cut word are read backwards one
+///   by one (the scan checks).
+///
+/// So a scan that finds none of these strings in the pass knows the view has no hits without
+/// running its rewrite pass.
+pub(super) fn pass_prefilter(
+    opts: NormalizeOptions,
+    keywords: &[String],
+) -> Option<aho_corasick::AhoCorasick> {
+    let mut only = opts;
+    only.rot13 = false;
+    only.reverse = false;
+    if only.rewrites() || opts.rot13 == opts.reverse || keywords.is_empty() {
+        return None;
+    }
+    let patterns: Vec<String> = keywords
+        .iter()
+        .map(|k| {
+            if opts.rot13 {
+                rot13_str(k)
+            } else {
+                let longest = k
+                    .split(char::is_whitespace)
+                    .max_by_key(|w| w.len())
+                    .unwrap_or(k);
+                longest.chars().rev().collect()
+            }
+        })
+        .filter(|p| !p.is_empty())
+        .collect();
+    if patterns.len() < keywords.len() {
+        return None;
+    }
+    aho_corasick::AhoCorasick::builder()
+        .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+        .build(&patterns)
+        .ok()
 }

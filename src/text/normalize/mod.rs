@@ -35,6 +35,7 @@ use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfkc_quick};
 mod rewrite;
 
 pub use rewrite::RewriteTriggers;
+pub(crate) use rewrite::{has_long_unit, rot13_str};
 
 pub use super::offsets::OffsetMap;
 use super::offsets::Piece;

@@ -32,6 +32,7 @@ use decode::{MIN_DECODE_CHARS, decode_run, html_entity, percent_escapes};
 use joins::{Join, MAX_GROUP, may_be_group, may_start_join, spaced_key, split_token, token_byte};
 use letters::{article_before_run, leet, letter_run, narrow_gap, numeric_with_unit, single_letter};
 pub use prune::RewriteTriggers;
+pub(crate) use prune::has_long_unit;
 pub(super) use resume::first_bytes;
 
 /// The text the rewrite steps read: the per-character steps' output, its map into the
@@ -434,6 +435,12 @@ pub(super) enum Step {
     Done(usize),
     /// It cannot decide before more text arrives.
     Wait,
+}
+
+/// `text` read through ROT13.
+pub(crate) fn rot13_str(text: &str) -> String {
+    let bytes = text.bytes().map(rot13_byte).collect();
+    String::from_utf8(bytes).expect("ROT13 of UTF-8 is UTF-8")
 }
 
 fn rot13_byte(b: u8) -> u8 {

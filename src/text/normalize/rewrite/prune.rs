@@ -270,6 +270,12 @@ impl RewriteTriggers {
     }
 }
 
+/// Whether `text` has a unit (a run between white space) longer than the unit loop's cut.
+pub(crate) fn has_long_unit(text: &str) -> bool {
+    text.split(char::is_whitespace)
+        .any(|u| u.len() > MAX_UNIT_BYTES)
+}
+
 /// Whether `orig` has a run of base64 or hex characters as long as a decoder reads.
 fn decodable_run(orig: &str) -> bool {
     let mut run = 0;
