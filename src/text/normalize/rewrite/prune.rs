@@ -380,6 +380,29 @@ mod tests {
         }
     }
 
+    /// The table's entity and markup bytes are those `special_mask` gives those steps.
+    #[test]
+    fn entity_and_markup_classes_are_the_steps_bytes() {
+        use super::super::special_mask;
+        let mut entities = NormalizeOptions::none();
+        entities.entities = true;
+        let mut markup = NormalizeOptions::none();
+        markup.markup = true;
+        for b in 0..128u8 {
+            let class = super::CLASS[usize::from(b)];
+            assert_eq!(
+                class & super::ENTITY != 0,
+                special_mask(entities) >> b & 1 == 1,
+                "{b}"
+            );
+            assert_eq!(
+                class & super::MARKUP != 0,
+                special_mask(markup) >> b & 1 == 1,
+                "{b}"
+            );
+        }
+    }
+
     #[test]
     fn ordinary_prose_needs_no_rewrite_step() {
         let text = "I booked a flight from Lisbon to Oslo for next Tuesday morning. Can I move \
