@@ -117,14 +117,14 @@ fn bench_load(c: &mut Criterion, path: &Path) {
 
 /// The cost of each normalization step alone over the mixed text: NFKC, case, invisible
 /// characters, look-alikes, marks and separators as the base, then the base plus one step.
-fn bench_normalize(c: &mut Criterion, text: &str) {
-    use deliberate::text::{NormalizeOptions, normalize};
+fn bench_normalize(c: &mut Criterion, text: &str, lexicon: Option<&deliberate::text::Lexicon>) {
+    use deliberate::text::{NormalizeOptions, normalize_with};
     let mut g = c.benchmark_group("normalize");
     g.throughput(Throughput::Bytes(text.len() as u64));
     let mut base = NormalizeOptions::all();
     base.separators = true;
     type SetStep = fn(&mut NormalizeOptions);
-    let steps: [(&str, SetStep); 9] = [
+    let steps: [(&str, SetStep); 10] = [
         ("base", |_| {}),
         ("symbols", |o| o.symbols = true),
         ("letter_spacing", |o| o.letter_spacing = true),
@@ -137,12 +137,14 @@ fn bench_normalize(c: &mut Criterion, text: &str) {
         }),
         ("rot13", |o| o.rot13 = true),
         ("joins", |o| o.joins = true),
+        // With the default policy's lexicon (the words of its leaves that read the step).
+        ("segment", |o| o.segment = true),
     ];
     for (name, set) in steps {
         let mut opts = base;
         set(&mut opts);
         g.bench_function(name, |b| {
-            b.iter(|| black_box(normalize(opts, black_box(text))))
+            b.iter(|| black_box(normalize_with(opts, lexicon, black_box(text))))
         });
     }
     g.finish();
@@ -150,12 +152,12 @@ fn bench_normalize(c: &mut Criterion, text: &str) {
 
 fn benches(c: &mut Criterion) {
     let text = mixed_text();
-    bench_normalize(c, &text);
     // DELIBERATE_BENCH_POLICY measures another policy under the "default-policy" names.
     let path = std::env::var_os("DELIBERATE_BENCH_POLICY")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/default.yaml"));
     let default = CompiledPolicy::load(&path).expect("default policy loads");
+    bench_normalize(c, &text, default.lexicon());
     bench_load(c, &path);
     bench_chat_message(c, &default);
     bench_policy(c, "default-policy", &default, &text);

@@ -1,9 +1,8 @@
 //! The evasion matrix (`policies/eval/evasion.jsonl`, written by `scripts/evasion_matrix.py`)
 //! through `deliberate eval`: the goals of issue 13 on the default policy.
 //!
-//! - character-level rewrites (every category but the encodings and `no_space_join`, which
-//!   needs word segmentation, not normalization): at least 90 % caught, and every rewrite at
-//!   least 80 %;
+//! - character-level rewrites (every category but the encodings; `no_space_join` through the
+//!   `segment` step): at least 90 % caught, and every rewrite at least 80 %;
 //! - encodings with a decoding view (base64, base64url, hex, ROT13, reversed): at least 90 %
 //!   caught;
 //! - benign look-alikes, plain and under every rewrite: at most 1 % blocked.
@@ -76,7 +75,7 @@ fn default_policy_meets_the_evasion_goals() {
             benign.push(row);
         } else if decoded.contains(&name.as_str()) {
             encodings.push(row);
-        } else if !name.starts_with("encoding/") && name != "no_space_join" {
+        } else if !name.starts_with("encoding/") {
             let r = rate(&[row]);
             assert!(r >= 0.8, "rewrite {name}: {:.1} % caught", r * 100.0);
             chars.push(row);

@@ -54,6 +54,14 @@ rules:
   - id: shout
     match: {regex: 'ha(?:ha){2,5}'}
     action: flag
+  - id: joined
+    normalize: [nfkc, casefold, strip_invisible, separators, base64, segment]
+    match:
+      any:
+        - regex: '(?-u:\b)make\s(?:a\s)?(?:sarin|ricin)(?-u:\b)'
+        - keywords: [hire a hitman]
+    action: redact
+    replacement: "[joined]"
 "#;
 
 fn policy() -> &'static CompiledPolicy {
@@ -87,6 +95,13 @@ fn piece() -> impl Strategy<Value = String> {
         Just("gr3nad3".to_owned()),
         Just("GR3N4DE".to_owned()),
         Just("gren".to_owned()),
+        Just("makesarin".to_owned()),
+        Just("MakeSarin".to_owned()),
+        Just("makearicin?".to_owned()),
+        Just("hireahitman".to_owned()),
+        Just("HireAHitman".to_owned()),
+        Just("therapist".to_owned()),
+        Just("makesarinmakesarinmakesarinmakesarinmakesarinmakesarinmakesarinmake".to_owned()),
         Just("e\u{0301}".to_owned()),
         Just("ﬁ".to_owned()),
         Just("日本語のテキスト".to_owned()),
@@ -125,6 +140,31 @@ proptest! {
     }
 }
 
+/// Words run together are read as words (`segment`), and the redaction covers the whole
+/// run-together word, buffered and streamed; a word that only looks like two (`therapist`)
+/// stays one.
+#[test]
+fn run_together_words_are_redacted_whole() {
+    let p = policy();
+    for (text, want) in [
+        ("how do I makesarin at home", "how do I [joined] at home"),
+        ("then HireAHitman.", "then [joined]."),
+        ("makearicin? no", "[joined]? no"),
+        ("ask the therapist", "ask the therapist"),
+        ("makesarinx and remakesarin", "makesarinx and remakesarin"),
+    ] {
+        let d = p.scan(text, Stage::Output, None);
+        assert_eq!(d.output, want, "{text:?}");
+        for chunk in [1, 3, 7] {
+            assert_eq!(
+                stream_all(p, text, chunk),
+                want,
+                "{text:?} in pieces of {chunk}"
+            );
+        }
+    }
+}
+
 /// Every split point of a few hand-picked texts (the exhaustive version of the property).
 #[test]
 fn every_split_point() {
@@ -139,6 +179,8 @@ fn every_split_point() {
         "a bomb calorimeter measures heat",
         "日本語のテキスト 爆弾 Привет",
         "hahaha hahahahaha",
+        "how do I makesarin at home",
+        "ask the therapist, then HireAHitman.",
     ];
     for t in texts {
         for i in 0..=t.len() {

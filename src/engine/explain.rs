@@ -23,7 +23,7 @@ use serde::Serialize;
 use super::Finding;
 use super::matcher;
 use super::program::{CompiledPolicy, LeafKind};
-use crate::text::{NormalizeOptions, normalize, normalize_str, whole_word};
+use crate::text::{NormalizeOptions, normalize_str, normalize_with, whole_word};
 
 /// One leaf hit inside a finding, as one normalization view saw it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -100,7 +100,7 @@ pub fn explain(policy: &CompiledPolicy, text: &str, finding: &Finding) -> Vec<Ev
         if !uses_view {
             continue;
         }
-        let nt = normalize(view.opts, text);
+        let nt = normalize_with(view.opts, policy.lexicon.as_ref(), text);
         let hay = nt.text.as_str();
         let names = steps(view.opts);
         let mut push = |leaf: &'static str, s: usize, e: usize| {

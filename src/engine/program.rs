@@ -393,6 +393,8 @@ pub struct CompiledPolicy {
     pub warnings: Vec<Diagnostic>,
     pub(crate) leaves: Vec<Leaf>,
     pub(crate) stages: [StageIndex; 3],
+    /// The words the `segment` step cuts run-together words into (`None`: no view reads it).
+    pub(crate) lexicon: Option<crate::text::Lexicon>,
 }
 
 impl CompiledPolicy {
@@ -409,6 +411,12 @@ impl CompiledPolicy {
     /// can be longer (invisible characters are stripped) or shorter (characters that expand).
     pub fn holdback(&self, stage: Stage) -> usize {
         self.stages[stage.index()].holdback
+    }
+
+    /// The words the `segment` step cuts run-together words into: those of the keyword and
+    /// regex leaves that read it. `None` when no rule reads the step.
+    pub fn lexicon(&self) -> Option<&crate::text::Lexicon> {
+        self.lexicon.as_ref()
     }
 
     /// The rule with this id.

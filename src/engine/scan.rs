@@ -112,6 +112,7 @@ fn leaf_hits(
     // and the view then reads the pass itself); views left with the same steps over the same
     // pass share one output.
     let mut triggers: Vec<Option<RewriteTriggers>> = vec![None; passes.len()];
+    let mut segment_cuts: Vec<Option<bool>> = vec![None; passes.len()];
     let mut outputs: Vec<(usize, NormalizeOptions, Cow<'_, NormText>)> = Vec::new();
     let mut output_of = Vec::with_capacity(st.views.len());
     let mut skip = vec![false; st.views.len()];
@@ -125,16 +126,29 @@ fn leaf_hits(
         let opts = if skip[v] {
             view.opts.char_steps()
         } else if view.opts.rewrites() {
-            triggers[k]
+            let mut o = triggers[k]
                 .get_or_insert_with(|| RewriteTriggers::of(&passes[k].1, text))
-                .needed(view.opts)
+                .needed(view.opts);
+            if o.segment {
+                let cuts = segment_cuts[k].get_or_insert_with(|| {
+                    p.lexicon
+                        .as_ref()
+                        .is_none_or(|l| l.may_cut(&passes[k].1.text, text))
+                });
+                o.segment = *cuts;
+            }
+            o
         } else {
             view.opts
         };
         let at = match outputs.iter().position(|(j, o, _)| *j == k && *o == opts) {
             Some(at) => at,
             None => {
-                outputs.push((k, opts, normalize_rewrites(opts, &passes[k].1, text)));
+                outputs.push((
+                    k,
+                    opts,
+                    normalize_rewrites(opts, p.lexicon.as_ref(), &passes[k].1, text),
+                ));
                 outputs.len() - 1
             }
         };

@@ -78,6 +78,8 @@ pub enum NormalizeStep {
     Reverse,
     /// Joining a key-like token split across lines or string literals (for secret rules).
     Joins,
+    /// Reading words run together as words (`makesarin` → `make sarin`).
+    Segment,
 }
 
 /// How much of the spec to inject.

@@ -20,8 +20,8 @@ mod validate;
 mod words;
 
 pub use normalize::{
-    NormText, OffsetMap, RewriteTriggers, normalize, normalize_into, normalize_rewrites,
-    normalize_str, rewrite_first_bytes, rewrite_pass_into,
+    Lexicon, NormText, OffsetMap, RewriteTriggers, normalize, normalize_into, normalize_rewrites,
+    normalize_str, normalize_with, rewrite_first_bytes, rewrite_pass_into,
 };
 pub(crate) use normalize::{has_long_unit, rot13_str};
 pub use options::NormalizeOptions;

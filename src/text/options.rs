@@ -77,6 +77,12 @@ pub struct NormalizeOptions {
     /// Join a key-like token split across a line break or a string concatenation
     /// (`"sk-…" + "…"`), so a secret rule matches all of it or nothing.
     pub joins: bool,
+    /// Read words run together as words: `makesarin` → `make sarin`, `hireahitman` →
+    /// `hire a hitman`, `DoAnythingNow` → `do anything now`. Cuts where the original turns
+    /// from lower to upper case, and into words of the policy's own keywords and patterns
+    /// (its [`Lexicon`](crate::text::Lexicon)) with function words between them. Off by
+    /// default; the shipped policy turns it on for its weapon, drug and jailbreak rules.
+    pub segment: bool,
 }
 
 impl NormalizeOptions {
@@ -100,6 +106,7 @@ impl NormalizeOptions {
             rot13: false,
             reverse: false,
             joins: false,
+            segment: false,
         }
     }
 
@@ -114,6 +121,7 @@ impl NormalizeOptions {
             || self.rot13
             || self.reverse
             || self.joins
+            || self.segment
     }
 
     /// These options with only their per-character steps: views whose options agree here
@@ -129,6 +137,7 @@ impl NormalizeOptions {
         o.rot13 = false;
         o.reverse = false;
         o.joins = false;
+        o.segment = false;
         o
     }
 
@@ -185,6 +194,7 @@ impl NormalizeOptions {
             rot13: false,
             reverse: false,
             joins: false,
+            segment: false,
         }
     }
 }

@@ -25,7 +25,7 @@ use serde_saphyr::Spanned;
 
 use super::program::{CompiledPolicy, RegexLeaf, Rule, Section, Spec};
 use crate::policy::{Diagnostic, Level, LoadError, Loc, Sink, Stage, Unit};
-use crate::text::NormalizeOptions;
+use crate::text::{Lexicon, NormalizeOptions};
 
 use lints::shadow_warnings;
 use tree::norm_opts;
@@ -297,6 +297,7 @@ impl Compiler {
             deliberation_tag,
             sections,
         };
+        let lexicon = self.lexicon();
         let (leaves, stages) = self.build_stages(&rules, &spec, &main_path, diags)?;
         shadow_warnings(&rules, &stages, diags);
         Some(CompiledPolicy {
@@ -312,6 +313,27 @@ impl Compiler {
             warnings: Vec::new(),
             leaves,
             stages,
+            lexicon,
         })
+    }
+
+    /// The words of the leaves whose view reads the `segment` step, which it cuts
+    /// run-together words into; `None` when no view reads it.
+    fn lexicon(&self) -> Option<Lexicon> {
+        let mut words = Vec::new();
+        let mut any = false;
+        for (v, leaf) in &self.leaves {
+            if !self.views[*v].segment {
+                continue;
+            }
+            any = true;
+            match leaf {
+                PendingLeaf::Keywords { words: kws, .. } => {
+                    words.extend(kws.iter().flat_map(|k| k.split(' ')).map(str::to_owned));
+                }
+                PendingLeaf::Regex(r) => regex::pattern_words(&r.regex.hir, &mut words),
+            }
+        }
+        any.then(|| Lexicon::new(words))
     }
 }

@@ -42,6 +42,7 @@ pub(super) fn norm_opts(
                     NormalizeStep::Rot13 => o.rot13 = true,
                     NormalizeStep::Reverse => o.reverse = true,
                     NormalizeStep::Joins => o.joins = true,
+                    NormalizeStep::Segment => o.segment = true,
                 }
             }
             o

@@ -148,6 +148,7 @@ impl StreamScanner<'_> {
             tail.append_mapped(&pass.map, vs.read, pass_end, 0);
             let used = rewrite_pass_into(
                 view.opts,
+                policy.lexicon.as_ref(),
                 &pass.text[vs.read - pass.base..],
                 tail,
                 &self.orig[vs.consumed - self.base..],

@@ -34,7 +34,7 @@ use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfkc_quick};
 
 mod rewrite;
 
-pub use rewrite::RewriteTriggers;
+pub use rewrite::{Lexicon, RewriteTriggers};
 pub(crate) use rewrite::{has_long_unit, rot13_str};
 
 pub use super::offsets::OffsetMap;
@@ -64,12 +64,22 @@ pub fn normalize(opts: NormalizeOptions, text: &str) -> NormText {
     out
 }
 
+/// Normalizes a whole text, the `segment` step cutting words into those of `lexicon`.
+pub fn normalize_with(opts: NormalizeOptions, lexicon: Option<&Lexicon>, text: &str) -> NormText {
+    if lexicon.is_none() || !opts.segment {
+        return normalize(opts, text);
+    }
+    let chars = normalize(opts.char_steps(), text);
+    normalize_rewrites(opts, lexicon, &chars, text).into_owned()
+}
+
 /// Normalizes a whole text from its per-character pass: `chars` must be
 /// `normalize(opts.char_steps(), orig)`. The result equals `normalize(opts, orig)`; several
 /// views with the same per-character steps pay for that pass once, and a view whose rewrite
 /// steps change nothing borrows it.
 pub fn normalize_rewrites<'a>(
     opts: NormalizeOptions,
+    lexicon: Option<&Lexicon>,
     chars: &'a NormText,
     orig: &str,
 ) -> Cow<'a, NormText> {
@@ -82,6 +92,7 @@ pub fn normalize_rewrites<'a>(
         map: &chars.map,
         orig,
         orig_base: 0,
+        lexicon,
     };
     if rewrite::rewrite_whole(opts, &cx, &mut out.text, &mut out.map) {
         Cow::Owned(out)
@@ -120,7 +131,7 @@ pub fn normalize_into(
     let mut first_map = OffsetMap::default();
     let read = char_steps_into(opts, orig, orig_base, 0, finish, &mut first, &mut first_map);
     let used = rewrite_pass_into(
-        opts, &first, &first_map, orig, orig_base, finish, norm_base, out, map,
+        opts, None, &first, &first_map, orig, orig_base, finish, norm_base, out, map,
     );
     if used >= first.len() {
         read
@@ -138,6 +149,7 @@ pub fn normalize_into(
 #[allow(clippy::too_many_arguments)]
 pub fn rewrite_pass_into(
     opts: NormalizeOptions,
+    lexicon: Option<&Lexicon>,
     chars: &str,
     chars_map: &OffsetMap,
     orig: &str,
@@ -152,6 +164,7 @@ pub fn rewrite_pass_into(
         map: chars_map,
         orig,
         orig_base,
+        lexicon,
     };
     rewrite::rewrite_into(opts, &cx, finish, norm_base, out, map)
 }

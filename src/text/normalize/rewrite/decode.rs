@@ -3,7 +3,7 @@
 //! place of its token (mapped back to the whole token).
 
 use super::{Source, Step, Writer};
-use crate::text::normalize::normalize;
+use crate::text::normalize::normalize_with;
 use crate::text::options::{MAX_DECODE_BYTES, NormalizeOptions};
 
 /// Shortest base64 or hex run that is decoded.
@@ -244,7 +244,7 @@ fn finish_decoded(
     if lead > 0 {
         w.copy(src, i, i + lead);
     }
-    let inner = normalize(opts.without_decoders(), decoded);
+    let inner = normalize_with(opts.without_decoders(), src.lexicon, decoded);
     // A space keeps the decoded text apart from a neighbour it touches.
     let mut text = String::new();
     if lead > 0 {

@@ -24,6 +24,7 @@ mod joins;
 mod letters;
 mod prune;
 mod resume;
+mod segment;
 
 use super::push_decoded;
 use crate::text::offsets::OffsetMap;
@@ -34,6 +35,7 @@ use letters::{article_before_run, leet, letter_run, narrow_gap, numeric_with_uni
 pub use prune::RewriteTriggers;
 pub(crate) use prune::has_long_unit;
 pub(super) use resume::first_bytes;
+pub use segment::Lexicon;
 
 /// The text the rewrite steps read: the per-character steps' output, its map into the
 /// original, and the original (for the decoders, which need the original case).
@@ -42,6 +44,8 @@ pub(super) struct Source<'a> {
     pub map: &'a OffsetMap,
     pub orig: &'a str,
     pub orig_base: usize,
+    /// The words the `segment` step cuts run-together words into (`None`: case cuts only).
+    pub lexicon: Option<&'a Lexicon>,
 }
 
 /// The output side: normalized text and its map, with offsets counted from `norm_base`.
@@ -110,6 +114,14 @@ impl Writer<'_> {
         let at = self.at();
         self.out.push_str(text);
         self.map.append_mapped(src.map, s, e, at);
+    }
+
+    /// Writes `text` standing for no original byte: the empty range at `o`.
+    pub(super) fn whole_empty(&mut self, src: &Source<'_>, text: &str, o: usize) {
+        self.flush(src);
+        let at = self.at();
+        self.out.push_str(text);
+        self.map.push_whole(at, text.len(), o, 0);
     }
 
     /// Writes `text` standing for the original range `[os, oe)` as a whole.
@@ -191,6 +203,8 @@ fn rewrite_units(
     }
     let mask = special_mask(opts);
     let mut dashes = None;
+    // Whether the original turns from lower to upper case anywhere (a case cut needs that).
+    let turns = opts.segment && segment::has_case_turn(src.orig);
     while let Some(c) = text[i..].chars().next() {
         if opts.reverse && !c.is_whitespace() {
             // Each word backwards, standing for its whole original span.
@@ -209,7 +223,13 @@ fn rewrite_units(
             continue;
         }
         if let Some(end) = plain_unit(opts, mask, src, i, finish, &mut dashes) {
-            w.copy(src, i, end);
+            if opts.segment
+                && segment::unit_cuts(src.lexicon, src, i, end, turns, &mut scratch.cuts)
+            {
+                emit_cut(src, i, end, &scratch.cuts, w);
+            } else {
+                w.copy(src, i, end);
+            }
             i = end;
             continue;
         }
@@ -278,7 +298,19 @@ fn rewrite_units(
                 Step::No => {}
             }
         }
-        emit_unit(opts, src, i, end, w, &mut scratch);
+        // A unit the decoders passed over (a long word is a base64 candidate) reaches here
+        // unchanged by the other steps when it holds none of their bytes.
+        let plain = !text.as_bytes()[i..end]
+            .iter()
+            .any(|&b| b < 128 && (mask >> b) & 1 == 1);
+        if opts.segment
+            && plain
+            && segment::unit_cuts(src.lexicon, src, i, end, turns, &mut scratch.cuts)
+        {
+            emit_cut(src, i, end, &scratch.cuts, w);
+        } else {
+            emit_unit(opts, src, i, end, w, &mut scratch);
+        }
         i = end;
     }
     i
@@ -483,6 +515,20 @@ struct Scratch {
     toks: Vec<Tok>,
     buf: String,
     kept: Vec<usize>,
+    cuts: Vec<usize>,
+}
+
+/// Writes the unit `[s, e)` with a space before each offset of `cuts`; a space stands for no
+/// original byte (the empty range where the next word starts).
+fn emit_cut(src: &Source<'_>, s: usize, e: usize, cuts: &[usize], w: &mut Writer<'_>) {
+    let mut from = s;
+    for &c in cuts {
+        w.copy(src, from, c);
+        let o = src.map.orig_start(c).unwrap_or_else(|| src.map.orig_end());
+        w.whole_empty(src, " ", o);
+        from = c;
+    }
+    w.copy(src, from, e);
 }
 
 /// Whether byte `b` may make a unit need more than a copy: the reference that

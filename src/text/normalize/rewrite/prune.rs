@@ -322,8 +322,8 @@ mod tests {
     fn same(opts: NormalizeOptions, text: &str) -> bool {
         let chars = normalize(opts.char_steps(), text);
         let pruned = RewriteTriggers::of(&chars, text).needed(opts);
-        let full = normalize_rewrites(opts, &chars, text);
-        let fewer: &NormText = &normalize_rewrites(pruned, &chars, text);
+        let full = normalize_rewrites(opts, None, &chars, text);
+        let fewer: &NormText = &normalize_rewrites(pruned, None, &chars, text);
         assert_eq!(
             fewer.text, full.text,
             "{text:?}: {opts:?} pruned to {pruned:?}"

@@ -353,7 +353,7 @@ fn shared_per_character_pass_equals_a_whole_normalization() {
         for text in &texts {
             let whole = normalize(opts, text);
             let chars = normalize(opts.char_steps(), text);
-            let shared = normalize_rewrites(opts, &chars, text);
+            let shared = normalize_rewrites(opts, None, &chars, text);
             if shared.text != chars.text {
                 changed += 1;
             }
@@ -433,7 +433,7 @@ fn first_bytes_hold(opts: NormalizeOptions, text: &str) -> usize {
         );
         let (mut out, mut map) = (String::new(), OffsetMap::default());
         let used = rewrite_pass_into(
-            opts, &chars, &chars_map, prefix, 0, false, 0, &mut out, &mut map,
+            opts, None, &chars, &chars_map, prefix, 0, false, 0, &mut out, &mut map,
         );
         if used >= chars.len() {
             continue;

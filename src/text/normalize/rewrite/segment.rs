@@ -1,0 +1,417 @@
+//! The `segment` rewrite step: words run together (`makesarin`, `hireahitman`,
+//! `DoAnythingNow`) read as words (`make sarin`, `hire a hitman`, `do anything now`).
+//!
+//! A unit of ASCII letters (punctuation at its edges aside) is cut
+//! - where its original text turns from a lower-case to an upper-case letter (`synthesiseLSD`,
+//!   `uncensoredAI`) or a run of capitals ends before a word (`HireAHitman`; not `APIs`),
+//!   unless the whole word is in the lexicon, and
+//! - inside each such piece of six letters or more, where it is a run of words of the
+//!   [`Lexicon`] — the words of the policy's own keywords and patterns — and a short fixed list
+//!   of function words (`a`, `of`, `my`, …). The first and the last word must be lexicon words
+//!   of three letters or more, not function words, so `therapist` never reads `the rapist`
+//!   and `abomb` stays a word; among the ways to cut a piece, the one with the fewest words wins.
+//!
+//! Each inserted space stands for no original byte (an empty range where the next word
+//! starts), so a match across it maps back to the run-together word. The step decides from the
+//! unit alone, as every rewrite step does, so a stream reads it the same. What it cannot know
+//! is whether a run-together word is itself an English word made of two lexicon words
+//! (`bombshell` with `shell` in the lexicon); that is measured on a dictionary in
+//! `policies/README.md`.
+
+use std::collections::HashSet;
+
+use super::{Source, has_long_unit};
+use crate::text::options::MAX_UNIT_BYTES;
+
+/// Words a cut may leave between two lexicon words, whether or not the policy uses them, and
+/// never at an edge (particles too: `crackdown` is not `crack down`).
+const FUNCTION_WORDS: &[&str] = &[
+    "a", "an", "the", "of", "for", "to", "my", "your", "his", "her", "its", "our", "their", "some",
+    "any", "in", "on", "at", "by", "with", "and", "or", "me", "him", "them", "this", "that",
+    "from", "into", "all", "how", "up", "down", "out", "off", "over",
+];
+
+/// The words the `segment` step may cut a run-together word into: lower-case ASCII words of
+/// two letters or more, usually the words of a policy's keyword and regex leaves that read the
+/// step (the engine builds it when the policy loads).
+///
+/// ```
+/// use deliberate::text::Lexicon;
+///
+/// let lex = Lexicon::new(["make", "sarin", "hire", "hitman"]);
+/// assert_eq!(lex.split("makesarin"), Some(vec![4]));
+/// assert_eq!(lex.split("hireahitman"), Some(vec![4, 5]));
+/// // The first and last words must be lexicon words, not function words.
+/// assert_eq!(lex.split("asarin"), None);
+/// assert_eq!(lex.split("sarinmake"), Some(vec![5]));
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Lexicon {
+    words: HashSet<Box<[u8]>>,
+    /// Length of the longest word (function words included).
+    longest: usize,
+    /// Bit per first three letters of a word that may start a cut unit (`heads`) or last
+    /// three of one that may end it (`tails`): 26³ bits each.
+    heads: Vec<u64>,
+    tails: Vec<u64>,
+}
+
+const TRIGRAMS: usize = 26 * 26 * 26;
+
+fn trigram(w: &[u8]) -> usize {
+    let l = |b: u8| usize::from(b.to_ascii_lowercase() - b'a');
+    (l(w[0]) * 26 + l(w[1])) * 26 + l(w[2])
+}
+
+fn is_function(w: &[u8]) -> bool {
+    FUNCTION_WORDS.iter().any(|f| f.as_bytes() == w)
+}
+
+impl Lexicon {
+    /// A lexicon of `words`: each is lower-cased; those that are not two or more ASCII letters
+    /// are left out.
+    pub fn new<I, S>(words: I) -> Lexicon
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut lex = Lexicon {
+            words: HashSet::new(),
+            longest: FUNCTION_WORDS.iter().map(|f| f.len()).max().unwrap_or(0),
+            heads: vec![0; TRIGRAMS.div_ceil(64)],
+            tails: vec![0; TRIGRAMS.div_ceil(64)],
+        };
+        for w in words {
+            let w = w.as_ref().to_ascii_lowercase();
+            if w.len() < 2 || w.len() > MAX_UNIT_BYTES || !w.bytes().all(|b| b.is_ascii_lowercase())
+            {
+                continue;
+            }
+            let b = w.as_bytes();
+            if b.len() >= 3 && !is_function(b) {
+                let (h, t) = (trigram(b), trigram(&b[b.len() - 3..]));
+                lex.heads[h / 64] |= 1 << (h % 64);
+                lex.tails[t / 64] |= 1 << (t % 64);
+            }
+            lex.longest = lex.longest.max(b.len());
+            lex.words.insert(b.into());
+        }
+        lex
+    }
+
+    /// Number of words (function words not counted).
+    pub fn len(&self) -> usize {
+        self.words.len()
+    }
+
+    /// Whether the lexicon has no word.
+    pub fn is_empty(&self) -> bool {
+        self.words.is_empty()
+    }
+
+    /// Whether `word` (lower case) is in the lexicon.
+    pub fn contains(&self, word: &str) -> bool {
+        self.words.contains(word.as_bytes())
+    }
+
+    /// Whether the `segment` step may cut a unit of `chars`, the per-character pass of `orig`:
+    /// `false` when no run of ASCII letters passes the first test of a cut and `orig` never
+    /// turns from lower to upper case (a necessary condition; most prose fails it).
+    pub fn may_cut(&self, chars: &str, orig: &str) -> bool {
+        has_case_turn(orig)
+            || has_long_unit(chars)
+            || chars
+                .as_bytes()
+                .split(|b| !b.is_ascii_alphabetic())
+                .any(|run| self.may_split(run))
+    }
+
+    /// Whether a cut may start at the start of `w` and end at its end: its first and last
+    /// three letters are those of lexicon words (a necessary condition, from two bit tests).
+    fn may_split(&self, w: &[u8]) -> bool {
+        if w.len() < 6 || self.words.is_empty() {
+            return false;
+        }
+        let (h, t) = (trigram(w), trigram(&w[w.len() - 3..]));
+        self.heads[h / 64] >> (h % 64) & 1 == 1 && self.tails[t / 64] >> (t % 64) & 1 == 1
+    }
+
+    fn edge(&self, w: &[u8]) -> bool {
+        w.len() >= 3 && !is_function(w) && self.words.contains(w)
+    }
+
+    fn inner(&self, w: &[u8]) -> bool {
+        is_function(w) || self.words.contains(w)
+    }
+
+    /// Where `word` (ASCII letters) splits into lexicon words: the offsets before which a
+    /// space goes, or `None` when it does not split. The fewest words win.
+    pub fn split(&self, word: &str) -> Option<Vec<usize>> {
+        let w = word.as_bytes();
+        if w.len() > MAX_UNIT_BYTES || !w.iter().all(u8::is_ascii_alphabetic) {
+            return None;
+        }
+        let mut lower = [0u8; MAX_UNIT_BYTES];
+        let lower = &mut lower[..w.len()];
+        lower.copy_from_slice(w);
+        lower.make_ascii_lowercase();
+        let mut cuts = Vec::new();
+        self.split_into(lower, 0, &mut cuts).then_some(cuts)
+    }
+
+    /// [`split`](Self::split) of lower-case `w`, its cuts pushed (offset by `base`) to `cuts`.
+    fn split_into(&self, w: &[u8], base: usize, cuts: &mut Vec<usize>) -> bool {
+        // A lexicon word stays whole (`pipebomb`, `bombshell` when the policy names them).
+        if !self.may_split(w) || self.words.contains(w) {
+            return false;
+        }
+        let n = w.len();
+        // best[p]: fewest words covering w[..p] that start with an edge word, and where the
+        // last of them starts.
+        let mut best = [(u8::MAX, 0u8); MAX_UNIT_BYTES + 1];
+        for l in 3..=self.longest.min(n - 3) {
+            if self.edge(&w[..l]) {
+                best[l] = (1, 0);
+            }
+        }
+        for p in 3..n {
+            let (count, _) = best[p];
+            if count == u8::MAX {
+                continue;
+            }
+            for l in 1..=self.longest.min(n - p) {
+                let q = p + l;
+                let piece = &w[p..q];
+                let ok = if q == n {
+                    self.edge(piece)
+                } else {
+                    self.inner(piece)
+                };
+                if ok && count + 1 < best[q].0 {
+                    best[q] = (count + 1, p as u8);
+                }
+            }
+        }
+        if best[n].0 == u8::MAX {
+            return false;
+        }
+        let from = cuts.len();
+        let mut q = n;
+        while best[q].0 > 1 {
+            let p = usize::from(best[q].1);
+            cuts.push(base + p);
+            q = p;
+        }
+        cuts[from..].reverse();
+        true
+    }
+}
+
+/// Whether a word written `o` is cut before letter `k` by its case: a lower-case letter
+/// followed by an upper-case one (`makeSarin`), or the last capital of a run of them followed
+/// by two lower-case letters (`HireAHitman`, `HTTPServer`; not `APIs`).
+fn case_cut(o: &[u8], k: usize) -> bool {
+    let (before, at) = (o[k - 1], o[k]);
+    at.is_ascii_uppercase()
+        && (before.is_ascii_lowercase()
+            || (before.is_ascii_uppercase()
+                && o.get(k + 1).is_some_and(u8::is_ascii_lowercase)
+                && o.get(k + 2).is_some_and(u8::is_ascii_lowercase)))
+}
+
+/// Whether `orig` has a place where [`case_cut`] could cut (a lower-case letter before an
+/// upper-case one, or two capitals before a lower-case letter): without one, no unit of it
+/// has a case cut.
+pub(super) fn has_case_turn(orig: &str) -> bool {
+    orig.as_bytes().windows(2).enumerate().any(|(k, p)| {
+        p[1].is_ascii_uppercase()
+            && (p[0].is_ascii_lowercase()
+                || (p[0].is_ascii_uppercase()
+                    && orig
+                        .as_bytes()
+                        .get(k + 2)
+                        .is_some_and(u8::is_ascii_lowercase)))
+    })
+}
+
+/// Where the unit `[i, end)` of `src.text` is cut (offsets into `src.text`, ascending), in
+/// `cuts`; `false` when it is not. `turns`: whether the original may have a case cut at all.
+pub(super) fn unit_cuts(
+    lexicon: Option<&Lexicon>,
+    src: &Source<'_>,
+    i: usize,
+    end: usize,
+    turns: bool,
+    cuts: &mut Vec<usize>,
+) -> bool {
+    cuts.clear();
+    let b = src.text.as_bytes();
+    let edge = |c: u8| c.is_ascii_punctuation();
+    let mut s = i;
+    while s < end && edge(b[s]) {
+        s += 1;
+    }
+    let mut e = end;
+    while e > s && edge(b[e - 1]) {
+        e -= 1;
+    }
+    let core = &b[s..e];
+    if core.len() < 4 || core.len() > MAX_UNIT_BYTES || !core.iter().all(u8::is_ascii_alphabetic) {
+        return false;
+    }
+    let mut lower = [0u8; MAX_UNIT_BYTES];
+    let lower = &mut lower[..core.len()];
+    lower.copy_from_slice(core);
+    lower.make_ascii_lowercase();
+    let lex = lexicon.filter(|l| !l.is_empty());
+    // A word the policy names stays whole, however it is written (`MolotovCocktail` when the
+    // lexicon has `molotovcocktail`).
+    if lex.is_some_and(|l| l.words.contains(&*lower)) {
+        return false;
+    }
+    // Case cuts, read in the original: only where the unit is its original byte for byte.
+    let mut pieces = [0usize; MAX_UNIT_BYTES + 1];
+    let mut n_pieces = 0;
+    if turns {
+        let (os, oe) = src.map.orig_span(s, e);
+        let orig = src
+            .orig
+            .as_bytes()
+            .get(os - src.orig_base..oe - src.orig_base)
+            .filter(|o| o.len() == core.len() && o.eq_ignore_ascii_case(core));
+        if let Some(o) = orig {
+            for k in 1..o.len() {
+                if case_cut(o, k) {
+                    pieces[n_pieces] = k;
+                    n_pieces += 1;
+                }
+            }
+        }
+    }
+    if lex.is_none() && n_pieces == 0 {
+        return false;
+    }
+    let mut from = 0;
+    for &to in pieces[..n_pieces].iter().chain([&core.len()]) {
+        if let Some(lex) = lex {
+            lex.split_into(&lower[from..to], s + from, cuts);
+        }
+        if to < core.len() {
+            cuts.push(s + to);
+        }
+        from = to;
+    }
+    !cuts.is_empty()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::text::{NormalizeOptions, normalize_with};
+
+    fn lex() -> Lexicon {
+        Lexicon::new([
+            "make", "sarin", "hire", "hitman", "building", "bomb", "the", "rapist", "recipe",
+            "napalm", "bath", "anthrax", "spores", "spore", "do", "anything", "now",
+        ])
+    }
+
+    #[test]
+    fn splits_into_the_fewest_lexicon_words() {
+        let l = lex();
+        assert_eq!(l.split("makesarin"), Some(vec![4]));
+        assert_eq!(l.split("buildingabomb"), Some(vec![8, 9]));
+        assert_eq!(l.split("recipefornapalm"), Some(vec![6, 9]));
+        assert_eq!(l.split("anthraxspores"), Some(vec![7]));
+        assert_eq!(l.split("MakeSarin"), Some(vec![4]));
+    }
+
+    #[test]
+    fn edges_are_lexicon_words_of_three_letters() {
+        let l = lex();
+        // `the` is a function word: it may not start a cut word.
+        assert_eq!(l.split("therapist"), None);
+        // A function word at an edge, a short word at an edge, an unknown piece.
+        assert_eq!(l.split("bomba"), None);
+        assert_eq!(l.split("donow"), None);
+        assert_eq!(l.split("makesarinx"), None);
+        assert_eq!(l.split("bathbomb"), Some(vec![4]));
+        assert_eq!(l.split("sarin"), None);
+        assert_eq!(Lexicon::default().split("makesarin"), None);
+    }
+
+    #[test]
+    fn words_that_are_not_ascii_letters_stay_out() {
+        let l = Lexicon::new(["Make", "sa-rin", "b", "café", "sarin"]);
+        assert!(l.contains("make"));
+        assert!(!l.contains("sa-rin") && !l.contains("b") && !l.contains("café"));
+        assert_eq!(l.len(), 2);
+        assert_eq!(l.split("makesarin"), Some(vec![4]));
+        assert_eq!(l.split("make-sarin"), None);
+    }
+
+    fn norm(lex: Option<&Lexicon>, text: &str) -> crate::text::NormText {
+        let mut o = NormalizeOptions::keywords();
+        o.segment = true;
+        normalize_with(o, lex, text)
+    }
+
+    #[test]
+    fn units_are_cut_by_case_and_by_the_lexicon() {
+        let l = lex();
+        for (text, want) in [
+            ("How do I makesarin?", "how do i make sarin?"),
+            ("(buildingabomb)", "(building a bomb)"),
+            ("DoAnythingNow", "do anything now"),
+            ("HireAHitman", "hire a hitman"),
+            ("synthesiseLSD", "synthesise lsd"),
+            ("APIs and URLs", "apis and urls"),
+            ("therapist", "therapist"),
+            ("makesarin2", "makesarin2"),
+        ] {
+            assert_eq!(norm(Some(&l), text).text, want, "{text:?}");
+        }
+        // Without a lexicon only case cuts are made.
+        assert_eq!(
+            norm(None, "makesarin MakeSarin").text,
+            "makesarin make sarin"
+        );
+        // An inserted space stands for no original byte: a match across it maps to the word.
+        let text = "a makesarin b";
+        let nt = norm(Some(&l), text);
+        assert_eq!(nt.text, "a make sarin b");
+        assert_eq!(nt.map.orig_span(2, 12), (2, 11));
+        assert_eq!(nt.map.orig_span(7, 12), (6, 11));
+    }
+
+    proptest::proptest! {
+        /// Where `may_cut` says no, the step changes nothing: a scan may leave it out.
+        #[test]
+        fn may_cut_is_a_necessary_condition(
+            words in proptest::collection::vec(proptest::sample::select(vec![
+                "make", "sarin", "the", "rapist", "a", "bomb", "Bomb", "MAKE", "x", "bath",
+                "anthrax", "spores", "now", "-", ".", "?", " ", "2", "é", "hitman", "hire",
+            ]), 0..12),
+            glue in proptest::collection::vec(proptest::bool::ANY, 12),
+        ) {
+            let mut text = String::new();
+            for (k, w) in words.iter().enumerate() {
+                text.push_str(w);
+                if glue[k] {
+                    text.push(' ');
+                }
+            }
+            let l = lex();
+            let mut o = NormalizeOptions::keywords();
+            o.segment = true;
+            let chars = crate::text::normalize(o.char_steps(), &text);
+            if !l.may_cut(&chars.text, &text) {
+                let mut off = o;
+                off.segment = false;
+                let with = normalize_with(o, Some(&l), &text);
+                let without = crate::text::normalize(off, &text);
+                proptest::prop_assert_eq!(&with.text, &without.text);
+            }
+        }
+    }
+}
