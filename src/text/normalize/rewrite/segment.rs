@@ -18,8 +18,6 @@
 //! (`bombshell` with `shell` in the lexicon); that is measured on a dictionary in
 //! `policies/README.md`.
 
-use std::collections::HashSet;
-
 use super::{Source, has_long_unit};
 use crate::text::options::MAX_UNIT_BYTES;
 
@@ -47,7 +45,9 @@ const FUNCTION_WORDS: &[&str] = &[
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct Lexicon {
-    words: HashSet<Box<[u8]>>,
+    /// FNV, not SipHash: keys are a few bytes, looked up dozens of times per candidate word,
+    /// and come from the policy, not from the text being scanned.
+    words: fnv::FnvHashSet<Box<[u8]>>,
     /// Length of the longest word (function words included).
     longest: usize,
     /// Bit per first three letters of a word that may start a cut unit (`heads`) or last
@@ -76,7 +76,7 @@ impl Lexicon {
         S: AsRef<str>,
     {
         let mut lex = Lexicon {
-            words: HashSet::new(),
+            words: fnv::FnvHashSet::default(),
             longest: FUNCTION_WORDS.iter().map(|f| f.len()).max().unwrap_or(0),
             heads: vec![0; TRIGRAMS.div_ceil(64)],
             tails: vec![0; TRIGRAMS.div_ceil(64)],
@@ -115,15 +115,26 @@ impl Lexicon {
     }
 
     /// Whether the `segment` step may cut a unit of `chars`, the per-character pass of `orig`:
-    /// `false` when no run of ASCII letters passes the first test of a cut and `orig` never
-    /// turns from lower to upper case (a necessary condition; most prose fails it).
+    /// `false` when `orig` never turns from lower to upper case and no run of ASCII letters
+    /// splits into lexicon words (a necessary condition, and exact for units of one run: most
+    /// prose fails it, and a scan then leaves the step out).
     pub fn may_cut(&self, chars: &str, orig: &str) -> bool {
-        has_case_turn(orig)
-            || has_long_unit(chars)
-            || chars
-                .as_bytes()
-                .split(|b| !b.is_ascii_alphabetic())
-                .any(|run| self.may_split(run))
+        if has_case_turn(orig) || has_long_unit(chars) {
+            return true;
+        }
+        let mut lower = [0u8; MAX_UNIT_BYTES];
+        let mut cuts = Vec::new();
+        chars
+            .as_bytes()
+            .split(|b| !b.is_ascii_alphabetic())
+            .filter(|run| run.len() <= MAX_UNIT_BYTES && self.may_split(run))
+            .any(|run| {
+                let lower = &mut lower[..run.len()];
+                lower.copy_from_slice(run);
+                lower.make_ascii_lowercase();
+                cuts.clear();
+                self.split_into(lower, 0, &mut cuts)
+            })
     }
 
     /// Whether a cut may start at the start of `w` and end at its end: its first and last
