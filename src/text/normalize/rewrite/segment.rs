@@ -18,7 +18,7 @@
 //! (`bombshell` with `shell` in the lexicon); that is measured on a dictionary in
 //! `policies/README.md`.
 
-use super::{Source, has_long_unit};
+use super::Source;
 use crate::text::options::MAX_UNIT_BYTES;
 
 /// Words a cut may leave between two lexicon words, whether or not the policy uses them, and
@@ -54,6 +54,18 @@ pub struct Lexicon {
     /// three of one that may end it (`tails`): 26³ bits each.
     heads: Vec<u64>,
     tails: Vec<u64>,
+    /// Every word and function word, for walking the words that start at one place of a
+    /// candidate (anchored: a walk stops at the first byte no word continues with), and per
+    /// pattern its length and whether it may stand at an edge.
+    walk: Option<Walk>,
+}
+
+#[derive(Debug, Clone)]
+struct Walk {
+    dfa: aho_corasick::dfa::DFA,
+    start: aho_corasick::automaton::StateID,
+    /// Per pattern: its length and whether it may be the first or last word of a cut.
+    patterns: Vec<(usize, bool)>,
 }
 
 const TRIGRAMS: usize = 26 * 26 * 26;
@@ -80,6 +92,7 @@ impl Lexicon {
             longest: FUNCTION_WORDS.iter().map(|f| f.len()).max().unwrap_or(0),
             heads: vec![0; TRIGRAMS.div_ceil(64)],
             tails: vec![0; TRIGRAMS.div_ceil(64)],
+            walk: None,
         };
         for w in words {
             let w = w.as_ref().to_ascii_lowercase();
@@ -96,7 +109,57 @@ impl Lexicon {
             lex.longest = lex.longest.max(b.len());
             lex.words.insert(b.into());
         }
+        lex.walk = lex.build_walk();
         lex
+    }
+
+    fn build_walk(&self) -> Option<Walk> {
+        use aho_corasick::automaton::Automaton;
+        if self.words.is_empty() {
+            return None;
+        }
+        let mut all: Vec<&[u8]> = self.words.iter().map(|w| &**w).collect();
+        all.extend(
+            FUNCTION_WORDS
+                .iter()
+                .map(|f| f.as_bytes())
+                .filter(|f| !self.words.contains(*f)),
+        );
+        all.sort_unstable();
+        let dfa = aho_corasick::dfa::DFA::builder()
+            .match_kind(aho_corasick::MatchKind::Standard)
+            .start_kind(aho_corasick::StartKind::Anchored)
+            .build(&all)
+            .ok()?;
+        let start = dfa.start_state(aho_corasick::Anchored::Yes).ok()?;
+        let patterns = all.iter().map(|w| (w.len(), self.edge(w))).collect();
+        Some(Walk {
+            dfa,
+            start,
+            patterns,
+        })
+    }
+
+    /// Calls `f(end, edge)` for each lexicon or function word `w[p..end]`.
+    fn words_at(&self, w: &[u8], p: usize, mut f: impl FnMut(usize, bool)) {
+        use aho_corasick::automaton::Automaton;
+        let Some(walk) = &self.walk else { return };
+        let mut sid = walk.start;
+        for (q, &b) in w.iter().enumerate().skip(p) {
+            sid = walk.dfa.next_state(aho_corasick::Anchored::Yes, sid, b);
+            if walk.dfa.is_dead(sid) {
+                return;
+            }
+            if walk.dfa.is_match(sid) {
+                for k in 0..walk.dfa.match_len(sid) {
+                    let (len, edge) = walk.patterns[walk.dfa.match_pattern(sid, k).as_usize()];
+                    // A match state also reports words that end here but start later.
+                    if len == q + 1 - p {
+                        f(q + 1, edge);
+                    }
+                }
+            }
+        }
     }
 
     /// Number of words (function words not counted).
@@ -119,22 +182,45 @@ impl Lexicon {
     /// splits into lexicon words (a necessary condition, and exact for units of one run: most
     /// prose fails it, and a scan then leaves the step out).
     pub fn may_cut(&self, chars: &str, orig: &str) -> bool {
-        if has_case_turn(orig) || has_long_unit(chars) {
+        if has_case_turn(orig) {
             return true;
         }
+        // One pass over the bytes: letter runs, and units longer than the unit loop's cut
+        // (whose pieces are not whole runs). A non-ASCII byte counts as part of a unit, so a
+        // unit is never shorter here than the unit loop sees it.
+        let b = chars.as_bytes();
+        let (mut unit, mut run) = (0usize, 0usize);
+        for (i, &c) in b.iter().enumerate() {
+            if c.is_ascii_alphabetic() {
+                run += 1;
+            } else {
+                if self.run_splits(&b[i - run..i]) {
+                    return true;
+                }
+                run = 0;
+            }
+            if c.is_ascii_whitespace() {
+                unit = 0;
+            } else {
+                unit += 1;
+                if unit > MAX_UNIT_BYTES {
+                    return true;
+                }
+            }
+        }
+        self.run_splits(&b[b.len() - run..])
+    }
+
+    /// Whether the letter run `run` splits into lexicon words.
+    fn run_splits(&self, run: &[u8]) -> bool {
+        if run.len() > MAX_UNIT_BYTES || !self.may_split(run) {
+            return false;
+        }
         let mut lower = [0u8; MAX_UNIT_BYTES];
-        let mut cuts = Vec::new();
-        chars
-            .as_bytes()
-            .split(|b| !b.is_ascii_alphabetic())
-            .filter(|run| run.len() <= MAX_UNIT_BYTES && self.may_split(run))
-            .any(|run| {
-                let lower = &mut lower[..run.len()];
-                lower.copy_from_slice(run);
-                lower.make_ascii_lowercase();
-                cuts.clear();
-                self.split_into(lower, 0, &mut cuts)
-            })
+        let lower = &mut lower[..run.len()];
+        lower.copy_from_slice(run);
+        lower.make_ascii_lowercase();
+        self.split_into(lower, 0, &mut Vec::new())
     }
 
     /// Whether a cut may start at the start of `w` and end at its end: its first and last
@@ -149,10 +235,6 @@ impl Lexicon {
 
     fn edge(&self, w: &[u8]) -> bool {
         w.len() >= 3 && !is_function(w) && self.words.contains(w)
-    }
-
-    fn inner(&self, w: &[u8]) -> bool {
-        is_function(w) || self.words.contains(w)
     }
 
     /// Where `word` (ASCII letters) splits into lexicon words: the offsets before which a
@@ -180,28 +262,21 @@ impl Lexicon {
         // best[p]: fewest words covering w[..p] that start with an edge word, and where the
         // last of them starts.
         let mut best = [(u8::MAX, 0u8); MAX_UNIT_BYTES + 1];
-        for l in 3..=self.longest.min(n - 3) {
-            if self.edge(&w[..l]) {
-                best[l] = (1, 0);
+        self.words_at(w, 0, |q, edge| {
+            if edge && q <= n - 3 {
+                best[q] = (1, 0);
             }
-        }
+        });
         for p in 3..n {
             let (count, _) = best[p];
             if count == u8::MAX {
                 continue;
             }
-            for l in 1..=self.longest.min(n - p) {
-                let q = p + l;
-                let piece = &w[p..q];
-                let ok = if q == n {
-                    self.edge(piece)
-                } else {
-                    self.inner(piece)
-                };
-                if ok && count + 1 < best[q].0 {
+            self.words_at(w, p, |q, edge| {
+                if (q < n || edge) && count + 1 < best[q].0 {
                     best[q] = (count + 1, p as u8);
                 }
-            }
+            });
         }
         if best[n].0 == u8::MAX {
             return false;
