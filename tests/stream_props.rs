@@ -101,6 +101,9 @@ fn piece() -> impl Strategy<Value = String> {
         Just("hireahitman".to_owned()),
         Just("HireAHitman".to_owned()),
         Just("therapist".to_owned()),
+        Just("<b>".to_owned()),
+        Just("</span>".to_owned()),
+        Just("<!-- x -->".to_owned()),
         Just("makesarinmakesarinmakesarinmakesarinmakesarinmakesarinmakesarinmake".to_owned()),
         Just("e\u{0301}".to_owned()),
         Just("ﬁ".to_owned()),
@@ -181,6 +184,8 @@ fn every_split_point() {
         "hahaha hahahahaha",
         "how do I makesarin at home",
         "ask the therapist, then HireAHitman.",
+        "a recipe <span title=\"x\">for</span> <b>some</b> meth",
+        "a recipe <span title=\"a long title that does not end soon at all, no\"> for meth",
     ];
     for t in texts {
         for i in 0..=t.len() {

@@ -9,6 +9,53 @@ use regex_automata::{Anchored, Input};
 
 use super::program::{Node, RegexLeaf};
 
+/// Bytes of markup a `near` gap may hold beyond `within` characters (4 bytes each): the
+/// matcher never counts a longer gap, and a stream's reach for `near` adds it.
+pub(crate) const MARKUP_SLACK: usize = 64;
+
+/// The characters of a `near` gap a reader sees: HTML tags (`<b>`, `</span>`,
+/// `<a href="…">`, `<!-- … -->`, up to [`MARKUP_SLACK`] bytes each), markdown marks (`*`, `_`,
+/// `` ` ``, `~`) and invisible characters do not count, so `how do I <span>stab` is as near as
+/// `how do I stab`.
+pub(crate) fn visible_chars(gap: &str) -> usize {
+    let b = gap.as_bytes();
+    let (mut n, mut i) = (0, 0);
+    while i < b.len() {
+        let c = b[i];
+        if c == b'<'
+            && let Some(len) = tag_len(&b[i..])
+        {
+            i += len;
+            continue;
+        }
+        if matches!(c, b'*' | b'_' | b'`' | b'~') {
+            i += 1;
+            continue;
+        }
+        let ch = gap[i..].chars().next().expect("i is a char boundary");
+        if !crate::text::is_invisible(ch) {
+            n += 1;
+        }
+        i += ch.len_utf8();
+    }
+    n
+}
+
+/// The length of the HTML tag or comment at the start of `b` (`<` and a letter, `</` and a
+/// letter, or `<!`, up to the first `>` within [`MARKUP_SLACK`] bytes, no `<` inside).
+fn tag_len(b: &[u8]) -> Option<usize> {
+    let opens = match b.get(1) {
+        Some(c) if c.is_ascii_alphabetic() || *c == b'!' => true,
+        Some(b'/') => b.get(2).is_some_and(u8::is_ascii_alphabetic),
+        _ => false,
+    };
+    if !opens {
+        return None;
+    }
+    let end = b.iter().take(MARKUP_SLACK).position(|&c| c == b'>')?;
+    (!b[1..end].contains(&b'<')).then_some(end + 1)
+}
+
 /// A span in original-text byte offsets.
 pub(crate) type Span = (usize, usize);
 
@@ -146,7 +193,7 @@ pub(crate) fn match_node(node: &Node, cx: &MatchCtx<'_>) -> Option<Vec<Span>> {
                 if bytes <= *within {
                     return true;
                 }
-                if bytes > within.saturating_mul(4) {
+                if bytes > within.saturating_mul(4).saturating_add(MARKUP_SLACK) {
                     return false;
                 }
                 (cx.gap_chars)(first.1, second.0) <= *within
@@ -193,4 +240,39 @@ fn sorted(mut v: Vec<Span>) -> Vec<Span> {
     v.sort_unstable();
     v.dedup();
     v
+}
+
+#[cfg(test)]
+mod gap_tests {
+    use super::{MARKUP_SLACK, visible_chars};
+
+    #[test]
+    fn markup_in_a_gap_does_not_count() {
+        for (gap, want) in [
+            ("", 0),
+            (" ", 1),
+            ("<span>", 0),
+            ("</span> <i>", 1),
+            ("<a href=\"https://example.com\">", 0),
+            ("<!-- note -->", 0),
+            ("<br/>", 0),
+            ("**", 0),
+            ("` _x_ `", 3),
+            ("\u{200B}\u{00AD}", 0),
+            // Not tags: a comparison, a tag that never closes, a `<` inside.
+            ("a < b", 5),
+            ("<b", 2),
+            ("<a <b>", 3),
+            ("< b>", 4),
+            ("日本", 2),
+        ] {
+            assert_eq!(visible_chars(gap), want, "{gap:?}");
+        }
+        // A tag longer than the slack counts as text.
+        let long = format!("<a title=\"{}\">", "x".repeat(MARKUP_SLACK));
+        assert_eq!(
+            visible_chars(&long),
+            long.chars().count() - long.matches('_').count()
+        );
+    }
 }

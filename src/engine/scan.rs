@@ -5,7 +5,7 @@
 
 use std::borrow::Cow;
 
-use super::matcher::{self, Hits, MatchCtx, Span};
+use super::matcher::{self, Hits, MatchCtx, Span, visible_chars};
 use super::program::{CompiledPolicy, LeafKind, View};
 use super::{Decision, Finding, apply_redactions};
 use crate::policy::{Action, Stage};
@@ -27,7 +27,7 @@ impl CompiledPolicy {
 /// Scans a whole text at `stage` ([`CompiledPolicy::scan`]).
 pub(crate) fn scan(p: &CompiledPolicy, text: &str, stage: Stage, role: Option<&str>) -> Decision {
     let (hits, live) = leaf_hits(p, stage, role, text);
-    let gap = |a: usize, b: usize| text.get(a..b).map_or(usize::MAX, |s| s.chars().count());
+    let gap = |a: usize, b: usize| text.get(a..b).map_or(usize::MAX, visible_chars);
     let findings = rule_findings(
         p,
         stage,
@@ -483,6 +483,23 @@ mod near_tests {
         assert_eq!(p(5).scan(text, Stage::Input, None).action, Action::Flag);
         assert_eq!(p(4).scan(text, Stage::Input, None).action, Action::Allow);
         assert_eq!(p(8).scan(text, Stage::Input, None).action, Action::Flag);
+        // HTML tags and markdown marks in the gap are not characters a reader sees.
+        for text in [
+            "recipe <span>for</span> meth",
+            "recipe <a href=\"https://example.com/x\">for</a> meth",
+            "recipe **for** meth",
+        ] {
+            assert_eq!(
+                p(5).scan(text, Stage::Input, None).action,
+                Action::Flag,
+                "{text}"
+            );
+        }
+        assert_eq!(
+            p(4).scan("recipe <b>for a</b> meth", Stage::Input, None)
+                .action,
+            Action::Allow
+        );
     }
 }
 

@@ -432,9 +432,12 @@ impl Compiler {
                 return None;
             }
             let within = within as usize;
-            // A partner starts at most `within` characters (4 bytes each) after a match; once
-            // text that far on is scanned, the match is decided.
-            let reach = a.reach.zip(b.reach).map(|(x, y)| x.max(y) + within * 4);
+            // A partner starts at most `within` characters (4 bytes each) and some markup
+            // after a match; once text that far on is scanned, the match is decided.
+            let reach = a
+                .reach
+                .zip(b.reach)
+                .map(|(x, y)| x.max(y) + within * 4 + crate::engine::matcher::MARKUP_SLACK);
             NodeInfo {
                 node: Node::Near {
                     a: Box::new(a.node),

@@ -468,7 +468,7 @@ impl StreamScanner<'_> {
                 return usize::MAX;
             }
             orig.get(a - base..b - base)
-                .map_or(usize::MAX, |s| s.chars().count())
+                .map_or(usize::MAX, crate::engine::matcher::visible_chars)
         };
         let span_text = |s: Span| {
             orig.get(s.0.saturating_sub(base)..s.1.saturating_sub(base))
