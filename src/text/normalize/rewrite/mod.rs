@@ -17,7 +17,8 @@
 //!
 //! This file is the driver and the per-unit steps, one concern (over 600 lines: the unit
 //! loop, its fast path, the byte classes both read, and the HTML tags of `markup`); `letters.rs` holds letter runs and
-//! leetspeak, `decode.rs` the decoders, `joins.rs` split tokens.
+//! leetspeak, `decode.rs` the decoders, `joins.rs` split tokens, `segment.rs` words run
+//! together, `tags.rs` HTML tags that white space splits.
 
 mod decode;
 mod joins;
@@ -25,6 +26,7 @@ mod letters;
 mod prune;
 mod resume;
 mod segment;
+mod tags;
 
 use super::push_decoded;
 use crate::text::offsets::OffsetMap;
@@ -269,6 +271,20 @@ fn rewrite_units(
         let Some(end) = unit_end(src, i, finish) else {
             break;
         };
+        if opts.markup {
+            // A tag with attributes or a comment, which white space splits over units.
+            match tags::spanning_tag(src, i, end, finish) {
+                tags::Tag::Wait => break,
+                tags::Tag::At { lt, next } => {
+                    if lt > i {
+                        emit_unit(opts, src, i, lt, w, &mut scratch);
+                    }
+                    i = next;
+                    continue;
+                }
+                tags::Tag::No => {}
+            }
+        }
         if opts.joins {
             match spaced_key(src, i, end, finish, w) {
                 Step::Wait => break,
