@@ -55,10 +55,10 @@ rules:
     match: {regex: 'ha(?:ha){2,5}'}
     action: flag
   - id: joined
-    normalize: [nfkc, casefold, strip_invisible, separators, base64, segment]
+    normalize: [nfkc, casefold, strip_invisible, separators, letter_spacing, base64, segment]
     match:
       any:
-        - regex: '(?-u:\b)make\s(?:a\s)?(?:sarin|ricin)(?-u:\b)'
+        - regex: '(?-u:\b)make\s(?:a\s)?(?:sarin|ricin|anthrax)(?-u:\b)'
         - keywords: [hire a hitman]
     action: redact
     replacement: "[joined]"
@@ -101,6 +101,8 @@ fn piece() -> impl Strategy<Value = String> {
         Just("hireahitman".to_owned()),
         Just("HireAHitman".to_owned()),
         Just("therapist".to_owned()),
+        Just("make a n t h r a x".to_owned()),
+        Just("a n t h r a x".to_owned()),
         Just("<b>".to_owned()),
         Just("</span>".to_owned()),
         Just("<!-- x -->".to_owned()),
@@ -154,6 +156,7 @@ fn run_together_words_are_redacted_whole() {
         ("then HireAHitman.", "then [joined]."),
         ("makearicin? no", "[joined]? no"),
         ("ask the therapist", "ask the therapist"),
+        ("make a n t h r a x now", "[joined] now"),
         ("makesarinx and remakesarin", "makesarinx and remakesarin"),
     ] {
         let d = p.scan(text, Stage::Output, None);

@@ -129,7 +129,8 @@ fn leaf_hits(
             let mut o = triggers[k]
                 .get_or_insert_with(|| RewriteTriggers::of(&passes[k].1, text))
                 .needed(view.opts);
-            if o.segment {
+            // Letter spacing reads the lexicon too (`a n t h r a x`): the step stays with it.
+            if o.segment && !o.letter_spacing {
                 let cuts = segment_cuts[k].get_or_insert_with(|| {
                     p.lexicon
                         .as_ref()

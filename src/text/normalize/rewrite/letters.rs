@@ -236,7 +236,18 @@ pub(super) fn article_before_run(
     let mut map = OffsetMap::default();
     let mut scratch = Writer::new(&mut out, &mut map, 0);
     match letter_run(opts, src, run, run_end, finish, &mut scratch) {
-        Step::Done(_) => Step::Done(run),
+        Step::Done(_) => {
+            // With the policy's lexicon at hand, `a n t h r a x` spells `anthrax`, not
+            // `a nthrax`: the letter starts the word when only the two together are a word.
+            let word: String = out.chars().take_while(char::is_ascii_alphabetic).collect();
+            let joined = format!("{}{word}", &text[at..end]);
+            let lexicon = src.lexicon.filter(|_| opts.segment);
+            if lexicon.is_some_and(|l| !l.contains(&word) && l.contains(&joined)) {
+                Step::No
+            } else {
+                Step::Done(run)
+            }
+        }
         other => other,
     }
 }

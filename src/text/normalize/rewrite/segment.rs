@@ -177,7 +177,9 @@ impl Lexicon {
         self.words.contains(word.as_bytes())
     }
 
-    /// Whether the `segment` step may cut a unit of `chars`, the per-character pass of `orig`:
+    /// Whether the `segment` step may cut a unit of `chars`, the per-character pass of `orig`
+    /// (the step also decides, with letter spacing, whether `a` starts a spelled-out word; a
+    /// scan keeps the step whenever letter spacing stays):
     /// `false` when `orig` never turns from lower to upper case and no run of ASCII letters
     /// splits into lexicon words (a necessary condition, and exact for units of one run: most
     /// prose fails it, and a scan then leaves the step out).
@@ -470,6 +472,25 @@ mod tests {
         assert_eq!(nt.map.orig_span(7, 12), (6, 11));
     }
 
+    #[test]
+    fn a_spelled_out_word_keeps_its_first_a_when_the_lexicon_says_so() {
+        let l = Lexicon::new(["anthrax", "buy", "bomb", "spores"]);
+        let mut o = NormalizeOptions::keywords();
+        o.segment = true;
+        for (text, want) in [
+            ("buy a n t h r a x  s p o r e s?", "buy anthrax spores?"),
+            ("buy a b o m b", "buy a bomb"),
+            ("buy a n a p k i n", "buy a napkin"),
+        ] {
+            assert_eq!(normalize_with(o, Some(&l), text).text, want, "{text:?}");
+        }
+        o.segment = false;
+        assert_eq!(
+            normalize_with(o, Some(&l), "buy a n t h r a x").text,
+            "buy a nthrax"
+        );
+    }
+
     proptest::proptest! {
         /// Where `may_cut` says no, the step changes nothing: a scan may leave it out.
         #[test]
@@ -490,6 +511,9 @@ mod tests {
             let l = lex();
             let mut o = NormalizeOptions::keywords();
             o.segment = true;
+            // Letter spacing reads the lexicon too (`a n t h r a x`): a scan keeps the step
+            // whenever letter spacing stays, so the claim is for views without it.
+            o.letter_spacing = false;
             let chars = crate::text::normalize(o.char_steps(), &text);
             if !l.may_cut(&chars.text, &text) {
                 let mut off = o;
