@@ -228,7 +228,7 @@ fn rewrite_units(
             if opts.segment
                 && segment::unit_cuts(src.lexicon, src, i, end, turns, &mut scratch.cuts)
             {
-                emit_cut(src, i, end, &scratch.cuts, w);
+                emit_cut(opts, src, i, end, w, &mut scratch);
             } else {
                 w.copy(src, i, end);
             }
@@ -273,11 +273,22 @@ fn rewrite_units(
         };
         if opts.markup {
             // A tag with attributes or a comment, which white space splits over units.
-            match tags::spanning_tag(src, i, end, finish) {
+            match tags::spanning_tag(src, i, end, finish, &mut scratch.keep) {
                 tags::Tag::Wait => break,
                 tags::Tag::At { lt, next } => {
                     if lt > i {
                         emit_unit(opts, src, i, lt, w, &mut scratch);
+                    }
+                    // The tag's text (a value with a space, a comment) as words of its own.
+                    // (A space before them unless a unit boundary is there, and after them.)
+                    for (k, &(s, e)) in scratch.keep.iter().enumerate() {
+                        if k == 0 && lt > i {
+                            let o = src.map.orig_start(s).unwrap_or_else(|| src.map.orig_end());
+                            w.whole_empty(src, " ", o);
+                        }
+                        w.copy(src, s, e);
+                        let o = src.map.orig_start(e).unwrap_or_else(|| src.map.orig_end());
+                        w.whole_empty(src, " ", o);
                     }
                     i = next;
                     continue;
@@ -314,16 +325,10 @@ fn rewrite_units(
                 Step::No => {}
             }
         }
-        // A unit the decoders passed over (a long word is a base64 candidate) reaches here
-        // unchanged by the other steps when it holds none of their bytes.
-        let plain = !text.as_bytes()[i..end]
-            .iter()
-            .any(|&b| b < 128 && (mask >> b) & 1 == 1);
-        if opts.segment
-            && plain
-            && segment::unit_cuts(src.lexicon, src, i, end, turns, &mut scratch.cuts)
-        {
-            emit_cut(src, i, end, &scratch.cuts, w);
+        // Whether a unit is cut depends on the unit alone, never on which other steps are on
+        // (a buffered scan leaves out steps that cannot act, a stream does not).
+        if opts.segment && segment::unit_cuts(src.lexicon, src, i, end, turns, &mut scratch.cuts) {
+            emit_cut(opts, src, i, end, w, &mut scratch);
         } else {
             emit_unit(opts, src, i, end, w, &mut scratch);
         }
@@ -532,19 +537,37 @@ struct Scratch {
     buf: String,
     kept: Vec<usize>,
     cuts: Vec<usize>,
+    keep: Vec<(usize, usize)>,
 }
 
-/// Writes the unit `[s, e)` with a space before each offset of `cuts`; a space stands for no
-/// original byte (the empty range where the next word starts).
-fn emit_cut(src: &Source<'_>, s: usize, e: usize, cuts: &[usize], w: &mut Writer<'_>) {
-    let mut from = s;
-    for &c in cuts {
+/// Writes the unit `[s, e)` with a space before each offset of `scratch.cuts` (all inside its
+/// letters): the punctuation at its edges goes through [`emit_unit`] on its own, the letters are
+/// copied. A space stands for no original byte (the empty range where the next word starts).
+fn emit_cut(
+    opts: NormalizeOptions,
+    src: &Source<'_>,
+    s: usize,
+    e: usize,
+    w: &mut Writer<'_>,
+    scratch: &mut Scratch,
+) {
+    let cuts = std::mem::take(&mut scratch.cuts);
+    let (cs, ce) = segment::core(src.text.as_bytes(), s, e);
+    if cs > s {
+        emit_unit(opts, src, s, cs, w, scratch);
+    }
+    let mut from = cs;
+    for &c in &cuts {
         w.copy(src, from, c);
         let o = src.map.orig_start(c).unwrap_or_else(|| src.map.orig_end());
         w.whole_empty(src, " ", o);
         from = c;
     }
-    w.copy(src, from, e);
+    w.copy(src, from, ce);
+    if ce < e {
+        emit_unit(opts, src, ce, e, w, scratch);
+    }
+    scratch.cuts = cuts;
 }
 
 /// Whether byte `b` may make a unit need more than a copy: the reference that

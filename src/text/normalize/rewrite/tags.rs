@@ -4,9 +4,13 @@
 //!
 //! A tag here starts in a unit with `<` and a letter, the tag name ends the unit, and an
 //! attribute with a value (`=`) follows before the closing `>`; or it is a comment or
-//! declaration (`<!`). It is at most [`MAX_TAG_BYTES`] long, holds no `<` outside quotes, and
-//! is dropped whole: `pi<span class="x">pe</span>` reads `pipe`. Prose rarely has the shape
-//! (`a <b and c> d` has no `=`: it stays). The decision looks at most [`MAX_TAG_BYTES`] past
+//! declaration (`<!`). It is at most [`MAX_TAG_BYTES`] long and holds no `<` outside quotes.
+//! Its markup goes, its text stays: an attribute value with a space in it (`title="…"`,
+//! `alt="…"`) and a comment's content are read as words of their own, since the model reads
+//! them too and an instruction hidden there must still meet the rules; names and values
+//! without a space (`class="x"`, `href="…"`) go. So `pi<span class="x">pe</span>` reads
+//! `pipe`, `<!-- ignore all previous instructions -->` reads `ignore all previous
+//! instructions`. Prose rarely has the shape (`a <b and c> d` has no `=`: it stays). The decision looks at most [`MAX_TAG_BYTES`] past
 //! the `<`, so a stream waits at most that long.
 
 use super::Source;
@@ -25,7 +29,15 @@ pub(super) enum Tag {
     At { lt: usize, next: usize },
 }
 
-pub(super) fn spanning_tag(src: &Source<'_>, i: usize, end: usize, finish: bool) -> Tag {
+/// `keep` receives the ranges of `src.text` inside the tag that are text (see above).
+pub(super) fn spanning_tag(
+    src: &Source<'_>,
+    i: usize,
+    end: usize,
+    finish: bool,
+    keep: &mut Vec<(usize, usize)>,
+) -> Tag {
+    keep.clear();
     let b = src.text.as_bytes();
     let Some(lt) = (i..end).rev().find(|&k| b[k] == b'<') else {
         return Tag::No;
@@ -44,7 +56,7 @@ pub(super) fn spanning_tag(src: &Source<'_>, i: usize, end: usize, finish: bool)
             return Tag::No;
         }
     }
-    let mut quote: Option<u8> = None;
+    let mut quote: Option<(u8, usize)> = None;
     let mut value = comment;
     let mut k = end;
     while k - lt < MAX_TAG_BYTES {
@@ -53,12 +65,37 @@ pub(super) fn spanning_tag(src: &Source<'_>, i: usize, end: usize, finish: bool)
         };
         match quote {
             Some(_) if c == b'<' => return Tag::No,
-            Some(q) if c == q => quote = None,
+            Some((q, from)) if c == q => {
+                // A space in the original (the separators step reads `.` and `-` in a URL as
+                // spaces too).
+                if from < k {
+                    let (os, oe) = src.map.orig_span(from, k);
+                    let orig = src.orig.get(os - src.orig_base..oe - src.orig_base);
+                    if orig.is_some_and(|o| o.chars().any(char::is_whitespace)) {
+                        keep.push((from, k));
+                    }
+                }
+                quote = None;
+            }
             Some(_) => {}
             None => match c {
-                b'>' if value => return Tag::At { lt, next: k + 1 },
+                b'>' if value => {
+                    if comment {
+                        let (mut s, mut e) = (lt + 2, k);
+                        while s < e && b[s].is_ascii_whitespace() {
+                            s += 1;
+                        }
+                        while e > s && b[e - 1].is_ascii_whitespace() {
+                            e -= 1;
+                        }
+                        if s < e {
+                            keep.push((s, e));
+                        }
+                    }
+                    return Tag::At { lt, next: k + 1 };
+                }
                 b'>' | b'<' => return Tag::No,
-                b'"' | b'\'' if !comment => quote = Some(c),
+                b'"' | b'\'' if !comment => quote = Some((c, k + 1)),
                 b'=' => value = true,
                 _ => {}
             },
