@@ -1,6 +1,7 @@
 //! The rewrite steps: what normalization undoes above the level of one character. One
 //! concern in one file (over 600 lines): the unit-by-unit rewrite pass and the steps it
-//! applies to a unit; decoders, joins and letter runs are in the submodules.
+//! applies to a unit; decoders, joins, letter runs, word segmentation and tags split by white
+//! space are in the submodules.
 //!
 //! They run over the output of the per-character steps (NFKC, case, invisible characters,
 //! look-alikes, marks, separators), word by word: a *unit* is a run of text between white
