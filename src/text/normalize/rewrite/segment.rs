@@ -4,7 +4,9 @@
 //! A unit of ASCII letters (punctuation at its edges aside) is cut
 //! - where its original text turns from a lower-case to an upper-case letter (`synthesiseLSD`,
 //!   `uncensoredAI`) or a run of capitals ends before a word (`HireAHitman`; not `APIs`),
-//!   unless the whole word is in the lexicon, and
+//!   unless the whole word is in the lexicon; with a lexicon, a cut that would leave a scrap
+//!   of one or two letters that is no word is not made (`secretLY`), and a run of capitals
+//!   gives its last letter to the next word when only that makes words (`MAKEsarin`), and
 //! - inside each such piece of six letters or more, where it is a run of words of the
 //!   [`Lexicon`] — the words of the policy's own keywords and patterns — and a short fixed list
 //!   of function words (`a`, `of`, `my`, …). The first and the last word must be lexicon words
@@ -295,6 +297,65 @@ impl Lexicon {
     }
 }
 
+/// Marks a case cut inside a run of capitals in the pieces `unit_cuts` collects.
+const RUN_CUT: usize = 1 << (usize::BITS - 1);
+
+/// Short words a case cut may leave as a piece of their own besides the lexicon's and the
+/// function words (`HowDoIMakeSarin`, `WhatIsTheBestWay`).
+const CASE_PIECES: &[&str] = &[
+    "i", "do", "does", "did", "is", "are", "was", "be", "can", "could", "would", "should", "will",
+    "it", "we", "you", "he", "she", "they", "us", "not", "no", "so", "as", "if", "what", "why",
+    "who", "where", "when", "which", "get", "now", "new", "one",
+];
+
+impl Lexicon {
+    /// Whether lower-case `w` may be a piece a case cut leaves: a lexicon, function or common
+    /// short word, or a run of lexicon words.
+    fn wordish(&self, w: &[u8]) -> bool {
+        !w.is_empty()
+            && (self.words.contains(w)
+                || is_function(w)
+                || CASE_PIECES.iter().any(|c| c.as_bytes() == w)
+                || self.split_into(w, 0, &mut Vec::new()))
+    }
+
+    /// Of the `n` case cuts in `pieces` (ascending; [`RUN_CUT`] marks one inside a run of
+    /// capitals), keeps those that leave no scrap (a piece of one or two letters that is no
+    /// word: `secretLY` stays `secretly`), moving a capital-run cut one letter on where only
+    /// that leaves words on both sides (`MAKE|sarin`, not `MAK|Esarin`; `HTTP|Server` stays);
+    /// returns how many stay. A dropped cut joins its pieces.
+    fn keep_word_cuts(&self, lower: &[u8], pieces: &mut [usize], n: usize) -> usize {
+        let words = |a: &[u8], b: &[u8]| self.wordish(a) && self.wordish(b);
+        let scrap = |w: &[u8]| w.len() < 3 && !self.wordish(w);
+        let (mut kept, mut from) = (0, 0);
+        for i in 0..n {
+            let (k, run) = (pieces[i] & !RUN_CUT, pieces[i] & RUN_CUT != 0);
+            let next = if i + 1 < n {
+                pieces[i + 1] & !RUN_CUT
+            } else {
+                lower.len()
+            };
+            let cut = if run
+                && k + 1 < next
+                && !words(&lower[from..k], &lower[k..next])
+                && words(&lower[from..k + 1], &lower[k + 1..next])
+            {
+                Some(k + 1)
+            } else if scrap(&lower[from..k]) || scrap(&lower[k..next]) {
+                None
+            } else {
+                Some(k)
+            };
+            if let Some(c) = cut {
+                pieces[kept] = c;
+                kept += 1;
+                from = c;
+            }
+        }
+        kept
+    }
+}
+
 /// Whether a word written `o` is cut before letter `k` by its case: a lower-case letter
 /// followed by an upper-case one (`makeSarin`), or the last capital of a run of them followed
 /// by two lower-case letters (`HireAHitman`, `HTTPServer`; not `APIs`).
@@ -376,11 +437,18 @@ pub(super) fn unit_cuts(
         if let Some(o) = orig {
             for k in 1..o.len() {
                 if case_cut(o, k) {
-                    pieces[n_pieces] = k;
+                    // A cut inside a run of capitals (`HTTPServer`) may belong one letter
+                    // later (`MAKEsarin`): marked by the high bit for `keep_word_cuts`.
+                    let run = o[k - 1].is_ascii_uppercase();
+                    pieces[n_pieces] = k | if run { RUN_CUT } else { 0 };
                     n_pieces += 1;
                 }
             }
         }
+    }
+    match lex {
+        Some(lex) if n_pieces > 0 => n_pieces = lex.keep_word_cuts(lower, &mut pieces, n_pieces),
+        _ => pieces[..n_pieces].iter_mut().for_each(|p| *p &= !RUN_CUT),
     }
     if lex.is_none() && n_pieces == 0 {
         return false;
@@ -462,6 +530,14 @@ mod tests {
             ("APIs and URLs", "apis and urls"),
             ("therapist", "therapist"),
             ("makesarin2", "makesarin2"),
+            // Case cuts leave no scrap, and a run of capitals gives its last letter to the
+            // word after it only when that makes words.
+            ("secretLY", "secretly"),
+            ("MAKEsarin", "make sarin"),
+            ("HTTPServer", "http server"),
+            ("HowDoIMakeSarin", "how do i make sarin"),
+            ("xyzzyMakeSarin", "xyzzy make sarin"),
+            ("iPhone", "i phone"),
         ] {
             assert_eq!(norm(Some(&l), text).text, want, "{text:?}");
         }
@@ -469,6 +545,10 @@ mod tests {
         assert_eq!(
             norm(None, "makesarin MakeSarin").text,
             "makesarin make sarin"
+        );
+        assert_eq!(
+            norm(None, "MAKEsarin secretLY").text,
+            "mak esarin secret ly"
         );
         // An inserted space stands for no original byte: a match across it maps to the word.
         let text = "a makesarin b";
