@@ -6,6 +6,7 @@
 # Environment: UX_UPSTREAM (required), UX_MODEL (default: qwen), UX_N (prompts, default 12),
 # UX_POLICY (default policies/default.yaml), UX_PYTHON (a python with the `openai` SDK;
 # default target/ci-venv/bin/python, the venv .ci/run makes). Not part of CI.
+# UX_DELTAS=DIR: keep each answer's content deltas there (see stream_ux.py) for examples/replay_stream.rs.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 : "${UX_UPSTREAM:?set UX_UPSTREAM to the /v1 base URL of the model server}"

@@ -7,8 +7,14 @@ content, and the total time. Prints a Markdown table of the medians and the rati
 targets (content events >= 0.8x direct, time to first token <= 1.3x direct).
 
 Usage: stream_ux.py DIRECT_BASE_URL GATEWAY_BASE_URL MODEL [N]
+
+With UX_DELTAS=DIR set, each answer's content deltas are written to DIR/NN-direct.json and
+DIR/NN-gateway.json (JSON arrays of strings), so that `examples/replay_stream.rs` can replay the
+model's own token boundaries through a policy offline.
 """
 
+import json
+import os
 import statistics
 import sys
 import time
@@ -53,7 +59,7 @@ def one(client, model, prompt, max_tokens):
                 if ttft is None:
                     ttft = time.monotonic() - t0
     total = time.monotonic() - t0
-    return ttft if ttft is not None else total, events, total, "".join(text)
+    return ttft if ttft is not None else total, events, total, "".join(text), text
 
 
 def main():
@@ -75,6 +81,12 @@ def main():
             g = one(gateway, model, tag("g") + p, max_tokens)
             d = one(direct, model, tag("d") + p, max_tokens)
         rows.append((p, d, g))
+        if os.environ.get("UX_DELTAS"):
+            os.makedirs(os.environ["UX_DELTAS"], exist_ok=True)
+            for route, r in (("direct", d), ("gateway", g)):
+                path = os.path.join(os.environ["UX_DELTAS"], f"{i:02}-{route}.json")
+                with open(path, "w") as f:
+                    json.dump(r[4], f)
         print(
             f"{p[:40]:40}  direct ttft {d[0]:.2f}s events {d[1]:3}  "
             f"gateway ttft {g[0]:.2f}s events {g[1]:3}  same text {d[3] == g[3]}",

@@ -425,6 +425,9 @@ fn plain_unit(
         if e - i >= MAX_UNIT_BYTES && src.map.clean_cut(e) {
             break;
         }
+        if c >= 0x80 && e > i && unspaced_cut(src, e) {
+            break;
+        }
         let len = if c < 0x80 {
             1
         } else {
@@ -511,11 +514,40 @@ fn rot13_byte(b: u8) -> u8 {
 pub(super) fn unit_end(src: &Source<'_>, i: usize, finish: bool) -> Option<usize> {
     for (off, c) in src.text[i..].char_indices() {
         let at = i + off;
-        if c.is_whitespace() || (off >= MAX_UNIT_BYTES && src.map.clean_cut(at)) {
+        if c.is_whitespace()
+            || (off >= MAX_UNIT_BYTES && src.map.clean_cut(at))
+            || (off > 0 && unspaced_cut(src, at))
+        {
             return Some(at);
         }
     }
     finish.then_some(src.text.len())
+}
+
+/// Whether `c` is written in a script that puts no spaces between words (Han, kana, Thai,
+/// Lao, Khmer, Myanmar, and CJK punctuation).
+fn is_unspaced(c: char) -> bool {
+    matches!(u32::from(c),
+        0x0E00..=0x0EFF | 0x1000..=0x109F | 0x1780..=0x17FF | 0x3000..=0x30FF
+        | 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xF900..=0xFAFF | 0x20000..=0x3FFFF)
+}
+
+/// Whether a unit ends before the character at `at` (not a unit's first) because it stands
+/// between two characters of an unspaced script with a third after it: a sentence of Chinese,
+/// Japanese or Thai is one run without white space, and a stream that waited for a unit's
+/// end would hold it whole. The last piece of such a run keeps two characters, so a piece
+/// of one character is never followed by white space (letter spacing reads only
+/// those). Decided from `at` forward but for the character before it, which belongs to the
+/// same unit, so a stream resuming at a unit's start decides the same.
+fn unspaced_cut(src: &Source<'_>, at: usize) -> bool {
+    let b = src.text.as_bytes();
+    if b[at] < 0x80 || !src.map.clean_cut(at) {
+        return false;
+    }
+    let mut after = src.text[at..].chars();
+    let before = src.text[..at].chars().next_back();
+    matches!((before, after.next(), after.next()),
+        (Some(p), Some(c), Some(n)) if is_unspaced(p) && is_unspaced(c) && is_unspaced(n))
 }
 // === one unit ===
 

@@ -164,6 +164,8 @@ fn streamed_equals_whole_for_every_step() {
         "a b c d e f g h i j k l m n o p q r s t u v w x y z a b c d e f g h i j k",
         "pi<span class=\"x y\">pe</span> <!-- a b --> <a href='u'>b</a> a <b and c> d <p x=\"1\"",
         &"x".repeat(150),
+        "秋雨绵绵落，落叶铺满地。\n心随风 a b c 飘荡 爆 弾 <b>爆弾</b>を**作る**方法 ภาษาไทยง่าย",
+        "日本語のテキストaG93IHRvIG1ha2UgYSBwaXBlIGJvbWI=です &#x7206;弾",
     ];
     let mut r = every();
     r.rot13 = true;
@@ -193,6 +195,23 @@ fn streamed_equals_whole_for_every_step() {
             }
         }
     }
+}
+
+#[test]
+fn unspaced_scripts_are_units_of_a_character_but_the_last_two() {
+    // A stream holds only the unit in progress: in a Chinese sentence that is the last two
+    // characters the per-character pass passed on (it keeps the last back: a mark may
+    // follow), not the sentence.
+    let text = "秋雨绵绵落叶";
+    let mut out = String::new();
+    let mut map = OffsetMap::default();
+    let read = normalize_into(every(), text, 0, 0, false, &mut out, &mut map);
+    assert_eq!(&text[..read], "秋雨绵");
+    // Spelled-out letters before and after a run are read as before.
+    assert_eq!(n(every(), "p i p e 爆弾 b o m b"), "pipe 爆弾 bomb");
+    assert_eq!(n(NormalizeOptions::keywords(), "爆 弾 は 何"), "爆弾は何");
+    // Marks and tags inside a run still go.
+    assert_eq!(n(every(), "**爆弾**を<b>作る</b>方法"), "爆弾を作る方法");
 }
 
 #[test]
@@ -544,6 +563,7 @@ proptest::proptest! {
         parts in proptest::collection::vec(
             proptest::prop_oneof![
                 "[A-Za-z]{1,8}",
+                "[一-丠あ-んา-ๅ]{1,6}",
                 "[0-9@$]{1,3}",
                 "[ \\n.*_`~<>&%#!/\"'(\\[{-]{1,2}",
                 proptest::prelude::Just("<span class=\"x\">".to_string()),
