@@ -407,6 +407,7 @@ fn plain_unit(
     let mut token = 0usize;
     let mut in_token = true;
     let mut key_hint = false;
+    let mut unspaced = false;
     loop {
         let Some(&c) = b.get(e) else {
             if !finish {
@@ -426,6 +427,9 @@ fn plain_unit(
             break;
         }
         if c >= 0x80 && e > i && unspaced_cut(src, e) {
+            // A piece of an unspaced run is never a spelled-out letter (no white space
+            // follows it): the one-letter check below does not apply.
+            unspaced = true;
             break;
         }
         let len = if c < 0x80 {
@@ -446,7 +450,7 @@ fn plain_unit(
         chars += 1;
         e += len;
     }
-    if chars == 0 || (chars == 1 && opts.letter_spacing) {
+    if chars == 0 || (chars == 1 && opts.letter_spacing && !unspaced) {
         return None;
     }
     // A split key's first part has a digit, an upper-case letter or a key prefix (`joins.rs`).
@@ -540,14 +544,16 @@ fn is_unspaced(c: char) -> bool {
 /// those). Decided from `at` forward but for the character before it, which belongs to the
 /// same unit, so a stream resuming at a unit's start decides the same.
 fn unspaced_cut(src: &Source<'_>, at: usize) -> bool {
+    // Every character of the three has a lead byte of 0xE0 or more (U+0800 and up).
     let b = src.text.as_bytes();
-    if b[at] < 0x80 || !src.map.clean_cut(at) {
+    if b[at] < 0xE0 {
         return false;
     }
     let mut after = src.text[at..].chars();
     let before = src.text[..at].chars().next_back();
     matches!((before, after.next(), after.next()),
-        (Some(p), Some(c), Some(n)) if is_unspaced(p) && is_unspaced(c) && is_unspaced(n))
+        (Some(p), Some(c), Some(n)) if is_unspaced(c) && is_unspaced(p) && is_unspaced(n))
+        && src.map.clean_cut(at)
 }
 // === one unit ===
 
