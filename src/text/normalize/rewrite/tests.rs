@@ -1,4 +1,5 @@
-//! Unit tests of [`super`]: each rewrite step, its offsets, and streamed == whole.
+//! Unit tests of [`super`], one concern in one file (over 600 lines: the rewrite pass's
+//! tests): each rewrite step, its offsets, and streamed == whole.
 use crate::text::{NormalizeOptions, OffsetMap, normalize, normalize_into};
 
 pub(super) fn every() -> NormalizeOptions {
