@@ -14,6 +14,23 @@ fn deliberate(args: &[&str]) -> (String, i32) {
 }
 
 #[test]
+fn stream_chunk_on_input_is_refused_with_a_reason() {
+    // The stream scanner has no message role, so an input trace could not honour `--role`.
+    let (out, code) = deliberate(&[
+        "scan",
+        "--policy",
+        "tests/fixtures/cli/good.yaml",
+        "--role",
+        "tool",
+        "--stream-chunk",
+        "3",
+        "hello",
+    ]);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("--stage output or reasoning"), "{out}");
+}
+
+#[test]
 fn check_reports_every_error_with_location() {
     let (out, code) = deliberate(&["check", "tests/fixtures/cli/broken.yaml"]);
     assert_eq!(code, 1);

@@ -35,7 +35,8 @@ pub struct Args {
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
-    /// Scan as a stream fed in pieces of this many bytes (shows what a client would receive).
+    /// Scan as a stream fed in pieces of this many bytes (shows what a client would receive;
+    /// output and reasoning stages only).
     #[arg(long)]
     pub stream_chunk: Option<usize>,
     /// The text; `-` or nothing reads standard input.
@@ -76,6 +77,13 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(t) => t.to_owned(),
     };
     let role = (args.stage == Stage::Input).then_some(args.role.as_str());
+    if args.stream_chunk.is_some() && args.stage == Stage::Input {
+        // The stream scanner has no role (it scans answers); a trace of input pieces would
+        // apply every input rule and disagree with the buffered scan for role-bound rules.
+        anyhow::bail!(
+            "--stream-chunk traces a streamed answer: use it with --stage output or reasoning              (a gateway reads a request whole before it scans its input)"
+        );
+    }
     let (decision, pieces) = match args.stream_chunk {
         None => (policy.scan(&text, args.stage, role), None),
         Some(n) => {
