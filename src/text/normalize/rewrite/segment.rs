@@ -1,5 +1,6 @@
 //! The `segment` rewrite step: words run together (`makesarin`, `hireahitman`,
-//! `DoAnythingNow`) read as words (`make sarin`, `hire a hitman`, `do anything now`).
+//! `DoAnythingNow`) read as words (`make sarin`, `hire a hitman`, `do anything now`). One
+//! concern in one file (over 600 lines with its tests): the step's lexicon and where it cuts.
 //!
 //! A unit of ASCII letters (punctuation at its edges aside) is cut
 //! - where its original text turns from a lower-case to an upper-case letter (`synthesiseLSD`,
@@ -297,9 +298,6 @@ impl Lexicon {
     }
 }
 
-/// Marks a case cut inside a run of capitals in the pieces `unit_cuts` collects.
-const RUN_CUT: usize = 1 << (usize::BITS - 1);
-
 /// Short words a case cut may leave as a piece of their own besides the lexicon's and the
 /// function words (`HowDoIMakeSarin`, `WhatIsTheBestWay`).
 const CASE_PIECES: &[&str] = &[
@@ -319,19 +317,19 @@ impl Lexicon {
                 || self.split_into(w, 0, &mut Vec::new()))
     }
 
-    /// Of the `n` case cuts in `pieces` (ascending; [`RUN_CUT`] marks one inside a run of
+    /// Of the `n` case cuts in `pieces` (ascending; `runs[i]` when cut `i` is inside a run of
     /// capitals), keeps those that leave no scrap (a piece of one or two letters that is no
     /// word: `secretLY` stays `secretly`), moving a capital-run cut one letter on where only
     /// that leaves words on both sides (`MAKE|sarin`, not `MAK|Esarin`; `HTTP|Server` stays);
     /// returns how many stay. A dropped cut joins its pieces.
-    fn keep_word_cuts(&self, lower: &[u8], pieces: &mut [usize], n: usize) -> usize {
+    fn keep_word_cuts(&self, lower: &[u8], pieces: &mut [usize], runs: &[bool], n: usize) -> usize {
         let words = |a: &[u8], b: &[u8]| self.wordish(a) && self.wordish(b);
         let scrap = |w: &[u8]| w.len() < 3 && !self.wordish(w);
         let (mut kept, mut from) = (0, 0);
         for i in 0..n {
-            let (k, run) = (pieces[i] & !RUN_CUT, pieces[i] & RUN_CUT != 0);
+            let (k, run) = (pieces[i], runs[i]);
             let next = if i + 1 < n {
-                pieces[i + 1] & !RUN_CUT
+                pieces[i + 1]
             } else {
                 lower.len()
             };
@@ -426,6 +424,7 @@ pub(super) fn unit_cuts(
     }
     // Case cuts, read in the original: only where the unit is its original byte for byte.
     let mut pieces = [0usize; MAX_UNIT_BYTES + 1];
+    let mut runs = [false; MAX_UNIT_BYTES + 1];
     let mut n_pieces = 0;
     if turns {
         let (os, oe) = src.map.orig_span(s, e);
@@ -438,17 +437,16 @@ pub(super) fn unit_cuts(
             for k in 1..o.len() {
                 if case_cut(o, k) {
                     // A cut inside a run of capitals (`HTTPServer`) may belong one letter
-                    // later (`MAKEsarin`): marked by the high bit for `keep_word_cuts`.
-                    let run = o[k - 1].is_ascii_uppercase();
-                    pieces[n_pieces] = k | if run { RUN_CUT } else { 0 };
+                    // later (`MAKEsarin`): `keep_word_cuts` decides.
+                    pieces[n_pieces] = k;
+                    runs[n_pieces] = o[k - 1].is_ascii_uppercase();
                     n_pieces += 1;
                 }
             }
         }
     }
-    match lex {
-        Some(lex) if n_pieces > 0 => n_pieces = lex.keep_word_cuts(lower, &mut pieces, n_pieces),
-        _ => pieces[..n_pieces].iter_mut().for_each(|p| *p &= !RUN_CUT),
+    if let Some(lex) = lex {
+        n_pieces = lex.keep_word_cuts(lower, &mut pieces, &runs, n_pieces);
     }
     if lex.is_none() && n_pieces == 0 {
         return false;
