@@ -469,6 +469,51 @@ fn nightjar_sentence_is_released_before_the_end() {
     );
 }
 
+/// A word that arrives in several pieces (`night` + `ing` + `ale`) leaves piece by piece: its
+/// leading letters are fed to copies of the automata before the word ends, unless the word may
+/// be the start of a base64 run (then the decoded text would stand for all of it) or a match
+/// may start in it.
+#[test]
+fn unfinished_word_leaves_before_it_ends() {
+    let p = default_policy();
+    for (text, released) in [
+        // `s` cannot start readable base64 and no keyword or pattern begins `si`; the last
+        // letter waits for the next character (a combining mark may follow it).
+        ("The nightingale sin", "The nightingale si"),
+        // `moane` may become `moaned`, a keyword of the minors rule.
+        ("The bird moane", "The bird "),
+        // `Sil` may begin base64 that decodes to `J)`…: the whole word may be decoded.
+        ("The Sil", "The "),
+        // The `g` may begin `groped` (the `h` is not read yet).
+        ("The nigh", "The ni"),
+    ] {
+        let mut s = p.stream(Stage::Output);
+        let out = s.push(text).text;
+        assert_eq!(out, released, "after {text:?}");
+        let rest = s.push("ed and more ").text + &s.finish().text;
+        assert_eq!(out + &rest, format!("{text}ed and more "));
+    }
+    // Token by token, as a model sends it: every piece but the word's last letters leaves.
+    let mut s = p.stream(Stage::Output);
+    let mut events = 0;
+    for piece in ["The", " night", "ing", "ale", " sings", " soft", "ly", "."] {
+        if !s.push(piece).text.is_empty() {
+            events += 1;
+        }
+    }
+    assert!(events >= 6, "{events} pieces released text");
+    // And a word that becomes a blocked phrase still never leaks: `moaned` with an age.
+    for t in [
+        "she was 12 years old and moaned",
+        "the nightingale moaned near the 9 yo",
+        "1. Tomatoes\n2. Onions\n3. Garlic",
+    ] {
+        for i in 0..=t.len() {
+            check(p, t, &[i]).unwrap_or_else(|e| panic!("split {i} of {t:?}: {e}"));
+        }
+    }
+}
+
 /// A number at the start of a list item could begin "13 years old" (an output rule's age
 /// pattern), and the rewrite views read a word only once it ends: the number used to wait for
 /// the whole next word. Now it goes as soon as the word's first letter shows it cannot
@@ -479,8 +524,11 @@ fn list_number_goes_before_the_next_word_ends() {
     let p = default_policy();
     for (text, released) in [
         ("1. Tom", "1. "),
-        ("Shopping:\n1. Onio", "Shopping:\n1. "),
-        ("2. Garl", "2. "),
+        // `Onio` cannot start readable base64 (`:x` then a continuation byte), so the word's
+        // letters go too, up to the `o` that may begin `orgasm`.
+        ("Shopping:\n1. Onio", "Shopping:\n1. Oni"),
+        // `G` decodes to a control character (not base64 text); `ar…` may begin `aroused`.
+        ("2. Garl", "2. G"),
         ("1. Ye", ""),
         ("1. Ic", ""),
     ] {

@@ -166,7 +166,31 @@ impl LiveState {
     /// byte is read at most the regex's longest match times (in practice once or twice: runs
     /// die within a word).
     pub(crate) fn advance(&mut self, live: &LiveDfa, hay: &str, nb: usize, floor: usize) -> usize {
-        self.advance_bytes(live, hay.as_bytes(), nb, floor)
+        self.advance_bytes(live, hay.as_bytes(), nb, floor, false)
+    }
+
+    /// The earliest start at which a match may still begin, or has ended, if the text goes on
+    /// with `spec` (bytes known to follow, not yet part of `hay`): an offset up to the end of
+    /// `spec` (`nb + hay.len() + spec.len()`). A run that reaches a match state holds its
+    /// start, as one that is not dead at the end does: no search runs over `spec`, so a match
+    /// inside it has to hold the text here. The state itself does not move; the arguments are
+    /// as for [`start_after_any`](Self::start_after_any).
+    pub(crate) fn start_after_bytes(
+        &self,
+        live: &LiveDfa,
+        hay: &str,
+        nb: usize,
+        floor: usize,
+        spec: &[u8],
+        scratch: &mut Vec<u8>,
+    ) -> usize {
+        let end = nb + hay.len();
+        let from = self.start.min(end).saturating_sub(1).max(nb);
+        scratch.clear();
+        scratch.extend_from_slice(&hay.as_bytes()[from - nb..]);
+        scratch.extend_from_slice(spec);
+        let mut probe = *self;
+        probe.advance_bytes(live, scratch, from, floor, true)
     }
 
     /// The earliest start [`advance`](Self::advance) would give after one more byte, for the
@@ -196,7 +220,7 @@ impl LiveState {
         for b in (0..128u8).filter(|&b| next >> b & 1 == 1) {
             *scratch.last_mut().expect("pushed above") = b;
             let mut probe = *self;
-            earliest = earliest.min(probe.advance_bytes(live, scratch, from, floor));
+            earliest = earliest.min(probe.advance_bytes(live, scratch, from, floor, false));
             if earliest <= self.start {
                 break;
             }
@@ -204,7 +228,16 @@ impl LiveState {
         earliest.min(end)
     }
 
-    fn advance_bytes(&mut self, live: &LiveDfa, bytes: &[u8], nb: usize, floor: usize) -> usize {
+    /// `hold_on_match`: a run that reaches a match state counts as alive (for text no
+    /// search reads).
+    fn advance_bytes(
+        &mut self,
+        live: &LiveDfa,
+        bytes: &[u8],
+        nb: usize,
+        floor: usize,
+        hold_on_match: bool,
+    ) -> usize {
         let end = nb + bytes.len();
         if floor > self.start {
             self.start = floor;
@@ -275,7 +308,7 @@ impl LiveState {
             while !dead && self.at < end {
                 sid = dfa.next_state(sid, bytes[self.at - nb]);
                 self.at += 1;
-                if dfa.is_quit_state(sid) {
+                if dfa.is_quit_state(sid) || (hold_on_match && dfa.is_match_state(sid)) {
                     self.sid = Some(sid);
                     return self.start;
                 }

@@ -21,7 +21,7 @@ mod words;
 
 pub use normalize::{
     Lexicon, NormText, OffsetMap, RewriteTriggers, normalize, normalize_into, normalize_rewrites,
-    normalize_str, normalize_with, rewrite_first_bytes, rewrite_pass_into,
+    normalize_str, normalize_with, rewrite_first_bytes, rewrite_pass_into, rewrite_stable_prefix,
 };
 pub(crate) use normalize::{has_long_unit, rot13_str};
 pub use options::NormalizeOptions;

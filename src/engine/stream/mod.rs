@@ -594,6 +594,14 @@ impl StreamScanner<'_> {
                 keep_from = keep_from.min(s);
             }
         }
+        // The rewrite steps read a view's unfinished word again from its start, which may
+        // have been released already (its leading letters).
+        for vs in &self.views {
+            keep_from = keep_from.min(vs.consumed);
+        }
+        for pass in &self.passes {
+            keep_from = keep_from.min(pass.consumed);
+        }
         let cut = floor_char(&self.orig, keep_from.saturating_sub(self.base));
         if cut > 4096 || cut > self.orig.len() / 2 {
             self.orig.drain(..cut);

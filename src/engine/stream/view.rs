@@ -9,7 +9,8 @@ use crate::engine::live::{LiveDfa, LiveState};
 use crate::engine::matcher;
 use crate::engine::program::{CompiledPolicy, LOOKAHEAD, LeafKind};
 use crate::text::{
-    NormalizeOptions, OffsetMap, normalize_into, rewrite_first_bytes, rewrite_pass_into, whole_word,
+    NormalizeOptions, OffsetMap, normalize_into, rewrite_first_bytes, rewrite_pass_into,
+    rewrite_stable_prefix, whole_word,
 };
 
 /// A per-character normalization pass shared by the views whose per-character steps agree
@@ -172,18 +173,24 @@ impl StreamScanner<'_> {
         // their output from there can start with. A match in progress that none of them
         // continues is over, and the text before the unit may go (`1. Tom…` releases `1. `
         // although `1 ` could begin `1 years old`).
-        let next = if view.opts.rewrites() && !fin && vs.read < pass_end {
-            rewrite_first_bytes(
-                view.opts,
-                &pass.text[vs.read - pass.base..],
-                &self.orig[vs.consumed - self.base..],
-            )
+        // Better, when it can be told: the bytes that output will begin with (the leading
+        // letters of an unfinished word, `spec`), fed to copies of the automata so that the
+        // frontier can move into the word.
+        let (next, stable) = if view.opts.rewrites() && !fin && vs.read < pass_end {
+            let unread = &pass.text[vs.read - pass.base..];
+            let orig = &self.orig[vs.consumed - self.base..];
+            match rewrite_stable_prefix(view.opts, unread, orig) {
+                0 => (rewrite_first_bytes(view.opts, unread, orig), 0),
+                k => (None, k),
+            }
         } else {
-            None
+            (None, 0)
         };
+        let spec = &pass.text.as_bytes()[vs.read - pass.base..][..stable];
         let norm_end = vs.norm_base + vs.norm.len();
         let nb = vs.norm_base;
-        let mut front = norm_end;
+        // Offsets past `norm_end` stand for `spec`'s bytes.
+        let mut front = norm_end + spec.len();
 
         // Keywords: feed new bytes to the automaton.
         if let (Some(kw), Some(mut sid)) = (&view.keywords, vs.kw_state) {
@@ -223,7 +230,9 @@ impl StreamScanner<'_> {
                 .and_then(|d| d.depth(sid))
                 .map_or(bound, |d| norm_end.saturating_sub(d));
             let mut kw_front = live.max(bound);
-            if let Some(next) = next.filter(|_| kw_front < norm_end) {
+            if !spec.is_empty() {
+                kw_front = kw_front.max(keyword_start_after(kw, sid, norm_end, spec));
+            } else if let Some(next) = next.filter(|_| kw_front < norm_end) {
                 // After any byte the unit can start with: the earliest keyword prefix alive, or
                 // keyword completed, then.
                 let mut earliest = norm_end + 1;
@@ -260,7 +269,24 @@ impl StreamScanner<'_> {
             let hay = vs.norm.as_str();
             for (ri, &leaf) in view.regexes.iter().enumerate() {
                 let mut p = vs.regex_pos[ri];
-                if let (Some(next), LeafKind::Regex(r)) = (next, &policy.leaves[leaf].kind)
+                if let LeafKind::Regex(r) = &policy.leaves[leaf].kind
+                    && let Ok(dfa) = &r.live
+                    && !spec.is_empty()
+                {
+                    let worst = back_off(hay, r.max_len);
+                    let live = &vs.live[ri];
+                    p = p.max(
+                        nb + live_after_spec(
+                            live,
+                            dfa,
+                            hay,
+                            nb,
+                            worst,
+                            spec,
+                            &mut self.live_scratch,
+                        ),
+                    );
+                } else if let (Some(next), LeafKind::Regex(r)) = (next, &policy.leaves[leaf].kind)
                     && let Ok(dfa) = &r.live
                     && p < norm_end
                 {
@@ -300,7 +326,17 @@ impl StreamScanner<'_> {
                 let live = match &r.live {
                     Ok(dfa) if !fin => {
                         let s = vs.live[ri].advance(dfa, hay, nb, worst + nb);
-                        if let Some(next) = next.filter(|_| s < norm_end) {
+                        if !spec.is_empty() {
+                            after = Some(live_after_spec(
+                                &vs.live[ri],
+                                dfa,
+                                hay,
+                                nb,
+                                worst,
+                                spec,
+                                &mut self.live_scratch,
+                            ));
+                        } else if let Some(next) = next.filter(|_| s < norm_end) {
                             let live = &vs.live[ri];
                             after = Some(live_after(
                                 live,
@@ -349,6 +385,16 @@ impl StreamScanner<'_> {
             vs.regex_hold = hold;
             front = front.min(hold);
         }
+        if front > norm_end {
+            // In the unfinished word: its leading bytes are the pass's own (ASCII), each
+            // mapped to its character.
+            let at = vs.read + (front - norm_end).min(spec.len());
+            return if at >= pass_end {
+                pass.consumed
+            } else {
+                pass.map.orig_start(at).unwrap_or(vs.consumed)
+            };
+        }
         // The frontier must fall on a character of the normalized text, or it would map
         // into the middle of an original character.
         let front = nb + floor_char(&vs.norm, front.min(norm_end).saturating_sub(nb));
@@ -374,6 +420,56 @@ fn live_after(
 ) -> usize {
     let s = live.start_after_any(dfa, hay, nb, worst + nb, next, scratch);
     floor_char(hay, s.saturating_sub(nb)).max(worst)
+}
+
+/// Where a match of a regex may still start if the text goes on with `spec` (local to `hay`;
+/// past its end for a start in `spec`): [`LiveState::start_after_bytes`], never before
+/// `worst`.
+fn live_after_spec(
+    live: &LiveState,
+    dfa: &LiveDfa,
+    hay: &str,
+    nb: usize,
+    worst: usize,
+    spec: &[u8],
+    scratch: &mut Vec<u8>,
+) -> usize {
+    let s = live.start_after_bytes(dfa, hay, nb, worst + nb, spec, scratch) - nb;
+    if s > hay.len() {
+        s
+    } else {
+        floor_char(hay, s).max(worst)
+    }
+}
+
+/// Where a keyword match may still start (absolute, normalized) once the automaton in state
+/// `sid` at `norm_end` has read `spec` too: the earliest start of a keyword `spec` completes,
+/// or of the longest keyword prefix alive after it; at most the end of `spec`.
+fn keyword_start_after(
+    kw: &crate::engine::program::KeywordSet,
+    sid: StateID,
+    norm_end: usize,
+    spec: &[u8],
+) -> usize {
+    let mut s = sid;
+    let end = norm_end + spec.len();
+    let mut earliest = end;
+    for (j, &b) in spec.iter().enumerate() {
+        s = kw.dfa.next_state(Anchored::No, s, b);
+        if kw.dfa.is_match(s) {
+            for i in 0..kw.dfa.match_len(s) {
+                let len = kw.patterns[kw.dfa.match_pattern(s, i).as_usize()].0;
+                earliest = earliest.min((norm_end + j + 1).saturating_sub(len));
+            }
+        }
+    }
+    let bound = (end + 1).saturating_sub(kw.max_len.max(1));
+    let alive = kw
+        .depths
+        .as_ref()
+        .and_then(|d| d.depth(s))
+        .map_or(bound, |d| end.saturating_sub(d));
+    earliest.min(alive.max(bound))
 }
 
 /// The position `max_len + LOOKAHEAD` bytes before the end of `hay`, on a character boundary:

@@ -195,6 +195,30 @@ pub fn rewrite_first_bytes(opts: NormalizeOptions, unread: &str, orig: &str) -> 
     rewrite::first_bytes(opts, unread, orig)
 }
 
+/// Where [`rewrite_pass_into`] stopped before the end of `chars` at a word not yet complete:
+/// how many bytes of `unread` its output from there will begin with, each copied in its place
+/// (mapped to its own character of `unread`), whatever text follows; `0` when this cannot be
+/// told. `unread` and `orig` as for [`rewrite_first_bytes`].
+///
+/// A stream feeds these bytes to copies of its automata: when no match can start in them, the
+/// start of an unfinished word may go before its end arrives.
+///
+/// ```
+/// use deliberate::text::{NormalizeOptions, rewrite_stable_prefix};
+///
+/// let mut opts = NormalizeOptions::keywords();
+/// opts.base64 = true;
+/// // `n` starts no readable base64 (its first byte would be 0x9c-0x9f): "nigh" is copied.
+/// assert_eq!(rewrite_stable_prefix(opts, "nigh", "nigh"), 4);
+/// // `Sil` may begin an encoded run (`J)`…): the decoder may take the whole word.
+/// assert_eq!(rewrite_stable_prefix(opts, "sil", "Sil"), 0);
+/// // Letters before a markup mark stay; the mark and what follows are not told.
+/// assert_eq!(rewrite_stable_prefix(opts, "pi**pe", "pi**pe"), 2);
+/// ```
+pub fn rewrite_stable_prefix(opts: NormalizeOptions, unread: &str, orig: &str) -> usize {
+    rewrite::stable_prefix(opts, unread, orig)
+}
+
 /// The per-character steps (everything up to `separators`) of [`normalize_into`].
 pub(super) fn char_steps_into(
     opts: NormalizeOptions,

@@ -37,7 +37,7 @@ use joins::{Join, MAX_GROUP, may_be_group, may_start_join, spaced_key, split_tok
 use letters::{article_before_run, leet, letter_run, narrow_gap, numeric_with_unit, single_letter};
 pub use prune::RewriteTriggers;
 pub(crate) use prune::has_long_unit;
-pub(super) use resume::first_bytes;
+pub(super) use resume::{first_bytes, stable_prefix};
 pub use segment::Lexicon;
 
 /// The text the rewrite steps read: the per-character steps' output, its map into the

@@ -7,8 +7,8 @@
 //! byte that ends every such match (`T…` never continues `1 years`), the text before the
 //! word can go. This module says which bytes those are; the stream scanner asks its automata.
 
-use super::decode::base64_value;
-use crate::text::options::NormalizeOptions;
+use super::decode::{MIN_DECODE_CHARS, base64_value, decode_base64, decode_hex};
+use crate::text::options::{MAX_DECODE_BYTES, NormalizeOptions};
 
 /// The ASCII bytes, as a bit set, that the rewrite steps' output for `unread` can start
 /// with, however the text it begins goes on: `unread` is the per-character pass's text where
@@ -104,4 +104,148 @@ fn decoded_first(opts: NormalizeOptions, bytes: std::ops::RangeInclusive<u8>) ->
         }
     }
     Some(mask)
+}
+
+/// How many bytes at the start of `unread` the rewrite steps' output will begin with, each
+/// copied in its place (mapped to its own character), however the text goes on: `unread` and
+/// `orig` as for [`first_bytes`]. `0` when this cannot tell.
+///
+/// A stream's rewrite pass waits for a word's end; meanwhile the stream scanner feeds these
+/// bytes to copies of its automata, so the frontier can move into the word (`nigh` of
+/// `nightingale` leaves when no match can start in it) instead of waiting for the white space.
+///
+/// What it covers: the unit is the last one (no white space after it yet), starts with an
+/// ASCII letter (after up to two opening quotes or brackets, copied first) and is more than one
+/// character (a single letter may be spelled out and
+/// collapsed with the next ones). Its leading ASCII letters and digits that no step reacts to
+/// (the special bytes of markup, entities, leetspeak and letter spacing) are copied by every
+/// step that may still take the unit: the plain copy, a split or spaced key (its first part is
+/// copied, the join comes after it), emphasis or entities later in the word (they drop or
+/// decode what they cover, never the letters before). What could change them is a decoder
+/// reading the unit as the start of a base64 or hex run, which replaces the whole run; so it
+/// holds only when no run starting there can be decoded: the run ended short of 16
+/// characters, is not hex digits, or what it decodes to so far is not the start of readable
+/// UTF-8 text (an invalid or control byte stays in every longer run). Word cuts (`segment`)
+/// may put a space between any two letters, and ROT13 and reversal rewrite every letter: not
+/// covered.
+pub(in crate::text::normalize) fn stable_prefix(
+    opts: NormalizeOptions,
+    unread: &str,
+    orig: &str,
+) -> usize {
+    if opts.rot13 || opts.reverse || opts.segment {
+        return 0;
+    }
+    let b = unread.as_bytes();
+    // Up to two opening quotes or brackets are copied first (a decoder, too, keeps them and
+    // reads the run after them); the original must have them as they are, or the run the
+    // decoder reads is not found here.
+    let lead = b
+        .iter()
+        .take(2)
+        .take_while(|c| matches!(c, b'"' | b'\'' | b'(' | b'[' | b'{'))
+        .count();
+    if orig.as_bytes().get(..lead) != Some(&b[..lead]) {
+        return 0;
+    }
+    if !b.get(lead).is_some_and(u8::is_ascii_alphabetic) || unread.chars().nth(1).is_none() {
+        return 0;
+    }
+    if unread.chars().any(char::is_whitespace) || b.contains(&0x0b) {
+        // An earlier unit waits for a step that may take several (a spelled-out word, a
+        // spaced key): not the case this covers.
+        return 0;
+    }
+    if (opts.base64 || opts.hex) && may_decode(opts, &orig.as_bytes()[lead..]) {
+        return 0;
+    }
+    let mask = super::special_mask(opts);
+    lead + b[lead..]
+        .iter()
+        .take_while(|&&c| c.is_ascii_alphanumeric() && (mask >> c) & 1 == 0)
+        .count()
+}
+
+/// Whether a base64 or hex run starting at `orig[0]` may still be decoded, whatever follows.
+fn may_decode(opts: NormalizeOptions, orig: &[u8]) -> bool {
+    let run = orig
+        .iter()
+        .take(MAX_DECODE_BYTES)
+        .take_while(|&&b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'_' | b'-')
+        })
+        .count();
+    let run_bytes = &orig[..run];
+    if run < orig.len() && run < MAX_DECODE_BYTES {
+        // The run is over: it is decoded exactly when it decodes.
+        if run < MIN_DECODE_CHARS {
+            return false;
+        }
+        let text = std::str::from_utf8(run_bytes).expect("ASCII");
+        return (opts.hex && decode_hex(text).is_some())
+            || (opts.base64 && decode_base64(text).is_some());
+    }
+    let hex = opts.hex
+        && run_bytes.iter().all(u8::is_ascii_hexdigit)
+        && readable_start(
+            &run_bytes
+                .chunks_exact(2)
+                .map(|p| (hex_value(p[0]) << 4) | hex_value(p[1]))
+                .collect::<Vec<u8>>(),
+        );
+    hex || (opts.base64 && base64_may_decode(run_bytes))
+}
+
+fn hex_value(b: u8) -> u8 {
+    char::from(b).to_digit(16).map_or(0, |d| d as u8)
+}
+
+/// Whether a base64 run that may go on, `run`, may still decode to readable text.
+fn base64_may_decode(run: &[u8]) -> bool {
+    let url = run.iter().any(|&b| matches!(b, b'-' | b'_'));
+    if url && run.iter().any(|&b| matches!(b, b'+' | b'/')) {
+        // Both alphabets: never decoded, however it goes on.
+        return false;
+    }
+    if let Some(p) = run.iter().position(|&b| b == b'=') {
+        // Padding: decoded only if nothing but padding follows; trailing `=` may still end it.
+        return run[p..].iter().all(|&b| b == b'=') && {
+            let body = &run[..p];
+            readable_start(&base64_bytes(body))
+        };
+    }
+    readable_start(&base64_bytes(run))
+}
+
+/// The whole bytes that the base64 characters of `body` decode to.
+fn base64_bytes(body: &[u8]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(body.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0);
+    for &b in body {
+        let Some(v) = base64_value(b) else { break };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            bytes.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    bytes
+}
+
+/// Whether `bytes` may begin readable text (the decoders' test, `decode.rs`): UTF-8 so far
+/// (a character cut off at the end may still complete) with no control character other than
+/// line breaks and tabs. Both conditions hold for every prefix of a readable text.
+fn readable_start(bytes: &[u8]) -> bool {
+    let valid = match std::str::from_utf8(bytes) {
+        Ok(s) => s,
+        Err(e) if e.error_len().is_none() => {
+            std::str::from_utf8(&bytes[..e.valid_up_to()]).expect("valid up to here")
+        }
+        Err(_) => return false,
+    };
+    !valid
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
 }

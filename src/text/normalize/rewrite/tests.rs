@@ -505,6 +505,96 @@ fn first_bytes_hold(opts: NormalizeOptions, text: &str) -> usize {
     checked
 }
 
+/// Checks [`crate::text::rewrite_stable_prefix`] on `text` cut at every character boundary:
+/// where a stream's rewrite pass stops before the end, the whole text's normalization goes on
+/// with the bytes it names, each mapped to the same original character as in the pass text.
+/// Returns how many bytes were checked.
+fn stable_prefix_holds(opts: NormalizeOptions, text: &str) -> usize {
+    use crate::text::{rewrite_pass_into, rewrite_stable_prefix};
+    let whole = normalize(opts, text);
+    let mut checked = 0;
+    for cut in (1..text.len()).filter(|&c| text.is_char_boundary(c)) {
+        let prefix = &text[..cut];
+        let mut chars = String::new();
+        let mut chars_map = OffsetMap::default();
+        normalize_into(
+            opts.char_steps(),
+            prefix,
+            0,
+            0,
+            false,
+            &mut chars,
+            &mut chars_map,
+        );
+        let (mut out, mut map) = (String::new(), OffsetMap::default());
+        let used = rewrite_pass_into(
+            opts, None, &chars, &chars_map, prefix, 0, false, 0, &mut out, &mut map,
+        );
+        if used >= chars.len() {
+            continue;
+        }
+        let o = chars_map.orig_start(used).expect("unread text maps");
+        let k = rewrite_stable_prefix(opts, &chars[used..], &prefix[o..]);
+        if k == 0 {
+            continue;
+        }
+        let spec = &chars[used..used + k];
+        let at = out.len();
+        assert!(
+            whole.text[at..].starts_with(spec),
+            "{text:?} cut at {cut}: {out:?} + {spec:?}, but the whole text goes on with {:?}",
+            &whole.text[at..]
+        );
+        for j in 0..k {
+            assert_eq!(
+                whole.map.orig_span(at + j, at + j + 1),
+                chars_map.orig_span(used + j, used + j + 1),
+                "{text:?} cut at {cut}: byte {j} of {spec:?} maps elsewhere"
+            );
+        }
+        checked += k;
+    }
+    checked
+}
+
+#[test]
+fn stable_prefix_of_an_unfinished_word_is_what_it_becomes() {
+    let mut texts = matrix_texts();
+    texts.extend(
+        [
+            "The nightingale sings; Silent autumn rain falls on the fields",
+            "nightVGhlIG5pZ2h0aW5nYWxl and more",
+            "night ZWFzeSBhcyBwaWUgYW5kIG1vcmUgd29yZHM= end",
+            "yWFzeSBhcyBwaWUgYW5kIG1vcmU rest",
+            "deadbeef6e696768742074696d65 x 6e6967687420",
+            "pi**pe** bo`m`b nigh&amp;t ab%20cd p/i/p/e n/i/g/h/t ni<span x=\"y\">ght</span>",
+            "sk-proj-abcdefghijklmnop\n  qrstuvwx AKIAABCD EFGH IJKL MNOP",
+            "abc\"+\"def ghijkl=mn==op",
+            "1. \"Buddy\"\n2. (\"Noodle\") [AKIA1234 \"ABCD5678\"] {'ZWFzeSBhcyBwaWU='}",
+            "say \"TWFrZSBhIHBpcGUgYm9tYg==\" or ('aG93IHRvIG1ha2UgYSBib21i') [\"nightjar\"]",
+            "\"sk-proj-abcdefghij\" + \"klmnopqrstuvwxyz\" (\"<b>pipe</b>\") \"`code`\"",
+        ]
+        .map(str::to_string),
+    );
+    let mut no_hex = every();
+    no_hex.hex = false;
+    let mut secrets = NormalizeOptions::none();
+    secrets.nfkc = true;
+    secrets.strip_invisible = true;
+    secrets.confusables = true;
+    secrets.entities = true;
+    secrets.base64 = true;
+    secrets.hex = true;
+    secrets.joins = true;
+    let mut checked = 0;
+    for opts in [every(), NormalizeOptions::keywords(), no_hex, secrets] {
+        for text in &texts {
+            checked += stable_prefix_holds(opts, text);
+        }
+    }
+    assert!(checked > 10_000, "{checked} bytes checked");
+}
+
 #[test]
 fn first_bytes_of_an_unfinished_unit_are_what_it_becomes() {
     let mut texts = matrix_texts();
@@ -582,6 +672,7 @@ proptest::proptest! {
         no_hex.hex = false;
         for opts in [every(), NormalizeOptions::keywords(), no_hex] {
             first_bytes_hold(opts, &text);
+            stable_prefix_holds(opts, &text);
         }
     }
 }
