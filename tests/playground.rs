@@ -161,6 +161,24 @@ async fn stream_shows_the_frontier_and_never_releases_a_redacted_span() {
         (st, e["error"]["code"].as_str()),
         (400, Some("bad_request"))
     );
+    // A request is scanned whole, with its role: an input-stage stream trace is refused with
+    // the reason (it would apply role-bound rules the buffered scan does not).
+    let (st, e) = s
+        .api(
+            "stream",
+            json!({"policy": file(), "text": text, "chunk": 5, "stage": "input"}),
+        )
+        .await;
+    assert_eq!(
+        (st, e["error"]["code"].as_str()),
+        (400, Some("bad_request"))
+    );
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("output or reasoning")),
+        "{e}"
+    );
 }
 
 #[tokio::test]

@@ -81,7 +81,8 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         // The stream scanner has no role (it scans answers); a trace of input pieces would
         // apply every input rule and disagree with the buffered scan for role-bound rules.
         anyhow::bail!(
-            "--stream-chunk traces a streamed answer: use it with --stage output or reasoning              (a gateway reads a request whole before it scans its input)"
+            "--stream-chunk traces a streamed answer: use it with --stage output or reasoning \
+             (a gateway reads a request whole before it scans its input)"
         );
     }
     let (decision, pieces) = match args.stream_chunk {

@@ -224,6 +224,15 @@ impl Playground {
         let req: Req = parse(body)?;
         check_text(&self.limits, "the text", &req.text)?;
         let stage = stage_of(req.stage.as_deref().or(Some("output")))?;
+        if stage == Stage::Input {
+            // As `scan --stream-chunk`: the stream scanner scans answers and has no role, so a
+            // trace of input pieces would apply every input rule, role-bound ones included,
+            // and disagree with the buffered scan a gateway runs on a request.
+            return Err(ApiError::bad_request(
+                "a stream trace is of an answer: use stage output or reasoning (a gateway reads \
+                 a request whole before it scans its input)",
+            ));
+        }
         if req.chunk == 0 {
             return Err(ApiError::bad_request("chunk must be at least 1 byte"));
         }

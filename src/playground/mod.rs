@@ -23,7 +23,7 @@
 //! | `GET /playground/api/policies` | | `{policies: [{path, source}], limits}` |
 //! | `POST /playground/api/check` | `{policy}` | `{ok, policy, rules, sections, holdback, diagnostics}` — `deliberate check` |
 //! | `POST /playground/api/scan` | `{policy, text, stage?, role?}` | DECISION — `deliberate scan --format json` |
-//! | `POST /playground/api/stream` | `{policy, text, chunk, stage?}` | DECISION + `{pieces, end, holdback}` — `scan --stream-chunk` |
+//! | `POST /playground/api/stream` | `{policy, text, chunk, stage?}` (`output` or `reasoning`) | DECISION + `{pieces, end, holdback}` — `scan --stream-chunk` |
 //! | `POST /playground/api/inject` | `{policy, messages: [{role, content}], mode?}` | `{messages: [DECISION + role], fired, sections: [{id, title, why}], role, injected, blocked, refusal}` |
 //! | `POST /playground/api/test` | `{policy}` | `{passed, failed, problems, results: [{name, stage, role, text, passed, failure}]}` — `deliberate test` |
 //! | `POST /playground/api/diff` | `{a: POLICY, b: POLICY, texts, stage?, role?}` | `{a, b, changed, rows: [{text, a, b, changed}]}` |
