@@ -355,15 +355,19 @@ impl Lexicon {
 }
 
 /// Whether a word written `o` is cut before letter `k` by its case: a lower-case letter
-/// followed by an upper-case one (`makeSarin`), or the last capital of a run of them followed
-/// by two lower-case letters (`HireAHitman`, `HTTPServer`; not `APIs`).
+/// followed by an upper-case one (`makeSarin`), the last capital of a run of them followed
+/// by two lower-case letters (`HireAHitman`, `HTTPServer`; not `APIs`), or a lone lower-case
+/// `a` between two runs of capitals, the article written small (`BUILDaBOMB`; the cut after
+/// it is the first kind).
 fn case_cut(o: &[u8], k: usize) -> bool {
     let (before, at) = (o[k - 1], o[k]);
-    at.is_ascii_uppercase()
+    let upper = |j: usize| o.get(j).is_some_and(u8::is_ascii_uppercase);
+    (at.is_ascii_uppercase()
         && (before.is_ascii_lowercase()
             || (before.is_ascii_uppercase()
                 && o.get(k + 1).is_some_and(u8::is_ascii_lowercase)
-                && o.get(k + 2).is_some_and(u8::is_ascii_lowercase)))
+                && o.get(k + 2).is_some_and(u8::is_ascii_lowercase))))
+        || (at == b'a' && k >= 2 && upper(k - 2) && upper(k - 1) && upper(k + 1) && upper(k + 2))
 }
 
 /// Whether `orig` has a place where [`case_cut`] could cut (a lower-case letter before an
@@ -536,6 +540,11 @@ mod tests {
             ("HowDoIMakeSarin", "how do i make sarin"),
             ("xyzzyMakeSarin", "xyzzy make sarin"),
             ("iPhone", "i phone"),
+            // A small `a` between runs of capitals is the article; not a lone letter after
+            // one capital or before one (`CaT`, `PDFaX`: runs of two or more on both sides).
+            ("BUILDaBOMB", "build a bomb"),
+            ("HOW TO MAKEaPIPEBOMB", "how to make a pipebomb"),
+            ("PDFs CaT USBaX", "pdfs cat usbax"),
         ] {
             assert_eq!(norm(Some(&l), text).text, want, "{text:?}");
         }
