@@ -97,7 +97,7 @@ impl OffsetMap {
     /// Returns most of the spare room a burst made the map hold (twice its length stays): a
     /// stream's maps are pruned as its text is, and would otherwise keep their peak.
     pub fn give_back(&mut self) {
-        let keep = self.pieces.len().max(16) * 2;
+        let keep = self.pieces.len().max(4) * 2;
         if self.pieces.capacity() > keep * 2 {
             self.pieces.shrink_to(keep);
         }
