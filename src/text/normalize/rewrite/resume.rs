@@ -156,15 +156,21 @@ pub(in crate::text::normalize) fn stable_prefix(
         // spaced key): not the case this covers.
         return 0;
     }
+    let mask = super::special_mask(opts);
+    let letters = b[lead..]
+        .iter()
+        .take_while(|&&c| c.is_ascii_alphanumeric() && (mask >> c) & 1 == 0)
+        .count();
     if (opts.base64 || opts.hex) && may_decode(opts, &orig.as_bytes()[lead..]) {
         return 0;
     }
-    let mask = super::special_mask(opts);
-    lead + b[lead..]
-        .iter()
-        .take_while(|&&c| c.is_ascii_alphanumeric() && (mask >> c) & 1 == 0)
-        .count()
+    lead + letters
 }
+
+/// How many characters of a run that may go on [`may_decode`] decodes to test it: what it
+/// decodes to beyond them could only rule the run out, never in, so stopping early holds
+/// more, never less. 64 base64 characters are 48 bytes.
+const TESTED_CHARS: usize = 64;
 
 /// Whether a base64 or hex run starting at `orig[0]` may still be decoded, whatever follows.
 fn may_decode(opts: NormalizeOptions, orig: &[u8]) -> bool {
@@ -185,53 +191,55 @@ fn may_decode(opts: NormalizeOptions, orig: &[u8]) -> bool {
         return (opts.hex && decode_hex(text).is_some())
             || (opts.base64 && decode_base64(text).is_some());
     }
-    let hex = opts.hex
-        && run_bytes.iter().all(u8::is_ascii_hexdigit)
-        && readable_start(
-            &run_bytes
-                .chunks_exact(2)
-                .map(|p| (hex_value(p[0]) << 4) | hex_value(p[1]))
-                .collect::<Vec<u8>>(),
-        );
-    hex || (opts.base64 && base64_may_decode(run_bytes))
+    let tested = &run_bytes[..run.min(TESTED_CHARS)];
+    let mut buf = [0u8; TESTED_CHARS];
+    let hex = opts.hex && run_bytes.iter().all(u8::is_ascii_hexdigit) && {
+        let n = tested.len() / 2;
+        for (k, p) in tested.chunks_exact(2).enumerate() {
+            buf[k] = (hex_value(p[0]) << 4) | hex_value(p[1]);
+        }
+        readable_start(&buf[..n])
+    };
+    hex || (opts.base64 && base64_may_decode(run_bytes, tested, &mut buf))
 }
 
 fn hex_value(b: u8) -> u8 {
     char::from(b).to_digit(16).map_or(0, |d| d as u8)
 }
 
-/// Whether a base64 run that may go on, `run`, may still decode to readable text.
-fn base64_may_decode(run: &[u8]) -> bool {
+/// Whether a base64 run that may go on, `run`, may still decode to readable text, testing what
+/// its first characters (`tested`) decode to (into `buf`).
+fn base64_may_decode(run: &[u8], tested: &[u8], buf: &mut [u8; TESTED_CHARS]) -> bool {
     let url = run.iter().any(|&b| matches!(b, b'-' | b'_'));
     if url && run.iter().any(|&b| matches!(b, b'+' | b'/')) {
         // Both alphabets: never decoded, however it goes on.
         return false;
     }
-    if let Some(p) = run.iter().position(|&b| b == b'=') {
+    let body = match run.iter().position(|&b| b == b'=') {
         // Padding: decoded only if nothing but padding follows; trailing `=` may still end it.
-        return run[p..].iter().all(|&b| b == b'=') && {
-            let body = &run[..p];
-            readable_start(&base64_bytes(body))
-        };
-    }
-    readable_start(&base64_bytes(run))
+        Some(p) if !run[p..].iter().all(|&b| b == b'=') => return false,
+        Some(p) => &tested[..p.min(tested.len())],
+        None => tested,
+    };
+    let n = base64_bytes(body, buf);
+    readable_start(&buf[..n])
 }
 
-/// The whole bytes that the base64 characters of `body` decode to.
-fn base64_bytes(body: &[u8]) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(body.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0);
+/// Decodes the base64 characters of `body` into `out` (whole bytes only); returns how many.
+fn base64_bytes(body: &[u8], out: &mut [u8]) -> usize {
+    let (mut acc, mut bits, mut n) = (0u32, 0, 0);
     for &b in body {
         let Some(v) = base64_value(b) else { break };
         acc = (acc << 6) | u32::from(v);
         bits += 6;
         if bits >= 8 {
             bits -= 8;
-            bytes.push((acc >> bits) as u8);
+            out[n] = (acc >> bits) as u8;
+            n += 1;
             acc &= (1 << bits) - 1;
         }
     }
-    bytes
+    n
 }
 
 /// Whether `bytes` may begin readable text (the decoders' test, `decode.rs`): UTF-8 so far
