@@ -584,4 +584,40 @@ mod tests {
         }
         assert!(skipping > 10, "only {skipping} live DFAs skip");
     }
+
+    /// Bytes known to follow (`start_after_bytes`) are read by no search, so a match that
+    /// they complete must hold its start, as a match still open at their end does; a start
+    /// whose run dies in them does not.
+    #[test]
+    fn bytes_known_to_follow_hold_a_match_inside_them() {
+        let dfa = |pat: &str| {
+            let hir = regex_syntax::ParserBuilder::new()
+                .build()
+                .parse(pat)
+                .unwrap();
+            LiveDfa::build(&hir).unwrap()
+        };
+        let mut scratch = Vec::new();
+        for (pat, hay, spec, want) in [
+            // Completed inside the bytes, then dead: held at the match's start.
+            ("abc", "x ", "zabcq", 3),
+            (r"(?-u:\b)bomb(?-u:\b)", "a ", "bomb.", 2),
+            (r"[0-9]{2}\syears", "she was ", "12", 8),
+            // Never begins: the frontier is past all of them.
+            ("abc", "x ", "night", 7),
+            // Begun before them and ended by them.
+            ("abc", "x ab", "q", 5),
+            // Begun before them and still open at their end.
+            ("abcdef", "x ab", "cd", 2),
+        ] {
+            let live = dfa(pat);
+            let mut st = LiveState::default();
+            st.advance(&live, hay, 0, 0);
+            let got = st.start_after_bytes(&live, hay, 0, 0, spec.as_bytes(), &mut scratch);
+            assert_eq!(got, want, "{pat} over {hay:?} + {spec:?}");
+            // The state itself did not move.
+            let mut again = st;
+            assert_eq!(again.advance(&live, hay, 0, 0), st.start);
+        }
+    }
 }
