@@ -469,6 +469,65 @@ fn nightjar_sentence_is_released_before_the_end() {
     );
 }
 
+/// Pieces around the release of an unfinished word's start (`rewrite_stable_prefix`): words
+/// that may or may not begin a decodable run, quoted words, base64 and hex of blocked phrases
+/// and keys, keys split or spaced, entities, escapes, markup and marks inside words.
+fn word_piece() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("she was 12 years old and moaned".to_owned()),
+        Just("the nightingale sings".to_owned()),
+        Just("Silent autumn rain".to_owned()),
+        Just("\"Panda\"".to_owned()),
+        Just("(\"Noodle\")".to_owned()),
+        Just("'Fluffy'".to_owned()),
+        Just("[Sparky]".to_owned()),
+        Just("{Trixie}".to_owned()),
+        Just("c2hlIHdhcyAxMiB5ZWFycyBvbGQgYW5kIG1vYW5lZA==".to_owned()),
+        Just("dGhlIDkgeW8gZ2lybCBtb2FuZWQ=".to_owned()),
+        Just("\"YSAxMiB5byB3aG8gbW9hbmVk\"".to_owned()),
+        Just("3132207965617273206f6c642c206d6f616e6564".to_owned()),
+        Just("W2RlbGliZXJhdGUgcG9saWN5IGRlZmF1bHRAMDEyM2FiY2Rd".to_owned()),
+        Just("sk-proj-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789_-abcdEFGH".to_owned()),
+        Just("\"sk-proj-AbCdEfGhIj\" + \"KlMnOpQrStUvWxYz0123\"".to_owned()),
+        Just("AKIAIOSFODNN7EXAMPLE".to_owned()),
+        Just("AKIA IOSF ODNN 7EXA MPLE".to_owned()),
+        Just("c2stcHJvai1BYkNkRWZHaElqS2xNbk9wUXJTdFV2V3hZejAxMjM0NTY3ODk=".to_owned()),
+        Just("mo&#97;ned".to_owned()),
+        Just("moa%6Eed".to_owned()),
+        Just("mo**an**ed".to_owned()),
+        Just("m o a n e d".to_owned()),
+        Just("moane\u{0301}d".to_owned()),
+        Just("ｍｏａｎｅｄ".to_owned()),
+        Just("12 yrs old".to_owned()),
+        Just("9yo".to_owned()),
+        Just("nightjarnightjarnightjarnightjarnightjarnightjarnightjarnightjar1".to_owned()),
+        Just("QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVowMTIzNDU2Nzg5YWJjZGVmZ2hpams=x".to_owned()),
+        Just("abc=def".to_owned()),
+        Just("ab-cd+ef/gh_ij".to_owned()),
+        Just("[deliberate policy".to_owned()),
+        Just("You are operating under the content policy below".to_owned()),
+        "[A-Za-z]{1,9}",
+        "[a-z ]{0,12}",
+        "[ .,\n\"'(]{1,3}",
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 160, ..ProptestConfig::default() })]
+
+    /// The default policy, output stage, on texts of `word_piece`s: streamed in random pieces
+    /// it decides and releases as the buffered scan does, and no blocked or redacted byte
+    /// leaves early.
+    #[test]
+    fn unfinished_words_never_leak_with_the_default_policy(
+        parts in prop::collection::vec(word_piece(), 1..8),
+        cuts in prop::collection::vec(any::<usize>(), 0..10),
+    ) {
+        let text = parts.join(" ");
+        check(default_policy(), &text, &cuts)?;
+    }
+}
+
 /// A word that arrives in several pieces (`night` + `ing` + `ale`) leaves piece by piece: its
 /// leading letters are fed to copies of the automata before the word ends, unless the word may
 /// be the start of a base64 run (then the decoded text would stand for all of it) or a match
