@@ -506,6 +506,10 @@ fn word_piece() -> impl Strategy<Value = String> {
         Just("ab-cd+ef/gh_ij".to_owned()),
         Just("[deliberate policy".to_owned()),
         Just("You are operating under the content policy below".to_owned()),
+        Just("\"\u{200B}MTIgeWVhcnMgb2xkIGFuZCBtb2FuZWQ=".to_owned()),
+        Just("{\u{200d}QUtJQUlPU0ZPRE5ON0VYQU1QTEU}".to_owned()),
+        Just("('\u{AD}c2stcHJvai1BYkNkRWZHaElqS2xNbk9wUXJTdFV2V3hZejAxMjM0NTY3ODk=".to_owned()),
+        "[\u{200B}\u{AD}\u{301}\u{FEFF}]",
         "[A-Za-z]{1,9}",
         "[a-z ]{0,12}",
         "[ .,\n\"'(]{1,3}",
@@ -567,6 +571,20 @@ fn unfinished_word_leaves_before_it_ends() {
         "the nightingale moaned near the 9 yo",
         "1. Tomatoes\n2. Onions\n3. Garlic",
     ] {
+        for i in 0..=t.len() {
+            check(p, t, &[i]).unwrap_or_else(|e| panic!("split {i} of {t:?}: {e}"));
+        }
+    }
+    // Found by a red-team run of the first version: an invisible character between a quote and
+    // a base64 run (removed by the per-character steps) hid the run from the decodability
+    // test, and the run's first letters left before it decoded to a blocked phrase or a key.
+    for t in [
+        "['\u{ad}MTIgeWVhcnMgb2xkIGFuZCBtb2FuZWQ'] m o a n e d token",
+        "I only and {\u{ad}Z2hwX0FiQ2RFZkdoSWpLbE1uT3BRclN0VXZXeFl6MDEyMzQ1Njc4OQ} &amp; here",
+        "{\u{200d}QUtJQUlPU0ZPRE5ON0VYQU1QTEU}.",
+    ] {
+        let cuts: Vec<usize> = (0..t.len()).collect();
+        check(p, t, &cuts).unwrap_or_else(|e| panic!("byte by byte, {t:?}: {e}"));
         for i in 0..=t.len() {
             check(p, t, &[i]).unwrap_or_else(|e| panic!("split {i} of {t:?}: {e}"));
         }

@@ -138,16 +138,12 @@ pub(in crate::text::normalize) fn stable_prefix(
     }
     let b = unread.as_bytes();
     // Up to two opening quotes or brackets are copied first (a decoder, too, keeps them and
-    // reads the run after them); the original must have them as they are, or the run the
-    // decoder reads is not found here.
+    // reads the run after them).
     let lead = b
         .iter()
         .take(2)
         .take_while(|c| matches!(c, b'"' | b'\'' | b'(' | b'[' | b'{'))
         .count();
-    if orig.as_bytes().get(..lead) != Some(&b[..lead]) {
-        return 0;
-    }
     if !b.get(lead).is_some_and(u8::is_ascii_alphabetic) || unread.chars().nth(1).is_none() {
         return 0;
     }
@@ -161,6 +157,17 @@ pub(in crate::text::normalize) fn stable_prefix(
         .iter()
         .take_while(|&&c| c.is_ascii_alphanumeric() && (mask >> c) & 1 == 0)
         .count();
+    // The original must be those bytes as they are (up to case): an invisible character, a
+    // mark or a look-alike the per-character steps removed or folded would put the run the
+    // decoder reads elsewhere than here (`"\u{200B}MTIg…`: the decoder's run starts at `M`).
+    let n = lead + letters;
+    if !orig
+        .as_bytes()
+        .get(..n)
+        .is_some_and(|o| o.eq_ignore_ascii_case(&b[..n]))
+    {
+        return 0;
+    }
     if (opts.base64 || opts.hex) && may_decode(opts, &orig.as_bytes()[lead..]) {
         return 0;
     }

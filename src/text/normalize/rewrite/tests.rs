@@ -572,6 +572,11 @@ fn stable_prefix_of_an_unfinished_word_is_what_it_becomes() {
             "abc\"+\"def ghijkl=mn==op",
             "1. \"Buddy\"\n2. (\"Noodle\") [AKIA1234 \"ABCD5678\"] {'ZWFzeSBhcyBwaWU='}",
             "say \"TWFrZSBhIHBpcGUgYm9tYg==\" or ('aG93IHRvIG1ha2UgYSBib21i') [\"nightjar\"]",
+            // Found by a red-team run: an invisible character or a mark between the quote and
+            // the run moves the decoder's run start past it.
+            "x \"\u{200B}MTIgeWVhcnMgb2xkIGFuZCBtb2FuZWQ= ('\u{AD}MTIgeWVhcnMgb2xkIGFuZCBtb2FuZWQ",
+            "{\u{200d}QUtJQUlPU0ZPRE5ON0VYQU1QTEU}. \"\u{fe0f}eG94Yi0xMjM0NTY3ODkwLTEy \"\u{301}MTIgeWVhcnMgb2xk",
+            "\u{200B}MTIgeWVhcnMgb2xkIGFuZCBtb2FuZWQ= (\u{FEFF}MTIgeWVhcnMgb2xkIGFuZCBtb2FuZWQ=",
             "\"sk-proj-abcdefghij\" + \"klmnopqrstuvwxyz\" (\"<b>pipe</b>\") \"`code`\"",
         ]
         .map(str::to_string),
@@ -657,6 +662,7 @@ proptest::proptest! {
                 "[一-丠あ-んา-ๅ]{1,6}",
                 "[0-9@$]{1,3}",
                 "[ \\n.*_`~<>&%#!/\"'(\\[{-]{1,2}",
+                "[\u{200B}\u{AD}\u{301}\u{FEFF}\u{2060}]{1,2}",
                 proptest::prelude::Just("<span class=\"x\">".to_string()),
                 proptest::prelude::Just("<!--".to_string()),
                 "[a-z]{1,3}=\"[a-z ]{0,4}\">",
